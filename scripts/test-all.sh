@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every Rivetr test: formatting, lints, unit and integration tests.
+#
+# Run it as root on a Debian 12 machine with the Rust toolchain: it installs the Debian
+# packages the tests need and starts the services they talk to. Every step is idempotent,
+# so running it again is cheap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CI="${CI:-}"
+
+. scripts/test-env/packages.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+ensure_packages systemd git sqlite3
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --all-targets --locked
+
+step "all tests passed"

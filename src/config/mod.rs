@@ -1,0 +1,342 @@
+//! Rivetr's configuration: the typed form of `rivetr.toml`, its defaults, and how it is read.
+//!
+//! The binary runs with no file at all: every key has a default, and the defaults are the
+//! values documented in the `rivetr.toml` at the repository root (a test keeps the two equal).
+//! A file, when given, is read strictly: an unknown key, a wrong type or a bad value is refused
+//! with the file, the line and the key, because a misspelled key that is silently ignored costs
+//! administrators hours. Environment variables `RIVETR_<SECTION>_<KEY>` override the file
+//! (see [`env`]).
+//!
+//! This module owns parsing and validation only; it never opens sockets or creates files.
+
+mod env;
+mod error;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+
+/// The whole configuration, one field per `[section]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub proxy: ProxyConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: where the API listens, where state lives, how shutdown behaves.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the REST API binds when systemd does not hand over a socket named `api`.
+    pub api_listen: SocketAddr,
+    /// Directory for `rivetr.db` and other state. Empty means `$STATE_DIRECTORY` when
+    /// systemd sets it, else `./data`.
+    pub state_dir: PathBuf,
+    /// How long in-flight requests may run after SIGTERM before they are cut off.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// `[proxy]`: the public listeners of the reverse proxy.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address the plain-HTTP proxy binds when systemd does not hand over a socket named `http`.
+    pub http_listen: SocketAddr,
+}
+
+/// `[log]`: what gets logged.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a full filter such as
+    /// `info,rivetr::proxy=debug`. `RUST_LOG`, when set, wins.
+    pub level: LogLevel,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            state_dir: PathBuf::new(),
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel("info".to_owned()),
+        }
+    }
+}
+
+/// A log filter that has been checked to parse, so a bad one is refused when the config is
+/// read rather than when logging starts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let invalid = |why: String| {
+            format!(
+                "`{value}` is not a log level or filter ({why}); use error, warn, info, debug or trace"
+            )
+        };
+        // A bare word is a level; EnvFilter would take it as a target name and log nothing.
+        for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            if !directive.contains('=')
+                && !LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+            {
+                return Err(invalid(format!("unknown level `{directive}`")));
+            }
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&value)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(LogLevel(value))
+    }
+}
+
+impl From<LogLevel> for String {
+    fn from(value: LogLevel) -> Self {
+        value.0
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LogLevel::try_from(s.to_owned())
+    }
+}
+
+impl Config {
+    /// Reads the configuration: defaults, then the file at `path` if one is given, then
+    /// `RIVETR_*` variables from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment passed in, so tests need not touch the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (source, text) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                (path.display().to_string(), text)
+            }
+            None => ("(built-in defaults)".to_owned(), String::new()),
+        };
+        Config::parse(&source, &text, vars)
+    }
+
+    /// Parses `text` (named `source` in errors) and applies environment overrides.
+    pub fn parse(
+        source: &str,
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // The file is checked on its own first, so its errors carry its own line numbers.
+        let from_file: Config = error::deserialize_with_location(source, text)?;
+        let overrides = env::overrides(vars)?;
+        if overrides.is_empty() {
+            return Ok(from_file);
+        }
+        env::apply(source, text, &overrides)
+    }
+
+    /// The state directory: the configured one, else `$STATE_DIRECTORY` (systemd's
+    /// `StateDirectory=`, first entry), else `./data`.
+    pub fn state_dir(&self) -> PathBuf {
+        if !self.server.state_dir.as_os_str().is_empty() {
+            return self.server.state_dir.clone();
+        }
+        match std::env::var_os("STATE_DIRECTORY") {
+            // systemd joins several directories with ':'; Rivetr uses the first.
+            Some(dirs) if !dirs.is_empty() => {
+                let dirs = dirs.to_string_lossy().into_owned();
+                PathBuf::from(dirs.split(':').next().unwrap_or_default())
+            }
+            _ => PathBuf::from("data"),
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_grace_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("test.toml", text, Vec::new())
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_rivetr_toml_equals_the_defaults() {
+        let text = include_str!("../../rivetr.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_rivetr_toml_documents_every_key() {
+        let text = include_str!("../../rivetr.toml");
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, table) in &defaults {
+            let table = table.as_table().unwrap();
+            assert!(
+                text.contains(&format!("[{section}]")),
+                "rivetr.toml lacks [{section}]"
+            );
+            for key in table.keys() {
+                let var = format!("RIVETR_{}_{}", section, key).to_uppercase();
+                assert!(
+                    text.contains(&format!("\n{key} = ")),
+                    "rivetr.toml lacks {section}.{key}"
+                );
+                assert!(text.contains(&var), "rivetr.toml does not mention {var}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("[server]\nshutdown_grace_seconds = 5\napi_lisen = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml:3"), "{err}");
+        assert!(err.contains("key `server.api_lisen`:"), "{err}");
+        assert!(err.contains("unknown"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_refused() {
+        let err = parse("[sever]\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml:1"), "{err}");
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_expected_type() {
+        let err = parse("[server]\n\nshutdown_grace_seconds = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml:3"), "{err}");
+        assert!(
+            err.contains("key `server.shutdown_grace_seconds`:"),
+            "{err}"
+        );
+        assert!(err.contains("u64") || err.contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_refused() {
+        let err = parse("[server]\napi_listen = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml:2"), "{err}");
+        assert!(err.contains("server.api_listen"), "{err}");
+
+        let err = parse("[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
+        assert!(err.contains("log.level"), "{err}");
+        assert!(err.contains("loud"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let err = parse("[server]\napi_listen = \n").unwrap_err().to_string();
+        assert!(err.contains("test.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let vars = vec![
+            (
+                "RIVETR_SERVER_API_LISTEN".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            ("RIVETR_LOG_LEVEL".to_owned(), "debug".to_owned()),
+            (
+                "RIVETR_SERVER_SHUTDOWN_GRACE_SECONDS".to_owned(),
+                "3".to_owned(),
+            ),
+            // Not a config section: belongs to the CLI or the test harness.
+            ("RIVETR_URL".to_owned(), "http://x".to_owned()),
+        ];
+        let config = Config::parse(
+            "test.toml",
+            "[server]\napi_listen = \"127.0.0.1:1\"\n",
+            vars,
+        )
+        .unwrap();
+        assert_eq!(config.server.api_listen.port(), 9999);
+        assert_eq!(config.log.level.as_str(), "debug");
+        assert_eq!(config.server.shutdown_grace_seconds, 3);
+    }
+
+    #[test]
+    fn env_with_unknown_key_or_bad_value_names_the_variable() {
+        let err = Config::parse(
+            "test.toml",
+            "",
+            vec![("RIVETR_SERVER_API_LISEN".to_owned(), "x".to_owned())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("RIVETR_SERVER_API_LISEN"), "{err}");
+
+        let err = Config::parse(
+            "test.toml",
+            "",
+            vec![(
+                "RIVETR_SERVER_SHUTDOWN_GRACE_SECONDS".to_owned(),
+                "soon".to_owned(),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("RIVETR_SERVER_SHUTDOWN_GRACE_SECONDS"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Accept loops: one task per listener that accepts TCP connections and serves HTTP on them.
+//!
+//! A socket systemd handed over and a socket Rivetr bound itself take the same path. Each loop
+//! also answers liveness probes from the watchdog, proving that it is still being polled, and
+//! on shutdown it stops accepting at once (with socket activation, new connections then wait
+//! in systemd's socket for the next start), lets connections in flight finish within the grace
+//! period, and cuts the rest.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Asks an accept loop to prove it is alive.
+#[derive(Clone)]
+pub struct Probe {
+    name: &'static str,
+    tx: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// The accept loop's end of a [`Probe`].
+pub struct ProbeReceiver(mpsc::Receiver<oneshot::Sender<()>>);
+
+pub fn probe(name: &'static str) -> (Probe, ProbeReceiver) {
+    let (tx, rx) = mpsc::channel(4);
+    (Probe { name, tx }, ProbeReceiver(rx))
+}
+
+impl Probe {
+    /// Succeeds when the loop answers within `timeout`.
+    pub async fn check(&self, timeout: Duration) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            self.tx
+                .send(reply)
+                .await
+                .map_err(|_| format!("{} accept loop has ended", self.name))?;
+            answer
+                .await
+                .map_err(|_| format!("{} accept loop dropped the probe", self.name))
+        };
+        tokio::time::timeout(timeout, asked).await.map_err(|_| {
+            format!(
+                "{} accept loop did not answer within {timeout:?}",
+                self.name
+            )
+        })?
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (with upgrades) on `listener` until `shutdown`, then drains.
+pub async fn serve<F, S, B>(
+    name: &'static str,
+    listener: TcpListener,
+    make_service: F,
+    mut probes: ProbeReceiver,
+    shutdown: CancellationToken,
+    grace: Duration,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(reply) = probes.0.recv() => {
+                let _ = reply.send(());
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), make_service(peer))
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    // Detached on purpose: the GracefulShutdown above tracks it.
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracing::debug!(listener = name, "stopped accepting; draining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            ?grace,
+            "grace period over; closing the remaining connections"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    #[tokio::test]
+    async fn a_loop_that_is_not_polled_fails_its_probe() {
+        let (probe, _receiver_never_polled) = probe("api");
+        let err = probe.check(Duration::from_millis(50)).await.unwrap_err();
+        assert!(err.contains("did not answer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_running_loop_answers_its_probe() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (probe, receiver) = probe("api");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            "api",
+            listener,
+            |_| {
+                hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+                })
+            },
+            receiver,
+            shutdown.clone(),
+            Duration::from_secs(1),
+        ));
+        probe.check(Duration::from_secs(5)).await.unwrap();
+        shutdown.cancel();
+        task.await.unwrap();
+        let err = probe.check(Duration::from_secs(5)).await.unwrap_err();
+        assert!(err.contains("ended"), "{err}");
+    }
+}

@@ -1,0 +1,309 @@
+//! Shared harness for the integration tests: starts the real `rivetr` binary in a temporary
+//! directory, with its stderr captured to a file, and helps talk to it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True when nothing listens on the port and it can be bound.
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A minimal HTTP/1.1 exchange; returns (status, body). Enough for health checks without
+/// pulling a client into every test.
+pub fn http_get(addr: SocketAddr, path: &str, host: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A temporary working directory for one Rivetr process.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        TestDir {
+            dir: tempfile::Builder::new()
+                .prefix("rivetr-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// How to start one Rivetr.
+pub struct Launch {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// A program to run Rivetr under (`systemd-socket-activate ...`); Rivetr's own argv follows.
+    pub wrapper: Vec<String>,
+}
+
+impl Launch {
+    /// `rivetr serve` on free ports, state in `<dir>/data`.
+    pub fn serve() -> Launch {
+        Launch {
+            args: vec!["serve".into()],
+            env: vec![
+                (
+                    "RIVETR_SERVER_API_LISTEN".into(),
+                    format!("127.0.0.1:{}", free_port()),
+                ),
+                (
+                    "RIVETR_PROXY_HTTP_LISTEN".into(),
+                    format!("127.0.0.1:{}", free_port()),
+                ),
+            ],
+            wrapper: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Launch {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Launch {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn get_env(&self, k: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn start(self, dir: &TestDir) -> Rivetr {
+        let log_path = dir.path().join(format!("rivetr-{}.log", free_port()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = if self.wrapper.is_empty() {
+            Command::new(BIN)
+        } else {
+            let mut c = Command::new(&self.wrapper[0]);
+            c.args(&self.wrapper[1..]).arg(BIN);
+            c
+        };
+        cmd.args(&self.args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let api = self
+            .get_env("RIVETR_SERVER_API_LISTEN")
+            .and_then(|a| a.parse().ok());
+        let http = self
+            .get_env("RIVETR_PROXY_HTTP_LISTEN")
+            .and_then(|a| a.parse().ok());
+        let child = cmd.spawn().unwrap();
+        Rivetr {
+            child: Some(child),
+            log_path,
+            api,
+            http,
+        }
+    }
+}
+
+/// A running Rivetr; killed when dropped.
+pub struct Rivetr {
+    pub child: Option<Child>,
+    pub log_path: PathBuf,
+    pub api: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+impl Rivetr {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn api(&self) -> SocketAddr {
+        self.api.expect("api address known")
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.http.expect("http address known")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until `/api/health` answers 200 on `addr`.
+    pub fn wait_healthy_at(&mut self, addr: SocketAddr) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, body)) = http_get(addr, "/api/health", "localhost") {
+                return body;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "rivetr exited with {status} before it was healthy:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("rivetr not healthy after 30s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn wait_healthy(&mut self) -> String {
+        let addr = self.api();
+        self.wait_healthy_at(addr)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("rivetr still running after {timeout:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            if Instant::now() > deadline {
+                panic!("log never contained {needle:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Rivetr {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Plays systemd's side of the notify protocol: a datagram socket Rivetr sends to.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    sock: UnixDatagram,
+}
+
+impl NotifySocket {
+    pub fn bind(dir: &TestDir) -> NotifySocket {
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        NotifySocket { path, sock }
+    }
+
+    /// The next datagram, or None after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = vec![0u8; 4096];
+        match self.sock.recv(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    /// Receives until a datagram contains `line` as one of its lines; returns that datagram
+    /// and the ones before it.
+    pub fn recv_until(&self, line: &str, timeout: Duration) -> (String, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("no {line:?} within {timeout:?}; got {before:?}");
+            }
+            match self.recv(left) {
+                Some(msg) if msg.lines().any(|l| l == line) => return (msg, before),
+                Some(msg) => before.push(msg),
+                None => panic!("no {line:?} within {timeout:?}; got {before:?}"),
+            }
+        }
+    }
+}
