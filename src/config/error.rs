@@ -81,3 +81,32 @@ fn line_of(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+/// An error for a problem found after deserializing: located at the `nth` line of `text`
+/// containing `needle` (the last such line if there are fewer), or line 1.
+pub(super) fn located(
+    source: &str,
+    text: &str,
+    needle: &str,
+    nth: usize,
+    key: &str,
+    message: String,
+) -> ConfigError {
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle) && !l.trim_start().starts_with('#'))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let line = lines
+        .get(nth.saturating_sub(1))
+        .or(lines.last())
+        .copied()
+        .unwrap_or(1);
+    ConfigError::File {
+        file: source.to_owned(),
+        line,
+        key: key.to_owned(),
+        message,
+    }
+}

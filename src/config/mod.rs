@@ -11,6 +11,7 @@
 
 mod env;
 mod error;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use proxy::{AcmeSettings, Challenge, ProxyConfig, RouteConfig, TlsMode};
 
 /// The whole configuration, one field per `[section]`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -27,6 +29,7 @@ pub use error::ConfigError;
 pub struct Config {
     pub server: ServerConfig,
     pub proxy: ProxyConfig,
+    pub acme: AcmeSettings,
     pub log: LogConfig,
 }
 
@@ -41,14 +44,9 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     /// How long in-flight requests may run after SIGTERM before they are cut off.
     pub shutdown_grace_seconds: u64,
-}
-
-/// `[proxy]`: the public listeners of the reverse proxy.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProxyConfig {
-    /// Address the plain-HTTP proxy binds when systemd does not hand over a socket named `http`.
-    pub http_listen: SocketAddr,
+    /// A host name under which the proxy also serves Rivetr's own API and dashboard, with
+    /// its own certificate. Empty: only on `api_listen`.
+    pub domain: String,
 }
 
 /// `[log]`: what gets logged.
@@ -66,14 +64,7 @@ impl Default for ServerConfig {
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             state_dir: PathBuf::new(),
             shutdown_grace_seconds: 30,
-        }
-    }
-}
-
-impl Default for ProxyConfig {
-    fn default() -> Self {
-        ProxyConfig {
-            http_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            domain: String::new(),
         }
     }
 }
@@ -171,10 +162,47 @@ impl Config {
         // The file is checked on its own first, so its errors carry its own line numbers.
         let from_file: Config = error::deserialize_with_location(source, text)?;
         let overrides = env::overrides(vars)?;
-        if overrides.is_empty() {
-            return Ok(from_file);
+        let config = if overrides.is_empty() {
+            from_file
+        } else {
+            env::apply(source, text, &overrides)?
+        };
+        config.validate(source, text)?;
+        Ok(config)
+    }
+
+    /// Checks that span several keys, which serde cannot see one key at a time.
+    fn validate(&self, source: &str, text: &str) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for route in &self.proxy.routes {
+            if !seen.insert(route.host.as_str()) {
+                return Err(error::located(
+                    source,
+                    text,
+                    &format!("\"{}\"", route.host),
+                    2,
+                    "proxy.routes.host",
+                    format!("two routes for host `{}`", route.host),
+                ));
+            }
         }
-        env::apply(source, text, &overrides)
+        if !self.server.domain.is_empty() {
+            let domain = crate::proxy::host::validate_route_host(&self.server.domain)
+                .map_err(|e| error::located(source, text, "domain", 1, "server.domain", e))?;
+            if crate::proxy::host::is_wildcard(&domain) || seen.contains(domain.as_str()) {
+                return Err(error::located(
+                    source,
+                    text,
+                    "domain",
+                    1,
+                    "server.domain",
+                    format!(
+                        "`{domain}` must be a plain host name that no [[proxy.routes]] entry uses"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The state directory: the configured one, else `$STATE_DIRECTORY` (systemd's
@@ -227,7 +255,15 @@ mod tests {
                 text.contains(&format!("[{section}]")),
                 "rivetr.toml lacks [{section}]"
             );
-            for key in table.keys() {
+            for (key, value) in table {
+                if value.as_array().is_some_and(|a| a.is_empty()) {
+                    // An array of tables, documented as a commented-out example.
+                    assert!(
+                        text.contains(&format!("[[{section}.{key}]]")),
+                        "rivetr.toml lacks an example of [[{section}.{key}]]"
+                    );
+                    continue;
+                }
                 let var = format!("RIVETR_{}_{}", section, key).to_uppercase();
                 assert!(
                     text.contains(&format!("\n{key} = ")),

@@ -1,40 +1,257 @@
-//! The reverse proxy on the public `http` listener.
+//! The reverse proxy: routes requests on the public `http` and `https` listeners to apps by
+//! their Host, over pooled keep-alive connections, with TLS certificates chosen by SNI.
 //!
-//! Host routing arrives with the proxy proper; until then every request is answered 404,
-//! naming the host that has no app, so a misdirected DNS record is easy to diagnose.
+//! The proxy never touches SQLite and never talks to a container engine. It is handed a
+//! [`RouteTable`] (the engine replaces an app's routes when it switches versions; the config
+//! supplies `[[proxy.routes]]` and `[server] domain`) and serves whatever that table says at
+//! the moment each request arrives. The request path reads the table with one atomic load,
+//! bumps atomic counters, and streams bodies; it takes no lock and does no I/O besides the
+//! two sockets.
+//!
+//! - [`routes`]: the table and upstream choice (round-robin, passive failover).
+//! - [`forward`]: header rewriting, timeouts, WebSocket upgrades.
+//! - [`body`]: streaming bodies with byte counting and stall timeouts.
+//! - [`tls`], [`acme`]: certificates by SNI, manual or from an ACME CA.
 
+pub mod acme;
+pub mod body;
+pub mod forward;
+pub mod host;
+pub mod metrics;
+mod pages;
+pub mod routes;
+pub mod tls;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::HOST;
 use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// The service for one proxy connection.
-pub fn service(
-    _peer: SocketAddr,
-) -> impl Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Send
-+ 'static {
-    hyper::service::service_fn(|req: Request<Incoming>| async move { Ok(no_app(&req)) })
+use crate::config::{Config, ProxyConfig, TlsMode};
+use body::{ProxyBody, RequestBody};
+pub use forward::Scheme;
+use routes::{Owner, RouteSpec, RouteTable};
+use tls::{CertStore, TlsError};
+
+/// Path prefix of ACME HTTP-01 challenges, answered on the http listener.
+const ACME_HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("route `{host}`: {source}")]
+    Certificate { host: String, source: TlsError },
 }
 
-fn no_app(req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .unwrap_or("(none)");
-    let host: String = host.chars().filter(|c| !c.is_control()).take(255).collect();
-    let mut res = Response::new(Full::new(Bytes::from(format!("no app for host {host}\n"))));
-    *res.status_mut() = StatusCode::NOT_FOUND;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+/// Timeouts and failover, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub failover: Duration,
+    /// The public https port, for redirects (omitted from the URL when 443).
+    pub https_port: Option<u16>,
+}
+
+/// The proxy shared by every connection of both listeners.
+pub struct Proxy {
+    pub routes: Arc<RouteTable>,
+    pub certs: Arc<CertStore>,
+    client: Client<HttpConnector, RequestBody>,
+    settings: Settings,
+}
+
+impl Proxy {
+    pub fn new(config: &ProxyConfig, https_port: Option<u16>) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        let idle = Duration::from_secs(config.idle_timeout_seconds);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Proxy {
+            routes: Arc::new(RouteTable::new()),
+            certs: CertStore::new(),
+            client,
+            settings: Settings {
+                response_timeout: Duration::from_secs(config.response_timeout_seconds),
+                idle_timeout: idle,
+                failover: Duration::from_secs(config.failover_seconds),
+                https_port,
+            },
+        }
+    }
+
+    /// Applies the routes the configuration declares (`[[proxy.routes]]`, and `[server]
+    /// domain` pointing at the API on `api_addr`), loading manual certificates first: if one
+    /// cannot be loaded nothing changes.
+    pub fn apply_config(
+        &self,
+        config: &Config,
+        api_addr: Option<SocketAddr>,
+    ) -> Result<(), ProxyError> {
+        let mut manual = HashMap::new();
+        for route in &config.proxy.routes {
+            if let (TlsMode::Manual, Some(cert), Some(key)) = (route.tls, &route.cert, &route.key) {
+                let loaded =
+                    tls::load_manual(cert, key).map_err(|source| ProxyError::Certificate {
+                        host: route.host.clone(),
+                        source,
+                    })?;
+                manual.insert(route.host.clone(), loaded);
+            }
+        }
+        let acme = config.acme.enabled;
+        let tls_of = |mode: TlsMode| {
+            if mode == TlsMode::Acme && !acme {
+                TlsMode::None
+            } else {
+                mode
+            }
+        };
+        let configured: Vec<RouteSpec> = config
+            .proxy
+            .routes
+            .iter()
+            .map(|r| RouteSpec {
+                host: r.host.clone(),
+                upstreams: r.upstreams.clone(),
+                tls: tls_of(r.tls),
+                owner: Owner::Config,
+            })
+            .collect();
+        let server: Vec<RouteSpec> = match api_addr {
+            Some(addr) if !config.server.domain.is_empty() => vec![RouteSpec {
+                host: config.server.domain.to_ascii_lowercase(),
+                upstreams: vec![loopback_if_unspecified(addr)],
+                tls: tls_of(TlsMode::Acme),
+                owner: Owner::Server,
+            }],
+            _ => Vec::new(),
+        };
+        self.certs.set_manual(manual);
+        self.routes.update(|current| {
+            current
+                .iter()
+                .filter(|s| s.owner != Owner::Config && s.owner != Owner::Server)
+                .cloned()
+                .chain(configured)
+                .chain(server)
+                .collect()
+        });
+        Ok(())
+    }
+
+    /// Handles one request from either listener.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        scheme: Scheme,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let Some(host) = request_host(&req) else {
+            return pages::bad_request("no Host header");
+        };
+        if scheme == Scheme::Http {
+            if let Some(res) = self.http_only_answers(&req, &host) {
+                return res;
+            }
+        }
+        let route = {
+            let routes = self.routes.load();
+            match routes.lookup(&host) {
+                Some(route) => Arc::clone(route),
+                None => return pages::no_route(&host),
+            }
+        };
+        route.metrics.count_request();
+        let method = req.method().clone();
+        let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        let res = self.forward(&route, req, &host, peer, scheme).await;
+        route.metrics.count_status(res.status().as_u16());
+        if let Some(path) = path {
+            tracing::debug!(%host, %method, %path, status = res.status().as_u16(), %peer, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
+        }
+        res
+    }
+
+    /// On plain HTTP: ACME HTTP-01 challenges, and the redirect to HTTPS for hosts that have
+    /// a certificate.
+    fn http_only_answers(
+        &self,
+        req: &Request<Incoming>,
+        host: &str,
+    ) -> Option<Response<ProxyBody>> {
+        let path = req.uri().path();
+        if let Some(token) = path.strip_prefix(ACME_HTTP01_PREFIX) {
+            if let Some(key_auth) = self.certs.http01_key_auth(token) {
+                return Some(pages::text(StatusCode::OK, key_auth));
+            }
+            return None;
+        }
+        if !self.certs.has_cert(host) {
+            return None;
+        }
+        let port = match self.settings.https_port {
+            Some(443) | None => String::new(),
+            Some(p) => format!(":{p}"),
+        };
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        Some(pages::redirect(&format!(
+            "https://{host}{port}{path_and_query}"
+        )))
+    }
+}
+
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip = if addr.is_ipv4() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The normalised host of a request: the Host header, or the authority of an HTTP/2 or
+/// absolute-form request.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let raw = match req.headers().get(HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => req.uri().authority()?.as_str(),
+    };
+    host::normalize(raw)
+}
+
+/// The hyper service for one connection of a proxy listener.
+pub fn service(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    scheme: Scheme,
+) -> impl Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible, Future: Send>
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let proxy = Arc::clone(&proxy);
+        async move { Ok::<_, Infallible>(proxy.handle(req, peer, scheme).await) }
+    })
 }

@@ -13,11 +13,12 @@ use std::time::Duration;
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -59,10 +60,15 @@ impl Probe {
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (with upgrades) on `listener` until `shutdown`, then drains.
+/// A TLS handshake that has not finished by then is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 and HTTP/2 (with upgrades), over TLS when `tls` is given, on `listener`
+/// until `shutdown`, then drains.
 pub async fn serve<F, S, B>(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     make_service: F,
     mut probes: ProbeReceiver,
     shutdown: CancellationToken,
@@ -76,7 +82,10 @@ pub async fn serve<F, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The timers make hyper enforce its header-read timeout (slow clients) and keep-alives.
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -88,13 +97,27 @@ pub async fn serve<F, S, B>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), make_service(peer))
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    // Detached on purpose: the GracefulShutdown above tracks it.
+                    let service = make_service(peer);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let tls = tls.clone();
+                    // Detached on purpose: the GracefulShutdown watcher tracks the connection,
+                    // and a TLS handshake is bounded by HANDSHAKE_TIMEOUT.
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
+                        let served = match tls {
+                            None => {
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            Some(acceptor) => {
+                                let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
+                                    return;
+                                };
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                        };
+                        if let Err(e) = served {
                             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                         }
                     });
@@ -121,6 +144,33 @@ pub async fn serve<F, S, B>(
     }
 }
 
+/// Completes a TLS handshake; `None` when it fails, times out, or was an ACME TLS-ALPN-01
+/// validation (which carries no HTTP).
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    name: &'static str,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            if crate::proxy::tls::is_acme_challenge(stream.get_ref().1.alpn_protocol()) {
+                tracing::debug!(%peer, "answered an ACME TLS-ALPN-01 validation");
+                return None;
+            }
+            Some(stream)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +191,7 @@ mod tests {
         let task = tokio::spawn(serve(
             "api",
             listener,
+            None,
             |_| {
                 hyper::service::service_fn(|_req| async {
                     Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))

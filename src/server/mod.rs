@@ -19,8 +19,10 @@ use crate::AppState;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::logging::LogHandle;
+use crate::proxy::{self, Proxy, Scheme, acme::AcmeManager};
 use crate::systemd::listen::InheritedSockets;
 use crate::systemd::{notify, watchdog};
+use tokio_rustls::TlsAcceptor;
 
 pub use accept::{Probe, probe};
 
@@ -45,6 +47,10 @@ pub enum ServerError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+    #[error(transparent)]
+    Acme(#[from] crate::proxy::acme::AcmeError),
 }
 
 /// What `main` hands to [`run`].
@@ -90,13 +96,33 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         config.proxy.http_listen,
     )
     .await?;
-    if sockets.https.is_some() {
-        tracing::warn!(
-            "systemd passed a socket named `https`, but this build has no TLS proxy yet; it stays unused"
-        );
+    let https_listener = take_or_bind(
+        "https",
+        "proxy",
+        "https_listen",
+        sockets.https,
+        config.proxy.https_listen,
+    )
+    .await?;
+    let addrs = Addrs {
+        api: api_listener.local_addr().ok(),
+        http: http_listener.local_addr().ok(),
+        https: https_listener.local_addr().ok(),
+    };
+
+    let shutdown = CancellationToken::new();
+    let proxy = Arc::new(Proxy::new(&config.proxy, addrs.https.map(|a| a.port())));
+    proxy.apply_config(&config, addrs.api)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.acme.enabled {
+        let acme = Arc::new(AcmeManager::new(
+            config.acme.clone(),
+            &state_dir,
+            Arc::clone(&proxy.certs),
+            shutdown.clone(),
+        )?);
+        tasks.spawn(acme.follow(Arc::clone(&proxy.routes)));
     }
-    let api_addr = api_listener.local_addr().ok();
-    let http_addr = http_listener.local_addr().ok();
 
     let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
@@ -107,43 +133,52 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         config: Arc::new(ArcSwap::from_pointee(config)),
         started,
     };
-    let shutdown = CancellationToken::new();
     let grace = state.config.load().shutdown_grace();
-    let mut tasks = tokio::task::JoinSet::new();
 
     let (api_probe, api_probes) = probe("api");
     let router = crate::api::router(state.clone());
     tasks.spawn(accept::serve(
         "api",
         api_listener,
+        None,
         move |peer| crate::api::service(router.clone(), peer),
         api_probes,
         shutdown.clone(),
         grace,
     ));
     let (http_probe, http_probes) = probe("http");
+    let p = Arc::clone(&proxy);
     tasks.spawn(accept::serve(
         "http",
         http_listener,
-        crate::proxy::service,
+        None,
+        move |peer| proxy::service(Arc::clone(&p), peer, Scheme::Http),
         http_probes,
         shutdown.clone(),
         grace,
     ));
+    let (https_probe, https_probes) = probe("https");
+    let p = Arc::clone(&proxy);
+    let tls = TlsAcceptor::from(proxy::tls::server_config(Arc::clone(&proxy.certs)));
+    tasks.spawn(accept::serve(
+        "https",
+        https_listener,
+        Some(tls),
+        move |peer| proxy::service(Arc::clone(&p), peer, Scheme::Https),
+        https_probes,
+        shutdown.clone(),
+        grace,
+    ));
 
-    let probes = vec![api_probe, http_probe];
+    let probes = vec![api_probe, http_probe, https_probe];
     // READY only once every loop is demonstrably polling its listener.
     for p in &probes {
         if let Err(e) = p.check(Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "accept loop slow to start");
         }
     }
-    let addrs = Addrs {
-        api: api_addr,
-        http: http_addr,
-    };
-    tracing::info!(version = crate::VERSION, api = ?api_addr, http = ?http_addr, state_dir = %state_dir.display(), "rivetr is serving");
-    notify::ready(&status_line(&db, &addrs).await);
+    tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, state_dir = %state_dir.display(), "rivetr is serving");
+    notify::ready(&status_line(&db, &proxy, &addrs).await);
 
     if let Some(period) = watchdog {
         tracing::info!(?period, "watchdog enabled");
@@ -161,8 +196,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
-                reload(&state, config_path.as_deref(), &log);
-                notify::ready(&status_line(&db, &addrs).await);
+                reload(&state, config_path.as_deref(), &log, &proxy, addrs.api);
+                notify::ready(&status_line(&db, &proxy, &addrs).await);
             }
         }
     }
@@ -228,10 +263,11 @@ async fn liveness(probes: Vec<Probe>, db: Db, timeout: Duration) -> Result<(), S
 struct Addrs {
     api: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
 }
 
 /// The line `systemctl status` shows.
-async fn status_line(db: &Db, addrs: &Addrs) -> String {
+async fn status_line(db: &Db, proxy: &Proxy, addrs: &Addrs) -> String {
     let apps = db
         .call(|c| c.query_row("SELECT COUNT(*) FROM apps", [], |r| r.get::<_, i64>(0)))
         .await
@@ -239,14 +275,22 @@ async fn status_line(db: &Db, addrs: &Addrs) -> String {
         .unwrap_or_else(|_| "?".to_owned());
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".to_owned());
     format!(
-        "serving {apps} apps; api on {}; proxy on {}",
+        "serving {apps} apps, {} routes; api on {}; proxy on {} and {} (tls)",
+        proxy.routes.load().len(),
         show(addrs.api),
-        show(addrs.http)
+        show(addrs.http),
+        show(addrs.https)
     )
 }
 
 /// SIGHUP: reads the configuration again and applies what can change while running.
-fn reload(state: &AppState, path: Option<&std::path::Path>, log: &LogHandle) {
+fn reload(
+    state: &AppState,
+    path: Option<&std::path::Path>,
+    log: &LogHandle,
+    proxy: &Proxy,
+    api_addr: Option<SocketAddr>,
+) {
     notify::reloading();
     let new = match Config::load(path) {
         Ok(new) => new,
@@ -255,6 +299,10 @@ fn reload(state: &AppState, path: Option<&std::path::Path>, log: &LogHandle) {
             return;
         }
     };
+    if let Err(e) = proxy.apply_config(&new, api_addr) {
+        tracing::error!(error = %e, "reload refused; keeping the running configuration");
+        return;
+    }
     let old = state.config.load();
     if let Err(e) = log.set_level(&new.log.level) {
         tracing::error!(error = %e, "cannot apply the new log level");

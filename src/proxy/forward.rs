@@ -1,0 +1,296 @@
+//! Forwarding one request to an app: header rewriting (RFC 9110 7.6.1 hop-by-hop removal,
+//! `X-Forwarded-*`), upstream choice with passive failover, timeouts, and WebSocket upgrades.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+
+use super::Proxy;
+use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::pages;
+use super::routes::Route;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the legacy
+/// `Keep-Alive` and `Proxy-Connection`.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The `Upgrade` value of an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
+fn requested_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let connection_says_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_says_upgrade {
+        return None;
+    }
+    req.headers().get(header::UPGRADE).cloned()
+}
+
+/// The request headers as the app receives them.
+fn upstream_headers(
+    parts: &mut Parts,
+    host: &str,
+    peer: SocketAddr,
+    scheme: Scheme,
+    upgrade: Option<&HeaderValue>,
+) -> HeaderMap {
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    // HTTP/2 carries the host in :authority; an HTTP/1.1 app needs a Host header.
+    let original_host = match headers.get(header::HOST) {
+        Some(h) => h.clone(),
+        None => {
+            let h = HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static(""));
+            headers.insert(header::HOST, h.clone());
+            h
+        }
+    };
+    let ip = peer.ip().to_string();
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(chain) if !chain.trim().is_empty() => format!("{chain}, {ip}"),
+        _ => ip.clone(),
+    };
+    headers.remove(X_FORWARDED_FOR);
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme.as_str()));
+    headers.insert(X_FORWARDED_HOST, original_host);
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(X_REAL_IP, v);
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+    headers
+}
+
+/// Where the request body is kept between attempts on different upstreams.
+enum BodySource {
+    Empty,
+    /// One upstream to try: the body goes straight through.
+    Once(Option<Incoming>),
+    /// Several upstreams: the body can be taken back if a connection fails.
+    Shared(Arc<Mutex<Option<Incoming>>>),
+}
+
+impl BodySource {
+    fn for_attempt(&mut self, route: &Route) -> Option<RequestBody> {
+        match self {
+            BodySource::Empty => Some(RequestBody::Empty),
+            BodySource::Once(body) => body.take().map(|inner| RequestBody::Stream {
+                inner,
+                metrics: Arc::clone(&route.metrics),
+            }),
+            BodySource::Shared(slot) => {
+                let still_here = slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                still_here.then(|| RequestBody::reclaimable(slot, &route.metrics))
+            }
+        }
+    }
+}
+
+impl Proxy {
+    /// Sends the request to one of the route's upstreams and returns the app's response, or
+    /// a 502/504 page of the proxy's own.
+    pub(super) async fn forward(
+        &self,
+        route: &Route,
+        mut req: Request<Incoming>,
+        host: &str,
+        peer: SocketAddr,
+        scheme: Scheme,
+    ) -> Response<ProxyBody> {
+        let upgrade = requested_upgrade(&req);
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let headers = upstream_headers(&mut parts, host, peer, scheme, upgrade.as_ref());
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let mut body = if body.is_end_stream() {
+            BodySource::Empty
+        } else if route.upstreams.len() > 1 {
+            BodySource::Shared(Arc::new(Mutex::new(Some(body))))
+        } else {
+            BodySource::Once(Some(body))
+        };
+
+        for upstream in route.candidates() {
+            let Some(attempt_body) = body.for_attempt(route) else {
+                break;
+            };
+            let Ok(uri) = Uri::try_from(format!("http://{}{}", upstream.addr, path)) else {
+                return pages::bad_request("invalid request target");
+            };
+            let mut out = Request::new(attempt_body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = Version::HTTP_11;
+            *out.headers_mut() = headers.clone();
+
+            let sent =
+                tokio::time::timeout(self.settings.response_timeout, self.client.request(out))
+                    .await;
+            match sent {
+                Err(_) => {
+                    tracing::warn!(host, upstream = %upstream.addr, timeout = ?self.settings.response_timeout, "app did not send response headers in time");
+                    return pages::gateway_timeout();
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(host, upstream = %upstream.addr, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
+                    route.mark_down(upstream, self.settings.failover);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(host, upstream = %upstream.addr, error = %e, "app connection failed");
+                    return pages::bad_gateway();
+                }
+                Ok(Ok(res)) => return self.respond(route, res, client_upgrade),
+            }
+        }
+        pages::bad_gateway()
+    }
+
+    /// The app's response as the client receives it.
+    fn respond(
+        &self,
+        route: &Route,
+        mut res: Response<Incoming>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<ProxyBody> {
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                // An app may not switch protocols nobody asked for.
+                return pages::bad_gateway();
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut res);
+            tunnel(client_upgrade, upstream_upgrade);
+            let upgrade = res.headers().get(header::UPGRADE).cloned();
+            let (mut parts, _) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            if let Some(upgrade) = upgrade {
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, upgrade);
+            }
+            return Response::from_parts(parts, ProxyBody::empty());
+        }
+        let (mut parts, body) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let body = UpstreamBody::new(body, Arc::clone(&route.metrics), self.settings.idle_timeout);
+        Response::from_parts(parts, ProxyBody::Upstream(body))
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and the app.
+fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    // Detached on purpose: it ends when either side closes.
+    tokio::spawn(async move {
+        let (client, upstream) = tokio::join!(client, upstream);
+        let (client, upstream) = match (client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "upgraded connection ended with an error");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_standard_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Foo"),
+        );
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("x-bar", HeaderValue::from_static("2"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("x"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(left, vec!["x-bar"]);
+    }
+}

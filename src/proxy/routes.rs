@@ -1,0 +1,364 @@
+//! The route table: which upstreams serve which host.
+//!
+//! The table is an immutable [`Routes`] value behind an `ArcSwap`. The proxy reads it with one
+//! atomic load per request and takes no lock; writers build a whole new table and store it in
+//! one atomic swap, so a request sees either the old routes or the new ones, never a mix.
+//! [`RouteTable::replace`] and [`RouteTable::update`] are the only ways to change it.
+//!
+//! State that must outlive a swap (per-route counters, which upstream recently refused
+//! connections) is kept in a registry and handed to each new table when it is built, off the
+//! request path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::metrics::RouteMetrics;
+use crate::config::TlsMode;
+
+/// Who declared a route; updates replace one owner's routes without touching the others'.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// `[[proxy.routes]]` in the configuration file.
+    Config,
+    /// `[server] domain`: Rivetr's own API and dashboard.
+    Server,
+    /// A deployed app, by name.
+    App(String),
+}
+
+/// A route as declared: plain data, compared and diffed freely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Lower-cased host, or `*.suffix` wildcard.
+    pub host: String,
+    pub upstreams: Vec<SocketAddr>,
+    pub tls: TlsMode,
+    pub owner: Owner,
+}
+
+/// One upstream of a route, with its passive-failover state.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    state: Arc<UpstreamState>,
+}
+
+#[derive(Debug, Default)]
+struct UpstreamState {
+    /// Milliseconds since the table's epoch until which this upstream is skipped; 0: healthy.
+    down_until_ms: AtomicU64,
+}
+
+/// A route ready to serve: its upstreams, round-robin position and counters.
+#[derive(Debug)]
+pub struct Route {
+    pub spec: RouteSpec,
+    pub upstreams: Vec<Upstream>,
+    next: AtomicUsize,
+    pub metrics: Arc<RouteMetrics>,
+    epoch: Instant,
+}
+
+impl Route {
+    /// Upstreams in the order to try them for one request: round-robin, with those that
+    /// recently refused connections moved to the back (still tried if all else fails).
+    pub fn candidates(&self) -> impl Iterator<Item = &Upstream> {
+        let n = self.upstreams.len();
+        let start = if n > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        } else {
+            0
+        };
+        let now = self.now_ms();
+        let rotated = (0..n).map(move |i| &self.upstreams[(start + i) % n]);
+        let healthy = rotated.clone().filter(move |u| !u.is_down(now));
+        let down = rotated.filter(move |u| u.is_down(now));
+        healthy.chain(down)
+    }
+
+    /// Skips `upstream` for `period`.
+    pub fn mark_down(&self, upstream: &Upstream, period: Duration) {
+        let until = self.now_ms() + period.as_millis() as u64;
+        upstream.state.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        // Never 0, which means "healthy".
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+}
+
+impl Upstream {
+    fn is_down(&self, now_ms: u64) -> bool {
+        self.state.down_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+}
+
+/// An immutable routing table.
+#[derive(Debug, Default)]
+pub struct Routes {
+    exact: HashMap<String, Arc<Route>>,
+    /// `(".example.com", route)`, longest suffix first, so the most specific wildcard wins.
+    wildcards: Vec<(String, Arc<Route>)>,
+    specs: Vec<RouteSpec>,
+}
+
+impl Routes {
+    /// The route for a normalised host: an exact match, else the most specific wildcard.
+    pub fn lookup(&self, host: &str) -> Option<&Arc<Route>> {
+        if let Some(route) = self.exact.get(host) {
+            return Some(route);
+        }
+        self.wildcards
+            .iter()
+            .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+            .map(|(_, route)| route)
+    }
+
+    /// The declarations this table was built from.
+    pub fn specs(&self) -> &[RouteSpec] {
+        &self.specs
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+}
+
+/// Metrics and upstream state that survive table swaps.
+#[derive(Debug, Default)]
+struct Registry {
+    metrics: HashMap<String, Arc<RouteMetrics>>,
+    upstreams: HashMap<SocketAddr, Arc<UpstreamState>>,
+}
+
+/// The shared handle to the current routes.
+#[derive(Debug)]
+pub struct RouteTable {
+    current: ArcSwap<Routes>,
+    /// Serialises writers (and guards the registry); readers never touch it.
+    writer: Mutex<Registry>,
+    /// Bumped after every change, for those who follow the table (certificates).
+    changes: tokio::sync::watch::Sender<u64>,
+    epoch: Instant,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable::new()
+    }
+}
+
+impl RouteTable {
+    pub fn new() -> RouteTable {
+        RouteTable {
+            current: ArcSwap::from_pointee(Routes::default()),
+            writer: Mutex::new(Registry::default()),
+            changes: tokio::sync::watch::Sender::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The current routes. Lock-free; hold the guard only for the lookup.
+    pub fn load(&self) -> Guard<Arc<Routes>> {
+        self.current.load()
+    }
+
+    /// A clone of the current table's `Arc`, for holding across `.await`.
+    pub fn snapshot(&self) -> Arc<Routes> {
+        self.current.load_full()
+    }
+
+    /// Replaces the whole table. Later specs for the same host win.
+    pub fn replace(&self, specs: Vec<RouteSpec>) {
+        let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let routes = self.build(&mut registry, specs);
+        self.current.store(Arc::new(routes));
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Notified after every change of the table.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Replaces the table with `f(current specs)`; concurrent updates are serialised.
+    pub fn update(&self, f: impl FnOnce(&[RouteSpec]) -> Vec<RouteSpec>) {
+        let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let specs = f(self.current.load().specs());
+        let routes = self.build(&mut registry, specs);
+        self.current.store(Arc::new(routes));
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Replaces the routes of one owner, keeping everyone else's.
+    pub fn set_owner(&self, owner: &Owner, specs: Vec<RouteSpec>) {
+        self.update(|current| {
+            current
+                .iter()
+                .filter(|s| &s.owner != owner)
+                .cloned()
+                .chain(specs)
+                .collect()
+        });
+    }
+
+    /// Counters of every route the table has served, by host.
+    pub fn metrics(&self) -> Vec<(String, Arc<RouteMetrics>)> {
+        let registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = registry
+            .metrics
+            .iter()
+            .map(|(h, m)| (h.clone(), Arc::clone(m)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn build(&self, registry: &mut Registry, specs: Vec<RouteSpec>) -> Routes {
+        let mut by_host: HashMap<String, RouteSpec> = HashMap::new();
+        let mut order = Vec::new();
+        for spec in specs {
+            if by_host.insert(spec.host.clone(), spec.clone()).is_none() {
+                order.push(spec.host.clone());
+            }
+        }
+        let specs: Vec<RouteSpec> = order.iter().map(|h| by_host[h].clone()).collect();
+        let mut routes = Routes {
+            specs: specs.clone(),
+            ..Routes::default()
+        };
+        for spec in specs {
+            let metrics = Arc::clone(registry.metrics.entry(spec.host.clone()).or_default());
+            let upstreams = spec
+                .upstreams
+                .iter()
+                .map(|&addr| Upstream {
+                    addr,
+                    state: Arc::clone(registry.upstreams.entry(addr).or_default()),
+                })
+                .collect();
+            let route = Arc::new(Route {
+                upstreams,
+                next: AtomicUsize::new(0),
+                metrics,
+                epoch: self.epoch,
+                spec: spec.clone(),
+            });
+            match spec.host.strip_prefix('*') {
+                Some(suffix) => routes.wildcards.push((suffix.to_owned(), route)),
+                None => {
+                    routes.exact.insert(spec.host.clone(), route);
+                }
+            }
+        }
+        routes
+            .wildcards
+            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(host: &str, ports: &[u16]) -> RouteSpec {
+        RouteSpec {
+            host: host.to_owned(),
+            upstreams: ports
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .collect(),
+            tls: TlsMode::None,
+            owner: Owner::Config,
+        }
+    }
+
+    fn port_for(table: &RouteTable, host: &str) -> Option<u16> {
+        table
+            .load()
+            .lookup(host)
+            .map(|r| r.candidates().next().unwrap().addr.port())
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_longer_wildcards_beat_shorter() {
+        let table = RouteTable::new();
+        table.replace(vec![
+            spec("*.example.com", &[1]),
+            spec("*.apps.example.com", &[2]),
+            spec("exact.apps.example.com", &[3]),
+        ]);
+        assert_eq!(port_for(&table, "a.example.com"), Some(1));
+        assert_eq!(port_for(&table, "x.y.example.com"), Some(1));
+        assert_eq!(port_for(&table, "a.apps.example.com"), Some(2));
+        assert_eq!(port_for(&table, "exact.apps.example.com"), Some(3));
+        assert_eq!(port_for(&table, "example.com"), None);
+        assert_eq!(port_for(&table, "other.org"), None);
+    }
+
+    #[test]
+    fn round_robin_and_down_upstreams_go_last() {
+        let table = RouteTable::new();
+        table.replace(vec![spec("a.test", &[1, 2, 3])]);
+        let routes = table.load();
+        let route = routes.lookup("a.test").unwrap();
+        let firsts: Vec<u16> = (0..6)
+            .map(|_| route.candidates().next().unwrap().addr.port())
+            .collect();
+        assert_eq!(firsts, vec![1, 2, 3, 1, 2, 3]);
+        let two = route.upstreams.iter().find(|u| u.addr.port() == 2).unwrap();
+        route.mark_down(two, Duration::from_secs(60));
+        for _ in 0..6 {
+            let order: Vec<u16> = route.candidates().map(|u| u.addr.port()).collect();
+            assert_ne!(order[0], 2);
+            assert_eq!(order[2], 2, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn down_state_and_metrics_survive_a_swap() {
+        let table = RouteTable::new();
+        table.replace(vec![spec("a.test", &[1, 2])]);
+        {
+            let routes = table.load();
+            let route = routes.lookup("a.test").unwrap();
+            route.metrics.count_request();
+            route.mark_down(&route.upstreams[0], Duration::from_secs(60));
+        }
+        table.replace(vec![spec("a.test", &[1, 2]), spec("b.test", &[3])]);
+        let routes = table.load();
+        let route = routes.lookup("a.test").unwrap();
+        assert_eq!(route.metrics.snapshot().requests, 1);
+        for _ in 0..4 {
+            assert_eq!(route.candidates().next().unwrap().addr.port(), 2);
+        }
+    }
+
+    #[test]
+    fn set_owner_replaces_only_that_owners_routes() {
+        let table = RouteTable::new();
+        table.replace(vec![spec("conf.test", &[1])]);
+        let app = Owner::App("blog".into());
+        let mut s = spec("blog.test", &[2]);
+        s.owner = app.clone();
+        table.set_owner(&app, vec![s.clone()]);
+        s.upstreams = vec![SocketAddr::from(([127, 0, 0, 1], 5))];
+        table.set_owner(&app, vec![s]);
+        assert_eq!(port_for(&table, "conf.test"), Some(1));
+        assert_eq!(port_for(&table, "blog.test"), Some(5));
+        table.set_owner(&app, vec![]);
+        assert_eq!(port_for(&table, "blog.test"), None);
+        assert_eq!(table.load().len(), 1);
+    }
+}

@@ -1,0 +1,218 @@
+//! Certificates by SNI: one entry per domain, manual (PEM files) or from ACME, swapped in and
+//! out while running.
+//!
+//! The store is an `ArcSwap` of two maps, read on every TLS handshake without a lock. Manual
+//! certificates win over ACME ones for the same name; a manual `*.example.com` certificate
+//! covers every name under it. The rustls config also offers the `acme-tls/1` protocol, so
+//! the same https listener answers TLS-ALPN-01 challenges (the per-domain ACME resolver picks
+//! the challenge certificate for those handshakes).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_acme::ResolvesServerCertAcme;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate {}: {message}", path.display())]
+    Cert {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("cannot read private key {}: {message}", path.display())]
+    Key {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("certificate {} and key {} do not belong together: {message}", cert.display(), key.display())]
+    Mismatch {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+        message: String,
+    },
+}
+
+/// The crypto provider Rivetr uses everywhere (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads a PEM certificate chain and its private key.
+pub fn load_manual(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let cert_err = |message: String| TlsError::Cert {
+        path: cert.to_owned(),
+        message,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| cert_err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_err("no CERTIFICATE block".to_owned()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_owned(),
+        message: e.to_string(),
+    })?;
+    let certified =
+        CertifiedKey::from_der(chain, private, &provider()).map_err(|e| TlsError::Mismatch {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        })?;
+    Ok(Arc::new(certified))
+}
+
+/// A certificate obtained by ACME for one domain.
+#[derive(Debug)]
+pub struct AcmeCert {
+    pub resolver: Arc<ResolvesServerCertAcme>,
+    /// True once a certificate (cached or new) is deployed; until then the domain is served
+    /// on plain HTTP without a redirect.
+    ready: AtomicBool,
+}
+
+impl AcmeCert {
+    pub fn new(resolver: Arc<ResolvesServerCertAcme>) -> Arc<AcmeCert> {
+        Arc::new(AcmeCert {
+            resolver,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Certs {
+    manual: HashMap<String, Arc<CertifiedKey>>,
+    acme: HashMap<String, Arc<AcmeCert>>,
+}
+
+/// Every certificate the https listener can present, by host.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    certs: ArcSwap<Certs>,
+    writer: Mutex<()>,
+}
+
+impl CertStore {
+    pub fn new() -> Arc<CertStore> {
+        Arc::new(CertStore::default())
+    }
+
+    fn modify(&self, f: impl FnOnce(&mut Certs)) {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Certs::clone(&self.certs.load());
+        f(&mut next);
+        self.certs.store(Arc::new(next));
+    }
+
+    /// Replaces every manual certificate.
+    pub fn set_manual(&self, manual: HashMap<String, Arc<CertifiedKey>>) {
+        self.modify(|c| c.manual = manual);
+    }
+
+    pub fn insert_acme(&self, host: &str, cert: Arc<AcmeCert>) {
+        self.modify(|c| {
+            c.acme.insert(host.to_owned(), cert);
+        });
+    }
+
+    pub fn remove_acme(&self, host: &str) {
+        self.modify(|c| {
+            c.acme.remove(host);
+        });
+    }
+
+    /// The domains with an ACME entry.
+    pub fn acme_domains(&self) -> Vec<String> {
+        self.certs.load().acme.keys().cloned().collect()
+    }
+
+    /// True when a certificate for `host` can be presented now (plain HTTP then redirects).
+    pub fn has_cert(&self, host: &str) -> bool {
+        let certs = self.certs.load();
+        if certs.manual.is_empty() && certs.acme.is_empty() {
+            return false;
+        }
+        manual_for(&certs, host).is_some() || certs.acme.get(host).is_some_and(|a| a.is_ready())
+    }
+
+    /// The key authorization for an HTTP-01 challenge token, if an ACME order is waiting on it.
+    pub fn http01_key_auth(&self, token: &str) -> Option<String> {
+        let certs = self.certs.load();
+        certs
+            .acme
+            .values()
+            .find_map(|a| a.resolver.get_http_01_key_auth(token))
+    }
+}
+
+fn manual_for(certs: &Certs, host: &str) -> Option<Arc<CertifiedKey>> {
+    if let Some(c) = certs.manual.get(host) {
+        return Some(Arc::clone(c));
+    }
+    // Most specific wildcard first: try "*.b.c" for "a.b.c", then "*.c".
+    let mut rest = host;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if let Some(c) = certs.manual.get(&format!("*.{parent}")) {
+            return Some(Arc::clone(c));
+        }
+        rest = parent;
+    }
+    None
+}
+
+/// Picks the certificate for a handshake by its SNI.
+#[derive(Debug)]
+struct SniResolver(Arc<CertStore>);
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name()?.to_ascii_lowercase();
+        let certs = self.0.certs.load();
+        let challenge = rustls_acme::is_tls_alpn_challenge(&hello);
+        if !challenge && let Some(c) = manual_for(&certs, &sni) {
+            return Some(c);
+        }
+        certs.acme.get(&sni).and_then(|a| a.resolver.resolve(hello))
+    }
+}
+
+/// The rustls configuration of the https listener: SNI over the store, HTTP/2 and HTTP/1.1,
+/// and the ACME TLS-ALPN-01 protocol.
+pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver(store)));
+    config.alpn_protocols = vec![
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+        rustls_acme::acme::ACME_TLS_ALPN_NAME.to_vec(),
+    ];
+    Arc::new(config)
+}
+
+/// True when a finished handshake negotiated the ACME challenge protocol: such a connection
+/// carries no HTTP and is closed at once.
+pub fn is_acme_challenge(alpn: Option<&[u8]>) -> bool {
+    alpn == Some(rustls_acme::acme::ACME_TLS_ALPN_NAME)
+}
