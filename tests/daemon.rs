@@ -137,7 +137,18 @@ fn socket_activation_with_an_unknown_name_is_a_clear_startup_error() {
 fn notify_ready_then_watchdog_at_half_period_then_stopping_on_sigterm() {
     let dir = TestDir::new();
     let notify = NotifySocket::bind(&dir);
+    // A slow app behind the proxy, to have a request in flight at SIGTERM.
+    let slow = common::backend::Backend::start("slow");
+    let config = dir.write(
+        "rivetr.toml",
+        &format!(
+            "[[proxy.routes]]\nhost = \"slow.test\"\nupstreams = [\"{}\"]\ntls = \"none\"\n",
+            slow.addr
+        ),
+    );
     let mut rivetr = Launch::serve()
+        .arg("--config")
+        .arg(config.to_str().unwrap())
         .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
         .env("WATCHDOG_USEC", "1000000")
         .start(&dir);
@@ -162,9 +173,29 @@ fn notify_ready_then_watchdog_at_half_period_then_stopping_on_sigterm() {
         );
     }
 
+    let proxy = rivetr.http();
+    let in_flight = std::thread::spawn(move || {
+        let started = Instant::now();
+        let answer = http_get(proxy, "/stall?ms=2000", "slow.test");
+        (answer, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
     rivetr.signal(libc::SIGTERM);
     let (stopping, _) = notify.recv_until("STOPPING=1", Duration::from_secs(10));
     assert!(stopping.contains("STOPPING=1"));
+    // No new connections once stopping.
+    wait_for(
+        "the proxy to stop accepting",
+        Duration::from_secs(2),
+        || std::net::TcpStream::connect(proxy).is_err().then_some(()),
+    );
+    let (answer, took) = in_flight.join().unwrap();
+    assert_eq!(
+        answer.unwrap(),
+        (200, "done".to_owned()),
+        "the request in flight was cut"
+    );
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
     let status = rivetr.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", rivetr.log());
 }

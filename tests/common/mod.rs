@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod backend;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
 
 /// A port that was free a moment ago.
@@ -37,6 +39,39 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// A field of /proc/<pid>/status in kB.
+pub fn proc_status_kb(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Sends `request` verbatim (it should say `Connection: close`) and returns the status line's
+/// code, the response headers (lower-cased names) and the body.
+pub fn raw_exchange(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
 }
 
 /// A minimal HTTP/1.1 exchange; returns (status, body). Enough for health checks without
@@ -111,6 +146,12 @@ impl Launch {
                     "RIVETR_PROXY_HTTP_LISTEN".into(),
                     format!("127.0.0.1:{}", free_port()),
                 ),
+                (
+                    "RIVETR_PROXY_HTTPS_LISTEN".into(),
+                    format!("127.0.0.1:{}", free_port()),
+                ),
+                // Tests that want certificates from an ACME CA turn this on with Pebble.
+                ("RIVETR_ACME_ENABLED".into(), "false".into()),
             ],
             wrapper: Vec::new(),
         }
@@ -164,12 +205,16 @@ impl Launch {
         let http = self
             .get_env("RIVETR_PROXY_HTTP_LISTEN")
             .and_then(|a| a.parse().ok());
+        let https = self
+            .get_env("RIVETR_PROXY_HTTPS_LISTEN")
+            .and_then(|a| a.parse().ok());
         let child = cmd.spawn().unwrap();
         Rivetr {
             child: Some(child),
             log_path,
             api,
             http,
+            https,
         }
     }
 }
@@ -180,6 +225,7 @@ pub struct Rivetr {
     pub log_path: PathBuf,
     pub api: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
 }
 
 impl Rivetr {
@@ -193,6 +239,15 @@ impl Rivetr {
 
     pub fn http(&self) -> SocketAddr {
         self.http.expect("http address known")
+    }
+
+    pub fn https(&self) -> SocketAddr {
+        self.https.expect("https address known")
+    }
+
+    /// Peak resident memory (VmHWM) of the process, in kB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        proc_status_kb(self.pid(), "VmHWM")
     }
 
     pub fn log(&self) -> String {
