@@ -10,6 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod backend;
+pub mod pebble;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
 

@@ -1,0 +1,181 @@
+//! Certificates from a real ACME CA (Pebble): TLS-ALPN-01 and HTTP-01, domains added while
+//! running, a failing domain that blocks nobody, SNI selection, and the cache across restarts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::backend::Backend;
+use common::pebble::{self, Pebble, https_get};
+use common::*;
+
+fn config(
+    pebble: &Pebble,
+    challenge: &str,
+    hosts: &[&str],
+    upstream: std::net::SocketAddr,
+) -> String {
+    let mut text = format!(
+        "[acme]\nenabled = true\ndirectory_url = \"{}\"\nextra_root_ca = \"{}\"\nchallenge = \"{challenge}\"\ncontact_email = \"ops@rivetr.test\"\n\n",
+        pebble.directory_url,
+        pebble.listener_ca.display()
+    );
+    for host in hosts {
+        // No `tls` key: ACME is the default for a named host.
+        text += &format!("[[proxy.routes]]\nhost = \"{host}\"\nupstreams = [\"{upstream}\"]\n\n");
+    }
+    text
+}
+
+fn start(dir: &TestDir, config_text: &str, http_port: u16, https_port: u16) -> Rivetr {
+    let path = dir.write("rivetr.toml", config_text);
+    let mut rivetr = Launch::serve()
+        .arg("--config")
+        .arg(path.to_str().unwrap())
+        .env("RIVETR_PROXY_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+        .env(
+            "RIVETR_PROXY_HTTPS_LISTEN",
+            format!("127.0.0.1:{https_port}"),
+        )
+        .env("RIVETR_ACME_ENABLED", "true")
+        .start(dir);
+    rivetr.wait_healthy();
+    rivetr
+}
+
+/// Waits until `host` is served over HTTPS with a certificate chaining to `root`; returns the
+/// leaf certificate.
+fn wait_for_certificate(
+    rt: &tokio::runtime::Runtime,
+    rivetr: &Rivetr,
+    host: &str,
+    root: &[u8],
+) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        match rt.block_on(https_get(rivetr.https(), host, root)) {
+            Ok((leaf, body)) => {
+                assert_eq!(body, "app", "{host} served the wrong body");
+                return leaf;
+            }
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!(
+        "no valid certificate for {host} after 90s (last error: {last}):\n{}",
+        rivetr.log()
+    );
+}
+
+fn lines_for<'a>(log: &'a str, domain: &str, what: &str) -> Vec<&'a str> {
+    log.lines()
+        .filter(|l| l.contains(what) && l.contains(&format!("domain=\"{domain}\"")))
+        .collect()
+}
+
+#[test]
+fn certificates_from_pebble_by_tls_alpn_and_http01_added_live_isolated_and_cached() {
+    if !pebble::available() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = Backend::start("app");
+    let dir = TestDir::new();
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(&dir, http_port, https_port);
+    // The CA will look for this one where nothing listens: its validation fails.
+    pebble.set_a_record("broken.acme.test", "127.0.0.2");
+    let root = rt.block_on(pebble.root());
+
+    // Two domains (and a broken one) by TLS-ALPN-01.
+    let hosts = ["a.acme.test", "b.acme.test", "broken.acme.test"];
+    let rivetr = start(
+        &dir,
+        &config(&pebble, "tls-alpn-01", &hosts, app.addr),
+        http_port,
+        https_port,
+    );
+    let a = wait_for_certificate(&rt, &rivetr, "a.acme.test", &root);
+    let b = wait_for_certificate(&rt, &rivetr, "b.acme.test", &root);
+    assert_ne!(a, b, "each SNI gets its own certificate");
+
+    // The broken domain fails on its own; the others keep being served.
+    rivetr.wait_log("certificate order failed", Duration::from_secs(60));
+    assert!(!lines_for(&rivetr.log(), "broken.acme.test", "order failed").is_empty());
+    assert!(
+        rt.block_on(https_get(rivetr.https(), "broken.acme.test", &root))
+            .is_err()
+    );
+    assert_eq!(wait_for_certificate(&rt, &rivetr, "a.acme.test", &root), a);
+
+    // Plain HTTP for a domain with a certificate redirects.
+    let (status, _, _) = raw_exchange(
+        rivetr.http(),
+        "GET /x HTTP/1.1\r\nHost: a.acme.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 308);
+
+    // A third domain added while running.
+    let hosts = [
+        "a.acme.test",
+        "b.acme.test",
+        "broken.acme.test",
+        "c.acme.test",
+    ];
+    dir.write(
+        "rivetr.toml",
+        &config(&pebble, "tls-alpn-01", &hosts, app.addr),
+    );
+    rivetr.signal(libc::SIGHUP);
+    let c = wait_for_certificate(&rt, &rivetr, "c.acme.test", &root);
+    drop(rivetr);
+
+    // Restart with HTTP-01 and a fourth domain: the three certificates come from the cache
+    // (no new order), the fourth is issued through HTTP-01 on the http listener.
+    let hosts = ["a.acme.test", "b.acme.test", "c.acme.test", "d.acme.test"];
+    let rivetr = start(
+        &dir,
+        &config(&pebble, "http-01", &hosts, app.addr),
+        http_port,
+        https_port,
+    );
+    let d = wait_for_certificate(&rt, &rivetr, "d.acme.test", &root);
+    for (host, leaf) in [
+        ("a.acme.test", &a),
+        ("b.acme.test", &b),
+        ("c.acme.test", &c),
+    ] {
+        assert_eq!(
+            &wait_for_certificate(&rt, &rivetr, host, &root),
+            leaf,
+            "{host} was re-issued"
+        );
+    }
+    let log = rivetr.log();
+    for host in ["a.acme.test", "b.acme.test", "c.acme.test"] {
+        assert_eq!(lines_for(&log, host, "loaded from cache").len(), 1, "{log}");
+        assert!(
+            lines_for(&log, host, "new certificate issued").is_empty(),
+            "{log}"
+        );
+    }
+    assert_eq!(
+        lines_for(&log, "d.acme.test", "new certificate issued").len(),
+        1,
+        "{log}"
+    );
+    drop(rivetr);
+
+    // With the CA gone, a restart still serves every cached certificate.
+    let same_config = config(&pebble, "http-01", &hosts, app.addr);
+    drop(pebble);
+    let rivetr = start(&dir, &same_config, http_port, https_port);
+    for (host, leaf) in [("a.acme.test", &a), ("d.acme.test", &d)] {
+        assert_eq!(&wait_for_certificate(&rt, &rivetr, host, &root), leaf);
+    }
+}
