@@ -42,7 +42,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let log = rivetr::logging::init(&config.log.level);
 
+    // The proxy runs on worker threads of its own (see server::workers); the main runtime
+    // carries the API, the engine and the timers, for which two threads are plenty.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .thread_name("rivetr")
         .build()

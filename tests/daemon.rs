@@ -90,7 +90,8 @@ fn socket_activation_serves_on_the_passed_sockets_and_binds_nothing() {
     rivetr.wait_healthy_at(format!("127.0.0.1:{p1}").parse().unwrap());
     let (status, body) =
         http_get(format!("127.0.0.1:{p2}").parse().unwrap(), "/", "x.example").unwrap();
-    assert_eq!((status, body.trim()), (404, "no app for host x.example"));
+    assert_eq!(status, 404);
+    assert!(body.contains("no app for host x.example"), "{body}");
 
     let configured_api: SocketAddr = configured_api.parse().unwrap();
     let configured_http: SocketAddr = configured_http.parse().unwrap();

@@ -25,6 +25,8 @@ pub struct ProxyConfig {
     pub idle_timeout_seconds: u64,
     /// How long an upstream that refused a connection is skipped in favour of its siblings.
     pub failover_seconds: u64,
+    /// Proxy worker threads, each with its own event loop. 0: one per CPU.
+    pub workers: usize,
     /// Routes to services on the host that Rivetr does not deploy (`[[proxy.routes]]`).
     pub routes: Vec<RouteConfig>,
 }
@@ -38,6 +40,7 @@ impl Default for ProxyConfig {
             response_timeout_seconds: 60,
             idle_timeout_seconds: 90,
             failover_seconds: 10,
+            workers: 0,
             routes: Vec::new(),
         }
     }

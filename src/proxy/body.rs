@@ -12,6 +12,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::metrics::RouteMetrics;
+use super::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -61,7 +62,8 @@ impl Body for ProxyBody {
     }
 }
 
-/// An app's response body, counted, cut when it stalls longer than `idle`.
+/// An app's response body, counted, cut when it stalls longer than `idle`. Once read to its
+/// end it hands its connection back to the pool.
 pub struct UpstreamBody {
     inner: Incoming,
     metrics: Arc<RouteMetrics>,
@@ -69,16 +71,30 @@ pub struct UpstreamBody {
     last_activity: Instant,
     // Created only when the body first has to wait, so quick responses never touch the timer.
     timer: Option<Pin<Box<Sleep>>>,
+    lease: Option<Lease>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, metrics: Arc<RouteMetrics>, idle: Duration) -> UpstreamBody {
+    pub fn new(
+        inner: Incoming,
+        metrics: Arc<RouteMetrics>,
+        idle: Duration,
+        lease: Lease,
+    ) -> UpstreamBody {
         UpstreamBody {
             inner,
             metrics,
             idle,
             last_activity: Instant::now(),
             timer: None,
+            lease: Some(lease),
+        }
+    }
+
+    /// Returns the connection to the pool; only once the whole response has been read.
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if let Some(lease) = self.lease.take() {
+            lease.release(cx);
         }
     }
 }
@@ -104,10 +120,21 @@ impl Body for UpstreamBody {
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 this.last_activity = Instant::now();
+                // hyper stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.release(cx);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                // A connection that failed mid-body is not reused.
+                this.lease = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.release(cx);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 let deadline = this.last_activity + this.idle;
                 let timer = this
@@ -117,6 +144,7 @@ impl Body for UpstreamBody {
                     timer.as_mut().reset(deadline);
                 }
                 ready!(timer.as_mut().poll(cx));
+                this.lease = None;
                 Poll::Ready(Some(Err(IdleTimeout(this.idle).into())))
             }
         }

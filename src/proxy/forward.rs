@@ -8,6 +8,8 @@ use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode, Uri, Version};
+
+use super::pool::{Lease, Pool, PoolError};
 use hyper_util::rt::TokioIo;
 
 use super::Proxy;
@@ -157,6 +159,7 @@ impl Proxy {
     /// a 502/504 page of the proxy's own.
     pub(super) async fn forward(
         &self,
+        pool: &Arc<Pool>,
         route: &Route,
         mut req: Request<Incoming>,
         host: &str,
@@ -167,11 +170,12 @@ impl Proxy {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let headers = upstream_headers(&mut parts, host, peer, scheme, upgrade.as_ref());
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        // Origin form for the app: an absolute-form or HTTP/2 target keeps only its path.
+        let target = match parts.uri.path_and_query() {
+            Some(_) if parts.uri.scheme().is_none() => parts.uri.clone(),
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        };
         let mut body = if body.is_end_stream() {
             BodySource::Empty
         } else if route.upstreams.len() > 1 {
@@ -184,33 +188,31 @@ impl Proxy {
             let Some(attempt_body) = body.for_attempt(route) else {
                 break;
             };
-            let Ok(uri) = Uri::try_from(format!("http://{}{}", upstream.addr, path)) else {
-                return pages::bad_request("invalid request target");
-            };
             let mut out = Request::new(attempt_body);
             *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
-            *out.version_mut() = Version::HTTP_11;
+            *out.uri_mut() = target.clone();
             *out.headers_mut() = headers.clone();
 
-            let sent =
-                tokio::time::timeout(self.settings.response_timeout, self.client.request(out))
-                    .await;
+            let sent = tokio::time::timeout(
+                self.settings.response_timeout,
+                pool.send(upstream.addr, out),
+            )
+            .await;
             match sent {
                 Err(_) => {
                     tracing::warn!(host, upstream = %upstream.addr, timeout = ?self.settings.response_timeout, "app did not send response headers in time");
                     return pages::gateway_timeout();
                 }
-                Ok(Err(e)) if e.is_connect() => {
-                    tracing::warn!(host, upstream = %upstream.addr, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
+                Ok(Err(e @ PoolError::Connect { .. })) => {
+                    tracing::warn!(host, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
                     route.mark_down(upstream, self.settings.failover);
                     continue;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(host, upstream = %upstream.addr, error = %e, "app connection failed");
+                    tracing::warn!(host, error = %e, "app connection failed");
                     return pages::bad_gateway();
                 }
-                Ok(Ok(res)) => return self.respond(route, res, client_upgrade),
+                Ok(Ok((res, lease))) => return self.respond(route, res, lease, client_upgrade),
             }
         }
         pages::bad_gateway()
@@ -221,6 +223,7 @@ impl Proxy {
         &self,
         route: &Route,
         mut res: Response<Incoming>,
+        lease: Lease,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<ProxyBody> {
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -243,7 +246,16 @@ impl Proxy {
         }
         let (mut parts, body) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let body = UpstreamBody::new(body, Arc::clone(&route.metrics), self.settings.idle_timeout);
+        if body.is_end_stream() {
+            lease.release_when_ready();
+            return Response::from_parts(parts, ProxyBody::empty());
+        }
+        let body = UpstreamBody::new(
+            body,
+            Arc::clone(&route.metrics),
+            self.settings.idle_timeout,
+            lease,
+        );
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 }

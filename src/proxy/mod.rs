@@ -19,6 +19,7 @@ pub mod forward;
 pub mod host;
 pub mod metrics;
 mod pages;
+pub mod pool;
 pub mod routes;
 pub mod tls;
 
@@ -32,13 +33,11 @@ use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{Config, ProxyConfig, TlsMode};
-use body::{ProxyBody, RequestBody};
+use body::ProxyBody;
 pub use forward::Scheme;
+use pool::Pool;
 use routes::{Owner, RouteSpec, RouteTable};
 use tls::{CertStore, TlsError};
 
@@ -54,6 +53,7 @@ pub enum ProxyError {
 /// Timeouts and failover, fixed at start.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
     pub failover: Duration,
@@ -61,36 +61,33 @@ pub struct Settings {
     pub https_port: Option<u16>,
 }
 
-/// The proxy shared by every connection of both listeners.
+/// What every proxy worker thread shares: the routes, the certificates and the settings.
+/// Connections to apps are per worker (see [`pool`]).
 pub struct Proxy {
     pub routes: Arc<RouteTable>,
     pub certs: Arc<CertStore>,
-    client: Client<HttpConnector, RequestBody>,
     settings: Settings,
 }
 
 impl Proxy {
     pub fn new(config: &ProxyConfig, https_port: Option<u16>) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         let idle = Duration::from_secs(config.idle_timeout_seconds);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         Proxy {
             routes: Arc::new(RouteTable::new()),
             certs: CertStore::new(),
-            client,
             settings: Settings {
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms),
                 response_timeout: Duration::from_secs(config.response_timeout_seconds),
                 idle_timeout: idle,
                 failover: Duration::from_secs(config.failover_seconds),
                 https_port,
             },
         }
+    }
+
+    /// A connection pool for one worker thread.
+    pub fn new_pool(&self) -> Arc<Pool> {
+        Pool::new(self.settings.connect_timeout, self.settings.idle_timeout)
     }
 
     /// Applies the routes the configuration declares (`[[proxy.routes]]`, and `[server]
@@ -156,6 +153,7 @@ impl Proxy {
     /// Handles one request from either listener.
     pub async fn handle(
         &self,
+        pool: &Arc<Pool>,
         req: Request<Incoming>,
         peer: SocketAddr,
         scheme: Scheme,
@@ -179,7 +177,7 @@ impl Proxy {
         route.metrics.count_request();
         let method = req.method().clone();
         let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
-        let res = self.forward(&route, req, &host, peer, scheme).await;
+        let res = self.forward(pool, &route, req, &host, peer, scheme).await;
         route.metrics.count_status(res.status().as_u16());
         if let Some(path) = path {
             tracing::debug!(%host, %method, %path, status = res.status().as_u16(), %peer, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
@@ -245,6 +243,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 /// The hyper service for one connection of a proxy listener.
 pub fn service(
     proxy: Arc<Proxy>,
+    pool: Arc<Pool>,
     peer: SocketAddr,
     scheme: Scheme,
 ) -> impl Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible, Future: Send>
@@ -252,6 +251,7 @@ pub fn service(
 + 'static {
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
-        async move { Ok::<_, Infallible>(proxy.handle(req, peer, scheme).await) }
+        let pool = Arc::clone(&pool);
+        async move { Ok::<_, Infallible>(proxy.handle(&pool, req, peer, scheme).await) }
     })
 }

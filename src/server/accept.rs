@@ -63,11 +63,83 @@ impl Probe {
 /// A TLS handshake that has not finished by then is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves HTTP/1.1 and HTTP/2 (with upgrades), over TLS when `tls` is given, on `listener`
-/// until `shutdown`, then drains.
-pub async fn serve<F, S, B>(
+/// Where a serving loop gets its connections from.
+pub enum Source {
+    /// Accepts on a listener itself.
+    Listener(TcpListener),
+    /// Receives connections a [`dispatch`] loop accepted on another thread.
+    Handed(mpsc::UnboundedReceiver<Handoff>),
+}
+
+/// An accepted connection on its way to a worker thread.
+pub type Handoff = (std::net::TcpStream, SocketAddr);
+
+impl Source {
+    async fn next(&mut self) -> Option<std::io::Result<(TcpStream, SocketAddr)>> {
+        match self {
+            Source::Listener(l) => Some(l.accept().await),
+            Source::Handed(rx) => {
+                let (stream, peer) = rx.recv().await?;
+                Some(TcpStream::from_std(stream).map(|s| (s, peer)))
+            }
+        }
+    }
+
+    /// Connections already handed over but not yet served, taken at shutdown so none is
+    /// dropped unanswered.
+    fn queued(&mut self) -> Vec<std::io::Result<(TcpStream, SocketAddr)>> {
+        let mut out = Vec::new();
+        if let Source::Handed(rx) = self {
+            while let Ok((stream, peer)) = rx.try_recv() {
+                out.push(TcpStream::from_std(stream).map(|s| (s, peer)));
+            }
+        }
+        out
+    }
+}
+
+/// Accepts on `listener` and hands each connection to the next worker in turn, until
+/// `shutdown`. With one accepting thread, connections spread evenly over the workers; when
+/// several threads accept on one socket, the first to wake takes a whole burst.
+pub async fn dispatch(
     name: &'static str,
     listener: TcpListener,
+    workers: Vec<mpsc::UnboundedSender<Handoff>>,
+    mut probes: ProbeReceiver,
+    shutdown: CancellationToken,
+) {
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(reply) = probes.0.recv() => {
+                let _ = reply.send(());
+            }
+            accepted = listener.accept() => match accepted.and_then(|(s, p)| Ok((s.into_std()?, p))) {
+                Ok(handoff) => {
+                    if workers.is_empty() {
+                        break;
+                    }
+                    let _ = workers[next % workers.len()].send(handoff);
+                    next = next.wrapping_add(1);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    tracing::debug!(listener = name, "stopped accepting");
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (with upgrades), over TLS when `tls` is given, on the
+/// connections from `source` until `shutdown`, then drains.
+pub async fn serve<F, S, B>(
+    name: &'static str,
+    mut source: Source,
     tls: Option<TlsAcceptor>,
     make_service: F,
     mut probes: ProbeReceiver,
@@ -87,6 +159,35 @@ pub async fn serve<F, S, B>(
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let serve_one = |stream: TcpStream, peer: SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        let service = make_service(peer);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        // Detached on purpose: the GracefulShutdown watcher tracks the connection, and a TLS
+        // handshake is bounded by HANDSHAKE_TIMEOUT.
+        tokio::spawn(async move {
+            let served = match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+            }
+        });
+    };
     loop {
         tokio::select! {
             biased;
@@ -94,43 +195,21 @@ pub async fn serve<F, S, B>(
             Some(reply) = probes.0.recv() => {
                 let _ = reply.send(());
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let service = make_service(peer);
-                    let builder = builder.clone();
-                    let watcher = graceful.watcher();
-                    let tls = tls.clone();
-                    // Detached on purpose: the GracefulShutdown watcher tracks the connection,
-                    // and a TLS handshake is bounded by HANDSHAKE_TIMEOUT.
-                    tokio::spawn(async move {
-                        let served = match tls {
-                            None => {
-                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn.into_owned()).await
-                            }
-                            Some(acceptor) => {
-                                let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
-                                    return;
-                                };
-                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                watcher.watch(conn.into_owned()).await
-                            }
-                        };
-                        if let Err(e) = served {
-                            tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
+            next = source.next() => match next {
+                Some(Ok((stream, peer))) => serve_one(stream, peer),
+                Some(Err(e)) => {
                     // Out of file descriptors and the like: pause rather than spin.
                     tracing::warn!(listener = name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                None => break,
             }
         }
     }
-    drop(listener);
+    for (stream, peer) in source.queued().into_iter().flatten() {
+        serve_one(stream, peer);
+    }
+    drop(source);
     tracing::debug!(listener = name, "stopped accepting; draining connections");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -190,7 +269,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(
             "api",
-            listener,
+            Source::Listener(listener),
             None,
             |_| {
                 hyper::service::service_fn(|_req| async {

@@ -4,6 +4,7 @@
 //! `main` decides exit codes; this module returns typed errors and never exits the process.
 
 mod accept;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use crate::AppState;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::logging::LogHandle;
-use crate::proxy::{self, Proxy, Scheme, acme::AcmeManager};
+use crate::proxy::{self, Proxy, acme::AcmeManager};
 use crate::systemd::listen::InheritedSockets;
 use crate::systemd::{notify, watchdog};
 use tokio_rustls::TlsAcceptor;
@@ -49,6 +50,8 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    #[error("cannot start the proxy workers: {0}")]
+    Workers(std::io::Error),
     #[error(transparent)]
     Acme(#[from] crate::proxy::acme::AcmeError),
 }
@@ -86,24 +89,29 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         "api_listen",
         sockets.api,
         config.server.api_listen,
-    )
-    .await?;
+    )?;
+    let api_listener = into_tokio(
+        api_listener,
+        "api",
+        "server",
+        "api_listen",
+        config.server.api_listen,
+    )?;
     let http_listener = take_or_bind(
         "http",
         "proxy",
         "http_listen",
         sockets.http,
         config.proxy.http_listen,
-    )
-    .await?;
+    )?;
     let https_listener = take_or_bind(
         "https",
         "proxy",
         "https_listen",
         sockets.https,
         config.proxy.https_listen,
-    )
-    .await?;
+    )?;
+    let (config_http, config_https) = (config.proxy.http_listen, config.proxy.https_listen);
     let addrs = Addrs {
         api: api_listener.local_addr().ok(),
         http: http_listener.local_addr().ok(),
@@ -139,38 +147,49 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let router = crate::api::router(state.clone());
     tasks.spawn(accept::serve(
         "api",
-        api_listener,
+        accept::Source::Listener(api_listener),
         None,
         move |peer| crate::api::service(router.clone(), peer),
         api_probes,
         shutdown.clone(),
         grace,
     ));
-    let (http_probe, http_probes) = probe("http");
-    let p = Arc::clone(&proxy);
-    tasks.spawn(accept::serve(
-        "http",
-        http_listener,
-        None,
-        move |peer| proxy::service(Arc::clone(&p), peer, Scheme::Http),
-        http_probes,
-        shutdown.clone(),
-        grace,
-    ));
-    let (https_probe, https_probes) = probe("https");
-    let p = Arc::clone(&proxy);
     let tls = TlsAcceptor::from(proxy::tls::server_config(Arc::clone(&proxy.certs)));
-    tasks.spawn(accept::serve(
-        "https",
-        https_listener,
-        Some(tls),
-        move |peer| proxy::service(Arc::clone(&p), peer, Scheme::Https),
-        https_probes,
+    let mut workers = workers::spawn(
+        workers::worker_count(state.config.load().proxy.workers),
+        workers::WorkerSetup {
+            proxy: Arc::clone(&proxy),
+            tls,
+            shutdown: shutdown.clone(),
+            grace,
+        },
+    )
+    .map_err(ServerError::Workers)?;
+    let (http_dispatch_probe, http_dispatch_probes) = probe("http dispatch");
+    tasks.spawn(accept::dispatch(
+        "http",
+        into_tokio(http_listener, "http", "proxy", "http_listen", config_http)?,
+        std::mem::take(&mut workers.http),
+        http_dispatch_probes,
         shutdown.clone(),
-        grace,
+    ));
+    let (https_dispatch_probe, https_dispatch_probes) = probe("https dispatch");
+    tasks.spawn(accept::dispatch(
+        "https",
+        into_tokio(
+            https_listener,
+            "https",
+            "proxy",
+            "https_listen",
+            config_https,
+        )?,
+        std::mem::take(&mut workers.https),
+        https_dispatch_probes,
+        shutdown.clone(),
     ));
 
-    let probes = vec![api_probe, http_probe, https_probe];
+    let mut probes = vec![api_probe, http_dispatch_probe, https_dispatch_probe];
+    probes.extend(workers.probes.iter().cloned());
     // READY only once every loop is demonstrably polling its listener.
     for p in &probes {
         if let Err(e) = p.check(Duration::from_secs(5)).await {
@@ -209,6 +228,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     notify::stopping();
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    workers.join().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -223,14 +243,15 @@ async fn open_db(path: PathBuf) -> Result<Db, ServerError> {
     Ok(db)
 }
 
-/// Uses the socket systemd passed under `name`, or binds `addr`.
-async fn take_or_bind(
+/// Uses the socket systemd passed under `name`, or binds `addr`. Either way the result is
+/// non-blocking, ready for tokio.
+fn take_or_bind(
     name: &'static str,
     section: &'static str,
     key: &'static str,
     inherited: Option<std::net::TcpListener>,
     addr: SocketAddr,
-) -> Result<TcpListener, ServerError> {
+) -> Result<std::net::TcpListener, ServerError> {
     let bind_error = |source| ServerError::Bind {
         name,
         section,
@@ -238,14 +259,31 @@ async fn take_or_bind(
         addr,
         source,
     };
-    match inherited {
-        Some(std_listener) => {
-            let listener = TcpListener::from_std(std_listener).map_err(bind_error)?;
+    let listener = match inherited {
+        Some(listener) => {
             tracing::info!(socket = name, addr = ?listener.local_addr().ok(), "using the socket passed by systemd");
-            Ok(listener)
+            listener
         }
-        None => TcpListener::bind(addr).await.map_err(bind_error),
-    }
+        None => std::net::TcpListener::bind(addr).map_err(bind_error)?,
+    };
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    Ok(listener)
+}
+
+fn into_tokio(
+    listener: std::net::TcpListener,
+    name: &'static str,
+    section: &'static str,
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<TcpListener, ServerError> {
+    TcpListener::from_std(listener).map_err(|source| ServerError::Bind {
+        name,
+        section,
+        key,
+        addr,
+        source,
+    })
 }
 
 /// The watchdog's check: every accept loop answers, and the database answers a query.

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Reverse-proxy throughput: wrk, 64 keep-alive connections, a small static file served by an
+# nginx backend. Measured in one run: (a) the backend directly, (b) nginx as a reverse proxy
+# with an upstream keepalive pool, (c) Rivetr's proxy (release build). Prints req/s and p99
+# latency of each, the ratios Rivetr/nginx and Rivetr/direct, and Rivetr's RSS under load.
+# Target: Rivetr req/s >= nginx's, p99 no worse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/test-env/packages.sh
+ensure_packages wrk nginx-light curl
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+
+cargo build --release --quiet
+work=$(mktemp -d)
+chmod 755 "$work"   # nginx workers run as nobody
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+backend=$(free_port); nginx_proxy=$(free_port); rivetr_http=$(free_port)
+mkdir -p "$work/www" "$work/nginx"
+printf 'hello from the backend\n' > "$work/www/index.html"
+
+start_nginx() { # name, server block
+    cat > "$work/nginx/$1.conf" <<CONF
+worker_processes ${3:-auto};
+pid $work/nginx/$1.pid;
+error_log $work/nginx/$1.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    $2
+}
+CONF
+    nginx -p "$work/nginx" -c "$work/nginx/$1.conf" -g 'daemon off;' &
+    pids+=($!)
+}
+start_nginx backend "server { listen 127.0.0.1:$backend; root $work/www; keepalive_requests 100000; }" 1
+start_nginx proxy "upstream app { server 127.0.0.1:$backend; keepalive 64; }
+    server { listen 127.0.0.1:$nginx_proxy; keepalive_requests 100000;
+      location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; } }"
+
+cat > "$work/rivetr.toml" <<CONF
+[server]
+api_listen = "127.0.0.1:$(free_port)"
+state_dir = "$work/state"
+[proxy]
+http_listen = "127.0.0.1:$rivetr_http"
+https_listen = "127.0.0.1:$(free_port)"
+[acme]
+enabled = false
+[log]
+level = "warn"
+[[proxy.routes]]
+host = "bench.test"
+upstreams = ["127.0.0.1:$backend"]
+tls = "none"
+CONF
+target/release/rivetr serve --config "$work/rivetr.toml" 2>"$work/rivetr.log" &
+rivetr_pid=$!
+pids+=($rivetr_pid)
+
+for port in $backend $nginx_proxy $rivetr_http; do
+    for _ in $(seq 1 100); do curl -fs -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    curl -fsS -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$port/"
+done
+
+# Prints "req/s p99_ms" for one target.
+measure() {
+    local out rps p99
+    out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H 'Host: bench.test' "http://127.0.0.1:$1/")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+    local errors; errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+    [ -n "$errors" ] && echo "  ($errors)" >&2
+    echo "$rps $p99"
+}
+
+echo "wrk: $CONNECTIONS connections, ${DURATION}s each, 2 threads; $(nproc) cores"
+read -r d_rps d_p99 < <(measure "$backend")
+read -r n_rps n_p99 < <(measure "$nginx_proxy")
+rss_file=$work/rss; ( peak=0; while kill -0 $rivetr_pid 2>/dev/null; do r=$(awk '/^VmRSS/ {print $2}' /proc/$rivetr_pid/status 2>/dev/null || echo 0); [ "$r" -gt "$peak" ] && peak=$r && echo $peak > "$rss_file"; sleep 0.2; done ) &
+sampler=$!
+read -r r_rps r_p99 < <(measure "$rivetr_http")
+kill $sampler 2>/dev/null || true
+printf '%-22s %12s %10s\n' target req/s p99_ms
+printf '%-22s %12s %10s\n' "direct (nginx static)" "$d_rps" "$d_p99"
+printf '%-22s %12s %10s\n' "nginx reverse proxy" "$n_rps" "$n_p99"
+printf '%-22s %12s %10s\n' "rivetr proxy" "$r_rps" "$r_p99"
+python3 - "$d_rps" "$n_rps" "$r_rps" "$n_p99" "$r_p99" <<'PY'
+import sys
+d, n, r, np99, rp99 = map(float, sys.argv[1:])
+print(f"rivetr/nginx req/s: {r/n:.2f}   rivetr/direct req/s: {r/d:.2f}   p99 rivetr/nginx: {rp99/np99:.2f}")
+print("target (req/s >= nginx, p99 <= nginx):", "met" if r >= n and rp99 <= np99 else "MISSED")
+PY
+echo "rivetr peak VmRSS under load: $(cat "$rss_file" 2>/dev/null || echo '?') kB"

@@ -1,0 +1,193 @@
+//! Keep-alive connections to apps, one pool per proxy worker thread.
+//!
+//! Built on hyper's HTTP/1.1 client connections rather than hyper-util's pooled client: that
+//! client keys its pool by URI, spawns a task per request to return the connection, and was
+//! measured at well under half of nginx's throughput on these machines. Here a connection is
+//! taken from a per-upstream stack (most recently used first), and handed back by the response
+//! body the moment the app's answer has been read to its end. Each worker thread owns its pool,
+//! so the lock is never contended and every wake-up stays on one thread.
+//!
+//! A connection that closed while idle is skipped; a request that could not be written on a
+//! pooled connection (the app closed it at that moment) is retried once on a fresh one, since
+//! nothing of it reached the app.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::body::RequestBody;
+
+/// Why a request did not get a response.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// No connection could be made: the upstream is down (refused, unreachable, timed out).
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: SocketAddr, message: String },
+    /// The connection failed while the request or response was under way.
+    #[error("connection to {addr} failed: {source}")]
+    Exchange {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// The idle connections of one worker, by upstream.
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// A connection lent to one request, returned to the pool when its response has been read.
+pub struct Lease {
+    pool: Arc<Pool>,
+    addr: SocketAddr,
+    sender: SendRequest<RequestBody>,
+}
+
+impl Pool {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Pool> {
+        Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            connect_timeout,
+            idle_timeout,
+        })
+    }
+
+    /// Sends `req` to `addr` on a pooled or new connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+        let mut req = req;
+        if let Some(mut sender) = self.take_idle(addr) {
+            match sender.try_send_request(req).await {
+                Ok(res) => return Ok((res, self.lease(addr, sender))),
+                Err(mut e) => match e.take_message() {
+                    // Not written: the connection died under us. Try a fresh one.
+                    Some(back) => req = back,
+                    None => {
+                        return Err(PoolError::Exchange {
+                            addr,
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        let mut sender = self.connect(addr).await?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|source| PoolError::Exchange { addr, source })?;
+        Ok((res, self.lease(addr, sender)))
+    }
+
+    fn lease(self: &Arc<Self>, addr: SocketAddr, sender: SendRequest<RequestBody>) -> Lease {
+        Lease {
+            pool: Arc::clone(self),
+            addr,
+            sender,
+        }
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stack = idle.get_mut(&addr)?;
+        let oldest_allowed = Instant::now() - self.idle_timeout;
+        while let Some(entry) = stack.pop() {
+            if entry.since >= oldest_allowed && entry.sender.is_ready() {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, PoolError> {
+        let connect_error = |message: String| PoolError::Connect { addr, message };
+        let stream =
+            tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| connect_error(format!("no answer within {:?}", self.connect_timeout)))?
+                .map_err(|e| connect_error(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        // Detached on purpose: the task ends when the app closes the connection or when the
+        // last handle (pooled sender, response body) is dropped.
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn put_back(&self, addr: SocketAddr, sender: SendRequest<RequestBody>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(addr).or_default().push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// Drops connections idle too long or closed by the app, and upstreams with none left.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest_allowed = Instant::now() - self.idle_timeout;
+        idle.retain(|_, stack| {
+            stack.retain(|e| e.since >= oldest_allowed && !e.sender.is_closed());
+            !stack.is_empty()
+        });
+    }
+
+    /// How many idle connections the pool holds.
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+}
+
+impl Lease {
+    /// For a response without a body: returns the connection once hyper is done with it.
+    pub fn release_when_ready(mut self) {
+        tokio::spawn(async move {
+            if self.sender.ready().await.is_ok() {
+                self.pool.put_back(self.addr, self.sender);
+            }
+        });
+    }
+
+    /// Called when the response has been read to its end: the connection goes back to the
+    /// pool as soon as hyper says it can take the next request.
+    pub fn release(mut self, cx: &mut Context<'_>) {
+        match self.sender.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.pool.put_back(self.addr, self.sender),
+            Poll::Ready(Err(_)) => {}
+            // Rare: hyper has not yet seen the end of the message. Wait for it off the
+            // request path.
+            Poll::Pending => {
+                tokio::spawn(async move {
+                    if self.sender.ready().await.is_ok() {
+                        self.pool.put_back(self.addr, self.sender);
+                    }
+                });
+            }
+        }
+    }
+}
