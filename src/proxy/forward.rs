@@ -184,14 +184,23 @@ impl Proxy {
             BodySource::Once(Some(body))
         };
 
+        let mut attempts_left = route.upstreams.len();
+        let mut headers = Some(headers);
         for upstream in route.candidates() {
             let Some(attempt_body) = body.for_attempt(route) else {
                 break;
             };
+            attempts_left -= 1;
+            // The last attempt takes the headers; earlier ones copy them.
+            let attempt_headers = if attempts_left == 0 {
+                headers.take().unwrap_or_default()
+            } else {
+                headers.clone().unwrap_or_default()
+            };
             let mut out = Request::new(attempt_body);
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = target.clone();
-            *out.headers_mut() = headers.clone();
+            *out.headers_mut() = attempt_headers;
 
             let sent = tokio::time::timeout(
                 self.settings.response_timeout,
