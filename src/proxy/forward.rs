@@ -89,11 +89,27 @@ fn requested_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
     req.headers().get(header::UPGRADE).cloned()
 }
 
+/// The client of a connection, with its address already rendered for the forwarding
+/// headers (once per connection, not per request).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Peer { addr, ip }
+    }
+}
+
 /// The request headers as the app receives them.
 fn upstream_headers(
     parts: &mut Parts,
     host: &str,
-    peer: SocketAddr,
+    peer: &Peer,
     scheme: Scheme,
     upgrade: Option<&HeaderValue>,
 ) -> HeaderMap {
@@ -108,20 +124,24 @@ fn upstream_headers(
             h
         }
     };
-    let ip = peer.ip().to_string();
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(chain) if !chain.trim().is_empty() => format!("{chain}, {ip}"),
-        _ => ip.clone(),
+    let chain: Option<String> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .fold(None, |acc, v| {
+            Some(acc.map_or_else(|| v.to_owned(), |a| format!("{a}, {v}")))
+        });
+    let forwarded_for = match chain {
+        Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", peer.addr.ip()))
+            .unwrap_or_else(|_| peer.ip.clone()),
+        None => peer.ip.clone(),
     };
-    headers.remove(X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme.as_str()));
     headers.insert(X_FORWARDED_HOST, original_host);
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP, v);
-    }
+    headers.insert(X_REAL_IP, peer.ip.clone());
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
@@ -163,7 +183,7 @@ impl Proxy {
         route: &Route,
         mut req: Request<Incoming>,
         host: &str,
-        peer: SocketAddr,
+        peer: &Peer,
         scheme: Scheme,
     ) -> Response<ProxyBody> {
         let upgrade = requested_upgrade(&req);

@@ -36,7 +36,7 @@ use hyper::{Request, Response, StatusCode};
 
 use crate::config::{Config, ProxyConfig, TlsMode};
 use body::ProxyBody;
-pub use forward::Scheme;
+pub use forward::{Peer, Scheme};
 use pool::Pool;
 use routes::{Owner, RouteSpec, RouteTable};
 use tls::{CertStore, TlsError};
@@ -155,7 +155,7 @@ impl Proxy {
         &self,
         pool: &Arc<Pool>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         scheme: Scheme,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
@@ -180,7 +180,7 @@ impl Proxy {
         let res = self.forward(pool, &route, req, &host, peer, scheme).await;
         route.metrics.count_status(res.status().as_u16());
         if let Some(path) = path {
-            tracing::debug!(%host, %method, %path, status = res.status().as_u16(), %peer, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
+            tracing::debug!(%host, %method, %path, status = res.status().as_u16(), peer = %peer.addr, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
         }
         res
     }
@@ -249,9 +249,11 @@ pub fn service(
 ) -> impl Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible, Future: Send>
 + Send
 + 'static {
+    let peer = Peer::new(peer);
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let proxy = Arc::clone(&proxy);
         let pool = Arc::clone(&pool);
-        async move { Ok::<_, Infallible>(proxy.handle(&pool, req, peer, scheme).await) }
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(&pool, req, &peer, scheme).await) }
     })
 }
