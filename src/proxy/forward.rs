@@ -210,7 +210,7 @@ impl Proxy {
             let Some(attempt_body) = body.for_attempt(route) else {
                 break;
             };
-            attempts_left -= 1;
+            attempts_left = attempts_left.saturating_sub(1);
             // The last attempt takes the headers; earlier ones copy them.
             let attempt_headers = if attempts_left == 0 {
                 headers.take().unwrap_or_default()

@@ -74,11 +74,21 @@ impl Route {
         } else {
             0
         };
+        // Health is read once, up front: an upstream marked down while the caller walks the
+        // list must not come round a second time.
         let now = self.now_ms();
-        let rotated = (0..n).map(move |i| &self.upstreams[(start + i) % n]);
-        let healthy = rotated.clone().filter(move |u| !u.is_down(now));
-        let down = rotated.filter(move |u| u.is_down(now));
-        healthy.chain(down)
+        let down: u64 = self
+            .upstreams
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, u)| u.is_down(now))
+            .fold(0, |mask, (i, _)| mask | (1 << i));
+        let is_down = move |i: usize| i < 64 && down & (1 << i) != 0;
+        let order = move || (0..n).map(move |k| (start + k) % n);
+        let healthy = order().filter(move |&i| !is_down(i));
+        let sick = order().filter(move |&i| is_down(i));
+        healthy.chain(sick).map(move |i| &self.upstreams[i])
     }
 
     /// Skips `upstream` for `period`.
@@ -324,6 +334,21 @@ mod tests {
             assert_ne!(order[0], 2);
             assert_eq!(order[2], 2, "{order:?}");
         }
+    }
+
+    #[test]
+    fn an_upstream_marked_down_during_the_walk_is_not_offered_twice() {
+        let table = RouteTable::new();
+        table.replace(vec![spec("a.test", &[1, 2])]);
+        let routes = table.load();
+        let route = routes.lookup("a.test").unwrap();
+        let mut seen = Vec::new();
+        for u in route.candidates() {
+            route.mark_down(u, Duration::from_secs(60));
+            seen.push(u.addr.port());
+        }
+        seen.sort();
+        assert_eq!(seen, vec![1, 2]);
     }
 
     #[test]
