@@ -13,7 +13,8 @@ export CI="${CI:-}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
-ensure_packages systemd git sqlite3
+# systemd: systemd-socket-activate; pebble: the ACME test CA.
+ensure_packages systemd git sqlite3 pebble
 
 step "cargo fmt --check"
 cargo fmt --check
