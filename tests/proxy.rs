@@ -413,3 +413,15 @@ fn a_bad_route_in_a_reload_is_refused_and_the_old_routes_keep_serving() {
     assert!(rivetr.log().contains("wildcard"), "{}", rivetr.log());
     assert_eq!(get(rivetr.http(), "a.test", "/").2, "A");
 }
+
+#[test]
+fn server_domain_serves_the_api_through_the_proxy() {
+    let dir = TestDir::new();
+    let rivetr = start_with_config(&dir, "[server]\ndomain = \"paas.test\"\n");
+    let (status, _, body) = get(rivetr.http(), "paas.test", "/api/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    let (status, _, _) = get(rivetr.http(), "other.test", "/api/health");
+    assert_eq!(status, 404);
+}
