@@ -34,7 +34,7 @@ fn key_prefix(key: &str) -> String {
 
 /// Deserializes `text`, turning any error into [`ConfigError::File`] with the 1-based line
 /// of the offending span and the dotted path of the key (`server.api_listen`).
-pub(super) fn deserialize_with_location<T: DeserializeOwned>(
+pub fn deserialize_with_location<T: DeserializeOwned>(
     source: &str,
     text: &str,
 ) -> Result<T, ConfigError> {

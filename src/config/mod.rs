@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::ConfigError;
+pub use error::{ConfigError, deserialize_with_location as parse_toml};
 pub use proxy::{AcmeSettings, Challenge, ProxyConfig, RouteConfig, TlsMode};
 
 /// The whole configuration, one field per `[section]`.

@@ -5,6 +5,9 @@
 //! pool, so no rusqlite call ever blocks an async worker and no lock is held across `.await`.
 //! Each table's queries live in their own file in this folder as later subsystems add them.
 
+pub mod apps;
+pub mod deployment_logs;
+pub mod deployments;
 mod migrate;
 
 use std::path::{Path, PathBuf};

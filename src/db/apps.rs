@@ -1,0 +1,173 @@
+//! The `apps` table: what to deploy and how.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+/// The health check of an app: an HTTP GET that must answer 2xx or 3xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Healthcheck {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
+impl Default for Healthcheck {
+    fn default() -> Self {
+        Healthcheck {
+            path: "/".to_owned(),
+            interval_ms: 500,
+            timeout_ms: 2_000,
+            retries: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct App {
+    pub id: i64,
+    pub name: String,
+    pub git_url: Option<String>,
+    pub branch: String,
+    /// An image to run instead of building from git.
+    pub image: Option<String>,
+    pub port: u16,
+    pub domains: Vec<String>,
+    pub healthcheck: Healthcheck,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    pub replicas: u32,
+    pub stopped: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The fields of a new app (and of an update).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppFields {
+    pub name: String,
+    pub git_url: Option<String>,
+    pub branch: String,
+    pub image: Option<String>,
+    pub port: u16,
+    pub domains: Vec<String>,
+    pub healthcheck: Healthcheck,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    pub replicas: u32,
+}
+
+const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
+    let domains: String = row.get(6)?;
+    let healthcheck: String = row.get(7)?;
+    Ok(App {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        git_url: row.get(2)?,
+        branch: row.get(3)?,
+        image: row.get(4)?,
+        port: row.get(5)?,
+        domains: serde_json::from_str(&domains).unwrap_or_default(),
+        healthcheck: serde_json::from_str(&healthcheck).unwrap_or_default(),
+        memory_bytes: row.get::<_, Option<i64>>(8)?.map(|b| b as u64),
+        cpus: row.get(9)?,
+        replicas: row.get(10)?,
+        stopped: row.get(11)?,
+        created_at: row.get(12)?,
+        updated_at: row.get(13)?,
+    })
+}
+
+pub fn insert(c: &Connection, f: &AppFields) -> rusqlite::Result<App> {
+    c.execute(
+        "INSERT INTO apps (name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            f.name,
+            f.git_url,
+            f.branch,
+            f.image,
+            f.port,
+            serde_json::to_string(&f.domains).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&f.healthcheck).unwrap_or_else(|_| "{}".into()),
+            f.memory_bytes.map(|b| b as i64),
+            f.cpus,
+            f.replicas,
+        ],
+    )?;
+    get_by_id(c, c.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+pub fn update(c: &Connection, id: i64, f: &AppFields) -> rusqlite::Result<App> {
+    c.execute(
+        "UPDATE apps SET name = ?2, git_url = ?3, branch = ?4, image = ?5, port = ?6, domains = ?7,
+            healthcheck = ?8, memory_bytes = ?9, cpus = ?10, replicas = ?11,
+            updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = ?1",
+        params![
+            id,
+            f.name,
+            f.git_url,
+            f.branch,
+            f.image,
+            f.port,
+            serde_json::to_string(&f.domains).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&f.healthcheck).unwrap_or_else(|_| "{}".into()),
+            f.memory_bytes.map(|b| b as i64),
+            f.cpus,
+            f.replicas,
+        ],
+    )?;
+    get_by_id(c, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+pub fn get_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<App>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM apps WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+pub fn get_by_name(c: &Connection, name: &str) -> rusqlite::Result<Option<App>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM apps WHERE name = ?1"),
+        [name],
+        from_row,
+    )
+    .optional()
+}
+
+pub fn list(c: &Connection) -> rusqlite::Result<Vec<App>> {
+    let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM apps ORDER BY name"))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.collect()
+}
+
+pub fn set_stopped(c: &Connection, id: i64, stopped: bool) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE apps SET stopped = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        params![id, stopped],
+    )?;
+    Ok(())
+}
+
+pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<bool> {
+    Ok(c.execute("DELETE FROM apps WHERE id = ?1", [id])? > 0)
+}
+
+/// True for a name Rivetr accepts: a DNS label (lower-case letters, digits, inner hyphens,
+/// 1 to 63 characters), since it becomes part of container and image names.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
