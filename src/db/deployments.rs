@@ -270,3 +270,9 @@ pub fn successful(c: &Connection, app_id: i64) -> rusqlite::Result<Vec<Deploymen
     let rows = stmt.query_map([app_id], from_row)?;
     rows.collect()
 }
+
+/// Forgets a deployment's image after it was removed from the engine.
+pub fn clear_image(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.execute("UPDATE deployments SET image = NULL WHERE id = ?1", [id])?;
+    Ok(())
+}

@@ -8,6 +8,7 @@
 pub mod apps;
 pub mod deployment_logs;
 pub mod deployments;
+pub mod env_vars;
 mod migrate;
 
 use std::path::{Path, PathBuf};

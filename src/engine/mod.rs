@@ -1,6 +1,353 @@
 //! The deployment engine: turns a request to deploy into a running version of an app, with
 //! no failed request on the way and nothing a crash or a bad commit can take down.
+//!
+//! ```text
+//! request -> queue (one pipeline per app; newer requests supersede or cancel older ones)
+//!         -> clone -> build -> start -> health check -> switch routes -> drain the old version
+//! ```
+//!
+//! The engine owns when an app's routes change and which containers exist; it never parses
+//! HTTP (the API hands it requests) and never touches a socket of the proxy (it replaces the
+//! app's entries of the [`RouteTable`]). Every stage is recorded in `deployments` with a
+//! timestamp and every line of output in `deployment_logs` (see [`log`]). After a crash,
+//! [`Engine::reconcile`] rebuilds the routes from what the engine and the database say,
+//! without stopping anything that serves.
 
+mod context;
 pub mod deploy_toml;
 pub mod git;
+mod health;
+mod lifecycle;
 pub mod log;
+mod pipeline;
+mod queue;
+mod reconcile;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::TlsMode;
+use crate::db::apps::App;
+use crate::db::deployments::{Deployment, Status};
+use crate::db::{Db, DbError};
+use crate::proxy::routes::{Owner, RouteSpec, RouteTable};
+use crate::runtime::{ContainerRuntime, LABEL_APP, LABEL_DEPLOYMENT, LabelFilter, RuntimeError};
+use log::LogHub;
+pub use reconcile::ReconcileReport;
+
+/// Label giving a container's replica number within its deployment.
+pub const LABEL_REPLICA: &str = "io.rivetr.replica";
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub state_dir: PathBuf,
+    pub max_concurrent_builds: usize,
+    pub keep_images: usize,
+    pub drain_seconds: u64,
+    pub stop_timeout: Duration,
+    /// How app domains get certificates (ACME, or none when ACME is off).
+    pub domain_tls: TlsMode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no container runtime: {0}")]
+    NoRuntime(String),
+    #[error("no app named `{0}`")]
+    AppNotFound(String),
+    #[error("no deployment {0}")]
+    DeploymentNotFound(i64),
+    #[error("deployment {id} cannot be rolled back to: {why}")]
+    NotRollbackable { id: i64, why: String },
+    #[error("deployment {id} is {status}; only a queued or running deployment can be cancelled")]
+    NotCancellable { id: i64, status: &'static str },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// The engine handle; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    db: Db,
+    runtime: Option<Arc<dyn ContainerRuntime>>,
+    /// Why there is no runtime, for errors.
+    runtime_problem: String,
+    routes: Arc<RouteTable>,
+    logs: Arc<LogHub>,
+    config: EngineConfig,
+    builds: Semaphore,
+    queue: mpsc::UnboundedSender<queue::Command>,
+    /// One operation per app at a time: a pipeline, a stop, a start.
+    app_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Old versions draining after a switch.
+    drains: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    /// Starts the engine's queue. `runtime` is `None` when no container engine was found;
+    /// deploys then fail with `runtime_problem`.
+    pub fn start(
+        db: Db,
+        runtime: Option<Arc<dyn ContainerRuntime>>,
+        runtime_problem: String,
+        routes: Arc<RouteTable>,
+        config: EngineConfig,
+        shutdown: CancellationToken,
+    ) -> Engine {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            db,
+            runtime,
+            runtime_problem,
+            routes,
+            logs: Arc::new(LogHub::default()),
+            builds: Semaphore::new(config.max_concurrent_builds.max(1)),
+            config,
+            queue: tx,
+            app_locks: Mutex::new(HashMap::new()),
+            drains: TaskTracker::new(),
+            shutdown,
+        });
+        // Detached on purpose: it ends when the shutdown token is cancelled.
+        tokio::spawn(queue::run(Arc::clone(&shared), rx));
+        Engine { shared }
+    }
+
+    /// Live followers of deployment logs.
+    pub fn logs(&self) -> &Arc<LogHub> {
+        &self.shared.logs
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.shared.db
+    }
+
+    /// Deployments waiting for their turn.
+    pub async fn queued_count(&self) -> usize {
+        let (reply, answer) = oneshot::channel();
+        if self.shared.queue.send(queue::Command::CountQueued(reply)).is_err() {
+            return 0;
+        }
+        answer.await.unwrap_or(0)
+    }
+
+    /// Queues a deployment of `app` at `git_ref` (a branch or a commit id; `None`: the app's
+    /// branch). Returns it as queued.
+    pub async fn deploy(&self, app: &str, trigger: &str, git_ref: Option<String>) -> Result<Deployment, EngineError> {
+        let app = self.app(app).await?;
+        let app_id = app.id;
+        let d = self
+            .shared
+            .db
+            .call(move |c| crate::db::deployments::create(c, app_id, trigger_str(trigger), git_ref.as_deref(), None))
+            .await?;
+        self.enqueue(d.clone())?;
+        Ok(d)
+    }
+
+    /// Queues a rollback of `app` to an earlier successful deployment whose image is kept.
+    pub async fn rollback(&self, app: &str, to: i64) -> Result<Deployment, EngineError> {
+        let app = self.app(app).await?;
+        let source = self
+            .shared
+            .db
+            .call(move |c| crate::db::deployments::get(c, to))
+            .await?
+            .filter(|d| d.app_id == app.id)
+            .ok_or(EngineError::DeploymentNotFound(to))?;
+        if !matches!(source.status, Status::Running | Status::Replaced) {
+            return Err(EngineError::NotRollbackable {
+                id: to,
+                why: format!("it is {}, not a version that ran", source.status.as_str()),
+            });
+        }
+        if source.image.is_none() || source.settings.is_none() {
+            return Err(EngineError::NotRollbackable {
+                id: to,
+                why: "its image is no longer kept".to_owned(),
+            });
+        }
+        let app_id = app.id;
+        let git_ref = source.commit_sha.clone();
+        let d = self
+            .shared
+            .db
+            .call(move |c| crate::db::deployments::create(c, app_id, "rollback", git_ref.as_deref(), Some(to)))
+            .await?;
+        self.enqueue(d.clone())?;
+        Ok(d)
+    }
+
+    /// Cancels a queued or running deployment.
+    pub async fn cancel(&self, id: i64) -> Result<Deployment, EngineError> {
+        let d = self.deployment(id).await?;
+        if !matches!(
+            d.status,
+            Status::Queued | Status::Cloning | Status::Building | Status::Starting | Status::HealthChecking
+        ) {
+            return Err(EngineError::NotCancellable {
+                id,
+                status: d.status.as_str(),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .queue
+            .send(queue::Command::Cancel { id, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?;
+        self.deployment(id).await
+    }
+
+    pub async fn deployment(&self, id: i64) -> Result<Deployment, EngineError> {
+        self.shared
+            .db
+            .call(move |c| crate::db::deployments::get(c, id))
+            .await?
+            .ok_or(EngineError::DeploymentNotFound(id))
+    }
+
+    /// Stops an app: its routes go, its containers stop (and are kept for a start).
+    pub async fn stop_app(&self, app: &str) -> Result<(), EngineError> {
+        let app = self.app(app).await?;
+        lifecycle::stop(&self.shared, &app).await
+    }
+
+    /// Starts a stopped app again from its running deployment.
+    pub async fn start_app(&self, app: &str) -> Result<(), EngineError> {
+        let app = self.app(app).await?;
+        lifecycle::start(&self.shared, &app).await
+    }
+
+    pub async fn restart_app(&self, app: &str) -> Result<(), EngineError> {
+        let app = self.app(app).await?;
+        lifecycle::stop(&self.shared, &app).await?;
+        lifecycle::start(&self.shared, &app).await
+    }
+
+    /// Deletes an app: cancels its deployments, removes its containers, images, routes and
+    /// rows.
+    pub async fn delete_app(&self, app: &str) -> Result<(), EngineError> {
+        let app = self.app(app).await?;
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .queue
+            .send(queue::Command::Forget { app_id: app.id, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?;
+        lifecycle::delete(&self.shared, &app).await
+    }
+
+    /// Puts the app's routes in line with its stored domains (after they change).
+    pub async fn refresh_routes(&self, app: &str) -> Result<(), EngineError> {
+        let app = self.app(app).await?;
+        lifecycle::refresh_routes(&self.shared, &app).await
+    }
+
+    /// After a start (and after a crash): see [`reconcile`].
+    pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
+        reconcile::run(&self.shared).await
+    }
+
+    async fn app(&self, name: &str) -> Result<App, EngineError> {
+        let owned = name.to_owned();
+        self.shared
+            .db
+            .call(move |c| crate::db::apps::get_by_name(c, &owned))
+            .await?
+            .ok_or_else(|| EngineError::AppNotFound(name.to_owned()))
+    }
+
+    fn enqueue(&self, d: Deployment) -> Result<(), EngineError> {
+        self.shared
+            .queue
+            .send(queue::Command::Deploy(d))
+            .map_err(|_| EngineError::Stopped)
+    }
+}
+
+/// Triggers are a small fixed vocabulary; anything else is recorded as `api`.
+fn trigger_str(t: &str) -> &'static str {
+    match t {
+        "webhook" => "webhook",
+        "rollback" => "rollback",
+        "cli" => "cli",
+        _ => "api",
+    }
+}
+
+impl Shared {
+    fn runtime(&self) -> Result<&Arc<dyn ContainerRuntime>, EngineError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| EngineError::NoRuntime(self.runtime_problem.clone()))
+    }
+
+    fn app_lock(&self, app_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.app_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(app_id).or_default())
+    }
+
+    /// The work directory of a deployment's checkout.
+    fn work_dir(&self, deployment: i64) -> PathBuf {
+        self.config.state_dir.join("work").join(deployment.to_string())
+    }
+
+    /// Routes every domain of `app` to `upstreams` (or removes them when empty), in one swap.
+    fn set_routes(&self, app: &App, upstreams: Vec<SocketAddr>) {
+        let owner = Owner::App(app.name.clone());
+        let specs = if upstreams.is_empty() {
+            Vec::new()
+        } else {
+            app.domains
+                .iter()
+                .map(|d| RouteSpec {
+                    host: d.to_ascii_lowercase(),
+                    upstreams: upstreams.clone(),
+                    tls: if crate::proxy::host::is_wildcard(d) {
+                        TlsMode::None
+                    } else {
+                        self.config.domain_tls
+                    },
+                    owner: owner.clone(),
+                })
+                .collect()
+        };
+        self.routes.set_owner(&owner, specs);
+    }
+}
+
+/// The labels that find a deployment's containers.
+fn deployment_labels(app: &str, deployment: i64) -> Vec<LabelFilter> {
+    vec![
+        LabelFilter::eq(LABEL_APP, app),
+        LabelFilter::eq(LABEL_DEPLOYMENT, deployment.to_string()),
+    ]
+}
+
+/// The image tag of a deployment built from git.
+fn image_tag(app: &str, deployment: i64) -> String {
+    format!("rivetr/{app}:{deployment}")
+}
+
+fn container_name(app: &str, deployment: i64, replica: u32) -> String {
+    format!("rivetr-{app}-{deployment}-{replica}")
+}

@@ -1,0 +1,179 @@
+//! Stopping, starting, deleting an app, and bringing its running deployment back into
+//! service (after a stop, or after Rivetr itself restarted).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::health::{self, Unhealthy};
+use super::log::DeployLog;
+use super::pipeline::{environment, run_spec};
+use super::settings::Settings;
+use super::{EngineError, Shared, deployment_labels};
+use crate::db::apps::App;
+use crate::db::deployments::{self, Deployment};
+use crate::runtime::{ContainerState, ImageFilter, LABEL_APP, LabelFilter};
+
+pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> {
+    let lock = shared.app_lock(app.id);
+    let _one_at_a_time = lock.lock().await;
+    let runtime = shared.runtime()?;
+    let id = app.id;
+    shared
+        .db
+        .call(move |c| crate::db::apps::set_stopped(c, id, true))
+        .await?;
+    shared.set_routes(app, Vec::new());
+    for c in runtime.list(&[LabelFilter::eq(LABEL_APP, &app.name)]).await? {
+        runtime.stop(&c.id, shared.config.stop_timeout).await?;
+    }
+    tracing::info!(app = %app.name, "app stopped");
+    Ok(())
+}
+
+pub(crate) async fn start(shared: &Arc<Shared>, app: &App) -> Result<(), EngineError> {
+    let lock = shared.app_lock(app.id);
+    let _one_at_a_time = lock.lock().await;
+    let app_id = app.id;
+    let current = shared
+        .db
+        .call(move |c| deployments::running(c, app_id))
+        .await?
+        .ok_or_else(|| EngineError::NotRollbackable {
+            id: 0,
+            why: format!("app `{}` has no running deployment to start; deploy it first", app.name),
+        })?;
+    bring_up(shared, app, &current, true).await?;
+    shared
+        .db
+        .call(move |c| crate::db::apps::set_stopped(c, app_id, false))
+        .await?;
+    tracing::info!(app = %app.name, deployment = current.id, "app started");
+    Ok(())
+}
+
+/// Makes the containers of `current` run and routes the app to them. Containers already
+/// running are routed as they are (never restarted); stopped ones are started, missing ones
+/// created from the deployment's image; those two are health-checked before they get
+/// traffic.
+pub(crate) async fn bring_up(
+    shared: &Arc<Shared>,
+    app: &App,
+    current: &Deployment,
+    check_new: bool,
+) -> Result<usize, EngineError> {
+    let runtime = Arc::clone(shared.runtime()?);
+    let settings = current
+        .settings
+        .as_deref()
+        .and_then(Settings::from_json)
+        .unwrap_or_else(|| Settings::from_app(app, shared.config.drain_seconds));
+    let log = DeployLog::open(shared.db.clone(), Arc::clone(&shared.logs), current.id, &app.name);
+    let existing = runtime.list(&deployment_labels(&app.name, current.id)).await?;
+    let mut upstreams: Vec<SocketAddr> = Vec::new();
+    let mut woken = 0;
+    let mut to_check: Vec<(String, u16)> = Vec::new();
+    for replica in 0..settings.replicas {
+        let name = super::container_name(&app.name, current.id, replica);
+        let found = existing.iter().find(|c| c.name.trim_start_matches('/') == name);
+        let info = match found {
+            Some(c) if c.state == ContainerState::Running => runtime.inspect(&c.id).await?,
+            Some(c) => {
+                runtime.start(&c.id).await?;
+                woken += 1;
+                log.say(&format!("started the stopped container {name}"));
+                let info = runtime.inspect(&c.id).await?;
+                if let Some(p) = info.host_port {
+                    to_check.push((info.id.clone(), p));
+                }
+                info
+            }
+            None => {
+                let Some(image) = current.image.as_deref() else {
+                    log.say(&format!("container {name} is gone and its image is not recorded"));
+                    continue;
+                };
+                let env = environment(shared, app, &settings, &log)
+                    .await
+                    .map_err(|_| EngineError::NotRollbackable {
+                        id: current.id,
+                        why: "its environment cannot be prepared".to_owned(),
+                    })?;
+                let spec = run_spec(app, current.id, replica, image, &settings, &env, shared.config.stop_timeout);
+                let info = runtime.run(&spec).await?;
+                woken += 1;
+                log.say(&format!("re-created the missing container {name}"));
+                if let Some(p) = info.host_port {
+                    to_check.push((info.id.clone(), p));
+                }
+                info
+            }
+        };
+        if let Some(p) = info.host_port {
+            upstreams.push(SocketAddr::from(([127, 0, 0, 1], p)));
+        }
+    }
+    if check_new {
+        let never = CancellationToken::new();
+        for (id, port) in &to_check {
+            if let Err(Unhealthy::Failed(why)) =
+                health::wait_healthy(&runtime, id, *port, &settings.healthcheck, &log, &never).await
+            {
+                log.say(&format!("container did not become healthy: {why}"));
+            }
+        }
+    }
+    shared.set_routes(app, upstreams);
+    log.flush().await;
+    Ok(woken)
+}
+
+pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError> {
+    let lock = shared.app_lock(app.id);
+    let _one_at_a_time = lock.lock().await;
+    shared.set_routes(app, Vec::new());
+    if let Some(runtime) = shared.runtime.as_ref() {
+        for c in runtime.list(&[LabelFilter::eq(LABEL_APP, &app.name)]).await? {
+            runtime.remove(&c.id).await?;
+        }
+        let images = runtime
+            .list_images(&ImageFilter::Labels(vec![LabelFilter::eq(LABEL_APP, &app.name)]))
+            .await?;
+        for image in images {
+            if let Err(e) = runtime.remove_image(&image.id).await {
+                tracing::warn!(app = %app.name, image = %image.id, error = %e, "cannot remove an image of a deleted app");
+            }
+        }
+    }
+    let id = app.id;
+    shared
+        .db
+        .call(move |c| crate::db::apps::delete(c, id))
+        .await?;
+    tracing::info!(app = %app.name, "app deleted");
+    Ok(())
+}
+
+/// Routes the app's (possibly changed) domains to its running containers.
+pub(crate) async fn refresh_routes(shared: &Shared, app: &App) -> Result<(), EngineError> {
+    let app_id = app.id;
+    let current = shared
+        .db
+        .call(move |c| deployments::running(c, app_id))
+        .await?;
+    let (Some(current), false) = (current, app.stopped) else {
+        shared.set_routes(app, Vec::new());
+        return Ok(());
+    };
+    let runtime = shared.runtime()?;
+    let mut upstreams = Vec::new();
+    for c in runtime.list(&deployment_labels(&app.name, current.id)).await? {
+        let info = runtime.inspect(&c.id).await?;
+        if let (ContainerState::Running, Some(p)) = (info.state, info.host_port) {
+            upstreams.push(SocketAddr::from(([127, 0, 0, 1], p)));
+        }
+    }
+    shared.set_routes(app, upstreams);
+    Ok(())
+}

@@ -1,0 +1,517 @@
+//! One deployment from start to finish: clone, build, start, health check, switch, then the
+//! old version drains in the background.
+//!
+//! Until the switch, nothing the pipeline does touches what serves: new containers run
+//! beside the old ones, and a failure (or a cancel) removes exactly what this deployment
+//! created. The switch itself is one atomic swap of the app's routes followed by one database
+//! transaction; a cancel is no longer honoured once it has begun.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::context::{OUTSIDE_DOCKERFILE, tar_stream};
+use super::deploy_toml::{self, inside_repo};
+use super::git::{self, GitError, GitRef};
+use super::health::{self, Unhealthy};
+use super::log::DeployLog;
+use super::settings::Settings;
+use super::{EngineError, Shared, container_name, deployment_labels, image_tag};
+use crate::db::apps::App;
+use crate::db::deployments::{self, Deployment, Status};
+use crate::runtime::{BuildSpec, LABEL_APP, LABEL_DEPLOYMENT, Limits, PortSpec, RestartPolicy, RunSpec};
+
+/// Why a pipeline stopped early.
+enum Stop {
+    Cancelled,
+    Failed(String),
+}
+
+impl From<EngineError> for Stop {
+    fn from(e: EngineError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl From<crate::db::DbError> for Stop {
+    fn from(e: crate::db::DbError) -> Self {
+        Stop::Failed(format!("database: {e}"))
+    }
+}
+
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    d: Deployment,
+    cancel: CancellationToken,
+    commit_slot: Arc<Mutex<Option<String>>>,
+) {
+    let lock = shared.app_lock(d.app_id);
+    let _one_at_a_time = lock.lock().await;
+    let log = DeployLog::open(shared.db.clone(), Arc::clone(&shared.logs), d.id, &d.app);
+    let mut built_image = None;
+    let result = if cancel.is_cancelled() {
+        Err(Stop::Cancelled)
+    } else {
+        stages(shared, &d, &log, &cancel, &commit_slot, &mut built_image).await
+    };
+    let status = match result {
+        Ok(()) => Status::Running,
+        Err(stop) => {
+            let (status, reason) = match stop {
+                Stop::Cancelled => (Status::Cancelled, "cancelled by a newer deployment or a request".to_owned()),
+                Stop::Failed(reason) => (Status::Failed, log.redact(&reason)),
+            };
+            log.say(&format!("deployment {}: {reason}", status.as_str()));
+            clean_up(shared, &d, &log, built_image.as_deref()).await;
+            let id = d.id;
+            let stored = reason.clone();
+            if let Err(e) = shared
+                .db
+                .call(move |c| deployments::finish_with_reason(c, id, status, &stored))
+                .await
+            {
+                tracing::error!(deployment = id, error = %e, "cannot record the end of a deployment");
+            }
+            status
+        }
+    };
+    remove_work_dir(shared, d.id).await;
+    log.finish(&shared.logs, status.as_str()).await;
+}
+
+async fn set_status(shared: &Shared, id: i64, status: Status) -> Result<(), Stop> {
+    shared
+        .db
+        .call(move |c| deployments::set_status(c, id, status))
+        .await?;
+    Ok(())
+}
+
+fn check(cancel: &CancellationToken) -> Result<(), Stop> {
+    if cancel.is_cancelled() {
+        Err(Stop::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+async fn stages(
+    shared: &Arc<Shared>,
+    d: &Deployment,
+    log: &DeployLog,
+    cancel: &CancellationToken,
+    commit_slot: &Mutex<Option<String>>,
+    built_image: &mut Option<String>,
+) -> Result<(), Stop> {
+    let app_id = d.app_id;
+    let app = shared
+        .db
+        .call(move |c| crate::db::apps::get_by_id(c, app_id))
+        .await?
+        .ok_or_else(|| Stop::Failed("the app was deleted".to_owned()))?;
+    let runtime = Arc::clone(shared.runtime()?);
+
+    let (image, settings) = if let Some(source) = d.rollback_of {
+        from_earlier_deployment(shared, d, source, log).await?
+    } else if let Some(image) = &app.image {
+        log.say(&format!("deploying image {image}"));
+        let settings = Settings::from_app(&app, shared.config.drain_seconds);
+        store_image(shared, d.id, image, &settings).await?;
+        (image.clone(), settings)
+    } else {
+        let (image, settings) = clone_and_build(shared, d, &app, log, cancel, commit_slot, built_image).await?;
+        (image, settings)
+    };
+    check(cancel)?;
+
+    set_status(shared, d.id, Status::Starting).await?;
+    let env = environment(shared, &app, &settings, log).await?;
+    let mut started: Vec<(String, u16)> = Vec::new();
+    for replica in 0..settings.replicas {
+        let spec = run_spec(&app, d.id, replica, &image, &settings, &env, shared.config.stop_timeout);
+        let info = tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+            r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(format!("cannot start container {}: {e}", spec.name)))?,
+        };
+        let port = info.host_port.ok_or_else(|| {
+            Stop::Failed(format!("the engine published no host port for container {}", spec.name))
+        })?;
+        log.say(&format!("started container {} on 127.0.0.1:{port}", spec.name));
+        started.push((info.id, port));
+    }
+    check(cancel)?;
+
+    set_status(shared, d.id, Status::HealthChecking).await?;
+    for (id, port) in &started {
+        match health::wait_healthy(&runtime, id, *port, &settings.healthcheck, log, cancel).await {
+            Ok(()) => {}
+            Err(Unhealthy::Cancelled) => return Err(Stop::Cancelled),
+            Err(Unhealthy::Failed(why)) => return Err(Stop::Failed(why)),
+        }
+    }
+    check(cancel)?;
+
+    // From here on the deployment completes: a cancel would leave routes half-way.
+    set_status(shared, d.id, Status::Switching).await?;
+    let upstreams: Vec<SocketAddr> = started
+        .iter()
+        .map(|(_, p)| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    shared.set_routes(&app, upstreams);
+    let (new, app_id) = (d.id, app.id);
+    let old = shared
+        .db
+        .call(move |c| {
+            crate::db::apps::set_stopped(c, app_id, false)?;
+            deployments::switch(c, app_id, new)
+        })
+        .await?;
+    if app.domains.is_empty() {
+        log.say("switched: deployment is running (the app has no domains, so nothing routes to it)");
+    } else {
+        log.say(&format!("switched: {} now served by this deployment", app.domains.join(", ")));
+    }
+    for old_id in old {
+        let shared2 = Arc::clone(shared);
+        let app_name = app.name.clone();
+        let drain = Duration::from_secs(settings.drain_seconds);
+        log.say(&format!("deployment {old_id} drains for {drain:?}, then stops"));
+        shared.drains.spawn(async move { drain_old(&shared2, &app_name, old_id, drain).await });
+    }
+    prune_images(shared, &app, log).await;
+    Ok(())
+}
+
+async fn clone_and_build(
+    shared: &Arc<Shared>,
+    d: &Deployment,
+    app: &App,
+    log: &DeployLog,
+    cancel: &CancellationToken,
+    commit_slot: &Mutex<Option<String>>,
+    built_image: &mut Option<String>,
+) -> Result<(String, Settings), Stop> {
+    let Some(url) = app.git_url.clone() else {
+        return Err(Stop::Failed("the app has neither a git URL nor an image".to_owned()));
+    };
+    let runtime = Arc::clone(shared.runtime()?);
+    set_status(shared, d.id, Status::Cloning).await?;
+    let work = shared.work_dir(d.id);
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    if let Some(parent) = work.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| Stop::Failed(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let reference = GitRef::parse(d.git_ref.as_deref().unwrap_or(&app.branch));
+    git::hide_credentials(&url, log);
+    log.say(&format!("cloning {} at {}", redact_url(&url), describe(&reference)));
+    let checkout = match git::checkout(&url, &reference, &work, log, cancel).await {
+        Ok(c) => c,
+        Err(GitError::Cancelled) => return Err(Stop::Cancelled),
+        Err(e) => return Err(Stop::Failed(format!("clone failed: {}", log.redact(&e.to_string())))),
+    };
+    *commit_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkout.commit.clone());
+    let (id, sha, subject) = (d.id, checkout.commit.clone(), checkout.subject.clone());
+    shared
+        .db
+        .call(move |c| deployments::set_commit(c, id, &sha, &subject))
+        .await?;
+    log.say(&format!("checked out {} \"{}\"", checkout.commit, checkout.subject));
+
+    let mut settings = Settings::from_app(app, shared.config.drain_seconds);
+    match deploy_toml::read(&work) {
+        Ok(Some(t)) => {
+            settings.apply(&t);
+            log.say("read deploy.toml");
+        }
+        Ok(None) => {}
+        Err(e) => return Err(Stop::Failed(format!("invalid deploy.toml: {e}"))),
+    }
+    check(cancel)?;
+
+    set_status(shared, d.id, Status::Building).await?;
+    let _permit = tokio::select! {
+        _ = cancel.cancelled() => return Err(Stop::Cancelled),
+        p = shared.builds.acquire() => p.map_err(|_| Stop::Failed("the engine is shutting down".to_owned()))?,
+    };
+    let context = inside_repo(&work, &settings.context).map_err(Stop::Failed)?;
+    let dockerfile = inside_repo(&work, &settings.dockerfile).map_err(Stop::Failed)?;
+    if !dockerfile.is_file() {
+        return Err(Stop::Failed(format!("no Dockerfile at {} in the repository", settings.dockerfile)));
+    }
+    let (dockerfile_arg, extra) = match dockerfile.strip_prefix(&context) {
+        Ok(rel) => (rel.to_string_lossy().into_owned(), None),
+        Err(_) => (OUTSIDE_DOCKERFILE.to_owned(), Some(dockerfile.clone())),
+    };
+    let tag = image_tag(&app.name, d.id);
+    for value in settings.build_args.values() {
+        // Build args can carry tokens; the engine may echo them.
+        log.hide(value);
+    }
+    let spec = BuildSpec {
+        context: tar_stream(context, extra),
+        dockerfile: dockerfile_arg,
+        build_args: settings.build_args.clone().into_iter().collect(),
+        tag: tag.clone(),
+        labels: BTreeMap::from([
+            (LABEL_APP.to_owned(), app.name.clone()),
+            (LABEL_DEPLOYMENT.to_owned(), d.id.to_string()),
+        ]),
+    };
+    *built_image = Some(tag.clone());
+    let mut on_output = |line: &str| log.line("build", line);
+    let built = tokio::select! {
+        _ = cancel.cancelled() => return Err(Stop::Cancelled),
+        r = runtime.build(spec, &mut on_output) => r.map_err(|e| Stop::Failed(format!("build failed: {e}")))?,
+    };
+    log.say(&format!(
+        "built {} ({} of {} steps from cache)",
+        built.tag, built.cached_steps, built.steps
+    ));
+    remove_work_dir(shared, d.id).await;
+    store_image(shared, d.id, &tag, &settings).await?;
+    Ok((tag, settings))
+}
+
+/// A rollback: the image and settings of an earlier deployment, no clone, no build.
+async fn from_earlier_deployment(
+    shared: &Shared,
+    d: &Deployment,
+    source: i64,
+    log: &DeployLog,
+) -> Result<(String, Settings), Stop> {
+    let src = shared
+        .db
+        .call(move |c| deployments::get(c, source))
+        .await?
+        .ok_or_else(|| Stop::Failed(format!("deployment {source} no longer exists")))?;
+    let image = src
+        .image
+        .clone()
+        .ok_or_else(|| Stop::Failed(format!("the image of deployment {source} is no longer kept")))?;
+    let settings = src
+        .settings
+        .as_deref()
+        .and_then(Settings::from_json)
+        .ok_or_else(|| Stop::Failed(format!("deployment {source} has no recorded settings")))?;
+    log.say(&format!(
+        "rolling back to deployment {source} (commit {}), image {image}",
+        src.commit_sha.as_deref().unwrap_or("unknown")
+    ));
+    if let (Some(sha), Some(subject)) = (src.commit_sha.clone(), src.commit_subject.clone()) {
+        let id = d.id;
+        shared
+            .db
+            .call(move |c| deployments::set_commit(c, id, &sha, &subject))
+            .await?;
+    }
+    store_image(shared, d.id, &image, &settings).await?;
+    Ok((image, settings))
+}
+
+async fn store_image(shared: &Shared, id: i64, image: &str, settings: &Settings) -> Result<(), Stop> {
+    let (image, json) = (image.to_owned(), settings.to_json());
+    shared
+        .db
+        .call(move |c| deployments::set_image(c, id, &image, &json))
+        .await?;
+    Ok(())
+}
+
+/// What to run for one replica of a deployment.
+pub(crate) fn run_spec(
+    app: &App,
+    deployment: i64,
+    replica: u32,
+    image: &str,
+    settings: &Settings,
+    env: &[(String, String)],
+    stop_timeout: Duration,
+) -> RunSpec {
+    RunSpec {
+        image: image.to_owned(),
+        name: container_name(&app.name, deployment, replica),
+        cmd: Vec::new(),
+        env: env.to_vec(),
+        labels: BTreeMap::from([
+            (LABEL_APP.to_owned(), app.name.clone()),
+            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
+            (super::LABEL_REPLICA.to_owned(), replica.to_string()),
+        ]),
+        port: Some(PortSpec {
+            container_port: settings.port,
+            host_port: None,
+        }),
+        limits: Limits {
+            memory_bytes: settings.memory_bytes,
+            cpus: settings.cpus,
+            pids: None,
+        },
+        restart: RestartPolicy::No,
+        stop_timeout: Some(stop_timeout),
+    }
+}
+
+/// The container's environment: deploy.toml defaults, overridden by the app's stored
+/// variables. Secret values are hidden in the log from here on.
+pub(crate) async fn environment(
+    shared: &Shared,
+    app: &App,
+    settings: &Settings,
+    log: &DeployLog,
+) -> Result<Vec<(String, String)>, Stop> {
+    let app_id = app.id;
+    let stored = shared
+        .db
+        .call(move |c| crate::db::env_vars::list(c, app_id))
+        .await?;
+    let mut env: BTreeMap<String, String> = settings.env_defaults.clone();
+    for var in stored {
+        let value = if var.secret {
+            // Decryption arrives with the secrets key (issue 6); until then refuse clearly.
+            let _ = (shared, log);
+            return Err(Stop::Failed(format!(
+                "environment variable {} is secret, and secret variables are not implemented yet",
+                var.key
+            )));
+        } else {
+            String::from_utf8_lossy(&var.value).into_owned()
+        };
+        env.insert(var.key, value);
+    }
+    Ok(env.into_iter().collect())
+}
+
+/// Removes what a failed or cancelled deployment created.
+async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image: Option<&str>) {
+    let Some(runtime) = shared.runtime.as_ref() else {
+        return;
+    };
+    match runtime.list(&deployment_labels(&d.app, d.id)).await {
+        Ok(containers) => {
+            for c in containers {
+                if let Err(e) = runtime.remove(&c.id).await {
+                    log.say(&format!("cannot remove container {}: {e}", c.name));
+                }
+            }
+        }
+        Err(e) => log.say(&format!("cannot list this deployment's containers: {e}")),
+    }
+    if let Some(image) = built_image
+        && let Err(e) = runtime.remove_image(image).await
+    {
+        tracing::debug!(deployment = d.id, error = %e, "cannot remove the image of a failed deployment");
+    }
+}
+
+async fn remove_work_dir(shared: &Shared, id: i64) {
+    let work = shared.work_dir(id);
+    if let Err(e) = tokio::fs::remove_dir_all(&work).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %work.display(), error = %e, "cannot remove a work directory");
+    }
+}
+
+/// After `drain`, stops and removes the containers of a replaced deployment.
+pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Duration) {
+    tokio::select! {
+        // On shutdown the old containers stay; the next start's reconcile removes them.
+        _ = shared.shutdown.cancelled() => return,
+        _ = tokio::time::sleep(drain) => {}
+    }
+    let Some(runtime) = shared.runtime.as_ref() else {
+        return;
+    };
+    let containers = match runtime.list(&deployment_labels(app, old)).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(app, deployment = old, error = %e, "cannot list a replaced deployment's containers");
+            return;
+        }
+    };
+    for c in containers {
+        if let Err(e) = runtime.stop(&c.id, shared.config.stop_timeout).await {
+            tracing::warn!(app, container = %c.name, error = %e, "cannot stop a replaced container");
+        }
+        if let Err(e) = runtime.remove(&c.id).await {
+            tracing::warn!(app, container = %c.name, error = %e, "cannot remove a replaced container");
+        }
+    }
+    tracing::info!(app, deployment = old, "replaced deployment drained and removed");
+}
+
+/// Keeps the images of the last `keep_images` successful deployments for rollbacks and
+/// removes older ones Rivetr built.
+async fn prune_images(shared: &Shared, app: &App, log: &DeployLog) {
+    let Some(runtime) = shared.runtime.as_ref() else {
+        return;
+    };
+    let app_id = app.id;
+    let Ok(successful) = shared
+        .db
+        .call(move |c| deployments::successful(c, app_id))
+        .await
+    else {
+        return;
+    };
+    let keep = shared.config.keep_images.max(1);
+    let kept: HashSet<String> = successful
+        .iter()
+        .take(keep)
+        .filter_map(|d| d.image.clone())
+        .collect();
+    for old in successful.iter().skip(keep) {
+        let Some(image) = old.image.clone() else { continue };
+        if kept.contains(&image) || !image.starts_with("rivetr/") {
+            continue;
+        }
+        match runtime.remove_image(&image).await {
+            Ok(()) => {
+                let id = old.id;
+                let _ = shared
+                    .db
+                    .call(move |c| deployments::clear_image(c, id))
+                    .await;
+                log.say(&format!("removed the image of deployment {} ({image})", old.id));
+            }
+            // Still used by a draining container: the next deployment prunes it.
+            Err(e) => tracing::debug!(image, error = %e, "image not removed yet"),
+        }
+    }
+}
+
+fn describe(r: &GitRef) -> String {
+    match r {
+        GitRef::Branch(b) => format!("branch {b}"),
+        GitRef::Commit(c) => format!("commit {c}"),
+    }
+}
+
+/// The URL without its credentials, for the log.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((_, host_and_path)) = rest.split_once('@')
+        && !rest.split('/').next().unwrap_or("").is_empty()
+        && rest.split('/').next().unwrap_or("").contains('@')
+    {
+        return format!("{scheme}://***@{host_and_path}");
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("https://x:tok@github.com/a/b.git"), "https://***@github.com/a/b.git");
+        assert_eq!(redact_url("https://github.com/a/b.git"), "https://github.com/a/b.git");
+        assert_eq!(redact_url("/srv/repo"), "/srv/repo");
+    }
+}
