@@ -73,6 +73,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         source,
     })?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
+    let runtime = Arc::new(detect_runtime(&config.runtime).await);
 
     let api_listener = take_or_bind(
         "api",
@@ -106,6 +107,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         db: db.clone(),
         config: Arc::new(ArcSwap::from_pointee(config)),
         started,
+        runtime: runtime.clone(),
     };
     let shutdown = CancellationToken::new();
     let grace = state.config.load().shutdown_grace();
@@ -141,6 +143,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let addrs = Addrs {
         api: api_addr,
         http: http_addr,
+        runtime: runtime.status.summary(),
     };
     tracing::info!(version = crate::VERSION, api = ?api_addr, http = ?http_addr, state_dir = %state_dir.display(), "rivetr is serving");
     notify::ready(&status_line(&db, &addrs).await);
@@ -188,6 +191,21 @@ async fn open_db(path: PathBuf) -> Result<Db, ServerError> {
     Ok(db)
 }
 
+/// How long startup waits for the container engine before serving without one.
+const RUNTIME_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Finds the container engine; bounded, so a hanging engine or D-Bus never holds READY back
+/// for long. Rivetr serves without an engine and reports what was tried.
+async fn detect_runtime(config: &crate::config::RuntimeConfig) -> crate::runtime::Detection {
+    let detection = tokio::time::timeout(RUNTIME_DETECT_TIMEOUT, crate::runtime::detect(config))
+        .await
+        .unwrap_or_else(|_| crate::runtime::Detection::timed_out(RUNTIME_DETECT_TIMEOUT));
+    if detection.runtime.is_none() {
+        tracing::warn!(status = %detection.status.summary(), "serving without a container runtime");
+    }
+    detection
+}
+
 /// Uses the socket systemd passed under `name`, or binds `addr`.
 async fn take_or_bind(
     name: &'static str,
@@ -228,6 +246,8 @@ async fn liveness(probes: Vec<Probe>, db: Db, timeout: Duration) -> Result<(), S
 struct Addrs {
     api: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    /// `runtime podman 4.3.1` or `no container runtime (tried ...)`.
+    runtime: String,
 }
 
 /// The line `systemctl status` shows.
@@ -239,9 +259,10 @@ async fn status_line(db: &Db, addrs: &Addrs) -> String {
         .unwrap_or_else(|_| "?".to_owned());
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".to_owned());
     format!(
-        "serving {apps} apps; api on {}; proxy on {}",
+        "serving {apps} apps; api on {}; proxy on {}; {}",
         show(addrs.api),
-        show(addrs.http)
+        show(addrs.http),
+        addrs.runtime
     )
 }
 
@@ -276,6 +297,8 @@ fn reload(state: &AppState, path: Option<&std::path::Path>, log: &LogHandle) {
             "server.shutdown_grace_seconds",
             old.server.shutdown_grace_seconds != new.server.shutdown_grace_seconds,
         ),
+        ("runtime.engine", old.runtime.engine != new.runtime.engine),
+        ("runtime.socket", old.runtime.socket != new.runtime.socket),
     ] {
         if changed {
             tracing::warn!(
