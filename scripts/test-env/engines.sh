@@ -67,7 +67,9 @@ start_podman_rootful() {
         log "rootful Podman already answers on $sock; reusing it"
     else
         rm -f "$sock"
-        podman system service --time=0 "unix://$sock" >"$RUN_DIR/podman.log" 2>&1 &
+        # conmon (2.1.6) drops an `oom` file into its working directory, inherited from
+        # the service: keep that out of the repository.
+        (cd "$RUN_DIR/cwd" && exec podman system service --time=0 "unix://$sock") >"$RUN_DIR/podman.log" 2>&1 &
         pid=$!
         STARTED_PIDS+=("$pid")
         if ! wait_socket "$sock" 30 "$pid"; then
@@ -108,11 +110,12 @@ start_podman_rootless() {
         log "rootless Podman already answers on $sock; reusing it"
     else
         rm -f "$sock"
-        # setpriv execs podman itself, so the pid recorded is podman's.
-        setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
+        # setpriv execs podman itself, so the pid recorded is podman's; the working
+        # directory is the user's home, where conmon may drop `oom` files.
+        (cd "$ROOTLESS_HOME" && exec setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
             env -i HOME="$ROOTLESS_HOME" USER="$TEST_USER" LOGNAME="$TEST_USER" \
             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="$ROOTLESS_XDG" \
-            podman system service --time=0 "unix://$sock" >"$RUN_DIR/podman-rootless.log" 2>&1 &
+            podman system service --time=0 "unix://$sock") >"$RUN_DIR/podman-rootless.log" 2>&1 &
         pid=$!
         STARTED_PIDS+=("$pid")
         ROOTLESS_STARTED=1
@@ -132,11 +135,11 @@ start_docker() {
         log "Docker already answers on $sock; reusing it"
     else
         rm -f "$sock"
-        dockerd --host "unix://$sock" \
+        (cd "$RUN_DIR/cwd" && exec dockerd --host "unix://$sock" \
             --exec-opt native.cgroupdriver=cgroupfs \
             --data-root /var/lib/rivetr-test-docker --exec-root "$RUN_DIR/docker" \
             --pidfile "$RUN_DIR/docker.pid" \
-            --default-ulimit nofile=1024:1024 --default-ulimit nproc=4096:4096 \
+            --default-ulimit nofile=1024:1024 --default-ulimit nproc=4096:4096) \
             >"$RUN_DIR/docker.log" 2>&1 &
         pid=$!
         STARTED_PIDS+=("$pid")
@@ -190,7 +193,7 @@ main() {
         shift
     fi
     ensure_packages podman runc uidmap slirp4netns docker.io busybox-static curl iptables
-    mkdir -p "$RUN_DIR"
+    mkdir -p "$RUN_DIR/cwd"
     [ -n "$keep" ] || trap stop_started EXIT
 
     start_podman_rootful || true
