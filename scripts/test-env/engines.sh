@@ -192,7 +192,8 @@ main() {
         keep=1
         shift
     fi
-    ensure_packages podman runc uidmap slirp4netns docker.io busybox-static curl iptables
+    # dbus: the detection test runs a real D-Bus daemon without systemd on it.
+    ensure_packages podman runc uidmap slirp4netns docker.io busybox-static curl iptables dbus
     mkdir -p "$RUN_DIR/cwd"
     [ -n "$keep" ] || trap stop_started EXIT
 
