@@ -691,11 +691,13 @@ async fn exit_code_three_is_reported(c: Ctx) {
 }
 
 async fn memory_limit_breach_is_oom_killed(c: Ctx) {
-    // dd as PID 1 allocates a 256 MiB buffer against a 32 MiB limit.
-    let mut spec = c.spec("oom", "");
-    spec.cmd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]
-        .map(String::from)
-        .to_vec();
+    // After a second (like an app that runs a while, and so the engine's OOM watch is in
+    // place: a process killed within milliseconds of starting can beat Docker's), dd
+    // becomes PID 1 and allocates a 256 MiB buffer against a 32 MiB limit.
+    let mut spec = c.spec(
+        "oom",
+        "sleep 1; exec dd if=/dev/zero of=/dev/null bs=256M count=1",
+    );
     spec.limits.memory_bytes = Some(32 << 20);
     let id = c.rt.run(&spec).await.unwrap().id;
     let info = c.wait_exited(&id, Duration::from_secs(60)).await;
@@ -715,6 +717,22 @@ async fn memory_limit_breach_is_oom_killed(c: Ctx) {
         .expect("an OOM-killed container has a failure");
     assert!(matches!(err, RuntimeError::OutOfMemory { .. }), "{err:?}");
     assert!(err.to_string().contains(&spec.name), "{err}");
+    assert_eq!(info.memory_limit_bytes, Some(32 << 20), "{info:?}");
+    if !c.info.reports_oom {
+        assert!(
+            info.oom_inferred && err.to_string().contains("inferred"),
+            "{err}"
+        );
+    }
+    shout(&format!(
+        "{:?}: OOM kill {} ({err})",
+        c.which,
+        if info.oom_inferred {
+            "inferred by Rivetr; the engine did not flag it"
+        } else {
+            "flagged by the engine"
+        }
+    ));
 }
 
 async fn stop_honours_its_timeout(c: Ctx) {
@@ -742,6 +760,7 @@ async fn stop_honours_its_timeout(c: Ctx) {
         Some(137),
         "SIGTERM was ignored, so SIGKILL: {info:?}"
     );
+    assert!(!info.oom_killed, "a stop is no OOM kill: {info:?}");
     // Stopping again is not an error.
     c.rt.stop(&id, Duration::from_secs(2)).await.unwrap();
     shout(&format!(

@@ -491,6 +491,7 @@ fn info_from_inspect(r: ContainerInspectResponse) -> ContainerInfo {
         engine_state,
         exit_code: if ended { state.exit_code } else { None },
         oom_killed: state.oom_killed.unwrap_or(false),
+        oom_inferred: false,
         memory_limit_bytes,
         error: state.error.filter(|e| !e.is_empty()),
         host_port,

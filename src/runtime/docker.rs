@@ -1,12 +1,15 @@
 //! [`DockerRuntime`]: Docker Engine through its API socket. Everything goes through the
-//! shared bollard core except `/info`, read as plain JSON.
+//! shared bollard core except `/info`, read as plain JSON. An OOM kill Docker missed (its
+//! exit event can beat its OOM event) is inferred, see `oom.rs`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::compat::{CALL_TIMEOUT, Compat, socket_path};
 use super::error::Subject;
+use super::oom::OomWatch;
 use super::raw::RawClient;
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerSummary, EngineInfo,
@@ -19,6 +22,7 @@ use super::{
 pub struct DockerRuntime {
     compat: Compat,
     raw: RawClient,
+    oom: Arc<OomWatch>,
 }
 
 impl DockerRuntime {
@@ -29,6 +33,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             compat: Compat::new(&path)?,
             raw: RawClient::new(&path, CALL_TIMEOUT),
+            oom: Arc::new(OomWatch::new()),
         })
     }
 }
@@ -83,10 +88,12 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        self.oom.stopping(id);
         self.compat.stop(id, timeout).await
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.oom.stopping(id);
         self.compat.remove(id).await
     }
 
@@ -95,7 +102,14 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
-        self.compat.inspect(id).await
+        let mut info = self.compat.inspect(id).await?;
+        if self.oom.looks_oom_killed(&info) {
+            OomWatch::mark(
+                &mut info,
+                "Docker's exit event can arrive before its OOM event, and then it does not flag the kill",
+            );
+        }
+        Ok(info)
     }
 
     async fn list(&self, labels: &[LabelFilter]) -> Result<Vec<ContainerSummary>, RuntimeError> {

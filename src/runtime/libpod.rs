@@ -154,6 +154,7 @@ impl InspectJson {
             engine_state: self.state.status,
             exit_code: ended.then_some(self.state.exit_code),
             oom_killed: self.state.oom_killed,
+            oom_inferred: false,
             memory_limit_bytes: u64::try_from(self.host_config.memory)
                 .ok()
                 .filter(|&m| m > 0),

@@ -42,6 +42,7 @@ mod docker;
 mod error;
 mod libpod;
 mod logs;
+mod oom;
 mod podman;
 mod raw;
 mod timestamps;
@@ -100,7 +101,7 @@ pub struct EngineInfo {
     /// (rootless Podman on cgroups v1 ignores them).
     pub limits_enforced: bool,
     /// False when the engine never reports OOM kills itself (Podman before 5.0), so
-    /// [`ContainerInfo::oom_killed`] is inferred by Rivetr.
+    /// [`ContainerInfo::oom_killed`] is always Rivetr's inference.
     pub reports_oom: bool,
     /// The socket, as `unix:///path`.
     pub socket: String,
@@ -259,10 +260,13 @@ pub struct ContainerInfo {
     pub engine_state: String,
     /// Set once the process has ended.
     pub exit_code: Option<i64>,
-    /// The kernel killed the container for exceeding its memory limit. Podman before 5.0
-    /// never says so (containers/podman#13102); for it this is inferred, see
-    /// [`PodmanRuntime`].
+    /// The kernel killed the container for exceeding its memory limit, as the engine says
+    /// or, when it cannot say, as Rivetr infers (see `oom_inferred`).
     pub oom_killed: bool,
+    /// `oom_killed` is Rivetr's inference, not the engine's word: the container died of
+    /// SIGKILL under a memory limit and Rivetr did not stop it. Podman before 5.0 never
+    /// reports OOM kills and Docker misses some.
+    pub oom_inferred: bool,
     /// The memory limit the container runs with, if any.
     pub memory_limit_bytes: Option<u64>,
     /// The engine's own words about why the container failed, if it says.
@@ -507,6 +511,7 @@ mod tests {
             engine_state: "exited".into(),
             exit_code: Some(137),
             oom_killed: false,
+            oom_inferred: false,
             memory_limit_bytes: None,
             error: None,
             host_port: None,

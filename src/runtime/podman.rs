@@ -3,21 +3,14 @@
 //! endpoints on the same socket, because bollard cannot read Podman's `stopped` state
 //! (bollard issue 701) and the compatible API has no word for rootless.
 //!
-//! # OOM kills on Podman before 5.0
-//! Podman 4 never reports `OOMKilled` (containers/podman#13102): conmon notices the kill but
-//! writes its marker file into its working directory, where Podman does not look (fixed in
-//! Podman 5.0, which passes conmon a persist directory). Debian 12 ships Podman 4.3.1. For
-//! such a Podman, a container is taken as OOM-killed when it died of SIGKILL (exit code 137)
-//! while running under a memory limit, after this client was made, and this client did not
-//! stop it. A `kill -9` from someone else looks the same; the error message says the verdict
-//! is inferred.
+//! Podman before 5.0 never reports OOM kills; they are inferred (see `oom.rs`).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::compat::{CALL_TIMEOUT, Compat, socket_path};
 use super::libpod::Libpod;
+use super::oom::OomWatch;
 use super::raw::RawClient;
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerSummary, EngineInfo,
@@ -30,23 +23,10 @@ use super::{
 pub struct PodmanRuntime {
     compat: Compat,
     libpod: Libpod,
-    oom: Arc<OomInference>,
-}
-
-/// What inferring OOM kills on Podman 4 needs (see the module doc).
-#[derive(Debug)]
-struct OomInference {
-    /// Containers (ids or names, as given) this client asked to stop or remove: their
-    /// SIGKILL is no OOM kill.
-    stopped: Mutex<HashSet<String>>,
-    /// Exits before this instant may be stops this client never saw.
-    since: SystemTime,
+    oom: Arc<OomWatch>,
     /// Whether this Podman reports OOM kills itself (5.0 and later); looked up once.
-    engine_reports: tokio::sync::OnceCell<bool>,
+    engine_reports_oom: Arc<tokio::sync::OnceCell<bool>>,
 }
-
-/// Exit code of a process killed by SIGKILL (128 + 9).
-const SIGKILL_EXIT: i64 = 137;
 
 impl PodmanRuntime {
     /// A client for the socket (`unix:///path` or `/path`); nothing is sent until the first
@@ -56,58 +36,19 @@ impl PodmanRuntime {
         Ok(PodmanRuntime {
             compat: Compat::new(&path)?,
             libpod: Libpod::new(RawClient::new(&path, CALL_TIMEOUT)),
-            oom: Arc::new(OomInference {
-                stopped: Mutex::new(HashSet::new()),
-                since: SystemTime::now(),
-                engine_reports: tokio::sync::OnceCell::new(),
-            }),
+            oom: Arc::new(OomWatch::new()),
+            engine_reports_oom: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
-    fn remember_stop(&self, id: &str) {
-        if let Ok(mut stopped) = self.oom.stopped.lock() {
-            stopped.insert(id.to_owned());
-        }
-    }
-
-    /// Whether this Podman reports OOM kills itself.
     async fn engine_reports_oom(&self) -> Result<bool, RuntimeError> {
-        self.oom
-            .engine_reports
+        self.engine_reports_oom
             .get_or_try_init(|| async {
                 let info = self.libpod.info().await?;
                 Ok(reports_oom(&info.version.version))
             })
             .await
             .copied()
-    }
-
-    /// Marks `info` OOM-killed when Podman cannot say so itself and everything points to it.
-    async fn infer_oom(&self, info: &mut ContainerInfo) -> Result<(), RuntimeError> {
-        let Some(limit) = info.memory_limit_bytes else {
-            return Ok(());
-        };
-        let killed = info.exit_code == Some(SIGKILL_EXIT);
-        let while_watched = info.finished_at.is_some_and(|t| t >= self.oom.since);
-        let stopped_here = self
-            .oom
-            .stopped
-            .lock()
-            .map(|s| s.contains(&info.id) || s.contains(&info.name))
-            .unwrap_or(true);
-        if info.oom_killed || !killed || !while_watched || stopped_here {
-            return Ok(());
-        }
-        if self.engine_reports_oom().await? {
-            return Ok(());
-        }
-        info.oom_killed = true;
-        info.error = Some(format!(
-            "killed by SIGKILL (exit code 137) while limited to {} MiB of memory, and not stopped by Rivetr: \
-             taken as out of memory (inferred: Podman before 5.0 does not report OOM kills, containers/podman#13102)",
-            limit >> 20
-        ));
-        Ok(())
     }
 }
 
@@ -159,12 +100,12 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
-        self.remember_stop(id);
+        self.oom.stopping(id);
         self.compat.stop(id, timeout).await
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        self.remember_stop(id);
+        self.oom.stopping(id);
         self.compat.remove(id).await
     }
 
@@ -174,7 +115,12 @@ impl ContainerRuntime for PodmanRuntime {
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let mut info = self.libpod.inspect(id).await?;
-        self.infer_oom(&mut info).await?;
+        if self.oom.looks_oom_killed(&info) && !self.engine_reports_oom().await? {
+            OomWatch::mark(
+                &mut info,
+                "Podman before 5.0 does not report OOM kills, containers/podman#13102",
+            );
+        }
         Ok(info)
     }
 
