@@ -45,14 +45,17 @@ wait_socket() {
     return 1
 }
 
-# Stops the processes this script started, newest first, and waits for them.
+# Stops the processes this script started, newest first. Each runs as the leader of its
+# own process group (setsid), so helpers it forked (rootless Podman re-executes itself
+# inside its user namespace; dockerd runs containerd) are waited for and, if need be,
+# killed with it.
 stop_started() {
     local i pid
     for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${STARTED_PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || continue
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
     done
     # Rootless Podman leaves a pause process holding its user namespace.
     if [ -n "${ROOTLESS_STARTED:-}" ] && [ -f "$ROOTLESS_PAUSE_PID" ]; then
@@ -69,7 +72,7 @@ start_podman_rootful() {
         rm -f "$sock"
         # conmon (2.1.6) drops an `oom` file into its working directory, inherited from
         # the service: keep that out of the repository.
-        (cd "$RUN_DIR/cwd" && exec podman system service --time=0 "unix://$sock") >"$RUN_DIR/podman.log" 2>&1 &
+        (cd "$RUN_DIR/cwd" && exec setsid podman system service --time=0 "unix://$sock") >"$RUN_DIR/podman.log" 2>&1 &
         pid=$!
         STARTED_PIDS+=("$pid")
         if ! wait_socket "$sock" 30 "$pid"; then
@@ -110,9 +113,9 @@ start_podman_rootless() {
         log "rootless Podman already answers on $sock; reusing it"
     else
         rm -f "$sock"
-        # setpriv execs podman itself, so the pid recorded is podman's; the working
-        # directory is the user's home, where conmon may drop `oom` files.
-        (cd "$ROOTLESS_HOME" && exec setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
+        # setsid and setpriv exec, so the pid recorded is podman's; the working directory
+        # is the user's home, where conmon may drop `oom` files.
+        (cd "$ROOTLESS_HOME" && exec setsid setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
             env -i HOME="$ROOTLESS_HOME" USER="$TEST_USER" LOGNAME="$TEST_USER" \
             PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR="$ROOTLESS_XDG" \
             podman system service --time=0 "unix://$sock") >"$RUN_DIR/podman-rootless.log" 2>&1 &
@@ -135,7 +138,7 @@ start_docker() {
         log "Docker already answers on $sock; reusing it"
     else
         rm -f "$sock"
-        (cd "$RUN_DIR/cwd" && exec dockerd --host "unix://$sock" \
+        (cd "$RUN_DIR/cwd" && exec setsid dockerd --host "unix://$sock" \
             --exec-opt native.cgroupdriver=cgroupfs \
             --data-root /var/lib/rivetr-test-docker --exec-root "$RUN_DIR/docker" \
             --pidfile "$RUN_DIR/docker.pid" \
