@@ -22,7 +22,7 @@ cargo fmt --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --all-targets --locked
+step "cargo test (rootful Podman, rootless Podman and Docker started for it)"
+scripts/test-env/engines.sh cargo test --all-targets --locked
 
 step "all tests passed"

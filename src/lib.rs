@@ -13,6 +13,7 @@ pub mod db;
 pub mod engine;
 pub mod logging;
 pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod systemd;
 
@@ -31,4 +32,6 @@ pub struct AppState {
     /// The running configuration; replaced whole on reload.
     pub config: Arc<ArcSwap<config::Config>>,
     pub started: Instant,
+    /// The container engine found at startup, or what was tried.
+    pub runtime: Arc<runtime::Detection>,
 }

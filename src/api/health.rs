@@ -20,6 +20,8 @@ struct Health {
     version: &'static str,
     uptime_s: u64,
     db: String,
+    /// The container engine (name, version, rootless) or what was tried.
+    runtime: crate::runtime::RuntimeStatus,
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -41,6 +43,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         version: crate::VERSION,
         uptime_s: state.started.elapsed().as_secs(),
         db,
+        runtime: state.runtime.status.clone(),
     };
     (code, Json(body))
 }

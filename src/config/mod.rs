@@ -31,6 +31,7 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub acme: AcmeSettings,
     pub log: LogConfig,
+    pub runtime: RuntimeConfig,
 }
 
 /// `[server]`: where the API listens, where state lives, how shutdown behaves.
@@ -56,6 +57,58 @@ pub struct LogConfig {
     /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a full filter such as
     /// `info,rivetr::proxy=debug`. `RUST_LOG`, when set, wins.
     pub level: LogLevel,
+}
+
+/// `[runtime]`: which container engine to drive.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// `auto` tries rootless Podman, rootful Podman, then Docker; `podman` or `docker`
+    /// accepts only that engine.
+    pub engine: EngineChoice,
+    /// The engine's socket as `unix:///path`; empty means look in the usual places.
+    pub socket: RuntimeSocket,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    #[default]
+    Auto,
+    Podman,
+    Docker,
+}
+
+/// `""` or `unix:///absolute/path`, checked when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RuntimeSocket(String);
+
+impl RuntimeSocket {
+    /// The configured socket, or `None` for "look in the usual places".
+    pub fn get(&self) -> Option<&str> {
+        (!self.0.is_empty()).then_some(self.0.as_str())
+    }
+}
+
+impl TryFrom<String> for RuntimeSocket {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.is_empty() || value.starts_with("unix:///") {
+            Ok(RuntimeSocket(value))
+        } else {
+            Err(format!(
+                "`{value}` is not a socket; use unix:///absolute/path, or \"\" to look in the usual places"
+            ))
+        }
+    }
+}
+
+impl From<RuntimeSocket> for String {
+    fn from(value: RuntimeSocket) -> Self {
+        value.0
+    }
 }
 
 impl Default for ServerConfig {
@@ -315,6 +368,52 @@ mod tests {
         let err = parse("[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
         assert!(err.contains("log.level"), "{err}");
         assert!(err.contains("loud"), "{err}");
+    }
+
+    #[test]
+    fn runtime_section_and_its_env_overrides() {
+        let config = Config::parse(
+            "test.toml",
+            "[runtime]\nengine = \"docker\"\n",
+            vec![(
+                "RIVETR_RUNTIME_SOCKET".to_owned(),
+                "unix:///run/docker.sock".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.runtime.engine, EngineChoice::Docker);
+        assert_eq!(config.runtime.socket.get(), Some("unix:///run/docker.sock"));
+
+        let config = Config::parse(
+            "test.toml",
+            "",
+            vec![("RIVETR_RUNTIME_ENGINE".to_owned(), "podman".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(config.runtime.engine, EngineChoice::Podman);
+        assert_eq!(config.runtime.socket.get(), None);
+
+        let err = parse("[runtime]\nengine = \"lxc\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml:2") && err.contains("runtime.engine"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "test.toml",
+            "",
+            vec![(
+                "RIVETR_RUNTIME_SOCKET".to_owned(),
+                "/run/docker.sock".to_owned(),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("RIVETR_RUNTIME_SOCKET") && err.contains("unix:///"),
+            "{err}"
+        );
     }
 
     #[test]

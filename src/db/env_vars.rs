@@ -37,7 +37,13 @@ pub fn list(c: &Connection, app_id: i64) -> rusqlite::Result<Vec<EnvVar>> {
     rows.collect()
 }
 
-pub fn set(c: &Connection, app_id: i64, key: &str, value: &[u8], secret: bool) -> rusqlite::Result<()> {
+pub fn set(
+    c: &Connection,
+    app_id: i64,
+    key: &str,
+    value: &[u8],
+    secret: bool,
+) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO env_vars (app_id, key, value, secret) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value, secret = excluded.secret,
@@ -48,5 +54,8 @@ pub fn set(c: &Connection, app_id: i64, key: &str, value: &[u8], secret: bool) -
 }
 
 pub fn unset(c: &Connection, app_id: i64, key: &str) -> rusqlite::Result<bool> {
-    Ok(c.execute("DELETE FROM env_vars WHERE app_id = ?1 AND key = ?2", params![app_id, key])? > 0)
+    Ok(c.execute(
+        "DELETE FROM env_vars WHERE app_id = ?1 AND key = ?2",
+        params![app_id, key],
+    )? > 0)
 }

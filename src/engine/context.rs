@@ -32,7 +32,11 @@ pub fn tar_stream(dir: PathBuf, extra_dockerfile: Option<PathBuf>) -> BuildConte
     }))
 }
 
-fn write_tar(dir: &Path, extra_dockerfile: Option<&Path>, writer: ChunkWriter) -> std::io::Result<()> {
+fn write_tar(
+    dir: &Path,
+    extra_dockerfile: Option<&Path>,
+    writer: ChunkWriter,
+) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(writer);
     tar.follow_symlinks(false);
     add_dir(&mut tar, dir, Path::new(""))?;

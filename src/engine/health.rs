@@ -48,12 +48,24 @@ pub async fn wait_healthy(
         }
         match tokio::time::timeout(timeout, get(host_port, &path)).await {
             Ok(Ok(status)) if (200..400).contains(&status) => {
-                log.line("health", &format!("attempt {attempt}/{retries}: GET {path} -> {status}: healthy"));
+                log.line(
+                    "health",
+                    &format!("attempt {attempt}/{retries}: GET {path} -> {status}: healthy"),
+                );
                 return Ok(());
             }
-            Ok(Ok(status)) => log.line("health", &format!("attempt {attempt}/{retries}: GET {path} -> {status}")),
-            Ok(Err(e)) => log.line("health", &format!("attempt {attempt}/{retries}: GET {path} -> {e}")),
-            Err(_) => log.line("health", &format!("attempt {attempt}/{retries}: GET {path} -> no answer within {timeout:?}")),
+            Ok(Ok(status)) => log.line(
+                "health",
+                &format!("attempt {attempt}/{retries}: GET {path} -> {status}"),
+            ),
+            Ok(Err(e)) => log.line(
+                "health",
+                &format!("attempt {attempt}/{retries}: GET {path} -> {e}"),
+            ),
+            Err(_) => log.line(
+                "health",
+                &format!("attempt {attempt}/{retries}: GET {path} -> no answer within {timeout:?}"),
+            ),
         }
         if attempt < retries {
             tokio::select! {
@@ -76,7 +88,10 @@ async fn exited(runtime: &Arc<dyn ContainerRuntime>, container: &str) -> Option<
         Ok(info) => info,
         Err(e) => return Some(format!("container {container} cannot be inspected: {e}")),
     };
-    if matches!(info.state, ContainerState::Running | ContainerState::Created | ContainerState::Restarting) {
+    if matches!(
+        info.state,
+        ContainerState::Running | ContainerState::Created | ContainerState::Restarting
+    ) {
         return None;
     }
     let code = info
@@ -96,7 +111,11 @@ async fn exited(runtime: &Arc<dyn ContainerRuntime>, container: &str) -> Option<
 }
 
 /// The last `n` lines a container wrote.
-pub async fn last_lines(runtime: &Arc<dyn ContainerRuntime>, container: &str, n: u64) -> Vec<String> {
+pub async fn last_lines(
+    runtime: &Arc<dyn ContainerRuntime>,
+    container: &str,
+    n: u64,
+) -> Vec<String> {
     let mut stream = runtime.logs(
         container,
         LogOptions {
@@ -124,7 +143,10 @@ async fn get(port: u16, path: &str) -> Result<u16, String> {
     tokio::spawn(conn);
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, "localhost")
-        .header(hyper::header::USER_AGENT, concat!("rivetr-healthcheck/", env!("CARGO_PKG_VERSION")))
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("rivetr-healthcheck/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let res = send.send_request(req).await.map_err(|e| e.to_string())?;

@@ -25,7 +25,10 @@ pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> 
         .call(move |c| crate::db::apps::set_stopped(c, id, true))
         .await?;
     shared.set_routes(app, Vec::new());
-    for c in runtime.list(&[LabelFilter::eq(LABEL_APP, &app.name)]).await? {
+    for c in runtime
+        .list(&[LabelFilter::eq(LABEL_APP, &app.name)])
+        .await?
+    {
         runtime.stop(&c.id, shared.config.stop_timeout).await?;
     }
     tracing::info!(app = %app.name, "app stopped");
@@ -40,10 +43,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, app: &App) -> Result<(), EngineE
         .db
         .call(move |c| deployments::running(c, app_id))
         .await?
-        .ok_or_else(|| EngineError::NotRollbackable {
-            id: 0,
-            why: format!("app `{}` has no running deployment to start; deploy it first", app.name),
-        })?;
+        .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
     bring_up(shared, app, &current, true).await?;
     shared
         .db
@@ -69,14 +69,23 @@ pub(crate) async fn bring_up(
         .as_deref()
         .and_then(Settings::from_json)
         .unwrap_or_else(|| Settings::from_app(app, shared.config.drain_seconds));
-    let log = DeployLog::open(shared.db.clone(), Arc::clone(&shared.logs), current.id, &app.name);
-    let existing = runtime.list(&deployment_labels(&app.name, current.id)).await?;
+    let log = DeployLog::open(
+        shared.db.clone(),
+        Arc::clone(&shared.logs),
+        current.id,
+        &app.name,
+    );
+    let existing = runtime
+        .list(&deployment_labels(&app.name, current.id))
+        .await?;
     let mut upstreams: Vec<SocketAddr> = Vec::new();
     let mut woken = 0;
     let mut to_check: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
         let name = super::container_name(&app.name, current.id, replica);
-        let found = existing.iter().find(|c| c.name.trim_start_matches('/') == name);
+        let found = existing
+            .iter()
+            .find(|c| c.name.trim_start_matches('/') == name);
         let info = match found {
             Some(c) if c.state == ContainerState::Running => runtime.inspect(&c.id).await?,
             Some(c) => {
@@ -91,16 +100,23 @@ pub(crate) async fn bring_up(
             }
             None => {
                 let Some(image) = current.image.as_deref() else {
-                    log.say(&format!("container {name} is gone and its image is not recorded"));
+                    log.say(&format!(
+                        "container {name} is gone and its image is not recorded"
+                    ));
                     continue;
                 };
                 let env = environment(shared, app, &settings, &log)
                     .await
-                    .map_err(|_| EngineError::NotRollbackable {
-                        id: current.id,
-                        why: "its environment cannot be prepared".to_owned(),
-                    })?;
-                let spec = run_spec(app, current.id, replica, image, &settings, &env, shared.config.stop_timeout);
+                    .map_err(EngineError::Environment)?;
+                let spec = run_spec(
+                    app,
+                    current.id,
+                    replica,
+                    image,
+                    &settings,
+                    &env,
+                    shared.config.stop_timeout,
+                );
                 let info = runtime.run(&spec).await?;
                 woken += 1;
                 log.say(&format!("re-created the missing container {name}"));
@@ -134,11 +150,16 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
     let _one_at_a_time = lock.lock().await;
     shared.set_routes(app, Vec::new());
     if let Some(runtime) = shared.runtime.as_ref() {
-        for c in runtime.list(&[LabelFilter::eq(LABEL_APP, &app.name)]).await? {
+        for c in runtime
+            .list(&[LabelFilter::eq(LABEL_APP, &app.name)])
+            .await?
+        {
             runtime.remove(&c.id).await?;
         }
         let images = runtime
-            .list_images(&ImageFilter::Labels(vec![LabelFilter::eq(LABEL_APP, &app.name)]))
+            .list_images(&ImageFilter::Labels(vec![LabelFilter::eq(
+                LABEL_APP, &app.name,
+            )]))
             .await?;
         for image in images {
             if let Err(e) = runtime.remove_image(&image.id).await {
@@ -168,7 +189,10 @@ pub(crate) async fn refresh_routes(shared: &Shared, app: &App) -> Result<(), Eng
     };
     let runtime = shared.runtime()?;
     let mut upstreams = Vec::new();
-    for c in runtime.list(&deployment_labels(&app.name, current.id)).await? {
+    for c in runtime
+        .list(&deployment_labels(&app.name, current.id))
+        .await?
+    {
         let info = runtime.inspect(&c.id).await?;
         if let (ContainerState::Running, Some(p)) = (info.state, info.host_port) {
             upstreams.push(SocketAddr::from(([127, 0, 0, 1], p)));

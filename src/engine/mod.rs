@@ -76,6 +76,10 @@ pub enum EngineError {
     Runtime(#[from] RuntimeError),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("app `{0}` has no running deployment; deploy it first")]
+    NeverDeployed(String),
+    #[error("cannot prepare the container environment: {0}")]
+    Environment(String),
 }
 
 /// The engine handle; cheap to clone.
@@ -143,7 +147,12 @@ impl Engine {
     /// Deployments waiting for their turn.
     pub async fn queued_count(&self) -> usize {
         let (reply, answer) = oneshot::channel();
-        if self.shared.queue.send(queue::Command::CountQueued(reply)).is_err() {
+        if self
+            .shared
+            .queue
+            .send(queue::Command::CountQueued(reply))
+            .is_err()
+        {
             return 0;
         }
         answer.await.unwrap_or(0)
@@ -151,13 +160,21 @@ impl Engine {
 
     /// Queues a deployment of `app` at `git_ref` (a branch or a commit id; `None`: the app's
     /// branch). Returns it as queued.
-    pub async fn deploy(&self, app: &str, trigger: &str, git_ref: Option<String>) -> Result<Deployment, EngineError> {
+    pub async fn deploy(
+        &self,
+        app: &str,
+        trigger: &str,
+        git_ref: Option<String>,
+    ) -> Result<Deployment, EngineError> {
         let app = self.app(app).await?;
         let app_id = app.id;
+        let trigger = trigger_str(trigger);
         let d = self
             .shared
             .db
-            .call(move |c| crate::db::deployments::create(c, app_id, trigger_str(trigger), git_ref.as_deref(), None))
+            .call(move |c| {
+                crate::db::deployments::create(c, app_id, trigger, git_ref.as_deref(), None)
+            })
             .await?;
         self.enqueue(d.clone())?;
         Ok(d)
@@ -190,7 +207,9 @@ impl Engine {
         let d = self
             .shared
             .db
-            .call(move |c| crate::db::deployments::create(c, app_id, "rollback", git_ref.as_deref(), Some(to)))
+            .call(move |c| {
+                crate::db::deployments::create(c, app_id, "rollback", git_ref.as_deref(), Some(to))
+            })
             .await?;
         self.enqueue(d.clone())?;
         Ok(d)
@@ -201,7 +220,11 @@ impl Engine {
         let d = self.deployment(id).await?;
         if !matches!(
             d.status,
-            Status::Queued | Status::Cloning | Status::Building | Status::Starting | Status::HealthChecking
+            Status::Queued
+                | Status::Cloning
+                | Status::Building
+                | Status::Starting
+                | Status::HealthChecking
         ) {
             return Err(EngineError::NotCancellable {
                 id,
@@ -250,7 +273,10 @@ impl Engine {
         let (reply, answer) = oneshot::channel();
         self.shared
             .queue
-            .send(queue::Command::Forget { app_id: app.id, reply })
+            .send(queue::Command::Forget {
+                app_id: app.id,
+                reply,
+            })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?;
         lifecycle::delete(&self.shared, &app).await
@@ -279,7 +305,7 @@ impl Engine {
     fn enqueue(&self, d: Deployment) -> Result<(), EngineError> {
         self.shared
             .queue
-            .send(queue::Command::Deploy(d))
+            .send(queue::Command::Deploy(Box::new(d)))
             .map_err(|_| EngineError::Stopped)
     }
 }
@@ -308,7 +334,10 @@ impl Shared {
 
     /// The work directory of a deployment's checkout.
     fn work_dir(&self, deployment: i64) -> PathBuf {
-        self.config.state_dir.join("work").join(deployment.to_string())
+        self.config
+            .state_dir
+            .join("work")
+            .join(deployment.to_string())
     }
 
     /// Routes every domain of `app` to `upstreams` (or removes them when empty), in one swap.

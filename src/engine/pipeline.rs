@@ -22,7 +22,9 @@ use super::settings::Settings;
 use super::{EngineError, Shared, container_name, deployment_labels, image_tag};
 use crate::db::apps::App;
 use crate::db::deployments::{self, Deployment, Status};
-use crate::runtime::{BuildSpec, LABEL_APP, LABEL_DEPLOYMENT, Limits, PortSpec, RestartPolicy, RunSpec};
+use crate::runtime::{
+    BuildSpec, LABEL_APP, LABEL_DEPLOYMENT, Limits, PortSpec, RestartPolicy, RunSpec,
+};
 
 /// Why a pipeline stopped early.
 enum Stop {
@@ -61,7 +63,10 @@ pub(crate) async fn run(
         Ok(()) => Status::Running,
         Err(stop) => {
             let (status, reason) = match stop {
-                Stop::Cancelled => (Status::Cancelled, "cancelled by a newer deployment or a request".to_owned()),
+                Stop::Cancelled => (
+                    Status::Cancelled,
+                    "cancelled by a newer deployment or a request".to_owned(),
+                ),
                 Stop::Failed(reason) => (Status::Failed, log.redact(&reason)),
             };
             log.say(&format!("deployment {}: {reason}", status.as_str()));
@@ -122,24 +127,41 @@ async fn stages(
         store_image(shared, d.id, image, &settings).await?;
         (image.clone(), settings)
     } else {
-        let (image, settings) = clone_and_build(shared, d, &app, log, cancel, commit_slot, built_image).await?;
+        let (image, settings) =
+            clone_and_build(shared, d, &app, log, cancel, commit_slot, built_image).await?;
         (image, settings)
     };
     check(cancel)?;
 
     set_status(shared, d.id, Status::Starting).await?;
-    let env = environment(shared, &app, &settings, log).await?;
+    let env = environment(shared, &app, &settings, log)
+        .await
+        .map_err(Stop::Failed)?;
     let mut started: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
-        let spec = run_spec(&app, d.id, replica, &image, &settings, &env, shared.config.stop_timeout);
+        let spec = run_spec(
+            &app,
+            d.id,
+            replica,
+            &image,
+            &settings,
+            &env,
+            shared.config.stop_timeout,
+        );
         let info = tokio::select! {
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
             r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(format!("cannot start container {}: {e}", spec.name)))?,
         };
         let port = info.host_port.ok_or_else(|| {
-            Stop::Failed(format!("the engine published no host port for container {}", spec.name))
+            Stop::Failed(format!(
+                "the engine published no host port for container {}",
+                spec.name
+            ))
         })?;
-        log.say(&format!("started container {} on 127.0.0.1:{port}", spec.name));
+        log.say(&format!(
+            "started container {} on 127.0.0.1:{port}",
+            spec.name
+        ));
         started.push((info.id, port));
     }
     check(cancel)?;
@@ -170,16 +192,25 @@ async fn stages(
         })
         .await?;
     if app.domains.is_empty() {
-        log.say("switched: deployment is running (the app has no domains, so nothing routes to it)");
+        log.say(
+            "switched: deployment is running (the app has no domains, so nothing routes to it)",
+        );
     } else {
-        log.say(&format!("switched: {} now served by this deployment", app.domains.join(", ")));
+        log.say(&format!(
+            "switched: {} now served by this deployment",
+            app.domains.join(", ")
+        ));
     }
     for old_id in old {
         let shared2 = Arc::clone(shared);
         let app_name = app.name.clone();
         let drain = Duration::from_secs(settings.drain_seconds);
-        log.say(&format!("deployment {old_id} drains for {drain:?}, then stops"));
-        shared.drains.spawn(async move { drain_old(&shared2, &app_name, old_id, drain).await });
+        log.say(&format!(
+            "deployment {old_id} drains for {drain:?}, then stops"
+        ));
+        shared
+            .drains
+            .spawn(async move { drain_old(&shared2, &app_name, old_id, drain).await });
     }
     prune_images(shared, &app, log).await;
     Ok(())
@@ -195,7 +226,9 @@ async fn clone_and_build(
     built_image: &mut Option<String>,
 ) -> Result<(String, Settings), Stop> {
     let Some(url) = app.git_url.clone() else {
-        return Err(Stop::Failed("the app has neither a git URL nor an image".to_owned()));
+        return Err(Stop::Failed(
+            "the app has neither a git URL nor an image".to_owned(),
+        ));
     };
     let runtime = Arc::clone(shared.runtime()?);
     set_status(shared, d.id, Status::Cloning).await?;
@@ -208,11 +241,20 @@ async fn clone_and_build(
     }
     let reference = GitRef::parse(d.git_ref.as_deref().unwrap_or(&app.branch));
     git::hide_credentials(&url, log);
-    log.say(&format!("cloning {} at {}", redact_url(&url), describe(&reference)));
+    log.say(&format!(
+        "cloning {} at {}",
+        redact_url(&url),
+        describe(&reference)
+    ));
     let checkout = match git::checkout(&url, &reference, &work, log, cancel).await {
         Ok(c) => c,
         Err(GitError::Cancelled) => return Err(Stop::Cancelled),
-        Err(e) => return Err(Stop::Failed(format!("clone failed: {}", log.redact(&e.to_string())))),
+        Err(e) => {
+            return Err(Stop::Failed(format!(
+                "clone failed: {}",
+                log.redact(&e.to_string())
+            )));
+        }
     };
     *commit_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(checkout.commit.clone());
     let (id, sha, subject) = (d.id, checkout.commit.clone(), checkout.subject.clone());
@@ -220,7 +262,10 @@ async fn clone_and_build(
         .db
         .call(move |c| deployments::set_commit(c, id, &sha, &subject))
         .await?;
-    log.say(&format!("checked out {} \"{}\"", checkout.commit, checkout.subject));
+    log.say(&format!(
+        "checked out {} \"{}\"",
+        checkout.commit, checkout.subject
+    ));
 
     let mut settings = Settings::from_app(app, shared.config.drain_seconds);
     match deploy_toml::read(&work) {
@@ -241,7 +286,10 @@ async fn clone_and_build(
     let context = inside_repo(&work, &settings.context).map_err(Stop::Failed)?;
     let dockerfile = inside_repo(&work, &settings.dockerfile).map_err(Stop::Failed)?;
     if !dockerfile.is_file() {
-        return Err(Stop::Failed(format!("no Dockerfile at {} in the repository", settings.dockerfile)));
+        return Err(Stop::Failed(format!(
+            "no Dockerfile at {} in the repository",
+            settings.dockerfile
+        )));
     }
     let (dockerfile_arg, extra) = match dockerfile.strip_prefix(&context) {
         Ok(rel) => (rel.to_string_lossy().into_owned(), None),
@@ -289,10 +337,11 @@ async fn from_earlier_deployment(
         .call(move |c| deployments::get(c, source))
         .await?
         .ok_or_else(|| Stop::Failed(format!("deployment {source} no longer exists")))?;
-    let image = src
-        .image
-        .clone()
-        .ok_or_else(|| Stop::Failed(format!("the image of deployment {source} is no longer kept")))?;
+    let image = src.image.clone().ok_or_else(|| {
+        Stop::Failed(format!(
+            "the image of deployment {source} is no longer kept"
+        ))
+    })?;
     let settings = src
         .settings
         .as_deref()
@@ -313,7 +362,12 @@ async fn from_earlier_deployment(
     Ok((image, settings))
 }
 
-async fn store_image(shared: &Shared, id: i64, image: &str, settings: &Settings) -> Result<(), Stop> {
+async fn store_image(
+    shared: &Shared,
+    id: i64,
+    image: &str,
+    settings: &Settings,
+) -> Result<(), Stop> {
     let (image, json) = (image.to_owned(), settings.to_json());
     shared
         .db
@@ -363,21 +417,22 @@ pub(crate) async fn environment(
     app: &App,
     settings: &Settings,
     log: &DeployLog,
-) -> Result<Vec<(String, String)>, Stop> {
+) -> Result<Vec<(String, String)>, String> {
     let app_id = app.id;
     let stored = shared
         .db
         .call(move |c| crate::db::env_vars::list(c, app_id))
-        .await?;
+        .await
+        .map_err(|e| format!("database: {e}"))?;
     let mut env: BTreeMap<String, String> = settings.env_defaults.clone();
     for var in stored {
         let value = if var.secret {
             // Decryption arrives with the secrets key (issue 6); until then refuse clearly.
             let _ = (shared, log);
-            return Err(Stop::Failed(format!(
+            return Err(format!(
                 "environment variable {} is secret, and secret variables are not implemented yet",
                 var.key
-            )));
+            ));
         } else {
             String::from_utf8_lossy(&var.value).into_owned()
         };
@@ -442,7 +497,11 @@ pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Durat
             tracing::warn!(app, container = %c.name, error = %e, "cannot remove a replaced container");
         }
     }
-    tracing::info!(app, deployment = old, "replaced deployment drained and removed");
+    tracing::info!(
+        app,
+        deployment = old,
+        "replaced deployment drained and removed"
+    );
 }
 
 /// Keeps the images of the last `keep_images` successful deployments for rollbacks and
@@ -466,7 +525,9 @@ async fn prune_images(shared: &Shared, app: &App, log: &DeployLog) {
         .filter_map(|d| d.image.clone())
         .collect();
     for old in successful.iter().skip(keep) {
-        let Some(image) = old.image.clone() else { continue };
+        let Some(image) = old.image.clone() else {
+            continue;
+        };
         if kept.contains(&image) || !image.starts_with("rivetr/") {
             continue;
         }
@@ -477,7 +538,10 @@ async fn prune_images(shared: &Shared, app: &App, log: &DeployLog) {
                     .db
                     .call(move |c| deployments::clear_image(c, id))
                     .await;
-                log.say(&format!("removed the image of deployment {} ({image})", old.id));
+                log.say(&format!(
+                    "removed the image of deployment {} ({image})",
+                    old.id
+                ));
             }
             // Still used by a draining container: the next deployment prunes it.
             Err(e) => tracing::debug!(image, error = %e, "image not removed yet"),
@@ -510,8 +574,14 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("https://x:tok@github.com/a/b.git"), "https://***@github.com/a/b.git");
-        assert_eq!(redact_url("https://github.com/a/b.git"), "https://github.com/a/b.git");
+        assert_eq!(
+            redact_url("https://x:tok@github.com/a/b.git"),
+            "https://***@github.com/a/b.git"
+        );
+        assert_eq!(
+            redact_url("https://github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
         assert_eq!(redact_url("/srv/repo"), "/srv/repo");
     }
 }

@@ -17,11 +17,20 @@ use super::pipeline;
 use crate::db::deployments::{Deployment, Status};
 
 pub(crate) enum Command {
-    Deploy(Deployment),
-    Cancel { id: i64, reply: oneshot::Sender<()> },
+    Deploy(Box<Deployment>),
+    Cancel {
+        id: i64,
+        reply: oneshot::Sender<()>,
+    },
     /// The app is being deleted: cancel and forget everything of it.
-    Forget { app_id: i64, reply: oneshot::Sender<()> },
-    Finished { app_id: i64, id: i64 },
+    Forget {
+        app_id: i64,
+        reply: oneshot::Sender<()>,
+    },
+    Finished {
+        app_id: i64,
+        id: i64,
+    },
     CountQueued(oneshot::Sender<usize>),
 }
 
@@ -49,9 +58,16 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Com
         };
         match command {
             Command::Deploy(d) => {
+                let d = *d;
                 let slot = slots.entry(d.app_id).or_default();
                 if let Some(older) = slot.waiting.take() {
-                    end(&shared, older.id, Status::Superseded, &format!("superseded by deployment {}", d.id)).await;
+                    end(
+                        &shared,
+                        older.id,
+                        Status::Superseded,
+                        &format!("superseded by deployment {}", d.id),
+                    )
+                    .await;
                 }
                 if let Some(running) = &slot.running
                     && should_cancel(running, &d)
@@ -100,7 +116,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Com
 }
 
 /// Starts the waiting deployment of every app that has nothing running.
-fn start_ready(shared: &Arc<Shared>, slots: &mut HashMap<i64, Slot>, done: &mpsc::UnboundedSender<(i64, i64)>) {
+fn start_ready(
+    shared: &Arc<Shared>,
+    slots: &mut HashMap<i64, Slot>,
+    done: &mpsc::UnboundedSender<(i64, i64)>,
+) {
     for (&app_id, slot) in slots.iter_mut() {
         if slot.running.is_some() {
             continue;
@@ -128,7 +148,11 @@ fn start_ready(shared: &Arc<Shared>, slots: &mut HashMap<i64, Slot>, done: &mpsc
 
 /// A newer request cancels the running pipeline unless both are for the same commit.
 fn should_cancel(running: &Running, newer: &Deployment) -> bool {
-    let running_commit = running.commit.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let running_commit = running
+        .commit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     match (running_commit, &newer.git_ref) {
         (Some(commit), Some(wanted)) => !commit.eq_ignore_ascii_case(wanted),
         _ => true,

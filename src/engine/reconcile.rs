@@ -28,12 +28,14 @@ pub struct ReconcileReport {
 
 pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineError> {
     let mut report = ReconcileReport::default();
-    let interrupted = shared.db.call(deployments::in_flight).await?;
+    let interrupted = shared.db.call(|c| deployments::in_flight(c)).await?;
     for d in &interrupted {
         let id = d.id;
         shared
             .db
-            .call(move |c| deployments::finish_with_reason(c, id, Status::Failed, "interrupted by restart"))
+            .call(move |c| {
+                deployments::finish_with_reason(c, id, Status::Failed, "interrupted by restart")
+            })
             .await?;
         tracing::warn!(app = %d.app, deployment = d.id, was = d.status.as_str(), "deployment interrupted by restart; marked failed");
     }
@@ -49,12 +51,16 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineE
         tracing::warn!(reason = %shared.runtime_problem, "no container runtime: apps cannot be brought back into service");
         return Ok(report);
     };
-    let apps = shared.db.call(crate::db::apps::list).await?;
+    let apps = shared.db.call(|c| crate::db::apps::list(c)).await?;
     let mut current = Vec::new();
     let mut keep: HashSet<(String, String)> = HashSet::new();
     for app in apps {
         let app_id = app.id;
-        if let Some(d) = shared.db.call(move |c| deployments::running(c, app_id)).await? {
+        if let Some(d) = shared
+            .db
+            .call(move |c| deployments::running(c, app_id))
+            .await?
+        {
             keep.insert((app.name.clone(), d.id.to_string()));
             current.push((app, d));
         }
@@ -80,7 +86,9 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineE
                 report.started_containers += started;
                 report.routed_apps += 1;
             }
-            Err(e) => tracing::error!(app = %app.name, deployment = d.id, error = %e, "cannot bring the app back into service"),
+            Err(e) => {
+                tracing::error!(app = %app.name, deployment = d.id, error = %e, "cannot bring the app back into service")
+            }
         }
     }
     tracing::info!(?report, "reconciled with the container engine");

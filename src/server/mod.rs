@@ -82,6 +82,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         source,
     })?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
+    let runtime = Arc::new(detect_runtime(&config.runtime).await);
 
     let api_listener = take_or_bind(
         "api",
@@ -116,6 +117,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         api: api_listener.local_addr().ok(),
         http: http_listener.local_addr().ok(),
         https: https_listener.local_addr().ok(),
+        runtime: runtime.status.summary(),
     };
 
     let shutdown = CancellationToken::new();
@@ -140,6 +142,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         db: db.clone(),
         config: Arc::new(ArcSwap::from_pointee(config)),
         started,
+        runtime: runtime.clone(),
     };
     let grace = state.config.load().shutdown_grace();
 
@@ -196,7 +199,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             tracing::warn!(error = %e, "accept loop slow to start");
         }
     }
-    tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, state_dir = %state_dir.display(), "rivetr is serving");
+    tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, runtime = %addrs.runtime, state_dir = %state_dir.display(), "rivetr is serving");
     notify::ready(&status_line(&db, &proxy, &addrs).await);
 
     if let Some(period) = watchdog {
@@ -241,6 +244,21 @@ async fn open_db(path: PathBuf) -> Result<Db, ServerError> {
         tracing::info!(backup = %backup.display(), from = outcome.from, to = outcome.to, "database backed up before migration");
     }
     Ok(db)
+}
+
+/// How long startup waits for the container engine before serving without one.
+const RUNTIME_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Finds the container engine; bounded, so a hanging engine or D-Bus never holds READY back
+/// for long. Rivetr serves without an engine and reports what was tried.
+async fn detect_runtime(config: &crate::config::RuntimeConfig) -> crate::runtime::Detection {
+    let detection = tokio::time::timeout(RUNTIME_DETECT_TIMEOUT, crate::runtime::detect(config))
+        .await
+        .unwrap_or_else(|_| crate::runtime::Detection::timed_out(RUNTIME_DETECT_TIMEOUT));
+    if detection.runtime.is_none() {
+        tracing::warn!(status = %detection.status.summary(), "serving without a container runtime");
+    }
+    detection
 }
 
 /// Uses the socket systemd passed under `name`, or binds `addr`. Either way the result is
@@ -302,6 +320,8 @@ struct Addrs {
     api: Option<SocketAddr>,
     http: Option<SocketAddr>,
     https: Option<SocketAddr>,
+    /// `runtime podman 4.3.1` or `no container runtime (tried ...)`.
+    runtime: String,
 }
 
 /// The line `systemctl status` shows.
@@ -313,11 +333,12 @@ async fn status_line(db: &Db, proxy: &Proxy, addrs: &Addrs) -> String {
         .unwrap_or_else(|_| "?".to_owned());
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".to_owned());
     format!(
-        "serving {apps} apps, {} routes; api on {}; proxy on {} and {} (tls)",
+        "serving {apps} apps, {} routes; api on {}; proxy on {} and {} (tls); {}",
         proxy.routes.load().len(),
         show(addrs.api),
         show(addrs.http),
-        show(addrs.https)
+        show(addrs.https),
+        addrs.runtime
     )
 }
 
@@ -362,6 +383,8 @@ fn reload(
             "server.shutdown_grace_seconds",
             old.server.shutdown_grace_seconds != new.server.shutdown_grace_seconds,
         ),
+        ("runtime.engine", old.runtime.engine != new.runtime.engine),
+        ("runtime.socket", old.runtime.socket != new.runtime.socket),
     ] {
         if changed {
             tracing::warn!(

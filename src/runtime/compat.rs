@@ -1,0 +1,549 @@
+//! The Docker-compatible API through bollard: everything Docker and Podman do the same way,
+//! written once. Both [`super::DockerRuntime`] and [`super::PodmanRuntime`] hold a [`Compat`]
+//! and add only what differs.
+//!
+//! Every call has its own deadline here (bollard's client-wide timeout is set far out and
+//! only bounds the wait for response headers), so a stuck engine fails a call instead of
+//! hanging a deploy.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding,
+    RestartPolicy as BollardRestart, RestartPolicyNameEnum, SystemVersion,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use super::build_output::BuildProgress;
+use super::error::{Subject, redact};
+use super::{
+    BuildSpec, BuiltImage, ContainerInfo, ContainerState, ContainerSummary, ImageFilter,
+    ImageSummary, LabelFilter, LogOptions, LogSource, LogStream, RestartPolicy, RunSpec,
+    RuntimeError, logs, timestamps,
+};
+
+/// Deadline for ordinary calls (create, start, inspect, list, remove).
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long bollard waits for response headers; a backstop behind the per-call deadlines,
+/// long enough for a build whose context is still uploading.
+const BOLLARD_TIMEOUT_SECS: u64 = 3600;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Compat {
+    pub(crate) docker: Docker,
+    /// `unix:///path`, for errors.
+    pub(crate) socket: String,
+}
+
+impl Compat {
+    /// Opens a client for the socket at `path` (nothing is sent yet).
+    pub(crate) fn new(path: &Path) -> Result<Compat, RuntimeError> {
+        let socket = format!("unix://{}", path.display());
+        let path_text = path.to_str().ok_or_else(|| {
+            RuntimeError::Invalid(format!("socket path {} is not UTF-8", path.display()))
+        })?;
+        // bollard sends unversioned paths, so the engine answers in its own API version;
+        // the version given here only matters for features bollard gates on it.
+        let docker = Docker::connect_with_unix(
+            path_text,
+            BOLLARD_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| RuntimeError::from_bollard(e, &socket, Subject::Engine))?;
+        Ok(Compat { docker, socket })
+    }
+
+    /// Runs `call` with `limit` as its deadline, mapping bollard's error about `subject`.
+    async fn call<T>(
+        &self,
+        limit: Duration,
+        subject: Subject<'_>,
+        call: impl Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, RuntimeError> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(|e| RuntimeError::from_bollard(e, &self.socket, subject)),
+            Err(_) => Err(RuntimeError::Unreachable {
+                socket: self.socket.clone(),
+                message: format!("no answer within {limit:?}"),
+            }),
+        }
+    }
+
+    pub(crate) async fn version(&self, limit: Duration) -> Result<SystemVersion, RuntimeError> {
+        self.call(limit, Subject::Engine, self.docker.version())
+            .await
+    }
+
+    pub(crate) async fn build(
+        &self,
+        spec: BuildSpec,
+        on_output: &mut (dyn for<'l> FnMut(&'l str) + Send),
+    ) -> Result<BuiltImage, RuntimeError> {
+        let BuildSpec {
+            context,
+            dockerfile,
+            build_args,
+            tag,
+            labels,
+        } = spec;
+        let args: HashMap<String, String> = build_args.iter().cloned().collect();
+        let labels: HashMap<String, String> = labels.into_iter().collect();
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(&dockerfile)
+            .t(&tag)
+            .buildargs(&args)
+            .labels(&labels)
+            .rm(true)
+            // A failed build leaves no intermediate containers behind.
+            .forcerm(true)
+            .build();
+        let mut progress = BuildProgress::default();
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_try_stream(context)));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream {
+                        progress.feed(&text, on_output);
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(progress.failure(&redact(error, &build_args)));
+                }
+                Err(e) => {
+                    return Err(
+                        RuntimeError::from_bollard(e, &self.socket, Subject::Image(&tag))
+                            .redacted(&build_args),
+                    );
+                }
+            }
+        }
+        progress.finish(on_output);
+        let image = self
+            .call(
+                CALL_TIMEOUT,
+                Subject::Image(&tag),
+                self.docker.inspect_image(&tag),
+            )
+            .await?;
+        Ok(BuiltImage {
+            id: image.id.unwrap_or_default(),
+            tag,
+            steps: progress.total,
+            cached_steps: progress.cached,
+        })
+    }
+
+    pub(crate) async fn create(&self, spec: &RunSpec) -> Result<String, RuntimeError> {
+        validate(spec)?;
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let subject = Subject::Run {
+            name: &spec.name,
+            image: &spec.image,
+            port: spec.port.and_then(|p| p.host_port),
+        };
+        let created = self
+            .call(
+                CALL_TIMEOUT,
+                subject,
+                self.docker
+                    .create_container(Some(options), create_body(spec)),
+            )
+            .await
+            .map_err(|e| e.redacted(&spec.env))?;
+        for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
+            tracing::warn!(container = %spec.name, warning = %redact(warning.clone(), &spec.env), "engine warning on create");
+        }
+        Ok(created.id)
+    }
+
+    pub(crate) async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        // Run, not Container: a start can fail for a taken port or for memory.
+        let subject = Subject::Run {
+            name: id,
+            image: "",
+            port: None,
+        };
+        self.call(
+            CALL_TIMEOUT,
+            subject,
+            self.docker
+                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
+        )
+        .await
+    }
+
+    pub(crate) async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let secs = i32::try_from(timeout.as_secs())
+            .map_err(|_| RuntimeError::Invalid(format!("stop timeout {timeout:?} is too long")))?;
+        let options = StopContainerOptionsBuilder::default().t(secs).build();
+        // The engine answers only once the container is down: allow the timeout itself.
+        let limit = timeout + CALL_TIMEOUT;
+        match self
+            .call(
+                limit,
+                Subject::Container(id),
+                self.docker.stop_container(id, Some(options)),
+            )
+            .await
+        {
+            // 304: it was not running.
+            Err(RuntimeError::Engine { status: 304, .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .call(
+                CALL_TIMEOUT,
+                Subject::Container(id),
+                self.docker.remove_container(id, Some(options)),
+            )
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    pub(crate) fn logs(&self, id: &str, options: LogOptions) -> LogStream {
+        let mut builder = LogsOptionsBuilder::default()
+            .follow(options.follow)
+            .stdout(true)
+            .stderr(true)
+            .tail(
+                &options
+                    .tail
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "all".to_owned()),
+            );
+        if let Some(since) = options.since {
+            let secs = i32::try_from(timestamps::unix_seconds(since)).unwrap_or(i32::MAX);
+            builder = builder.since(secs);
+        }
+        let socket = self.socket.clone();
+        let container = id.to_owned();
+        let frames = self
+            .docker
+            .logs(id, Some(builder.build()))
+            .filter_map(move |item| {
+                let result = match item {
+                    Ok(bollard::container::LogOutput::StdOut { message }) => {
+                        Some(Ok((LogSource::Stdout, message)))
+                    }
+                    Ok(bollard::container::LogOutput::StdErr { message }) => {
+                        Some(Ok((LogSource::Stderr, message)))
+                    }
+                    // Only a TTY container has console output; Rivetr never allocates one.
+                    Ok(bollard::container::LogOutput::Console { message }) => {
+                        Some(Ok((LogSource::Stdout, message)))
+                    }
+                    Ok(bollard::container::LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(RuntimeError::from_bollard(
+                        e,
+                        &socket,
+                        Subject::Container(&container),
+                    ))),
+                };
+                std::future::ready(result)
+            });
+        logs::into_lines(frames)
+    }
+
+    /// Inspect through the compatible API. Podman must not use it (bollard issue 701).
+    pub(crate) async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        let response = self
+            .call(
+                CALL_TIMEOUT,
+                Subject::Container(id),
+                self.docker.inspect_container(
+                    id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                ),
+            )
+            .await?;
+        Ok(info_from_inspect(response))
+    }
+
+    /// List through the compatible API. Podman must not use it (bollard issue 701).
+    pub(crate) async fn list(
+        &self,
+        labels: &[LabelFilter],
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let filters = label_filters(labels);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .call(
+                CALL_TIMEOUT,
+                Subject::Engine,
+                self.docker.list_containers(Some(options)),
+            )
+            .await?;
+        Ok(containers
+            .into_iter()
+            .map(|c| {
+                let engine_state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                ContainerSummary {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_owned())
+                        .unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    state: ContainerState::from_engine(&engine_state),
+                    engine_state,
+                    labels: c.labels.unwrap_or_default().into_iter().collect(),
+                }
+            })
+            .collect())
+    }
+
+    pub(crate) async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let options = RemoveImageOptionsBuilder::default().build();
+        match self
+            .call(
+                CALL_TIMEOUT,
+                Subject::Image(reference),
+                self.docker.remove_image(reference, Some(options), None),
+            )
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    pub(crate) async fn list_images(
+        &self,
+        filter: &ImageFilter,
+    ) -> Result<Vec<ImageSummary>, RuntimeError> {
+        let filters: HashMap<String, Vec<String>> = match filter {
+            ImageFilter::Labels(labels) => label_filters(labels),
+            ImageFilter::Reference(r) => HashMap::from([("reference".to_owned(), vec![r.clone()])]),
+        };
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let images = self
+            .call(
+                CALL_TIMEOUT,
+                Subject::Engine,
+                self.docker.list_images(Some(options)),
+            )
+            .await?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: i.id,
+                tags: i.repo_tags,
+                labels: i.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+}
+
+/// The path of a `unix:///path` (or plain `/path`) socket; other schemes are refused, since
+/// Rivetr only talks to an engine on the same machine.
+pub(crate) fn socket_path(socket: &str) -> Result<PathBuf, RuntimeError> {
+    let path = socket.strip_prefix("unix://").unwrap_or(socket);
+    if !path.starts_with('/') {
+        return Err(RuntimeError::Invalid(format!(
+            "socket {socket:?} is not unix:///absolute/path (only local unix sockets are supported)"
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Refuses what the engines would accept but Rivetr never means.
+fn validate(spec: &RunSpec) -> Result<(), RuntimeError> {
+    if spec.name.is_empty() {
+        return Err(RuntimeError::Invalid("a container needs a name".to_owned()));
+    }
+    if let Some((key, _)) = spec
+        .env
+        .iter()
+        .find(|(k, _)| k.is_empty() || k.contains('='))
+    {
+        return Err(RuntimeError::Invalid(format!(
+            "environment variable name {key:?} is empty or contains '='"
+        )));
+    }
+    if spec
+        .limits
+        .cpus
+        .is_some_and(|c| !(c > 0.0 && c.is_finite()))
+    {
+        return Err(RuntimeError::Invalid("cpus must be above 0".to_owned()));
+    }
+    Ok(())
+}
+
+fn create_body(spec: &RunSpec) -> ContainerCreateBody {
+    let port_key = spec.port.map(|p| format!("{}/tcp", p.container_port));
+    let port_bindings = spec.port.zip(port_key.clone()).map(|(p, key)| {
+        let binding = PortBinding {
+            // Only loopback: apps are reached through Rivetr's proxy, never directly.
+            host_ip: Some("127.0.0.1".to_owned()),
+            // Empty: the engine picks a free port.
+            host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+        };
+        HashMap::from([(key, Some(vec![binding]))])
+    });
+    let memory = spec
+        .limits
+        .memory_bytes
+        .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+    let host_config = HostConfig {
+        memory,
+        // Swap equal to memory: no swap on top, so the limit is the limit.
+        memory_swap: memory,
+        nano_cpus: spec.limits.cpus.map(|c| (c * 1e9) as i64),
+        pids_limit: spec.limits.pids,
+        port_bindings,
+        restart_policy: Some(restart_policy(spec.restart)),
+        ..HostConfig::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: port_key.map(|k| vec![k]),
+        stop_timeout: spec.stop_timeout.map(|t| t.as_secs() as i64),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    }
+}
+
+fn restart_policy(policy: RestartPolicy) -> BollardRestart {
+    let (name, retries) = match policy {
+        RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+        RestartPolicy::OnFailure { max_retries } => (
+            RestartPolicyNameEnum::ON_FAILURE,
+            Some(i64::from(max_retries)),
+        ),
+        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+    };
+    BollardRestart {
+        name: Some(name),
+        maximum_retry_count: retries,
+    }
+}
+
+fn label_filters(labels: &[LabelFilter]) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        labels.iter().map(LabelFilter::as_filter).collect(),
+    )])
+}
+
+fn info_from_inspect(r: ContainerInspectResponse) -> ContainerInfo {
+    let state = r.state.unwrap_or_default();
+    let engine_state = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let kind = ContainerState::from_engine(&engine_state);
+    let ended = matches!(kind, ContainerState::Exited | ContainerState::Dead);
+    let config = r.config.unwrap_or_default();
+    let memory_limit_bytes = r
+        .host_config
+        .and_then(|h| h.memory)
+        .and_then(|m| u64::try_from(m).ok())
+        .filter(|&m| m > 0);
+    let host_port = r
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default()
+        .into_values()
+        .flatten()
+        .flatten()
+        .find_map(|b| b.host_port.and_then(|p| p.parse().ok()));
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        image: config.image.unwrap_or_default(),
+        state: kind,
+        engine_state,
+        exit_code: if ended { state.exit_code } else { None },
+        oom_killed: state.oom_killed.unwrap_or(false),
+        oom_inferred: false,
+        memory_limit_bytes,
+        error: state.error.filter(|e| !e.is_empty()),
+        host_port,
+        started_at: state.started_at.as_deref().and_then(timestamps::parse),
+        finished_at: state.finished_at.as_deref().and_then(timestamps::parse),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Limits, PortSpec};
+
+    #[test]
+    fn ports_are_published_on_loopback_only_with_an_engine_chosen_port() {
+        let spec = RunSpec {
+            image: "img".into(),
+            name: "web".into(),
+            port: Some(PortSpec {
+                container_port: 8080,
+                host_port: None,
+            }),
+            limits: Limits {
+                memory_bytes: Some(64 << 20),
+                cpus: Some(0.5),
+                pids: Some(100),
+            },
+            ..RunSpec::default()
+        };
+        let body = serde_json::to_value(create_body(&spec)).unwrap();
+        let hc = &body["HostConfig"];
+        assert_eq!(
+            hc["PortBindings"]["8080/tcp"],
+            serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": ""}])
+        );
+        assert_eq!(body["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+        assert_eq!(hc["Memory"], 64 << 20);
+        assert_eq!(hc["MemorySwap"], 64 << 20);
+        assert_eq!(hc["NanoCpus"], 500_000_000);
+        assert_eq!(hc["PidsLimit"], 100);
+        assert_eq!(hc["RestartPolicy"]["Name"], "no");
+    }
+
+    #[test]
+    fn bad_specs_are_refused_before_sending() {
+        let spec = RunSpec {
+            image: "img".into(),
+            name: "web".into(),
+            env: vec![("A=B".into(), "x".into())],
+            ..RunSpec::default()
+        };
+        assert!(matches!(validate(&spec), Err(RuntimeError::Invalid(_))));
+    }
+}

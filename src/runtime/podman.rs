@@ -1,0 +1,152 @@
+//! [`PodmanRuntime`]: Podman (rootless or rootful) through its REST socket. The shared
+//! bollard core does the work; container state and engine facts come from the libpod
+//! endpoints on the same socket, because bollard cannot read Podman's `stopped` state
+//! (bollard issue 701) and the compatible API has no word for rootless.
+//!
+//! Podman before 5.0 never reports OOM kills; they are inferred (see `oom.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::compat::{CALL_TIMEOUT, Compat, socket_path};
+use super::libpod::Libpod;
+use super::oom::OomWatch;
+use super::raw::RawClient;
+use super::{
+    BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerSummary, EngineInfo,
+    EngineKind, ImageFilter, ImageSummary, LabelFilter, LogOptions, LogStream, RunSpec,
+    RuntimeError,
+};
+
+/// Podman at one socket.
+#[derive(Debug, Clone)]
+pub struct PodmanRuntime {
+    compat: Compat,
+    libpod: Libpod,
+    oom: Arc<OomWatch>,
+    /// Whether this Podman reports OOM kills itself (5.0 and later); looked up once.
+    engine_reports_oom: Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl PodmanRuntime {
+    /// A client for the socket (`unix:///path` or `/path`); nothing is sent until the first
+    /// call.
+    pub fn connect(socket: &str) -> Result<PodmanRuntime, RuntimeError> {
+        let path = socket_path(socket)?;
+        Ok(PodmanRuntime {
+            compat: Compat::new(&path)?,
+            libpod: Libpod::new(RawClient::new(&path, CALL_TIMEOUT)),
+            oom: Arc::new(OomWatch::new()),
+            engine_reports_oom: Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    async fn engine_reports_oom(&self) -> Result<bool, RuntimeError> {
+        self.engine_reports_oom
+            .get_or_try_init(|| async {
+                let info = self.libpod.info().await?;
+                Ok(reports_oom(&info.version.version))
+            })
+            .await
+            .copied()
+    }
+}
+
+/// Podman reports OOM kills from 5.0 on.
+fn reports_oom(version: &str) -> bool {
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 5)
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for PodmanRuntime {
+    async fn info(&self) -> Result<EngineInfo, RuntimeError> {
+        let info = self.libpod.info().await?;
+        let version = self.compat.version(CALL_TIMEOUT).await?;
+        let rootless = info.host.security.rootless;
+        let engine_reports_oom = reports_oom(&info.version.version);
+        let cgroup_version = Some(info.host.cgroup_version).filter(|v| !v.is_empty());
+        Ok(EngineInfo {
+            engine: EngineKind::Podman,
+            version: info.version.version,
+            api_version: version.api_version.unwrap_or_default(),
+            rootless,
+            // Rootless Podman on cgroups v1 accepts limits and silently ignores them.
+            limits_enforced: !(rootless && cgroup_version.as_deref() == Some("v1")),
+            reports_oom: engine_reports_oom,
+            cgroup_version,
+            cgroup_manager: Some(info.host.cgroup_manager).filter(|m| !m.is_empty()),
+            socket: self.compat.socket.clone(),
+        })
+    }
+
+    async fn build(
+        &self,
+        spec: BuildSpec,
+        on_output: &mut (dyn for<'l> FnMut(&'l str) + Send),
+    ) -> Result<BuiltImage, RuntimeError> {
+        self.compat.build(spec, on_output).await
+    }
+
+    async fn create(&self, spec: &RunSpec) -> Result<String, RuntimeError> {
+        self.compat.create(spec).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.compat.start(id).await
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        self.oom.stopping(id);
+        self.compat.stop(id, timeout).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.oom.stopping(id);
+        self.compat.remove(id).await
+    }
+
+    fn logs(&self, id: &str, options: LogOptions) -> LogStream {
+        self.compat.logs(id, options)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        let mut info = self.libpod.inspect(id).await?;
+        if self.oom.looks_oom_killed(&info) && !self.engine_reports_oom().await? {
+            OomWatch::mark(
+                &mut info,
+                "Podman before 5.0 does not report OOM kills, containers/podman#13102",
+            );
+        }
+        Ok(info)
+    }
+
+    async fn list(&self, labels: &[LabelFilter]) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        self.libpod.list(labels).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.compat.remove_image(reference).await
+    }
+
+    async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, RuntimeError> {
+        self.compat.list_images(filter).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_reports_oom_from_version_5() {
+        assert!(!reports_oom("4.3.1"));
+        assert!(!reports_oom("4.9.4-rhel"));
+        assert!(reports_oom("5.0.0"));
+        assert!(reports_oom("5.4.2"));
+        assert!(!reports_oom(""));
+    }
+}
