@@ -34,4 +34,5 @@ pub struct AppState {
     pub started: Instant,
     /// The container engine found at startup, or what was tried.
     pub runtime: Arc<runtime::Detection>,
+    pub engine: engine::Engine,
 }

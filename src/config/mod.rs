@@ -32,6 +32,33 @@ pub struct Config {
     pub acme: AcmeSettings,
     pub log: LogConfig,
     pub runtime: RuntimeConfig,
+    pub engine: EngineSettings,
+}
+
+/// `[engine]`: how deployments run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Builds that may run at the same time, across all apps.
+    pub max_concurrent_builds: usize,
+    /// Images of this many successful deployments per app are kept, for rollbacks.
+    pub keep_images: usize,
+    /// After a switch, the old version keeps serving requests in flight this long, unless
+    /// the app's deploy.toml says otherwise.
+    pub drain_seconds: u64,
+    /// A container gets this long between SIGTERM and SIGKILL when it is stopped.
+    pub stop_timeout_seconds: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_concurrent_builds: 2,
+            keep_images: 3,
+            drain_seconds: 10,
+            stop_timeout_seconds: 10,
+        }
+    }
 }
 
 /// `[server]`: where the API listens, where state lives, how shutdown behaves.

@@ -288,6 +288,22 @@ impl Engine {
         lifecycle::refresh_routes(&self.shared, &app).await
     }
 
+    /// The output of the app's running containers (all replicas, interleaved).
+    pub async fn app_logs(&self, app: &str, options: crate::runtime::LogOptions) -> Result<crate::runtime::LogStream, EngineError> {
+        let app = self.app(app).await?;
+        let runtime = Arc::clone(self.shared.runtime()?);
+        let app_id = app.id;
+        let current = self
+            .shared
+            .db
+            .call(move |c| crate::db::deployments::running(c, app_id))
+            .await?
+            .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
+        let containers = runtime.list(&deployment_labels(&app.name, current.id)).await?;
+        let streams: Vec<_> = containers.iter().map(|c| runtime.logs(&c.id, options)).collect();
+        Ok(Box::pin(futures_util::stream::select_all(streams)))
+    }
+
     /// After a start (and after a crash): see [`reconcile`].
     pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
         reconcile::run(&self.shared).await

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::config::TlsMode;
+use crate::engine::{Engine, EngineConfig};
 use crate::logging::LogHandle;
 use crate::proxy::{self, Proxy, acme::AcmeManager};
 use crate::systemd::listen::InheritedSockets;
@@ -138,11 +140,32 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ServerError::Signals)?;
 
+    let engine = Engine::start(
+        db.clone(),
+        runtime.runtime.clone(),
+        runtime.status.summary(),
+        Arc::clone(&proxy.routes),
+        EngineConfig {
+            state_dir: state_dir.clone(),
+            max_concurrent_builds: config.engine.max_concurrent_builds,
+            keep_images: config.engine.keep_images,
+            drain_seconds: config.engine.drain_seconds,
+            stop_timeout: Duration::from_secs(config.engine.stop_timeout_seconds),
+            domain_tls: if config.acme.enabled { TlsMode::Acme } else { TlsMode::None },
+        },
+        shutdown.clone(),
+    );
+    // Routes of deployed apps come back before READY, so a restart serves them at once.
+    if let Err(e) = engine.reconcile().await {
+        tracing::error!(error = %e, "reconciling with the container engine failed; apps may be unrouted");
+    }
+
     let state = AppState {
         db: db.clone(),
         config: Arc::new(ArcSwap::from_pointee(config)),
         started,
         runtime: runtime.clone(),
+        engine: engine.clone(),
     };
     let grace = state.config.load().shutdown_grace();
 
@@ -200,7 +223,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         }
     }
     tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, runtime = %addrs.runtime, state_dir = %state_dir.display(), "rivetr is serving");
-    notify::ready(&status_line(&db, &proxy, &addrs).await);
+    notify::ready(&status_line(&db, &proxy, &engine, &addrs).await);
 
     if let Some(period) = watchdog {
         tracing::info!(?period, "watchdog enabled");
@@ -219,7 +242,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 reload(&state, config_path.as_deref(), &log, &proxy, addrs.api);
-                notify::ready(&status_line(&db, &proxy, &addrs).await);
+                notify::ready(&status_line(&db, &proxy, &engine, &addrs).await);
             }
         }
     }
@@ -325,7 +348,7 @@ struct Addrs {
 }
 
 /// The line `systemctl status` shows.
-async fn status_line(db: &Db, proxy: &Proxy, addrs: &Addrs) -> String {
+async fn status_line(db: &Db, proxy: &Proxy, engine: &Engine, addrs: &Addrs) -> String {
     let apps = db
         .call(|c| c.query_row("SELECT COUNT(*) FROM apps", [], |r| r.get::<_, i64>(0)))
         .await
@@ -333,8 +356,9 @@ async fn status_line(db: &Db, proxy: &Proxy, addrs: &Addrs) -> String {
         .unwrap_or_else(|_| "?".to_owned());
     let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "?".to_owned());
     format!(
-        "serving {apps} apps, {} routes; api on {}; proxy on {} and {} (tls); {}",
+        "serving {apps} apps, {} routes; {} deploys queued; api on {}; proxy on {} and {} (tls); {}",
         proxy.routes.load().len(),
+        engine.queued_count().await,
         show(addrs.api),
         show(addrs.http),
         show(addrs.https),
