@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod logging;
 pub mod proxy;
+pub mod secrets;
 pub mod server;
 pub mod systemd;
 

@@ -6,6 +6,7 @@
 //! Each table's queries live in their own file in this folder as later subsystems add them.
 
 mod migrate;
+pub mod secret_key;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
