@@ -7,6 +7,7 @@
 //! [`server`] wires them together and runs them until shutdown.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -31,4 +32,25 @@ pub struct AppState {
     /// The running configuration; replaced whole on reload.
     pub config: Arc<ArcSwap<config::Config>>,
     pub started: Instant,
+    /// Encrypts and decrypts secrets at rest with the loaded key.
+    pub secrets: Arc<secrets::Secrets>,
+    /// Failed authentications per client address (API tokens and webhook signatures).
+    pub auth_failures: Arc<auth::FailureLimiter>,
+    /// Where the API queues deployments: the engine, once it is wired in.
+    pub deployer: Arc<dyn api::enqueue::Deployer>,
+}
+
+impl AppState {
+    /// State with a fresh failure limit and no engine ([`api::enqueue::NotWired`]); the
+    /// server replaces `deployer` with the engine's handle.
+    pub fn new(db: db::Db, config: config::Config, secrets: Arc<secrets::Secrets>) -> AppState {
+        AppState {
+            db,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            started: Instant::now(),
+            secrets,
+            auth_failures: Arc::new(auth::FailureLimiter::default()),
+            deployer: Arc::new(api::enqueue::NotWired),
+        }
+    }
 }

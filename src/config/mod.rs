@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// A host name under which the proxy also serves Rivetr's own API and dashboard, with
     /// its own certificate. Empty: only on `api_listen`.
     pub domain: String,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client, for the
+    /// limit on failed authentications and the logs. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<crate::auth::TrustedProxy>,
 }
 
 /// `[log]`: what gets logged.
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             state_dir: PathBuf::new(),
             shutdown_grace_seconds: 30,
             domain: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -256,7 +260,8 @@ mod tests {
                 "rivetr.toml lacks [{section}]"
             );
             for (key, value) in table {
-                if value.as_array().is_some_and(|a| a.is_empty()) {
+                let plain_key = text.contains(&format!("\n{key} = "));
+                if value.as_array().is_some_and(|a| a.is_empty()) && !plain_key {
                     // An array of tables, documented as a commented-out example.
                     assert!(
                         text.contains(&format!("[[{section}.{key}]]")),

@@ -7,6 +7,8 @@
 
 mod migrate;
 pub mod secret_key;
+pub mod tokens;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +53,24 @@ pub enum ServerError {
     Workers(std::io::Error),
     #[error(transparent)]
     Acme(#[from] crate::proxy::acme::AcmeError),
+    // Boxed: the key errors carry paths and fingerprints, and would make every Result of
+    // this module as large as they are.
+    #[error(transparent)]
+    Secrets(Box<crate::secrets::SecretsError>),
+    #[error("cannot create the first API token: {0}")]
+    InitialToken(Box<crate::auth::AuthError>),
+}
+
+impl From<crate::secrets::SecretsError> for ServerError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        ServerError::Secrets(Box::new(e))
+    }
+}
+
+impl From<crate::auth::AuthError> for ServerError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        ServerError::InitialToken(Box::new(e))
+    }
 }
 
 /// What `main` hands to [`run`].
@@ -82,6 +99,9 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         source,
     })?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
+    crate::auth::ensure_initial_token(&db, &state_dir).await?;
 
     let api_listener = take_or_bind(
         "api",
@@ -137,9 +157,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(ServerError::Signals)?;
 
     let state = AppState {
-        db: db.clone(),
-        config: Arc::new(ArcSwap::from_pointee(config)),
         started,
+        ..AppState::new(db.clone(), config, Arc::new(secrets))
     };
     let grace = state.config.load().shutdown_grace();
 
