@@ -6,6 +6,7 @@
 //! HTTP concerns (headers, status codes) live in `api::auth`; this module is shared by the API,
 //! the daemon's startup and the `rivetr token` command, and never logs a token.
 
+pub mod admin;
 pub mod client;
 pub mod initial;
 pub mod ratelimit;
