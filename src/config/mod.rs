@@ -355,6 +355,33 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_from_file_and_env() {
+        let config =
+            parse("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        let shown: Vec<String> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(shown, ["127.0.0.1", "10.0.0.0/8"]);
+
+        let err = parse("[server]\n\ntrusted_proxies = [\"proxy.local\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml:3"), "{err}");
+        assert!(err.contains("server.trusted_proxies"), "{err}");
+        assert!(err.contains("proxy.local"), "{err}");
+
+        let vars = vec![(
+            "RIVETR_SERVER_TRUSTED_PROXIES".to_owned(),
+            "[\"fd00::/8\"]".to_owned(),
+        )];
+        let config = Config::parse("test.toml", "", vars).unwrap();
+        assert_eq!(config.server.trusted_proxies[0].to_string(), "fd00::/8");
+    }
+
+    #[test]
     fn env_with_unknown_key_or_bad_value_names_the_variable() {
         let err = Config::parse(
             "test.toml",

@@ -146,3 +146,66 @@ pub fn authenticate(conn: &mut Connection, hash: &[u8; 32]) -> Result<Lookup, ru
     )?;
     Ok(Lookup::Valid { id, name })
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite_migration::{M, Migrations};
+
+    use super::*;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        Migrations::new(vec![
+            M::up(include_str!("../../migrations/0001_initial.sql")),
+            M::up(include_str!("../../migrations/0002_webhook_deliveries.sql")),
+            M::up(include_str!("../../migrations/0003_api_auth.sql")),
+        ])
+        .to_latest(&mut conn)
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn authenticate_tells_valid_revoked_and_unknown_apart_and_records_use() {
+        let mut conn = db();
+        assert!(none_ever(&mut conn).unwrap());
+        let row = insert(&mut conn, "ci", &[1; 32]).unwrap().unwrap();
+        assert!(!none_ever(&mut conn).unwrap());
+        assert_eq!(row.last_used_at, None);
+
+        let found = authenticate(&mut conn, &[1; 32]).unwrap();
+        assert_eq!(
+            found,
+            Lookup::Valid {
+                id: row.id,
+                name: "ci".to_owned()
+            }
+        );
+        let used = list(&mut conn).unwrap()[0].last_used_at.clone().unwrap();
+        // A use long ago is refreshed; a second use within the minute writes nothing.
+        conn.execute(
+            "UPDATE api_tokens SET last_used_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+        authenticate(&mut conn, &[1; 32]).unwrap();
+        let rewritten = list(&mut conn).unwrap()[0].last_used_at.clone().unwrap();
+        assert_ne!(
+            rewritten, "2000-01-01T00:00:00.000Z",
+            "an old time is refreshed"
+        );
+        authenticate(&mut conn, &[1; 32]).unwrap();
+        assert_eq!(
+            list(&mut conn).unwrap()[0].last_used_at.clone().unwrap(),
+            rewritten
+        );
+        assert!(used.starts_with("20"));
+
+        assert_eq!(authenticate(&mut conn, &[2; 32]).unwrap(), Lookup::Unknown);
+        revoke(&mut conn, row.id).unwrap().unwrap();
+        assert_eq!(
+            authenticate(&mut conn, &[1; 32]).unwrap(),
+            Lookup::Revoked { id: row.id }
+        );
+    }
+}

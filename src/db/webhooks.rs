@@ -94,3 +94,78 @@ pub fn release_delivery(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite_migration::{M, Migrations};
+
+    use super::*;
+
+    const M1: &str = include_str!("../../migrations/0001_initial.sql");
+    const M2: &str = include_str!("../../migrations/0002_webhook_deliveries.sql");
+    const M3: &str = include_str!("../../migrations/0003_api_auth.sql");
+
+    #[test]
+    fn deliveries_survive_0003_and_repeat_only_for_the_same_app() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        Migrations::new(vec![M::up(M1), M::up(M2)])
+            .to_latest(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO apps (id, name, git_url) VALUES (1, 'a', 'x'), (2, 'b', 'x');
+             INSERT INTO webhook_deliveries (provider, delivery_id, app_id) VALUES ('github', 'd1', 1);",
+        )
+        .unwrap();
+        Migrations::new(vec![M::up(M1), M::up(M2), M::up(M3)])
+            .to_latest(&mut conn)
+            .unwrap();
+
+        // The delivery recorded before 0003 is still a repeat for its app...
+        assert!(!claim_delivery(&mut conn, 1, "github", "d1").unwrap());
+        // ...but not for another app: GitHub gives every hook of an event the same id.
+        assert!(claim_delivery(&mut conn, 2, "github", "d1").unwrap());
+        assert!(!claim_delivery(&mut conn, 2, "github", "d1").unwrap());
+        // Nor for another provider.
+        assert!(claim_delivery(&mut conn, 1, "gitlab", "d1").unwrap());
+
+        // A released claim can be made again (the forge's retry after a refusal).
+        release_delivery(&mut conn, 2, "github", "d1").unwrap();
+        assert!(claim_delivery(&mut conn, 2, "github", "d1").unwrap());
+
+        // Deleting an app forgets its deliveries.
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute("DELETE FROM apps WHERE id = 2", []).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE app_id = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn targets_and_secrets() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        Migrations::new(vec![M::up(M1), M::up(M2), M::up(M3)])
+            .to_latest(&mut conn)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO apps (id, name, git_url, branch) VALUES (7, 'blog', 'x', 'dev')",
+            [],
+        )
+        .unwrap();
+        let t = target(&mut conn, "blog").unwrap().unwrap();
+        assert_eq!(
+            (t.app_id, t.branch.as_str(), t.sealed_secret),
+            (7, "dev", None)
+        );
+        assert!(set_secret(&mut conn, 7, b"sealed").unwrap());
+        assert!(!set_secret(&mut conn, 8, b"sealed").unwrap());
+        let t = target(&mut conn, "blog").unwrap().unwrap();
+        assert_eq!(t.sealed_secret.as_deref(), Some(&b"sealed"[..]));
+        assert_eq!(target(&mut conn, "nope").unwrap(), None);
+        assert_eq!(app_id(&mut conn, "blog").unwrap(), Some(7));
+    }
+}
