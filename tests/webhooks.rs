@@ -549,9 +549,10 @@ fn chunked_post(
 }
 
 #[test]
-fn failed_signatures_count_toward_the_limit() {
+fn failed_signatures_are_limited_per_client_and_app() {
     let env = start();
     let secret = env.app("blog", "master");
+    let other = env.app("shop", "master");
     let push = fixture("github/push.json");
     let wrong = format!("sha256={}", sign("guess", &push));
     for i in 0..10 {
@@ -575,6 +576,18 @@ fn failed_signatures_count_toward_the_limit() {
         r.body
     );
     assert!(r.header("retry-after").is_some());
+
+    // Forges send every hook from a few shared addresses, and GitHub does not retry: one
+    // app's stale secret must not shut out another app's webhook, nor the API.
+    let ping = fixture("github/ping.json");
+    let sig = format!("sha256={}", sign(&other, &ping));
+    let r = env.post(
+        "/webhooks/github/shop",
+        &github_headers("ping", "l-shop", &sig),
+        &ping,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(env.api.get("/api/tokens").status, 200);
 }
 
 #[test]

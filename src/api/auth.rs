@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::AppState;
+use crate::auth::Scope;
 use crate::db::tokens::Lookup;
 
 /// The `/api` paths that need no token.
@@ -167,10 +168,10 @@ async fn authenticate(
 ) -> Result<Caller, Refusal> {
     let limiter = &state.auth_failures;
     limiter
-        .check(client, Instant::now())
+        .check(client, Scope::Api, Instant::now())
         .map_err(Refusal::Limited)?;
     let fail = |why: &'static str| {
-        limiter.record_failure(client, Instant::now());
+        limiter.record_failure(client, Scope::Api, Instant::now());
         Refusal::Failed(why)
     };
     let Some(value) = headers.get(AUTHORIZATION) else {

@@ -19,7 +19,7 @@ use crate::secrets::{SecretString, SecretsError};
 
 pub use client::{TrustedProxy, client_ip};
 pub use initial::{INITIAL_TOKEN_FILE, ensure_initial_token};
-pub use ratelimit::FailureLimiter;
+pub use ratelimit::{FailureLimiter, Scope};
 
 /// Every token starts with this, so it is recognisable in a leaked file or a secret scanner.
 pub const TOKEN_PREFIX: &str = "rvt_";

@@ -1,10 +1,15 @@
-//! The limit on failed authentications per client address: a token bucket per address.
+//! The limit on failed authentications per client address: a token bucket per address and
+//! [`Scope`].
 //!
 //! Each address may fail [`BURST`] times; one more failure is allowed back every
 //! [`REFILL`]. An address whose bucket is empty is refused (429) before its credentials are
 //! even looked at, so a correct guess made while limited teaches the guesser nothing. IPv6
 //! clients are grouped by /64, the block one host usually gets, so rotating addresses inside it
 //! does not reset the limit. Successful requests cost nothing.
+//!
+//! API tokens and each app's webhook are counted apart: forges send every customer's hooks
+//! from a few shared addresses and GitHub never retries a refused delivery, so one hook with
+//! a stale secret must not shut out the webhooks of other apps, nor the API.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +25,15 @@ pub const REFILL: Duration = Duration::from_secs(6);
 /// webhook secrets have 256 bits, so the limit is a courtesy, not what keeps them safe.
 const MAX_TRACKED: usize = 100_000;
 
+/// What failed attempts are counted against, besides the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// API tokens.
+    Api,
+    /// The webhook of one app (`apps.id`).
+    Webhook(i64),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     /// Failures still allowed, fractional while refilling.
@@ -30,7 +44,7 @@ struct Bucket {
 /// Counts failed authentications per client address. Shared by the API and the webhooks.
 #[derive(Debug)]
 pub struct FailureLimiter {
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<(IpAddr, Scope), Bucket>>,
     burst: f64,
     refill: Duration,
 }
@@ -50,9 +64,9 @@ impl FailureLimiter {
         }
     }
 
-    /// `Err(retry_after)` when `ip` has used up its failures.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let key = group(ip);
+    /// `Err(retry_after)` when `ip` has used up its failures in `scope`.
+    pub fn check(&self, ip: IpAddr, scope: Scope, now: Instant) -> Result<(), Duration> {
+        let key = (group(ip), scope);
         let mut buckets = self.lock();
         let Some(bucket) = buckets.get_mut(&key) else {
             return Ok(());
@@ -65,9 +79,9 @@ impl FailureLimiter {
         Err(Duration::from_secs_f64(wait.max(0.0)))
     }
 
-    /// Counts one failed authentication from `ip`.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
-        let key = group(ip);
+    /// Counts one failed authentication from `ip` in `scope`.
+    pub fn record_failure(&self, ip: IpAddr, scope: Scope, now: Instant) {
+        let key = (group(ip), scope);
         let mut buckets = self.lock();
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
             self.prune(&mut buckets, now);
@@ -87,7 +101,7 @@ impl FailureLimiter {
         bucket.updated = now;
     }
 
-    fn prune(&self, buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+    fn prune(&self, buckets: &mut HashMap<(IpAddr, Scope), Bucket>, now: Instant) {
         let full_after = self.refill.mul_f64(self.burst);
         buckets.retain(|_, b| now.saturating_duration_since(b.updated) < full_after);
         if buckets.len() >= MAX_TRACKED {
@@ -99,7 +113,7 @@ impl FailureLimiter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Bucket>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, Scope), Bucket>> {
         // Held only for a map operation, never across an await; a panic inside one leaves
         // the map consistent enough to keep counting.
         self.buckets.lock().unwrap_or_else(|e| e.into_inner())
@@ -124,6 +138,8 @@ fn group(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
+    const API: Scope = Scope::Api;
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -134,28 +150,31 @@ mod tests {
         let t0 = Instant::now();
         let a = ip("192.0.2.1");
         for _ in 0..3 {
-            assert!(limiter.check(a, t0).is_ok());
-            limiter.record_failure(a, t0);
+            assert!(limiter.check(a, API, t0).is_ok());
+            limiter.record_failure(a, API, t0);
         }
-        let wait = limiter.check(a, t0).unwrap_err();
+        let wait = limiter.check(a, API, t0).unwrap_err();
         assert_eq!(wait, Duration::from_secs(10));
         // Halfway through the refill, still refused, for the remaining half.
-        let wait = limiter.check(a, t0 + Duration::from_secs(5)).unwrap_err();
+        let wait = limiter
+            .check(a, API, t0 + Duration::from_secs(5))
+            .unwrap_err();
         assert_eq!(wait.as_secs(), 5);
-        assert!(limiter.check(a, t0 + Duration::from_secs(10)).is_ok());
-        // Other addresses were never affected.
-        assert!(limiter.check(ip("192.0.2.2"), t0).is_ok());
+        assert!(limiter.check(a, API, t0 + Duration::from_secs(10)).is_ok());
+        // Other addresses, and other scopes of the same address, were never affected.
+        assert!(limiter.check(ip("192.0.2.2"), API, t0).is_ok());
+        assert!(limiter.check(a, Scope::Webhook(1), t0).is_ok());
     }
 
     #[test]
     fn ipv6_is_grouped_by_64_and_mapped_ipv4_by_address() {
         let limiter = FailureLimiter::new(1, Duration::from_secs(60));
         let t0 = Instant::now();
-        limiter.record_failure(ip("2001:db8:1:2::1"), t0);
-        assert!(limiter.check(ip("2001:db8:1:2:ffff::9"), t0).is_err());
-        assert!(limiter.check(ip("2001:db8:1:3::1"), t0).is_ok());
-        limiter.record_failure(ip("::ffff:198.51.100.7"), t0);
-        assert!(limiter.check(ip("198.51.100.7"), t0).is_err());
+        limiter.record_failure(ip("2001:db8:1:2::1"), API, t0);
+        assert!(limiter.check(ip("2001:db8:1:2:ffff::9"), API, t0).is_err());
+        assert!(limiter.check(ip("2001:db8:1:3::1"), API, t0).is_ok());
+        limiter.record_failure(ip("::ffff:198.51.100.7"), API, t0);
+        assert!(limiter.check(ip("198.51.100.7"), API, t0).is_err());
     }
 
     #[test]
@@ -163,7 +182,7 @@ mod tests {
         let limiter = FailureLimiter::new(2, Duration::from_secs(60));
         let t0 = Instant::now();
         for i in 0..(MAX_TRACKED as u32 + 10) {
-            limiter.record_failure(IpAddr::V4(i.into()), t0);
+            limiter.record_failure(IpAddr::V4(i.into()), API, t0);
         }
         assert!(limiter.lock().len() <= MAX_TRACKED);
     }

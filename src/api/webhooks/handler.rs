@@ -1,8 +1,9 @@
 //! `POST /webhooks/{provider}/{app}`: the HTTP side of a forge's delivery.
 //!
-//! In order: the provider (404 if unknown), the failure limit (429), the body (413 over
-//! 5 MB), the app (404) and its secret, decrypted for this request only; the signature (401,
-//! logged with the client's address and counted as a failed authentication); the delivery id
+//! In order: the provider and the app (404 if unknown), the failure limit of this client for
+//! this app's webhook (429), the body (413 over 5 MB), the app's secret, decrypted for this
+//! request only; the signature (401, logged with the client's address and counted as a failed
+//! authentication); the delivery id
 //! and the event (400 naming the header or field). Then [`super::decide`]: a ping answers 200,
 //! anything that does not deploy 202 with the reason, and a push to the app's branch claims
 //! the delivery id (a repeat answers 200 and queues nothing) and goes to the engine through
@@ -23,6 +24,7 @@ use crate::AppState;
 use crate::api::enqueue::{DeployRequest, Trigger};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Path, read_body};
+use crate::auth::Scope;
 use crate::secrets::Purpose;
 
 /// The answer to a delivery the signature check let through.
@@ -67,7 +69,7 @@ fn answer(
         (status = 401, description = "Missing or wrong signature or token", body = ErrorBody),
         (status = 404, description = "Unknown provider or app", body = ErrorBody),
         (status = 413, description = "Body over 5 MB", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
+        (status = 429, description = "Too many failed signatures from this address for this app", body = ErrorBody),
         (status = 501, description = "The deployment engine is not wired into this build", body = ErrorBody),
     )
 )]
@@ -87,11 +89,6 @@ pub async fn receive(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(p)| *p);
     let client = crate::api::auth::client_of(&state, &parts.headers, peer);
-    if let Err(wait) = state.auth_failures.check(client, Instant::now()) {
-        return Ok(crate::api::auth::rate_limited(client, wait));
-    }
-    let body = read_body(&parts.headers, body, BODY_LIMIT).await?;
-
     let name = app.clone();
     let target = state
         .db
@@ -99,6 +96,11 @@ pub async fn receive(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no app named `{app}`")))?;
+    let scope = Scope::Webhook(target.app_id);
+    if let Err(wait) = state.auth_failures.check(client, scope, Instant::now()) {
+        return Ok(crate::api::auth::rate_limited(client, wait));
+    }
+    let body = read_body(&parts.headers, body, BODY_LIMIT).await?;
     let sealed = target.sealed_secret.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -120,7 +122,9 @@ pub async fn receive(
         .map_err(ApiError::internal)?;
 
     if let Err(e) = provider.verify(&parts.headers, &body, &secret) {
-        state.auth_failures.record_failure(client, Instant::now());
+        state
+            .auth_failures
+            .record_failure(client, scope, Instant::now());
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
         tracing::warn!(provider = provider.as_str(), app = %app, %client, %peer, reason = %e, "webhook refused");
         return Err(ApiError::unauthorized(e.to_string()));
