@@ -7,6 +7,7 @@
 //! [`server`] wires them together and runs them until shutdown.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod logging;
 pub mod proxy;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod systemd;
 
@@ -32,7 +34,35 @@ pub struct AppState {
     /// The running configuration; replaced whole on reload.
     pub config: Arc<ArcSwap<config::Config>>,
     pub started: Instant,
+    /// Encrypts and decrypts secrets at rest with the loaded key.
+    pub secrets: Arc<secrets::Secrets>,
+    /// Failed authentications per client address (API tokens and webhook signatures).
+    pub auth_failures: Arc<auth::FailureLimiter>,
     /// The container engine found at startup, or what was tried.
     pub runtime: Arc<runtime::Detection>,
     pub engine: engine::Engine,
+    /// Where the API queues deployments: the engine (a trait, so handlers stay testable).
+    pub deployer: Arc<dyn api::enqueue::Deployer>,
+}
+
+impl AppState {
+    /// State around `engine`, with a fresh failure limit.
+    pub fn new(
+        db: db::Db,
+        config: config::Config,
+        secrets: Arc<secrets::Secrets>,
+        runtime: Arc<runtime::Detection>,
+        engine: engine::Engine,
+    ) -> AppState {
+        AppState {
+            db,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            started: Instant::now(),
+            secrets,
+            auth_failures: Arc::new(auth::FailureLimiter::default()),
+            runtime,
+            deployer: Arc::new(engine.clone()),
+            engine,
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rivetr::cli::{Cli, Command, ServeArgs};
+use rivetr::cli::{Cli, Command, ServeArgs, TokenArgs, TokenCommand};
 use rivetr::config::Config;
 use rivetr::systemd;
 
@@ -17,7 +17,88 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => token(args),
     }
+}
+
+/// `rivetr token ...`: on the database directly, without the daemon.
+fn token(args: TokenArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("rivetr: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let state_dir = config.state_dir();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rivetr: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let outcome = runtime.block_on(token_command(&state_dir, args.command, args.json));
+    drop(runtime);
+    // The database is closed now; hand any side files this process created to its owner.
+    rivetr::auth::admin::restore_ownership(&state_dir);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rivetr: {e}");
+            ExitCode::from(if e.is_usage() {
+                EXIT_CONFIG
+            } else {
+                EXIT_FAILURE
+            })
+        }
+    }
+}
+
+async fn token_command(
+    state_dir: &std::path::Path,
+    command: TokenCommand,
+    json: bool,
+) -> Result<(), rivetr::auth::admin::AdminError> {
+    use rivetr::auth::admin;
+    let db = admin::open_existing(state_dir)?;
+    match command {
+        TokenCommand::Create { name } => {
+            let created = admin::create(&db, &name).await?;
+            if json {
+                let mut value = serde_json::to_value(&created.row).unwrap_or_default();
+                value["token"] = created.token.expose().into();
+                println!("{value}");
+            } else {
+                // The token alone on stdout, so `TOKEN=$(rivetr token create ...)` works.
+                println!("{}", created.token.expose());
+                eprintln!(
+                    "created token {} ({}); it is shown only now",
+                    created.row.id, created.row.name
+                );
+            }
+        }
+        TokenCommand::List => {
+            let rows = admin::list(&db).await?;
+            if json {
+                println!("{}", serde_json::to_string(&rows).unwrap_or_default());
+            } else {
+                print!("{}", admin::table(&rows));
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let row = admin::revoke(&db, id).await?;
+            if json {
+                println!("{}", serde_json::to_string(&row).unwrap_or_default());
+            } else {
+                println!("revoked token {} ({})", row.id, row.name);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

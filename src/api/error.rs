@@ -26,6 +26,41 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 400 for a request that cannot be understood as sent; `code` says what kind.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 422 for a well-formed request with a value that is not acceptable: names the field.
+    pub fn invalid_value(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+            format!("field `{field}`: {message}"),
+        )
+    }
+
+    /// 501 for a feature whose implementation has not landed yet.
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
+    }
+
     /// A failure inside Rivetr: the client gets a generic message, the log gets the cause.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error while serving a request");
@@ -42,4 +77,18 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The shape of every error response, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `unauthorized`, `invalid_json`, ...
+    pub code: String,
+    /// For people: says what was wrong and where (the field, the header).
+    pub message: String,
 }

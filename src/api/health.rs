@@ -2,29 +2,35 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/health", get(health))
-}
-
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
     status: &'static str,
     version: &'static str,
     uptime_s: u64,
     db: String,
     /// The container engine (name, version, rootless) or what was tried.
+    #[schema(value_type = Object)]
     runtime: crate::runtime::RuntimeStatus,
 }
 
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+/// Liveness: the version, the uptime and whether the database answers.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "The database does not answer", body = Health),
+    )
+)]
+pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),

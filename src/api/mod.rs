@@ -1,11 +1,19 @@
 //! The REST API: axum routers, one module per resource, merged here.
 //!
-//! The API reads and writes the database and hands work to the engine; it never talks to a
-//! container engine itself. Errors reach clients as `{"error": {"code", "message"}}` (see
-//! [`error`]).
+//! The API reads and writes the database and hands work to the engine (through
+//! [`enqueue::Deployer`]); it never talks to a container engine itself. Errors reach clients
+//! as `{"error": {"code", "message"}}` (see [`error`]; [`extract`] makes rejections and
+//! bare error responses speak it too). Every `/api` route but two needs a bearer token
+//! ([`auth`]); the forge webhooks authenticate by signature ([`webhooks`]).
 
+pub mod auth;
+pub mod enqueue;
 pub mod error;
+pub mod extract;
 mod health;
+pub mod openapi;
+pub mod tokens;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -14,15 +22,39 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use error::ApiError;
 
-/// Every API route.
+/// Every route, each registered once for both the router and the OpenAPI document. Add new
+/// handlers here, with a `#[utoipa::path]` annotation; never with a plain `.route()`, which
+/// the document would not see (a test compares the two).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(webhooks::secret::rotate_handler))
+        .routes(routes!(webhooks::handler::receive))
+}
+
+/// Every API route, behind the token gate and the error format.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(health::routes())
+    let (routes, _) = routes().split_for_parts();
+    // The last layer added is the outermost: the access log sees every answer, and errors
+    // from the gates are JSON like the handlers'.
+    routes
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(auth::refuse_query_tokens))
+        .layer(axum::middleware::from_fn(extract::json_errors))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
 }
@@ -61,4 +93,54 @@ pub fn service(
 
 async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A router over a fresh database in a temporary directory, with one valid token.
+
+    use std::sync::Arc;
+
+    use crate::AppState;
+
+    pub struct TestApi {
+        pub router: axum::Router,
+        pub token: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestApi {
+        pub async fn new() -> TestApi {
+            let dir = tempfile::tempdir().unwrap();
+            let (db, _) = crate::db::Db::open(&dir.path().join("rivetr.db")).unwrap();
+            let secrets = Arc::new(crate::secrets::load(&db, dir.path(), None).await.unwrap());
+            let config = crate::config::Config::default();
+            let runtime = Arc::new(crate::runtime::Detection {
+                runtime: None,
+                status: crate::runtime::RuntimeStatus::Unavailable {
+                    message: "no container engine in API unit tests".to_owned(),
+                    tried: Vec::new(),
+                },
+            });
+            let engine = crate::engine::Engine::start(
+                db.clone(),
+                Arc::clone(&secrets),
+                None,
+                "no container engine in API unit tests".to_owned(),
+                Arc::new(crate::proxy::routes::RouteTable::new()),
+                crate::engine::EngineConfig::from_config(&config, dir.path().to_owned()),
+                tokio_util::sync::CancellationToken::new(),
+            );
+            let state = AppState::new(db, config, secrets, runtime, engine);
+            let created = crate::auth::create(&state.db, "test")
+                .await
+                .unwrap()
+                .unwrap();
+            TestApi {
+                router: super::router(state),
+                token: created.token.expose().to_owned(),
+                _dir: dir,
+            }
+        }
+    }
 }

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// A host name under which the proxy also serves Rivetr's own API and dashboard, with
     /// its own certificate. Empty: only on `api_listen`.
     pub domain: String,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client, for the
+    /// limit on failed authentications and the logs. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<crate::auth::TrustedProxy>,
 }
 
 /// `[log]`: what gets logged.
@@ -145,6 +148,7 @@ impl Default for ServerConfig {
             state_dir: PathBuf::new(),
             shutdown_grace_seconds: 30,
             domain: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -336,7 +340,8 @@ mod tests {
                 "rivetr.toml lacks [{section}]"
             );
             for (key, value) in table {
-                if value.as_array().is_some_and(|a| a.is_empty()) {
+                let plain_key = text.contains(&format!("\n{key} = "));
+                if value.as_array().is_some_and(|a| a.is_empty()) && !plain_key {
                     // An array of tables, documented as a commented-out example.
                     assert!(
                         text.contains(&format!("[[{section}.{key}]]")),
@@ -473,6 +478,33 @@ mod tests {
         assert_eq!(config.server.api_listen.port(), 9999);
         assert_eq!(config.log.level.as_str(), "debug");
         assert_eq!(config.server.shutdown_grace_seconds, 3);
+    }
+
+    #[test]
+    fn trusted_proxies_from_file_and_env() {
+        let config =
+            parse("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        let shown: Vec<String> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(shown, ["127.0.0.1", "10.0.0.0/8"]);
+
+        let err = parse("[server]\n\ntrusted_proxies = [\"proxy.local\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml:3"), "{err}");
+        assert!(err.contains("server.trusted_proxies"), "{err}");
+        assert!(err.contains("proxy.local"), "{err}");
+
+        let vars = vec![(
+            "RIVETR_SERVER_TRUSTED_PROXIES".to_owned(),
+            "[\"fd00::/8\"]".to_owned(),
+        )];
+        let config = Config::parse("test.toml", "", vars).unwrap();
+        assert_eq!(config.server.trusted_proxies[0].to_string(), "fd00::/8");
     }
 
     #[test]

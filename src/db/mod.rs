@@ -10,6 +10,9 @@ pub mod deployment_logs;
 pub mod deployments;
 pub mod env_vars;
 mod migrate;
+pub mod secret_key;
+pub mod tokens;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

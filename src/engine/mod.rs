@@ -58,6 +58,23 @@ pub struct EngineConfig {
     pub domain_tls: TlsMode,
 }
 
+impl EngineConfig {
+    pub fn from_config(config: &crate::config::Config, state_dir: PathBuf) -> EngineConfig {
+        EngineConfig {
+            state_dir,
+            max_concurrent_builds: config.engine.max_concurrent_builds,
+            keep_images: config.engine.keep_images,
+            drain_seconds: config.engine.drain_seconds,
+            stop_timeout: Duration::from_secs(config.engine.stop_timeout_seconds),
+            domain_tls: if config.acme.enabled {
+                TlsMode::Acme
+            } else {
+                TlsMode::None
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("no container runtime: {0}")]
@@ -90,6 +107,8 @@ pub struct Engine {
 
 pub(crate) struct Shared {
     db: Db,
+    /// Decrypts secret environment variables, only into a container's environment.
+    secrets: Arc<crate::secrets::Secrets>,
     runtime: Option<Arc<dyn ContainerRuntime>>,
     /// Why there is no runtime, for errors.
     runtime_problem: String,
@@ -108,8 +127,10 @@ pub(crate) struct Shared {
 impl Engine {
     /// Starts the engine's queue. `runtime` is `None` when no container engine was found;
     /// deploys then fail with `runtime_problem`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         db: Db,
+        secrets: Arc<crate::secrets::Secrets>,
         runtime: Option<Arc<dyn ContainerRuntime>>,
         runtime_problem: String,
         routes: Arc<RouteTable>,
@@ -119,6 +140,7 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             db,
+            secrets,
             runtime,
             runtime_problem,
             routes,
@@ -183,6 +205,7 @@ impl Engine {
     /// Queues a rollback of `app` to an earlier successful deployment whose image is kept.
     pub async fn rollback(&self, app: &str, to: i64) -> Result<Deployment, EngineError> {
         let app = self.app(app).await?;
+        self.shared.runtime()?;
         let source = self
             .shared
             .db
@@ -289,7 +312,11 @@ impl Engine {
     }
 
     /// The output of the app's running containers (all replicas, interleaved).
-    pub async fn app_logs(&self, app: &str, options: crate::runtime::LogOptions) -> Result<crate::runtime::LogStream, EngineError> {
+    pub async fn app_logs(
+        &self,
+        app: &str,
+        options: crate::runtime::LogOptions,
+    ) -> Result<crate::runtime::LogStream, EngineError> {
         let app = self.app(app).await?;
         let runtime = Arc::clone(self.shared.runtime()?);
         let app_id = app.id;
@@ -299,8 +326,13 @@ impl Engine {
             .call(move |c| crate::db::deployments::running(c, app_id))
             .await?
             .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
-        let containers = runtime.list(&deployment_labels(&app.name, current.id)).await?;
-        let streams: Vec<_> = containers.iter().map(|c| runtime.logs(&c.id, options)).collect();
+        let containers = runtime
+            .list(&deployment_labels(&app.name, current.id))
+            .await?;
+        let streams: Vec<_> = containers
+            .iter()
+            .map(|c| runtime.logs(&c.id, options))
+            .collect();
         Ok(Box::pin(futures_util::stream::select_all(streams)))
     }
 
@@ -395,4 +427,31 @@ fn image_tag(app: &str, deployment: i64) -> String {
 
 fn container_name(app: &str, deployment: i64, replica: u32) -> String {
     format!("rivetr-{app}-{deployment}-{replica}")
+}
+
+impl crate::api::enqueue::Deployer for Engine {
+    fn enqueue(
+        &self,
+        request: crate::api::enqueue::DeployRequest,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<crate::api::enqueue::Queued, crate::api::enqueue::DeployError>,
+    > {
+        use crate::api::enqueue::{DeployError, Queued};
+        Box::pin(async move {
+            let git_ref = request.commit_sha.or(request.git_ref);
+            match self
+                .deploy(&request.app, request.trigger.as_str(), git_ref)
+                .await
+            {
+                Ok(d) => Ok(Queued {
+                    deployment_id: d.id,
+                }),
+                Err(EngineError::AppNotFound(name)) => {
+                    Err(DeployError::Refused(format!("no app named `{name}`")))
+                }
+                Err(e) => Err(DeployError::Unavailable(e.to_string())),
+            }
+        })
+    }
 }

@@ -427,12 +427,16 @@ pub(crate) async fn environment(
     let mut env: BTreeMap<String, String> = settings.env_defaults.clone();
     for var in stored {
         let value = if var.secret {
-            // Decryption arrives with the secrets key (issue 6); until then refuse clearly.
-            let _ = (shared, log);
-            return Err(format!(
-                "environment variable {} is secret, and secret variables are not implemented yet",
-                var.key
-            ));
+            let purpose = crate::secrets::Purpose::EnvVar {
+                app_id,
+                key: &var.key,
+            };
+            let plain = shared
+                .secrets
+                .decrypt_str(purpose, &var.value)
+                .map_err(|e| format!("secret environment variable {}: {e}", var.key))?;
+            log.hide(plain.expose());
+            plain.expose().to_owned()
         } else {
             String::from_utf8_lossy(&var.value).into_owned()
         };

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::config::Config;
 use crate::db::{Db, DbError};
-use crate::config::TlsMode;
 use crate::engine::{Engine, EngineConfig};
 use crate::logging::LogHandle;
 use crate::proxy::{self, Proxy, acme::AcmeManager};
@@ -56,6 +54,24 @@ pub enum ServerError {
     Workers(std::io::Error),
     #[error(transparent)]
     Acme(#[from] crate::proxy::acme::AcmeError),
+    // Boxed: the key errors carry paths and fingerprints, and would make every Result of
+    // this module as large as they are.
+    #[error(transparent)]
+    Secrets(Box<crate::secrets::SecretsError>),
+    #[error("cannot create the first API token: {0}")]
+    InitialToken(Box<crate::auth::AuthError>),
+}
+
+impl From<crate::secrets::SecretsError> for ServerError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        ServerError::Secrets(Box::new(e))
+    }
+}
+
+impl From<crate::auth::AuthError> for ServerError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        ServerError::InitialToken(Box::new(e))
+    }
 }
 
 /// What `main` hands to [`run`].
@@ -84,6 +100,9 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         source,
     })?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
+    crate::auth::ensure_initial_token(&db, &state_dir).await?;
     let runtime = Arc::new(detect_runtime(&config.runtime).await);
 
     let api_listener = take_or_bind(
@@ -140,19 +159,14 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ServerError::Signals)?;
 
+    let secrets = Arc::new(secrets);
     let engine = Engine::start(
         db.clone(),
+        Arc::clone(&secrets),
         runtime.runtime.clone(),
         runtime.status.summary(),
         Arc::clone(&proxy.routes),
-        EngineConfig {
-            state_dir: state_dir.clone(),
-            max_concurrent_builds: config.engine.max_concurrent_builds,
-            keep_images: config.engine.keep_images,
-            drain_seconds: config.engine.drain_seconds,
-            stop_timeout: Duration::from_secs(config.engine.stop_timeout_seconds),
-            domain_tls: if config.acme.enabled { TlsMode::Acme } else { TlsMode::None },
-        },
+        EngineConfig::from_config(&config, state_dir.clone()),
         shutdown.clone(),
     );
     // Routes of deployed apps come back before READY, so a restart serves them at once.
@@ -161,11 +175,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     }
 
     let state = AppState {
-        db: db.clone(),
-        config: Arc::new(ArcSwap::from_pointee(config)),
         started,
-        runtime: runtime.clone(),
-        engine: engine.clone(),
+        ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
     let grace = state.config.load().shutdown_grace();
 

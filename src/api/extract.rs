@@ -1,0 +1,250 @@
+//! Request extractors whose rejections speak the API's error format, and the layer that turns
+//! any other error response into it.
+//!
+//! axum's own `Json` and `Path` reject with plain text and without naming the field; these
+//! name it: a JSON syntax error gives its line and column (400 `invalid_json`), a missing or
+//! mistyped field gives its path (400 `invalid_json`), a body over the limit gives 413. Checks
+//! of a value's meaning (422) belong to the handler, through [`ApiError::invalid_value`].
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// The largest JSON body the resource endpoints accept.
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body, parsed with errors that name the field.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with `Content-Type: application/json`",
+            ));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, JSON_BODY_LIMIT).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads a whole body of at most `limit` bytes: 413 beyond it, refused from `Content-Length`
+/// before reading when the client announces it.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::payload_too_large(limit)
+        } else {
+            ApiError::bad_request(
+                "body_read",
+                format!("the request body could not be read: {inner}"),
+            )
+        }
+    })
+}
+
+/// Parses JSON, naming the line and column of a syntax error, or the path of a field that is
+/// missing, unknown or of the wrong type.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = if inner.is_syntax() || inner.is_eof() {
+        format!("malformed JSON: {inner}")
+    } else if path == "." || path.is_empty() {
+        // serde reports a missing or unknown field at its parent: the message names it.
+        format!("JSON body: {}", strip_position(&inner))
+    } else {
+        format!("JSON field `{path}`: {}", strip_position(&inner))
+    };
+    ApiError::bad_request("invalid_json", message)
+}
+
+/// serde_json appends " at line L column C" to type errors; the field path says more.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// Path parameters, with a rejection that names the parameter.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|rejection| {
+                ApiError::bad_request("invalid_path", format!("path: {}", rejection.body_text()))
+            })
+    }
+}
+
+/// Gives every error response the `{"error": {"code", "message"}}` body. Responses that are
+/// already JSON pass untouched; others (axum's plain-text rejections, an empty 405) get a
+/// code from their status and their text as the message. Headers such as `Allow` are kept.
+pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut fresh = ApiError::new(status, code_for(status), message).into_response();
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fresh
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_value",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        port: u16,
+    }
+
+    fn message(bytes: &str) -> (StatusCode, String) {
+        let e = parse_json::<Body>(bytes.as_bytes()).unwrap_err();
+        (e.status, e.message)
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let (status, msg) = message("{\n  \"name\": }");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(msg.contains("malformed JSON"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let (_, msg) = message("{\"name\": \"x\"} trailing");
+        assert!(msg.contains("malformed JSON"), "{msg}");
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let (_, msg) = message(r#"{"name": 5}"#);
+        assert!(msg.contains("`name`"), "{msg}");
+        assert!(!msg.contains(" at line "), "{msg}");
+        let (_, msg) = message(r#"{"name": "x", "inner": {"port": 70000}}"#);
+        assert!(msg.contains("`inner.port`"), "{msg}");
+        let (_, msg) = message(r#"{}"#);
+        assert!(msg.contains("missing field `name`"), "{msg}");
+        let (_, msg) = message(r#"{"name": "x", "nmae": 1}"#);
+        assert!(msg.contains("unknown field `nmae`"), "{msg}");
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json(&h));
+        for (ct, ok) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert_eq!(is_json(&h), ok, "{ct}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `GET /api/openapi.json`: the OpenAPI 3 document, generated from the handlers' annotations.
+//!
+//! The document and the router come from the same registration ([`super::routes`]): a
+//! handler is added to both with one `routes!` call, so neither can list a route the other
+//! lacks. The tests below check that anyway, against the routes the built router really
+//! serves and the methods it really allows.
+
+use std::sync::OnceLock;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rivetr",
+        description = "Rivetr's REST API. Every `/api` route except `/api/health` and \
+                       `/api/openapi.json` needs `Authorization: Bearer <token>`. Errors are \
+                       `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "meta", description = "Health and this document"),
+        (name = "tokens", description = "API tokens"),
+        (name = "webhooks", description = "Forge webhooks and their secrets"),
+    )
+)]
+pub(super) struct ApiDoc;
+
+/// Declares the `bearer` scheme the protected operations refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("rvt_ and 64 hex digits")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        super::routes()
+            .into_openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3 document of this API", content_type = "application/json", body = Object))
+)]
+pub(super) async fn openapi_json() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], document())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use tower::ServiceExt;
+
+    use crate::api::test_support::TestApi;
+
+    /// (path, methods) of every operation in the document.
+    fn documented() -> BTreeMap<String, BTreeSet<String>> {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(path, item)| {
+                let methods = item
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| {
+                        [
+                            "get", "post", "put", "patch", "delete", "head", "options", "trace",
+                        ]
+                        .contains(&k.as_str())
+                    })
+                    .map(|k| k.to_uppercase())
+                    .collect();
+                (path.clone(), methods)
+            })
+            .collect()
+    }
+
+    /// The paths the built router has routes for, read from its `Debug` form (axum offers no
+    /// other way to list them). If axum changes that form the test fails rather than passing
+    /// on an empty list.
+    fn served_paths(router: &axum::Router) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        // The fallback has a router of its own (`/` and a catch-all); only the routes count.
+        let (routes, _) = debug
+            .split_once("fallback_router")
+            .unwrap_or_else(|| panic!("no fallback_router in the router's Debug output: {debug}"));
+        let mut paths = BTreeSet::new();
+        for piece in routes.split('"') {
+            if piece.starts_with('/') && !piece.contains(' ') {
+                paths.insert(piece.to_owned());
+            }
+        }
+        assert!(
+            paths.contains("/api/health"),
+            "cannot read the routes from the router's Debug output: {debug}"
+        );
+        paths
+    }
+
+    /// A concrete URL for a templated path.
+    fn concrete(path: &str) -> String {
+        path.replace("{provider}", "github")
+            .replace("{app}", "no-such-app")
+            .replace("{id}", "999999")
+    }
+
+    #[tokio::test]
+    async fn the_document_lists_exactly_the_routes_the_router_serves() {
+        let api = TestApi::new().await;
+        let documented = documented();
+        let served = served_paths(&api.router);
+        let documented_paths: BTreeSet<String> = documented.keys().cloned().collect();
+        assert_eq!(served, documented_paths, "router paths vs documented paths");
+
+        for (path, methods) in &documented {
+            // An unsupported method makes axum answer 405 with the methods the route has.
+            let res = api
+                .router
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .method(Method::from_bytes(b"PROPFIND").unwrap())
+                        .uri(concrete(path))
+                        .header("authorization", format!("Bearer {}", api.token))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+            let allow: BTreeSet<String> = res
+                .headers()
+                .get("allow")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .filter(|m| m != "HEAD" || methods.contains("HEAD"))
+                .collect();
+            assert_eq!(&allow, methods, "methods served vs documented for {path}");
+        }
+    }
+
+    #[test]
+    fn protected_operations_declare_the_bearer_scheme_and_public_ones_do_not() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).unwrap();
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let secured = op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+                assert_eq!(
+                    secured,
+                    crate::api::auth::is_protected(path),
+                    "{method} {path}: security in the document vs the gate"
+                );
+            }
+        }
+    }
+}
