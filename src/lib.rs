@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod generate;
 pub mod logging;
 pub mod proxy;
 pub mod server;
