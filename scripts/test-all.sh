@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Rivetr test: formatting, lints, unit and integration tests.
+# Runs every Rivetr test: formatting, lints, unit and integration tests, and the packages'
+# end-to-end test under systemd.
 #
 # Run it as root on a Debian 12 machine with the Rust toolchain: it installs the Debian
 # packages the tests need and starts the services they talk to. Every step is idempotent,
@@ -23,5 +24,8 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --all-targets --locked
+
+step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
+scripts/test-env/package-e2e.sh
 
 step "all tests passed"
