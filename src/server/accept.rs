@@ -5,6 +5,12 @@
 //! on shutdown it stops accepting at once (with socket activation, new connections then wait
 //! in systemd's socket for the next start), lets connections in flight finish within the grace
 //! period, and cuts the rest.
+//!
+//! A connection accepted just before shutdown whose first request has not been read yet is in
+//! flight too: its client has sent, or is sending, a request. hyper's graceful shutdown would
+//! close it unanswered (curl: "empty reply from server"), so such a connection first gets
+//! [`FIRST_REQUEST_WAIT`] for its request to arrive, is then shut down gracefully, and so
+//! answers that request.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -15,12 +21,36 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// How long, at shutdown, a connection that has not sent its first request yet may take to
+/// send it (bounded by the grace period).
+pub const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(1);
+
+/// A connection's service, which records that the connection's first request has arrived.
+struct MarkFirstRequest<S> {
+    inner: S,
+    started: CancellationToken,
+}
+
+impl<S, B> Service<Request<Incoming>> for MarkFirstRequest<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.started.cancel();
+        self.inner.call(req)
+    }
+}
 
 /// Asks an accept loop to prove it is alive.
 #[derive(Clone)]
@@ -77,7 +107,8 @@ pub async fn serve<F, S, B>(
     B::Error: Into<BoxError>,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let first_request_wait = FIRST_REQUEST_WAIT.min(grace);
     loop {
         tokio::select! {
             biased;
@@ -88,13 +119,34 @@ pub async fn serve<F, S, B>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let started = CancellationToken::new();
+                    let service = MarkFirstRequest { inner: make_service(peer), started: started.clone() };
                     let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), make_service(peer))
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    let conn = graceful.watch(conn);
-                    // Detached on purpose: the GracefulShutdown above tracks it.
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
+                    let shutdown = shutdown.clone();
+                    // Detached on purpose: `connections` tracks it for the drain below.
+                    connections.spawn(async move {
+                        let mut conn = std::pin::pin!(conn);
+                        let result = tokio::select! {
+                            result = conn.as_mut() => result,
+                            _ = shutdown.cancelled() => {
+                                // Keep serving while waiting: that is how the request arrives.
+                                let early = tokio::select! {
+                                    result = conn.as_mut() => Some(result),
+                                    _ = started.cancelled() => None,
+                                    _ = tokio::time::sleep(first_request_wait) => None,
+                                };
+                                match early {
+                                    Some(result) => result,
+                                    None => {
+                                        conn.as_mut().graceful_shutdown();
+                                        conn.await
+                                    }
+                                }
+                            }
+                        };
+                        if let Err(e) = result {
                             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                         }
                     });
@@ -109,7 +161,8 @@ pub async fn serve<F, S, B>(
     }
     drop(listener);
     tracing::debug!(listener = name, "stopped accepting; draining connections");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
@@ -131,6 +184,93 @@ mod tests {
         let (probe, _receiver_never_polled) = probe("api");
         let err = probe.check(Duration::from_millis(50)).await.unwrap_err();
         assert!(err.contains("did not answer"), "{err}");
+    }
+
+    /// Regression (found by the packages' restart-under-load test, issue 7): a connection
+    /// accepted just before shutdown, whose request arrives after it, is answered rather than
+    /// closed with an empty reply.
+    #[tokio::test]
+    async fn a_connection_accepted_before_shutdown_gets_its_request_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_probe, receiver) = probe("http");
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            "http",
+            listener,
+            move |_| {
+                let _ = accepted_tx.send(());
+                hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"answered"),
+                    )))
+                })
+            },
+            receiver,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        accepted.recv().await.unwrap();
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
+            .await
+            .expect("the connection was neither answered nor closed")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "reply: {reply:?}");
+        assert!(reply.ends_with("answered"), "reply: {reply:?}");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the loop did not finish draining")
+            .unwrap();
+    }
+
+    /// A connection that never sends a request does not hold shutdown beyond
+    /// FIRST_REQUEST_WAIT.
+    #[tokio::test]
+    async fn a_silent_connection_does_not_hold_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_probe, receiver) = probe("http");
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            "http",
+            listener,
+            move |_| {
+                let _ = accepted_tx.send(());
+                hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+                })
+            },
+            receiver,
+            shutdown.clone(),
+            Duration::from_secs(30),
+        ));
+        let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        accepted.recv().await.unwrap();
+        let began = std::time::Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(FIRST_REQUEST_WAIT * 3, task)
+            .await
+            .expect("a silent connection held shutdown")
+            .unwrap();
+        assert!(
+            began.elapsed() >= FIRST_REQUEST_WAIT / 2,
+            "{:?}",
+            began.elapsed()
+        );
     }
 
     #[tokio::test]
