@@ -11,7 +11,7 @@ if [ -d /run/systemd/system ]; then
 fi
 if [ "$1" -eq 1 ]; then
     # Works without systemd running too (image builds, installs into another root).
-    systemctl enable $units
+    systemctl --no-reload enable $units
     if [ -d /run/systemd/system ]; then
         # A socket that cannot bind (port 80 or 443 taken by another server) must not fail
         # the transaction; say so and carry on.

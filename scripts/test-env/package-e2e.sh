@@ -11,6 +11,10 @@
 # never clash with anything on this machine, it reaches Debian's mirror through user-mode NAT
 # without touching this machine's firewall, and nothing is published.
 #
+# Before the container, the rpm is also installed and erased in a scratch root (an overlay of
+# the container's root file system) where systemd does not run, for the scriptlets' offline
+# paths.
+#
 # Every step fails the run on the first thing that is not as expected, and prints the
 # container's view of rivetr.service before the container is removed. Set
 # RIVETR_E2E_KEEP=1 to keep the container for inspection.
@@ -67,8 +71,10 @@ wait_for() { # what seconds command
 journal_mark() { ct "date +@%s.%6N"; }
 health() { ct "curl -fsS --max-time 10 http://127.0.0.1:8080/api/health"; }
 
+scratch_mount=
 on_exit() {
     local rc=$?
+    [ -z "$scratch_mount" ] || umount "$scratch_mount" || true
     if [ $rc -ne 0 ] && podman container exists "$CT" 2>/dev/null; then
         log "---- diagnostics from the container ----" >&2
         podman exec "$CT" bash -c 'systemctl --no-pager status "rivetr*" ; systemctl --no-pager --failed;
@@ -175,10 +181,14 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
-# The container.
+# The container, and the root file system it is made from.
 
-step_start_container() {
-    local mirror key rootfs image
+rootfs=
+image=
+
+# Debian 12 root file system (debootstrap, cached) and the Podman image made from it.
+step_base_image() {
+    local mirror key
     mirror=$(awk '/^URIs:/ && $2 ~ /\/debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
     [ -n "$mirror" ] || fail "no Debian mirror in /etc/apt/sources.list.d/debian.sources"
     # The cached root file system and image are rebuilt when what goes into them changes.
@@ -202,6 +212,48 @@ step_start_container() {
         tar -C "$rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$image" >"$work/import.log" 2>&1 ||
             { cat "$work/import.log"; fail "podman import"; }
     fi
+}
+
+# The rpm installed with this machine's rpm into a scratch copy of that root file system, where
+# systemd does not run and /proc is not mounted: the scriptlets' offline paths (rpm runs them
+# chrooted there). tmpfiles.d is left to the first boot there.
+step_rpm_scratch_root() {
+    # A writable overlay over the cached root file system: a copy without copying.
+    local root=$work/scratch-root
+    mkdir -p "$root" "$work/scratch-upper" "$work/scratch-work"
+    mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/scratch-upper,workdir=$work/scratch-work" "$root"
+    scratch_mount=$root
+    rpm --root="$root" --nodeps -i "$work/dist/$rpm" >"$work/rpm-scratch.log" 2>&1 ||
+        { cat "$work/rpm-scratch.log"; fail "rpm --root -i"; }
+    grep -q '^rivetr:' "$root/etc/passwd" || fail "scratch root: no rivetr user"
+    for unit in sockets.target.wants/rivetr-api.socket sockets.target.wants/rivetr-http.socket \
+        sockets.target.wants/rivetr-https.socket multi-user.target.wants/rivetr.service; do
+        [ -L "$root/etc/systemd/system/$unit" ] || fail "scratch root: $unit not enabled"
+    done
+    [ -e "$root/var/lib/systemd/linger/rivetr" ] || fail "scratch root: no linger flag"
+    [ "$(stat -c '%a %s' "$root/etc/rivetr/rivetr.key")" = "600 32" ] || fail "scratch root: key"
+    grep -q 'tmpfiles.d/rivetr.conf applies at the next boot' "$work/rpm-scratch.log" ||
+        fail "scratch root: rivetr-setup did not say tmpfiles.d waits for the boot"
+    if grep -q 'scriptlet failed' "$work/rpm-scratch.log"; then
+        cat "$work/rpm-scratch.log"
+        fail "scratch root: a scriptlet failed"
+    fi
+    grep -q '^rivetr:' "$root/etc/subuid" || fail "scratch root: no subordinate UIDs"
+    rpm --root="$root" -e rivetr >>"$work/rpm-scratch.log" 2>&1 ||
+        { cat "$work/rpm-scratch.log"; fail "rpm --root -e"; }
+    if grep -q 'scriptlet failed' "$work/rpm-scratch.log"; then
+        cat "$work/rpm-scratch.log"
+        fail "scratch root: a scriptlet failed on erase"
+    fi
+    if ls "$root"/etc/systemd/system/*.wants/rivetr* >/dev/null 2>&1; then
+        fail "scratch root: units still enabled after rpm -e"
+    fi
+    [ ! -e "$root/var/lib/systemd/linger/rivetr" ] || fail "scratch root: linger flag left after rpm -e"
+    umount "$root"
+    scratch_mount=
+}
+
+step_start_container() {
     # --privileged: the hardened rivetr.service needs mount namespaces, and the rivetr user's
     # rootless Podman needs newuidmap to map its subordinate IDs inside this container.
     podman run -d --name "$CT" --hostname rivetr-e2e --privileged --systemd=always \
@@ -543,10 +595,17 @@ step_purge() {
 # The rpm with Debian's rpm, in the same booted container: its scriptlets run against real
 # systemd with rpm's instance counts (install 1, upgrade 2 then 1, erase 0). --nodeps because
 # rpm's database does not know the dpkg-installed dependencies (they are present).
+# rpm only warns when a %post or %postun scriptlet fails; that must fail the test.
+rpm_in_ct() { # rpm arguments
+    ct "rpm $*" >"$work/rpm-cmd.log" 2>&1 || { cat "$work/rpm-cmd.log"; fail "rpm $*"; }
+    grep -v -e 'should not be used directly' -e 'assuming you know what you are doing' "$work/rpm-cmd.log" | sed 's/^/    /' || true
+    if grep -q 'scriptlet failed' "$work/rpm-cmd.log"; then fail "rpm $*: a scriptlet failed"; fi
+}
+
 step_rpm() {
     ct "DEBIAN_FRONTEND=noninteractive apt-get install -y rpm" >"$work/apt-rpm.log" 2>&1 ||
         { tail -20 "$work/apt-rpm.log"; fail "apt install rpm"; }
-    ct "rpm -i --nodeps /dist/$rpm" || fail "rpm -i $rpm"
+    rpm_in_ct -i --nodeps "/dist/$rpm"
     wait_for "health after rpm -i" 30 "curl -fsS --max-time 2 http://127.0.0.1:8080/api/health"
     ct "id rivetr >/dev/null" || fail "rpm %pre did not create the rivetr user"
     step_sockets_and_enablement
@@ -559,7 +618,7 @@ step_rpm() {
     local pid
     ct "sed -i 's/^level = \"info\"$/level = \"debug\"/' /etc/rivetr/rivetr.toml"
     pid=$(prop rivetr.service MainPID)
-    ct "rpm -U --nodeps /dist/$rpm_up" || fail "rpm -U $rpm_up"
+    rpm_in_ct -U --nodeps "/dist/$rpm_up"
     expect_eq "rpm -q after upgrade" "$(ct 'rpm -q rivetr')" "rivetr-$upgrade_version-1.x86_64"
     [ "$(prop rivetr.service MainPID)" != "$pid" ] || fail "rpm upgrade did not restart rivetr.service"
     health | grep -q '"status":"ok"' || fail "no health after rpm -U"
@@ -567,7 +626,7 @@ step_rpm() {
         fail "rpm -U did not keep the edited rivetr.toml"
     expect_eq "rivetr.service enabled after rpm -U" "$(ct 'systemctl is-enabled rivetr.service')" enabled
 
-    ct "rpm -e rivetr" || fail "rpm -e rivetr"
+    rpm_in_ct -e rivetr
     for u in rivetr.service rivetr-api.socket rivetr-http.socket rivetr-https.socket; do
         expect_eq "$u after rpm -e" "$(prop "$u" ActiveState)" inactive
     done
@@ -585,12 +644,14 @@ steps=(
     step_build_packages
     step_lint
     step_rpm_lists_same_files
+    step_base_image
+    step_rpm_scratch_root
     step_start_container
     step_apt_install
     step_installed_files
     step_rootless_podman_user
     step_sockets_and_enablement
-    step_ready_and_status rpm
+    step_ready_and_status
     step_verify_units
     step_journal_fields
     step_socket_activation
