@@ -36,7 +36,8 @@ CT=rivetr-pkg-e2e-$$
 # checks use inside (curl, ss, man, sqlite3, ps). Nothing Rivetr depends on, so that apt has to
 # bring in git, podman, libpam-systemd... itself.
 ROOTFS_INCLUDE=systemd,systemd-sysv,dbus,ca-certificates,curl,iproute2,man-db,sqlite3,procps
-WATCHDOG_SEC=30
+WATCHDOG_SEC=$(sed -n 's/^WatchdogSec=\([0-9]*\)s$/\1/p' systemd/rivetr.service)
+[ -n "$WATCHDOG_SEC" ] || { echo "no WatchdogSec=<n>s in systemd/rivetr.service" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/rivetr-pkg-e2e.XXXXXX)
 declare -a summary=()
