@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Rivetr test: formatting, lints, unit and integration tests.
+# Runs every Rivetr test: formatting, lints, unit and integration tests, and the packages'
+# end-to-end test under systemd.
 #
 # Run it as root on a Debian 12 machine with the Rust toolchain: it installs the Debian
 # packages the tests need and starts the services they talk to. Every step is idempotent,
@@ -24,5 +25,8 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (rootful Podman, rootless Podman and Docker started for it)"
 scripts/test-env/engines.sh cargo test --all-targets --locked
+
+step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
+scripts/test-env/package-e2e.sh
 
 step "all tests passed"

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod generate;
 pub mod logging;
 pub mod proxy;
 pub mod runtime;

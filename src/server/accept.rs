@@ -15,11 +15,11 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -57,6 +57,83 @@ impl Probe {
                 self.name
             )
         })?
+    }
+}
+
+/// How long, at shutdown, a connection that has not sent its first request yet may take to
+/// send it (bounded by the grace period). Such a connection was accepted just before the
+/// shutdown, so its client has sent, or is sending, a request; hyper's graceful shutdown
+/// alone would close it unanswered ("empty reply from server" during a restart).
+pub const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(1);
+
+/// A connection's service, which records that the connection's first request has arrived.
+struct MarkFirstRequest<S> {
+    inner: S,
+    started: CancellationToken,
+}
+
+impl<S, B> Service<Request<Incoming>> for MarkFirstRequest<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.started.cancel();
+        self.inner.call(req)
+    }
+}
+
+/// Serves one connection until it ends; on shutdown, gives it FIRST_REQUEST_WAIT to receive
+/// its first request, then shuts it down gracefully (finishing the request in flight).
+async fn serve_until_drained<C>(
+    mut conn: std::pin::Pin<&mut C>,
+    started: CancellationToken,
+    shutdown: CancellationToken,
+    first_request_wait: Duration,
+) -> Result<(), BoxError>
+where
+    C: GracefulConnection,
+{
+    tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            // Keep serving while waiting: that is how the request arrives.
+            let early = tokio::select! {
+                result = conn.as_mut() => Some(result),
+                _ = started.cancelled() => None,
+                _ = tokio::time::sleep(first_request_wait) => None,
+            };
+            match early {
+                Some(result) => result,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+    }
+}
+
+/// What hyper-util's connections offer: a future that can be asked to finish gracefully.
+trait GracefulConnection: std::future::Future<Output = Result<(), BoxError>> {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulConnection for auto::UpgradeableConnection<'static, I, S, E>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self)
     }
 }
 
@@ -158,29 +235,34 @@ pub async fn serve<F, S, B>(
     // The timers make hyper enforce its header-read timeout (slow clients) and keep-alives.
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let first_request_wait = FIRST_REQUEST_WAIT.min(grace);
     let serve_one = |stream: TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
-        let service = make_service(peer);
+        let started = CancellationToken::new();
+        let service = MarkFirstRequest {
+            inner: make_service(peer),
+            started: started.clone(),
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let tls = tls.clone();
-        // Detached on purpose: the GracefulShutdown watcher tracks the connection, and a TLS
+        let shutdown = shutdown.clone();
+        // Detached on purpose: `connections` tracks it for the drain below, and a TLS
         // handshake is bounded by HANDSHAKE_TIMEOUT.
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let served = match tls {
                 None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let conn = std::pin::pin!(conn);
+                    serve_until_drained(conn, started, shutdown, first_request_wait).await
                 }
                 Some(acceptor) => {
                     let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let conn = std::pin::pin!(conn);
+                    serve_until_drained(conn, started, shutdown, first_request_wait).await
                 }
             };
             if let Err(e) = served {
@@ -211,7 +293,8 @@ pub async fn serve<F, S, B>(
     }
     drop(source);
     tracing::debug!(listener = name, "stopped accepting; draining connections");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
@@ -260,6 +343,95 @@ mod tests {
         let (probe, _receiver_never_polled) = probe("api");
         let err = probe.check(Duration::from_millis(50)).await.unwrap_err();
         assert!(err.contains("did not answer"), "{err}");
+    }
+
+    /// Regression (found by the packages' restart-under-load test, issue 7): a connection
+    /// accepted just before shutdown, whose request arrives after it, is answered rather than
+    /// closed with an empty reply.
+    #[tokio::test]
+    async fn a_connection_accepted_before_shutdown_gets_its_request_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_probe, receiver) = probe("http");
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            "http",
+            Source::Listener(listener),
+            None,
+            move |_| {
+                let _ = accepted_tx.send(());
+                hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"answered"),
+                    )))
+                })
+            },
+            receiver,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        accepted.recv().await.unwrap();
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
+            .await
+            .expect("the connection was neither answered nor closed")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "reply: {reply:?}");
+        assert!(reply.ends_with("answered"), "reply: {reply:?}");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the loop did not finish draining")
+            .unwrap();
+    }
+
+    /// A connection that never sends a request does not hold shutdown beyond
+    /// FIRST_REQUEST_WAIT.
+    #[tokio::test]
+    async fn a_silent_connection_does_not_hold_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_probe, receiver) = probe("http");
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            "http",
+            Source::Listener(listener),
+            None,
+            move |_| {
+                let _ = accepted_tx.send(());
+                hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+                })
+            },
+            receiver,
+            shutdown.clone(),
+            Duration::from_secs(30),
+        ));
+        let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        accepted.recv().await.unwrap();
+        let began = std::time::Instant::now();
+        shutdown.cancel();
+        tokio::time::timeout(FIRST_REQUEST_WAIT * 3, task)
+            .await
+            .expect("a silent connection held shutdown")
+            .unwrap();
+        assert!(
+            began.elapsed() >= FIRST_REQUEST_WAIT / 2,
+            "{:?}",
+            began.elapsed()
+        );
     }
 
     #[tokio::test]

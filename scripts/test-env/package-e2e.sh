@@ -1,0 +1,681 @@
+#!/usr/bin/env bash
+# End-to-end test of the Rivetr packages (issue 7), run by scripts/test-all.sh.
+#
+# Builds the .deb and .rpm with packaging/build.sh, lints them on this machine, then installs
+# them in a Debian 12 container whose PID 1 is systemd (rootful Podman, --systemd=always) and
+# checks, with real apt, dpkg, rpm, systemctl and journalctl: dependencies, sockets, socket
+# activation, readiness and status, journald fields, reload, the watchdog, a restart under load,
+# upgrade, remove, purge, and the rpm's scriptlets.
+#
+# The container has its own network namespace (slirp4netns): ports 80, 443 and 8080 inside it
+# never clash with anything on this machine, it reaches Debian's mirror through user-mode NAT
+# without touching this machine's firewall, and nothing is published.
+#
+# Before the container, the rpm is also installed and erased in a scratch root (an overlay of
+# the container's root file system) where systemd does not run, for the scriptlets' offline
+# paths.
+#
+# Every step fails the run on the first thing that is not as expected, and prints the
+# container's view of rivetr.service before the container is removed. Set
+# RIVETR_E2E_KEEP=1 to keep the container for inspection.
+#
+# Still to come (they need the API and the deployment engine, issue 6): a step that deploys an
+# app through a signed webhook (with this machine's Podman socket bind-mounted into the
+# container, since nested Podman cannot run app containers here) and an upgrade check that
+# the app still serves. They belong where the `steps` list below says.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+. scripts/test-env/packages.sh
+export CONTAINERS_CONF="$repo/scripts/test-env/containers.conf"
+
+CACHE=/var/cache/rivetr-e2e
+ensure_packages debootstrap podman runc uidmap slirp4netns lintian rpmlint rpm python3-venv binutils
+CT=rivetr-pkg-e2e-$$
+# What the base image holds besides debootstrap's minbase: systemd as init, and the tools the
+# checks use inside (curl, ss, man, sqlite3, ps). Nothing Rivetr depends on, so that apt has to
+# bring in git, podman, libpam-systemd... itself.
+ROOTFS_INCLUDE=systemd,systemd-sysv,dbus,ca-certificates,curl,iproute2,man-db,sqlite3,procps
+WATCHDOG_SEC=$(sed -n 's/^WatchdogSec=\([0-9]*\)s$/\1/p' systemd/rivetr.service)
+[ -n "$WATCHDOG_SEC" ] || { echo "no WatchdogSec=<n>s in systemd/rivetr.service" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/rivetr-pkg-e2e.XXXXXX)
+declare -a summary=()
+current_step=
+
+log() { printf '%s\n' "$*"; }
+note() { summary+=("$*"); log "    $*"; }
+fail() {
+    log "FAIL [$current_step]: $*" >&2
+    exit 1
+}
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
+
+# Runs a bash command line inside the container.
+ct() { podman exec "$CT" bash -c "$1"; }
+# systemctl show -p PROP --value UNIT, inside the container.
+prop() { podman exec "$CT" systemctl show -p "$2" --value "$1"; }
+expect_eq() { # what got want
+    [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+}
+# Polls a command inside the container until it succeeds, for at most $2 seconds.
+wait_for() { # what seconds command
+    local deadline=$(($(date +%s) + $2))
+    until ct "$3" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "timed out after $2 s waiting for: $1"
+        sleep 0.2
+    done
+}
+# A point in time for `journalctl --since` (cursors do not survive the flush of the journal
+# from /run to /var, which happens while the tests run).
+journal_mark() { ct "date +@%s.%6N"; }
+health() { ct "curl -fsS --max-time 10 http://127.0.0.1:8080/api/health"; }
+
+scratch_mount=
+on_exit() {
+    local rc=$?
+    [ -z "$scratch_mount" ] || umount "$scratch_mount" || true
+    if [ $rc -ne 0 ] && podman container exists "$CT" 2>/dev/null; then
+        log "---- diagnostics from the container ----" >&2
+        podman exec "$CT" bash -c 'systemctl --no-pager status "rivetr*" ; systemctl --no-pager --failed;
+            journalctl --no-pager -n 80 -u rivetr -u rivetr-api.socket -u rivetr-http.socket' >&2 || true
+    fi
+    if [ "${RIVETR_E2E_KEEP:-}" = 1 ] && [ $rc -ne 0 ]; then
+        log "keeping container $CT and $work" >&2
+    else
+        podman rm -f -t 0 "$CT" >/dev/null 2>&1 || true
+        rm -rf "$work"
+    fi
+    exit $rc
+}
+trap on_exit EXIT
+
+run_step() {
+    current_step=$1
+    local t0
+    t0=$(now)
+    log "--- $1"
+    "$1"
+    log "    ok ($(elapsed "$t0" "$(now)") s)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Packages, built and linted on this machine.
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+# A higher version of the same build, for the upgrade steps.
+upgrade_version="$version+e2e1"
+deb=rivetr_${version}-1_amd64.deb
+deb_up=rivetr_${upgrade_version}-1_amd64.deb
+rpm=rivetr-${version}-1.x86_64.rpm
+rpm_up=rivetr-${upgrade_version}-1.x86_64.rpm
+
+step_build_packages() {
+    packaging/build.sh --out "$work/dist" >/dev/null
+    packaging/build.sh --out "$work/dist" --version "$upgrade_version" >/dev/null
+    for f in "$deb" "$deb_up" "$rpm" "$rpm_up"; do
+        [ -s "$work/dist/$f" ] || fail "packaging/build.sh did not make $f"
+    done
+}
+
+step_lint() {
+    local out score
+    # Errors fail; warnings are printed (and listed with their reasons in the packaging notes).
+    lintian --fail-on error --pedantic "$work/dist/$deb" >"$work/lintian.txt" 2>&1 ||
+        { cat "$work/lintian.txt"; fail "lintian reports errors"; }
+    grep -v 'running with root privileges' "$work/lintian.txt" | sed 's/^/    lintian: /' || true
+    rpmlint -c packaging/rpmlint.toml "$work/dist/$rpm" >"$work/rpmlint.txt" 2>&1 ||
+        { cat "$work/rpmlint.txt"; fail "rpmlint reports errors"; }
+    grep -E ': [EW]: |checked;' "$work/rpmlint.txt" | sed 's/^/    rpmlint: /' || true
+
+    out=$(systemd-analyze security --offline=true --threshold=20 systemd/rivetr.service) ||
+        { echo "$out"; fail "systemd-analyze security: exposure above 2.0"; }
+    score=$(echo "$out" | sed -n 's/.*Overall exposure level for rivetr.service: \([0-9.]*\).*/\1/p')
+    [ -n "$score" ] || fail "no exposure level in systemd-analyze output"
+    note "systemd-analyze security --offline=true systemd/rivetr.service: $score (limit 2.0)"
+}
+
+# Same files, modes and owners in both formats, except each format's own documentation paths.
+step_rpm_lists_same_files() {
+    dpkg-deb -c "$work/dist/$deb" >"$work/deb-files.txt"
+    rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILENAMES}\n]' \
+        "$work/dist/$rpm" >"$work/rpm-files.txt"
+    rpm -qlp "$work/dist/$rpm" >"$work/rpm-qlp.txt"
+    python3 - "$work" <<'EOF' || fail "deb and rpm contents differ"
+import sys
+work = sys.argv[1]
+def entries(lines, mode_i, owner_i, path_i, strip_dot):
+    out = {}
+    for line in lines:
+        f = line.split()
+        if not f or f[mode_i].startswith("d"):
+            continue
+        path = f[path_i][1:] if strip_dot else f[path_i]
+        out[path] = (f[mode_i], f[owner_i])
+    return out
+deb = entries(open(f"{work}/deb-files.txt"), 0, 1, 5, True)
+rpm = entries(open(f"{work}/rpm-files.txt"), 0, 1, 2, False)
+qlp = {l.strip() for l in open(f"{work}/rpm-qlp.txt") if l.strip()}
+only_deb = {"/usr/share/doc/rivetr/copyright", "/usr/share/doc/rivetr/changelog.Debian.gz",
+            "/usr/share/zsh/vendor-completions/_rivetr"}
+only_rpm = {"/usr/share/licenses/rivetr/LICENSE", "/usr/share/zsh/site-functions/_rivetr"}
+errors = []
+if set(deb) - set(rpm) != only_deb:
+    errors.append(f"only in the deb: {sorted(set(deb) - set(rpm))}, expected {sorted(only_deb)}")
+if set(rpm) - set(deb) != only_rpm:
+    errors.append(f"only in the rpm: {sorted(set(rpm) - set(deb))}, expected {sorted(only_rpm)}")
+if not set(rpm) <= qlp:
+    errors.append(f"rpm -qlp lacks {sorted(set(rpm) - qlp)}")
+for path in sorted(set(deb) & set(rpm)):
+    if deb[path] != rpm[path]:
+        errors.append(f"{path}: deb {deb[path]} rpm {rpm[path]}")
+if errors:
+    sys.exit("\n".join(errors))
+print(f"    {len(set(deb) & set(rpm))} files with the same mode and owner in both; "
+      f"deb-only {sorted(only_deb)}; rpm-only {sorted(only_rpm)}")
+EOF
+    rpm -qp --scripts "$work/dist/$rpm" >"$work/rpm-scripts.txt"
+    for s in preinstall postinstall preuninstall postuninstall; do
+        grep -q "^$s scriptlet" "$work/rpm-scripts.txt" || fail "rpm has no $s scriptlet"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# The container, and the root file system it is made from.
+
+rootfs=
+image=
+
+# Debian 12 root file system (debootstrap, cached) and the Podman image made from it.
+step_base_image() {
+    local mirror key
+    mirror=$(awk '/^URIs:/ && $2 ~ /\/debian$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    [ -n "$mirror" ] || fail "no Debian mirror in /etc/apt/sources.list.d/debian.sources"
+    # The cached root file system and image are rebuilt when what goes into them changes.
+    key=$(printf '%s\n' "$ROOTFS_INCLUDE" "$mirror" "v1" | cat - /etc/apt/sources.list.d/debian.sources |
+        sha256sum | cut -c1-12)
+    rootfs=$CACHE/rootfs-bookworm-$key
+    image=localhost/rivetr-e2e-systemd:$key
+    mkdir -p "$CACHE/apt-archives/partial"
+    if [ ! -d "$rootfs" ]; then
+        log "    debootstrap bookworm from $mirror into $rootfs"
+        rm -rf "$rootfs.tmp"
+        debootstrap --variant=minbase --include="$ROOTFS_INCLUDE" --cache-dir="$CACHE/apt-archives" \
+            bookworm "$rootfs.tmp" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+            { tail -20 "$work/debootstrap.log"; fail "debootstrap failed"; }
+        # The same apt sources as this machine, which reaches the mirror.
+        rm -f "$rootfs.tmp/etc/apt/sources.list"
+        cp /etc/apt/sources.list.d/debian.sources "$rootfs.tmp/etc/apt/sources.list.d/"
+        mv "$rootfs.tmp" "$rootfs"
+    fi
+    if ! podman image exists "$image"; then
+        tar -C "$rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$image" >"$work/import.log" 2>&1 ||
+            { cat "$work/import.log"; fail "podman import"; }
+    fi
+}
+
+# The rpm installed with this machine's rpm into a scratch copy of that root file system, where
+# systemd does not run and /proc is not mounted: the scriptlets' offline paths (rpm runs them
+# chrooted there). tmpfiles.d is left to the first boot there.
+step_rpm_scratch_root() {
+    # A writable overlay over the cached root file system: a copy without copying.
+    local root=$work/scratch-root
+    mkdir -p "$root" "$work/scratch-upper" "$work/scratch-work"
+    mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/scratch-upper,workdir=$work/scratch-work" "$root"
+    scratch_mount=$root
+    rpm --root="$root" --nodeps -i "$work/dist/$rpm" >"$work/rpm-scratch.log" 2>&1 ||
+        { cat "$work/rpm-scratch.log"; fail "rpm --root -i"; }
+    grep -q '^rivetr:' "$root/etc/passwd" || fail "scratch root: no rivetr user"
+    for unit in sockets.target.wants/rivetr-api.socket sockets.target.wants/rivetr-http.socket \
+        sockets.target.wants/rivetr-https.socket multi-user.target.wants/rivetr.service; do
+        [ -L "$root/etc/systemd/system/$unit" ] || fail "scratch root: $unit not enabled"
+    done
+    [ -e "$root/var/lib/systemd/linger/rivetr" ] || fail "scratch root: no linger flag"
+    [ "$(stat -c '%a %s' "$root/etc/rivetr/rivetr.key")" = "600 32" ] || fail "scratch root: key"
+    grep -q 'tmpfiles.d/rivetr.conf applies at the next boot' "$work/rpm-scratch.log" ||
+        fail "scratch root: rivetr-setup did not say tmpfiles.d waits for the boot"
+    if grep -q 'scriptlet failed' "$work/rpm-scratch.log"; then
+        cat "$work/rpm-scratch.log"
+        fail "scratch root: a scriptlet failed"
+    fi
+    grep -q '^rivetr:' "$root/etc/subuid" || fail "scratch root: no subordinate UIDs"
+    rpm --root="$root" -e rivetr >>"$work/rpm-scratch.log" 2>&1 ||
+        { cat "$work/rpm-scratch.log"; fail "rpm --root -e"; }
+    if grep -q 'scriptlet failed' "$work/rpm-scratch.log"; then
+        cat "$work/rpm-scratch.log"
+        fail "scratch root: a scriptlet failed on erase"
+    fi
+    if ls "$root"/etc/systemd/system/*.wants/rivetr* >/dev/null 2>&1; then
+        fail "scratch root: units still enabled after rpm -e"
+    fi
+    [ ! -e "$root/var/lib/systemd/linger/rivetr" ] || fail "scratch root: linger flag left after rpm -e"
+    umount "$root"
+    scratch_mount=
+}
+
+step_start_container() {
+    # --privileged: the hardened rivetr.service needs mount namespaces, and the rivetr user's
+    # rootless Podman needs newuidmap to map its subordinate IDs inside this container.
+    podman run -d --name "$CT" --hostname rivetr-e2e --privileged --systemd=always \
+        --network=slirp4netns \
+        -v "$CACHE/apt-archives:/var/cache/apt/archives" -v "$work/dist:/dist:ro" \
+        "$image" /sbin/init >/dev/null
+    wait_for "systemd in the container to accept systemctl" 30 "test -S /run/systemd/private"
+    local state
+    state=$(ct "systemctl is-system-running --wait" || true)
+    [ "$state" = running ] || { ct "systemctl --failed --no-pager" || true; fail "system state '$state'"; }
+    ct "apt-get update -qq" || fail "apt-get update in the container"
+}
+
+step_apt_install() {
+    local t0 t1 t2
+    t0=$(now)
+    ct "DEBIAN_FRONTEND=noninteractive apt-get install -y /dist/$deb" >"$work/apt-install.log" 2>&1 ||
+        { tail -30 "$work/apt-install.log"; fail "apt install ./$deb"; }
+    t1=$(now)
+    wait_for "health on :8080" 60 "curl -fsS --max-time 2 http://127.0.0.1:8080/api/health"
+    t2=$(now)
+    for dep in git podman libpam-systemd; do
+        ct "dpkg-query -W -f='\${Status}' $dep" | grep -q "install ok installed" ||
+            fail "dependency $dep not installed"
+    done
+    note "apt install ./$deb (with its dependencies, $(grep -c '^Setting up' "$work/apt-install.log") packages set up): $(elapsed "$t0" "$t1") s; apt install -> /api/health answers: $(elapsed "$t0" "$t2") s"
+    health | grep -q "\"version\":\"$version\"" || fail "health does not report version $version"
+}
+
+step_installed_files() {
+    local f
+    for f in /usr/bin/rivetr /usr/lib/systemd/system/rivetr.service \
+        /usr/lib/systemd/system/rivetr-api.socket /usr/lib/systemd/system/rivetr-http.socket \
+        /usr/lib/systemd/system/rivetr-https.socket /usr/lib/sysusers.d/rivetr.conf \
+        /usr/lib/tmpfiles.d/rivetr.conf /etc/rivetr/rivetr.toml /usr/share/man/man1/rivetr.1.gz \
+        /usr/share/bash-completion/completions/rivetr /usr/share/zsh/vendor-completions/_rivetr \
+        /usr/share/fish/vendor_completions.d/rivetr.fish /usr/share/doc/rivetr/copyright \
+        /usr/share/doc/rivetr/README.md; do
+        ct "dpkg -L rivetr | grep -qx '$f'" || fail "dpkg -L rivetr lacks $f"
+    done
+    ct "dpkg-query -W -f='\${Conffiles}' rivetr" | grep -q ' /etc/rivetr/rivetr.toml ' ||
+        fail "/etc/rivetr/rivetr.toml is not a conffile"
+    expect_eq "rivetr.toml" "$(ct 'stat -c "%a %U %G" /etc/rivetr/rivetr.toml')" "640 root rivetr"
+    expect_eq "rivetr.key" "$(ct 'stat -c "%a %U %G %s" /etc/rivetr/rivetr.key')" "600 root root 32"
+    expect_eq "/var/lib/rivetr" "$(ct 'stat -c "%a %U %G" /var/lib/rivetr')" "750 rivetr rivetr"
+    expect_eq "rivetr user" "$(ct 'getent passwd rivetr | cut -d: -f6,7')" "/var/lib/rivetr:/usr/sbin/nologin"
+    ct "man -w rivetr" | grep -q /usr/share/man/man1/rivetr.1.gz || fail "man rivetr"
+    ct "MANWIDTH=100 man rivetr 2>/dev/null" | grep -q 'rivetr-serve(1)' || fail "man rivetr does not render"
+    ct "bash -c '. /usr/share/bash-completion/completions/rivetr && complete -p rivetr'" >/dev/null ||
+        fail "bash completion does not load"
+}
+
+step_rootless_podman_user() {
+    local uid
+    uid=$(ct "id -u rivetr")
+    ct "grep -Eq '^rivetr:[0-9]+:65536$' /etc/subuid" || fail "no subuid range for rivetr"
+    ct "grep -Eq '^rivetr:[0-9]+:65536$' /etc/subgid" || fail "no subgid range for rivetr"
+    ct "test -e /var/lib/systemd/linger/rivetr" || fail "lingering not enabled"
+    expect_eq "user@$uid.service" "$(prop "user@$uid.service" ActiveState)" active
+    wait_for "the rivetr user's podman.socket" 20 "systemctl --user -M rivetr@ is-active podman.socket"
+    ct "test -S /run/rivetr/podman/podman.sock" || fail "no socket at /run/rivetr/podman/podman.sock"
+    # The socket as seen from inside rivetr.service's sandbox: a unit with exactly its
+    # [Service] settings (user, hardening, environment), running curl instead of rivetr.
+    ct "sed -e 's|^Type=notify|Type=oneshot|' -e '/^ExecReload=/d' -e '/^Restart/d' -e '/^WatchdogSec=/d' \
+            -e '/^Sockets=/d' -e '/^\[Install\]/,\$d' \
+            -e 's|^ExecStart=.*|ExecStart=/usr/bin/curl -fsS --max-time 60 --unix-socket \${XDG_RUNTIME_DIR}/podman/podman.sock http://d/v4.0.0/libpod/info\nStandardOutput=truncate:/run/rivetr-sandbox-probe.json|' \
+            /usr/lib/systemd/system/rivetr.service >/run/systemd/system/rivetr-sandbox-probe.service &&
+        systemctl daemon-reload && systemctl start rivetr-sandbox-probe.service" ||
+        fail "the rivetr user's Podman is not reachable from rivetr.service's sandbox"
+    ct "cat /run/rivetr-sandbox-probe.json" >"$work/libpod-info.json"
+    python3 - "$work/libpod-info.json" <<'EOF' || fail "unexpected libpod info from the rivetr user's Podman"
+import json, sys
+info = json.load(open(sys.argv[1]))
+version = info["version"]["Version"]
+maps = info["host"]["idMappings"]["uidmap"]
+assert info["host"]["security"]["rootless"], "podman is not rootless"
+assert any(m["size"] == 65536 for m in maps), f"subordinate uids not mapped: {maps}"
+print(f"    reached from rivetr.service's sandbox: podman {version}, rootless, uid map {maps}")
+EOF
+    ct "rm /run/systemd/system/rivetr-sandbox-probe.service && systemctl daemon-reload"
+}
+
+step_sockets_and_enablement() {
+    local name port
+    for name in api:8080 http:80 https:443; do
+        port=${name#*:}
+        name=${name%:*}
+        expect_eq "rivetr-$name.socket active" "$(prop "rivetr-$name.socket" ActiveState)" active
+        expect_eq "rivetr-$name.socket enabled" "$(ct "systemctl is-enabled rivetr-$name.socket")" enabled
+        expect_eq "rivetr-$name.socket name" "$(prop "rivetr-$name.socket" FileDescriptorName)" "$name"
+        ct "ss -Htln 'sport = :$port'" | grep -q LISTEN || fail "nothing listens on port $port"
+    done
+    expect_eq "rivetr.service enabled" "$(ct 'systemctl is-enabled rivetr.service')" enabled
+}
+
+status_re='^serving [0-9]+ apps; api on \S+:8080; proxy on \S+:80$'
+step_ready_and_status() { # [label]
+    # Type=notify: "active (running)" only after READY=1; STATUS= came with it.
+    expect_eq "ActiveState" "$(prop rivetr.service ActiveState)" active
+    expect_eq "SubState" "$(prop rivetr.service SubState)" running
+    local status
+    status=$(prop rivetr.service StatusText)
+    [[ $status =~ $status_re ]] || fail "StatusText '$status'"
+    note "${1:-deb}: systemctl show -p StatusText rivetr: $status"
+}
+
+step_verify_units() {
+    local out
+    out=$(ct "systemd-analyze verify /usr/lib/systemd/system/rivetr.service /usr/lib/systemd/system/rivetr-api.socket \
+        /usr/lib/systemd/system/rivetr-http.socket /usr/lib/systemd/system/rivetr-https.socket 2>&1") ||
+        { echo "$out"; fail "systemd-analyze verify"; }
+    if echo "$out" | grep -q rivetr; then
+        echo "$out"
+        fail "systemd-analyze verify warns about Rivetr's units"
+    fi
+    out=$(ct "systemd-analyze security --threshold=20 rivetr.service") ||
+        { echo "$out"; fail "installed rivetr.service: exposure above 2.0"; }
+    note "systemd-analyze security rivetr.service (installed, running): $(echo "$out" | sed -n 's/.*Overall exposure level for rivetr.service: \([0-9.]*\).*/\1/p')"
+}
+
+step_journal_fields() {
+    ct "journalctl -u rivetr.service -o json --no-pager" >"$work/journal.json"
+    python3 - "$work/journal.json" "$version" <<'EOF' || fail "journal entries"
+import json, sys
+path, version = sys.argv[1], sys.argv[2]
+entries = [json.loads(l) for l in open(path) if l.strip()]
+own = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == "rivetr"]
+assert own, "no entries with SYSLOG_IDENTIFIER=rivetr"
+native = [e for e in own if e.get("_TRANSPORT") == "journal"]
+assert native, "rivetr's entries did not come through the native journal protocol"
+serving = [e for e in native if e.get("MESSAGE") == "rivetr is serving"]
+assert serving, "no 'rivetr is serving' entry"
+e = serving[-1]
+assert e.get("RIVETR_STATE_DIR") == "/var/lib/rivetr", e
+assert e.get("RIVETR_VERSION") == version, e
+# tracing-journald maps INFO to 5 (notice), DEBUG to 6, TRACE to 7.
+assert e.get("PRIORITY") == "5", e
+sockets = {x.get("RIVETR_SOCKET") for x in native if "RIVETR_SOCKET" in x}
+assert {"api", "http"} <= sockets, sockets
+fields = sorted({k for x in native for k in x if k.startswith("RIVETR_")})
+print(f"    {len(native)} native entries; Rivetr's fields: {', '.join(fields)}")
+EOF
+}
+
+step_socket_activation() {
+    local pid
+    ct "systemctl stop rivetr.service"
+    expect_eq "after stop: rivetr.service" "$(prop rivetr.service ActiveState)" inactive
+    for s in api http https; do
+        expect_eq "after stop: rivetr-$s.socket" "$(prop "rivetr-$s.socket" ActiveState)" active
+    done
+    # Only systemd holds the listening socket now.
+    ct "ss -Htlnp 'sport = :8080'" | grep -q 'systemd' || fail "port 8080 not held by systemd"
+    if ct "ss -Htlnp 'sport = :8080'" | grep -q 'rivetr'; then fail "rivetr still holds port 8080"; fi
+    health | grep -q '"status":"ok"' || fail "the first connection to 8080 did not start rivetr"
+    expect_eq "after connection: rivetr.service" "$(prop rivetr.service ActiveState)" active
+    pid=$(prop rivetr.service MainPID)
+    [ "$pid" -gt 0 ] || fail "no main PID after socket activation"
+}
+
+step_reload() {
+    local pid restarts since
+    pid=$(prop rivetr.service MainPID)
+    restarts=$(prop rivetr.service NRestarts)
+    ct "sed -i 's/^level = \"info\"$/level = \"debug\"/' /etc/rivetr/rivetr.toml && grep -q '^level = \"debug\"$' /etc/rivetr/rivetr.toml" ||
+        fail "cannot set level = debug in /etc/rivetr/rivetr.toml"
+    since=$(journal_mark)
+    # At debug level systemd logs every notification it receives, so the RELOADING=1 ...
+    # READY=1 sequence is visible in the journal.
+    ct "systemd-analyze log-level debug"
+    ct "systemctl reload rivetr.service"
+    wait_for "configuration reloaded with level debug" 15 \
+        "journalctl -u rivetr.service --since='$since' -o json | grep '\"MESSAGE\":\"configuration reloaded\"' | grep -q '\"RIVETR_LEVEL\":\"debug\"'"
+    wait_for "READY=1 after RELOADING=1" 15 \
+        "journalctl -u rivetr.service --since='$since' -o cat | grep -A50 'notification message.*RELOADING=1' | grep -q 'notification message.*READY=1'"
+    ct "systemd-analyze log-level info"
+    expect_eq "main PID after reload" "$(prop rivetr.service MainPID)" "$pid"
+    expect_eq "NRestarts after reload" "$(prop rivetr.service NRestarts)" "$restarts"
+    expect_eq "ActiveState after reload" "$(prop rivetr.service ActiveState)" active
+    local status
+    status=$(prop rivetr.service StatusText)
+    [[ $status =~ $status_re ]] || fail "StatusText after reload: '$status'"
+}
+
+step_watchdog() {
+    local pid restarts since t0 t1 new
+    pid=$(prop rivetr.service MainPID)
+    restarts=$(prop rivetr.service NRestarts)
+    since=$(journal_mark)
+    ct "kill -STOP $pid"
+    t0=$(now)
+    local deadline=$(($(date +%s) + WATCHDOG_SEC + 20))
+    while :; do
+        new=$(prop rivetr.service MainPID)
+        if [ "$new" != 0 ] && [ "$new" != "$pid" ] && [ "$(prop rivetr.service ActiveState)" = active ]; then
+            break
+        fi
+        [ "$(date +%s)" -lt "$deadline" ] || fail "no restart within $((WATCHDOG_SEC + 20)) s of SIGSTOP"
+        sleep 0.5
+    done
+    t1=$(now)
+    # (journald may write systemd's message a moment after the restart is visible)
+    wait_for "systemd's watchdog timeout message" 10 \
+        "journalctl -u rivetr.service --since='$since' -o cat | grep -q 'rivetr.service: Watchdog timeout'"
+    expect_eq "NRestarts after watchdog" "$(prop rivetr.service NRestarts)" "$((restarts + 1))"
+    local took
+    took=$(elapsed "$t0" "$t1")
+    python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= $WATCHDOG_SEC + 10 else 1)" "$took" ||
+        fail "restart took $took s after SIGSTOP, more than WatchdogSec + 10 s"
+    health >/dev/null || fail "no health after the watchdog restart"
+    note "kill -STOP main PID -> new main PID active: $took s (WatchdogSec=${WATCHDOG_SEC}s, limit $((WATCHDOG_SEC + 10)) s)"
+}
+
+# Client loops inside the container send requests to the proxy socket (port 80) until
+# /tmp/load/stop exists; each request is logged as "start end curl-exit http-code".
+start_load() {
+    ct "rm -rf /tmp/load && mkdir /tmp/load"
+    podman exec -d "$CT" bash -c '
+        for w in 1 2 3 4; do
+            ( while [ ! -e /tmp/load/stop ]; do
+                s=$(date +%s.%N)
+                code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 10 -H "Host: e2e.invalid" http://127.0.0.1:80/)
+                rc=$?
+                echo "$s $(date +%s.%N) $rc $code" >>/tmp/load/w$w.log
+              done; touch /tmp/load/done$w ) &
+        done; wait' >/dev/null
+    wait_for "client loops running" 20 "[ \$(cat /tmp/load/w*.log 2>/dev/null | wc -l) -ge 40 ]"
+}
+# Stops the loops and checks every request got an HTTP answer; prints the counts.
+stop_load() { # window-start window-end label
+    local n
+    n=$(ct "cat /tmp/load/w*.log | wc -l")
+    wait_for "requests after the restart" 30 "[ \$(cat /tmp/load/w*.log | wc -l) -ge $((n + 40)) ]"
+    ct "touch /tmp/load/stop"
+    wait_for "client loops to end" 30 "[ \$(ls /tmp/load/done* 2>/dev/null | wc -l) -eq 4 ]"
+    ct "cat /tmp/load/w*.log" >"$work/load-$3.txt"
+    python3 - "$work/load-$3.txt" "$1" "$2" "$3" <<'EOF'
+import collections, sys
+path, t0, t1, label = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+rows = [l.split() for l in open(path) if l.strip()]
+total = len(rows)
+refused = sum(1 for r in rows if r[2] == "7")
+failed = [r for r in rows if r[2] != "0" or not r[3].isdigit() or r[3] == "000"]
+during = sum(1 for r in rows if float(r[0]) < t1 and float(r[1]) > t0)
+codes = collections.Counter(r[3] for r in rows)
+print(f"    {label}: {total} requests to port 80, {refused} refused, {len(failed)} without an "
+      f"HTTP answer, {during} overlapping the {t1 - t0:.2f} s {label} window; HTTP codes {dict(codes)}")
+if refused or failed:
+    sys.exit(f"failed requests (start end curl-exit http-code): {failed[:10]}")
+if during == 0:
+    sys.exit(f"no request overlapped the {label}: the check proves nothing")
+EOF
+}
+
+step_restart_under_load() {
+    local pid t0 t1
+    pid=$(prop rivetr.service MainPID)
+    start_load
+    t0=$(ct "date +%s.%N")
+    ct "systemctl restart rivetr.service"
+    t1=$(ct "date +%s.%N")
+    [ "$(prop rivetr.service MainPID)" != "$pid" ] || fail "systemctl restart kept the same PID"
+    stop_load "$t0" "$t1" restart >"$work/restart-load.txt" || { cat "$work/restart-load.txt"; fail "requests failed during systemctl restart"; }
+    note "systemctl restart rivetr under load: $(sed 's/^ *restart: //' "$work/restart-load.txt")"
+}
+
+# (issue 6) step_deploy_app goes here: bind-mount this machine's Podman socket into the
+# container, point /etc/rivetr/rivetr.toml at it, send a signed webhook, and check that the
+# proxy on port 80 serves the app; measure webhook -> app serving.
+
+step_upgrade() {
+    local pid key_sum t0 t1
+    # A row in the database stands for the apps (issue 6 will deploy a real one): Rivetr counts
+    # it, so the status line shows the running daemon reads the same database.
+    ct "runuser -u rivetr -- sqlite3 /var/lib/rivetr/rivetr.db \"INSERT INTO apps (name, image) VALUES ('e2e-kept', 'localhost/e2e:1')\""
+    ct "systemctl reload rivetr.service"
+    wait_for "status line counting 1 app" 15 "systemctl show -p StatusText --value rivetr | grep -q '^serving 1 apps'"
+    key_sum=$(ct "sha256sum /etc/rivetr/rivetr.key")
+    pid=$(prop rivetr.service MainPID)
+    start_load
+    t0=$(ct "date +%s.%N")
+    ct "DEBIAN_FRONTEND=noninteractive apt-get install -y /dist/$deb_up" >"$work/apt-upgrade.log" 2>&1 ||
+        { tail -30 "$work/apt-upgrade.log"; fail "apt install ./$deb_up (upgrade)"; }
+    t1=$(ct "date +%s.%N")
+    stop_load "$t0" "$t1" upgrade >"$work/upgrade-load.txt" || { cat "$work/upgrade-load.txt"; fail "requests failed during the upgrade"; }
+    note "apt upgrade to $upgrade_version-1 under load: $(sed 's/^ *upgrade: //' "$work/upgrade-load.txt")"
+    expect_eq "installed version" "$(ct "dpkg-query -W -f='\${Version}' rivetr")" "$upgrade_version-1"
+    [ "$(prop rivetr.service MainPID)" != "$pid" ] || fail "the upgrade did not restart rivetr.service"
+    expect_eq "ActiveState after upgrade" "$(prop rivetr.service ActiveState)" active
+    health | grep -q '"status":"ok"' || fail "no health after the upgrade"
+    prop rivetr.service StatusText | grep -q '^serving 1 apps' || fail "status after upgrade: $(prop rivetr.service StatusText)"
+    expect_eq "app row after upgrade" \
+        "$(ct "runuser -u rivetr -- sqlite3 /var/lib/rivetr/rivetr.db \"SELECT name FROM apps WHERE name = 'e2e-kept'\"")" e2e-kept
+    ct "grep -q '^level = \"debug\"$' /etc/rivetr/rivetr.toml" || fail "the upgrade replaced the edited rivetr.toml"
+    ct "test ! -e /etc/rivetr/rivetr.toml.dpkg-new && test ! -e /etc/rivetr/rivetr.toml.dpkg-dist" ||
+        fail "dpkg left a new rivetr.toml beside the edited one"
+    expect_eq "key after upgrade" "$(ct "sha256sum /etc/rivetr/rivetr.key")" "$key_sum"
+}
+
+step_remove() {
+    ct "DEBIAN_FRONTEND=noninteractive apt-get remove -y rivetr" >"$work/apt-remove.log" 2>&1 ||
+        { tail -30 "$work/apt-remove.log"; fail "apt remove rivetr"; }
+    expect_eq "dpkg status after remove" "$(ct "dpkg-query -W -f='\${Status}' rivetr")" "deinstall ok config-files"
+    for u in rivetr.service rivetr-api.socket rivetr-http.socket rivetr-https.socket; do
+        expect_eq "$u after remove" "$(prop "$u" ActiveState)" inactive
+        expect_eq "$u is-enabled after remove" "$(ct "systemctl is-enabled $u || true")" masked
+    done
+    for port in 8080 80 443; do
+        if ct "ss -Htln 'sport = :$port'" | grep -q LISTEN; then fail "port $port still listens after remove"; fi
+    done
+    expect_eq "app row after remove" \
+        "$(ct "runuser -u rivetr -- sqlite3 /var/lib/rivetr/rivetr.db \"SELECT name FROM apps WHERE name = 'e2e-kept'\"")" e2e-kept
+    ct "grep -q '^level = \"debug\"$' /etc/rivetr/rivetr.toml && test -s /etc/rivetr/rivetr.key" ||
+        fail "configuration or key gone after remove"
+    ct "test ! -e /var/lib/systemd/linger/rivetr" || fail "lingering still enabled after remove"
+    expect_eq "user manager after remove" "$(prop "user@$(ct 'id -u rivetr').service" ActiveState)" inactive
+}
+
+step_purge() {
+    ct "DEBIAN_FRONTEND=noninteractive apt-get purge -y rivetr" >"$work/apt-purge.log" 2>&1 ||
+        { tail -30 "$work/apt-purge.log"; fail "apt purge rivetr"; }
+    local status
+    status=$(ct "dpkg-query -W -f='\${Status}' rivetr 2>/dev/null || true")
+    case "$status" in
+    "" | *" not-installed") ;;
+    *) fail "dpkg status after purge: '$status'" ;;
+    esac
+    for path in /var/lib/rivetr /etc/rivetr /run/rivetr; do
+        ct "test ! -e $path" || fail "$path left after purge"
+    done
+    ct "! ls /etc/systemd/system/rivetr* /etc/systemd/system/*.wants/rivetr* 2>/dev/null" ||
+        fail "unit links or masks left after purge: $(ct 'ls /etc/systemd/system/rivetr* /etc/systemd/system/*.wants/rivetr* 2>&1')"
+    # The system user stays, as Debian packages leave theirs (see packaging/deb/postrm).
+    ct "id rivetr >/dev/null" || fail "the rivetr user was removed"
+    # Start the rpm steps from a machine that has never seen Rivetr's user either.
+    ct "userdel rivetr && ! grep -q '^rivetr:' /etc/subuid /etc/subgid"
+}
+
+# The rpm with Debian's rpm, in the same booted container: its scriptlets run against real
+# systemd with rpm's instance counts (install 1, upgrade 2 then 1, erase 0). --nodeps because
+# rpm's database does not know the dpkg-installed dependencies (they are present).
+# rpm only warns when a %post or %postun scriptlet fails; that must fail the test.
+rpm_in_ct() { # rpm arguments
+    ct "rpm $*" >"$work/rpm-cmd.log" 2>&1 || { cat "$work/rpm-cmd.log"; fail "rpm $*"; }
+    grep -v -e 'should not be used directly' -e 'assuming you know what you are doing' "$work/rpm-cmd.log" | sed 's/^/    /' || true
+    if grep -q 'scriptlet failed' "$work/rpm-cmd.log"; then fail "rpm $*: a scriptlet failed"; fi
+}
+
+step_rpm() {
+    ct "DEBIAN_FRONTEND=noninteractive apt-get install -y rpm" >"$work/apt-rpm.log" 2>&1 ||
+        { tail -20 "$work/apt-rpm.log"; fail "apt install rpm"; }
+    rpm_in_ct -i --nodeps "/dist/$rpm"
+    wait_for "health after rpm -i" 30 "curl -fsS --max-time 2 http://127.0.0.1:8080/api/health"
+    ct "id rivetr >/dev/null" || fail "rpm %pre did not create the rivetr user"
+    step_sockets_and_enablement
+    step_ready_and_status rpm
+    expect_eq "rivetr.toml (rpm)" "$(ct 'stat -c "%a %U %G" /etc/rivetr/rivetr.toml')" "640 root rivetr"
+    expect_eq "rivetr.key (rpm)" "$(ct 'stat -c "%a %U %G %s" /etc/rivetr/rivetr.key')" "600 root root 32"
+    ct "test -e /var/lib/systemd/linger/rivetr" || fail "rpm: lingering not enabled"
+    wait_for "the rivetr user's podman.socket (rpm)" 20 "systemctl --user -M rivetr@ is-active podman.socket"
+
+    local pid
+    ct "sed -i 's/^level = \"info\"$/level = \"debug\"/' /etc/rivetr/rivetr.toml"
+    pid=$(prop rivetr.service MainPID)
+    rpm_in_ct -U --nodeps "/dist/$rpm_up"
+    expect_eq "rpm -q after upgrade" "$(ct 'rpm -q rivetr')" "rivetr-$upgrade_version-1.x86_64"
+    [ "$(prop rivetr.service MainPID)" != "$pid" ] || fail "rpm upgrade did not restart rivetr.service"
+    health | grep -q '"status":"ok"' || fail "no health after rpm -U"
+    ct "grep -q '^level = \"debug\"$' /etc/rivetr/rivetr.toml && test ! -e /etc/rivetr/rivetr.toml.rpmnew" ||
+        fail "rpm -U did not keep the edited rivetr.toml"
+    expect_eq "rivetr.service enabled after rpm -U" "$(ct 'systemctl is-enabled rivetr.service')" enabled
+
+    rpm_in_ct -e rivetr
+    for u in rivetr.service rivetr-api.socket rivetr-http.socket rivetr-https.socket; do
+        expect_eq "$u after rpm -e" "$(prop "$u" ActiveState)" inactive
+    done
+    ct "! ls /etc/systemd/system/*.wants/rivetr* 2>/dev/null" || fail "rpm -e left units enabled"
+    for port in 8080 80 443; do
+        if ct "ss -Htln 'sport = :$port'" | grep -q LISTEN; then fail "port $port still listens after rpm -e"; fi
+    done
+    ct "test -s /var/lib/rivetr/rivetr.db && test -s /etc/rivetr/rivetr.key" || fail "rpm -e removed state or key"
+    # rpm keeps an edited %config(noreplace) file as .rpmsave.
+    ct "grep -q '^level = \"debug\"$' /etc/rivetr/rivetr.toml.rpmsave" || fail "rpm -e lost the edited configuration"
+    ct "test ! -e /var/lib/systemd/linger/rivetr" || fail "rpm -e left lingering enabled"
+}
+
+steps=(
+    step_build_packages
+    step_lint
+    step_rpm_lists_same_files
+    step_base_image
+    step_rpm_scratch_root
+    step_start_container
+    step_apt_install
+    step_installed_files
+    step_rootless_podman_user
+    step_sockets_and_enablement
+    step_ready_and_status
+    step_verify_units
+    step_journal_fields
+    step_socket_activation
+    step_reload
+    step_watchdog
+    step_restart_under_load
+    # (issue 6) step_deploy_app
+    step_upgrade
+    # (issue 6) the app deployed above still serves after the upgrade
+    step_remove
+    step_purge
+    step_rpm
+)
+
+exec 9>"$CACHE.lock"
+flock 9 # one run at a time on a machine: the container cache and apt archives are shared
+mkdir -p "$CACHE"
+t_all=$(now)
+for step in "${steps[@]}"; do
+    run_step "$step"
+done
+log ""
+log "package end-to-end test passed in $(elapsed "$t_all" "$(now)") s"
+for line in "${summary[@]}"; do
+    log "  * $line"
+done
