@@ -110,8 +110,9 @@ mkdir -p "$stage"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
     -o "$stage/rivetr" target/release/rivetr
 target/debug/examples/generate-assets "$stage/assets" >/dev/null
+mkdir -p "$stage/man"
 for page in "$stage"/assets/*.1; do
-    gzip -9n <"$page" >"$stage/$(basename "$page").gz"
+    gzip -9n <"$page" >"$stage/man/$(basename "$page").gz"
 done
 cp "$stage/assets/rivetr.bash" "$stage/assets/_rivetr" "$stage/assets/rivetr.fish" "$stage/"
 write_copyright "$stage/copyright"

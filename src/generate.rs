@@ -118,16 +118,15 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(
-            names,
-            [
-                "_rivetr",
-                "rivetr-serve.1",
-                "rivetr.1",
-                "rivetr.bash",
-                "rivetr.fish"
-            ]
-        );
+        let mut expected: Vec<String> = Cli::command()
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+            .map(|s| format!("rivetr-{}.1", s.get_name()))
+            .chain(["_rivetr", "rivetr.1", "rivetr.bash", "rivetr.fish"].map(String::from))
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+        assert!(names.contains(&"rivetr-serve.1".to_owned()));
 
         let man = read(&out, "rivetr.1");
         assert!(man.contains(".TH rivetr 1"), "{man}");
