@@ -6,8 +6,11 @@
 //! bare error responses speak it too). Every `/api` route but two needs a bearer token
 //! ([`auth`]); the forge webhooks authenticate by signature ([`webhooks`]).
 
+pub mod apps;
 pub mod auth;
+pub mod deployments;
 pub mod enqueue;
+pub mod env;
 pub mod error;
 pub mod extract;
 mod health;
@@ -38,6 +41,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
+        .routes(routes!(apps::list_apps, apps::create_app))
+        .routes(routes!(apps::get_app, apps::update_app, apps::delete_app))
+        .routes(routes!(apps::start_app))
+        .routes(routes!(apps::stop_app))
+        .routes(routes!(apps::restart_app))
+        .routes(routes!(deployments::app_logs))
+        .routes(routes!(deployments::deploy, deployments::list_deployments))
+        .routes(routes!(deployments::rollback))
+        .routes(routes!(deployments::get_deployment))
+        .routes(routes!(deployments::cancel_deployment))
+        .routes(routes!(deployments::deployment_logs))
+        .routes(routes!(env::list_env))
+        .routes(routes!(env::set_env, env::unset_env))
         .routes(routes!(webhooks::secret::rotate_handler))
         .routes(routes!(webhooks::handler::receive))
 }

@@ -41,6 +41,9 @@ pub struct App {
     pub stopped: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// The encrypted `user:token` of the git URL, if it had one.
+    #[serde(skip)]
+    pub git_credential: Option<Vec<u8>>,
 }
 
 /// The fields of a new app (and of an update).
@@ -58,7 +61,7 @@ pub struct AppFields {
     pub replicas: u32,
 }
 
-const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at";
+const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at, git_credential";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     let domains: String = row.get(6)?;
@@ -78,6 +81,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         stopped: row.get(11)?,
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
+        git_credential: row.get(14)?,
     })
 }
 
@@ -170,4 +174,40 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+/// Stores (or clears) the encrypted credential of the app's git URL.
+pub fn set_git_credential(c: &Connection, id: i64, sealed: Option<&[u8]>) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE apps SET git_credential = ?2 WHERE id = ?1",
+        params![id, sealed],
+    )?;
+    Ok(())
+}
+
+/// The app, if any, that serves `domain`, other than `except`.
+pub fn domain_owner(
+    c: &Connection,
+    domain: &str,
+    except: Option<i64>,
+) -> rusqlite::Result<Option<String>> {
+    let mut stmt = c.prepare("SELECT id, name, domains FROM apps")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, name, domains) = row?;
+        if Some(id) == except {
+            continue;
+        }
+        let domains: Vec<String> = serde_json::from_str(&domains).unwrap_or_default();
+        if domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }

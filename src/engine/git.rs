@@ -58,6 +58,37 @@ pub struct Checkout {
     pub subject: String,
 }
 
+/// Splits `https://user:token@host/path` into `https://host/path` and `user:token`. URLs
+/// without credentials (and ssh URLs, whose `git@` is a user name, not a secret) come back
+/// whole.
+pub fn split_credential(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    if !matches!(scheme, "http" | "https") {
+        return (url.to_owned(), None);
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if !userinfo.is_empty() => {
+            let path = &rest[authority.len()..];
+            (
+                format!("{scheme}://{host}{path}"),
+                Some(userinfo.to_owned()),
+            )
+        }
+        _ => (url.to_owned(), None),
+    }
+}
+
+/// Puts a credential back into an https URL, for git only.
+pub fn with_credential(url: &str, credential: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{credential}@{rest}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Registers the secret parts of `url` with the log: the password or token of an https URL.
 pub fn hide_credentials(url: &str, log: &DeployLog) {
     if let Some((_, rest)) = url.split_once("://")
@@ -238,6 +269,20 @@ async fn output(args: &[&str], dir: &Path) -> Result<String, GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_come_apart_and_back() {
+        let (url, cred) = split_credential("https://bot:s3cret@git.example.com/team/app.git");
+        assert_eq!(url, "https://git.example.com/team/app.git");
+        assert_eq!(cred.as_deref(), Some("bot:s3cret"));
+        assert_eq!(
+            with_credential(&url, "bot:s3cret"),
+            "https://bot:s3cret@git.example.com/team/app.git"
+        );
+        assert_eq!(split_credential("https://github.com/a/b").1, None);
+        assert_eq!(split_credential("ssh://git@host/a.git").1, None);
+        assert_eq!(split_credential("/srv/git/app").1, None);
+    }
 
     #[test]
     fn refs() {

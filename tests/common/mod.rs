@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod api;
 pub mod backend;
 pub mod pebble;
+pub mod platform;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
 

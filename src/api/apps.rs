@@ -1,0 +1,643 @@
+//! `/api/apps`: create, list, show, change and delete apps; start, stop and restart them.
+//!
+//! An app is a git repository (or an image) plus how to run it. Its name is a DNS label and
+//! part of container and image names. A git URL's credential (`https://user:token@host/...`)
+//! is split off and stored encrypted; responses never show it. The webhook secret is shown
+//! once, in the creation response (and again only when rotated).
+
+use axum::Json as JsonResponse;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path};
+use super::webhooks::secret::{self, WebhookUrls};
+use crate::AppState;
+use crate::db::apps::{App, AppFields, Healthcheck};
+use crate::engine::EngineError;
+use crate::secrets::Purpose;
+
+/// Limits that keep one app from asking for something silly.
+const MAX_REPLICAS: u32 = 32;
+
+/// The health check as the API shows and takes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthcheckBody {
+    /// Path of the HTTP GET; default `/`.
+    pub path: Option<String>,
+    /// Between attempts; default 500.
+    pub interval_ms: Option<u64>,
+    /// Per attempt; default 2000.
+    pub timeout_ms: Option<u64>,
+    /// Attempts before the deployment fails; default 60.
+    pub retries: Option<u32>,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesBody {
+    /// Bytes, or a size such as `"256M"` or `"1G"`.
+    #[schema(value_type = Option<String>)]
+    pub memory: Option<serde_json::Value>,
+    /// CPUs, fractions allowed.
+    pub cpus: Option<f64>,
+}
+
+/// `POST /api/apps` and `PATCH /api/apps/{app}` body. On PATCH every field is optional and
+/// only the ones given change (the name cannot).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppBody {
+    /// A DNS label: lower-case letters, digits and inner hyphens, up to 63 characters.
+    pub name: Option<String>,
+    /// https, ssh, `file://` or a local path. Exactly one of `git_url` and `image`.
+    pub git_url: Option<String>,
+    /// Default `main`.
+    pub branch: Option<String>,
+    /// An image to run instead of building from git.
+    pub image: Option<String>,
+    /// The port the app listens on inside its container; default 8080.
+    pub port: Option<u16>,
+    pub domains: Option<Vec<String>>,
+    pub healthcheck: Option<HealthcheckBody>,
+    pub resources: Option<ResourcesBody>,
+    /// Default 1.
+    pub replicas: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourcesView {
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthcheckView {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppView {
+    pub name: String,
+    /// Without its credential.
+    pub git_url: Option<String>,
+    /// True when the git URL came with a credential (stored encrypted, never shown).
+    pub git_credential: bool,
+    pub branch: String,
+    pub image: Option<String>,
+    pub port: u16,
+    pub domains: Vec<String>,
+    pub healthcheck: HealthcheckView,
+    pub resources: ResourcesView,
+    pub replicas: u32,
+    pub stopped: bool,
+    /// The deployment in service, if any.
+    pub running_deployment: Option<i64>,
+    pub webhooks: WebhookUrls,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /api/apps` answer: the app and, this once, its webhook secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApp {
+    #[serde(flatten)]
+    pub app: AppView,
+    /// The secret to give the forge. Shown only here; rotate it with
+    /// `POST /api/apps/{app}/webhook-secret`.
+    pub webhook_secret: String,
+}
+
+pub(super) fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::AppNotFound(_) | EngineError::DeploymentNotFound(_) => {
+            ApiError::not_found(e.to_string())
+        }
+        EngineError::NoRuntime(_) | EngineError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        EngineError::NotRollbackable { .. }
+        | EngineError::NotCancellable { .. }
+        | EngineError::NeverDeployed(_) => ApiError::conflict(e.to_string()),
+        EngineError::Runtime(_) => ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string()),
+        EngineError::Db(_) | EngineError::Environment(_) => ApiError::internal(e),
+    }
+}
+
+pub(super) async fn find_app(state: &AppState, name: &str) -> Result<App, ApiError> {
+    let owned = name.to_owned();
+    state
+        .db
+        .call(move |c| crate::db::apps::get_by_name(c, &owned))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no app named `{name}`")))
+}
+
+async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView, ApiError> {
+    let id = app.id;
+    let running = state
+        .db
+        .call(move |c| crate::db::deployments::running(c, id))
+        .await
+        .map_err(ApiError::internal)?
+        .map(|d| d.id);
+    let base = secret::base_url(state, headers);
+    Ok(AppView {
+        webhooks: secret::urls(&base, &app.name),
+        git_credential: app.git_credential.is_some(),
+        name: app.name,
+        git_url: app.git_url,
+        branch: app.branch,
+        image: app.image,
+        port: app.port,
+        domains: app.domains,
+        healthcheck: HealthcheckView {
+            path: app.healthcheck.path,
+            interval_ms: app.healthcheck.interval_ms,
+            timeout_ms: app.healthcheck.timeout_ms,
+            retries: app.healthcheck.retries,
+        },
+        resources: ResourcesView {
+            memory_bytes: app.memory_bytes,
+            cpus: app.cpus,
+        },
+        replicas: app.replicas,
+        stopped: app.stopped,
+        running_deployment: running,
+        created_at: app.created_at,
+        updated_at: app.updated_at,
+    })
+}
+
+/// Applies `body` over `base`, checking every value. Returns the fields and, when the git URL
+/// changed, its credential (`Some(None)`: the new URL has none).
+fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<String>>), ApiError> {
+    let mut f = base;
+    if let Some(name) = body.name {
+        f.name = name;
+    }
+    if !crate::db::apps::is_valid_name(&f.name) {
+        return Err(ApiError::invalid_value(
+            "name",
+            format!(
+                "`{}` is not a DNS label (lower-case letters, digits, inner hyphens, up to 63 characters)",
+                f.name
+            ),
+        ));
+    }
+    let mut credential = None;
+    if let Some(url) = body.git_url {
+        let url = url.trim().to_owned();
+        check_git_url(&url)?;
+        let (clean, cred) = crate::engine::git::split_credential(&url);
+        f.git_url = Some(clean);
+        f.image = None;
+        credential = Some(cred);
+    }
+    if let Some(image) = body.image {
+        let image = image.trim().to_owned();
+        if image.is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(ApiError::invalid_value(
+                "image",
+                "an image reference such as `docker.io/library/nginx:1.27`",
+            ));
+        }
+        f.image = Some(image);
+        f.git_url = None;
+        credential = Some(None);
+    }
+    if f.git_url.is_some() == f.image.is_some() {
+        return Err(ApiError::invalid_value(
+            "git_url",
+            "give exactly one of `git_url` and `image`",
+        ));
+    }
+    if let Some(branch) = body.branch {
+        if branch.is_empty()
+            || branch.starts_with('-')
+            || branch.contains("..")
+            || branch.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ApiError::invalid_value(
+                "branch",
+                format!("`{branch}` is not a branch name"),
+            ));
+        }
+        f.branch = branch;
+    }
+    if let Some(port) = body.port {
+        if port == 0 {
+            return Err(ApiError::invalid_value(
+                "port",
+                "a port between 1 and 65535",
+            ));
+        }
+        f.port = port;
+    }
+    if let Some(domains) = body.domains {
+        let mut checked: Vec<String> = Vec::new();
+        for (i, d) in domains.iter().enumerate() {
+            let d = crate::proxy::host::validate_route_host(d)
+                .map_err(|e| ApiError::invalid_value(&format!("domains[{i}]"), e))?;
+            if checked.contains(&d) {
+                return Err(ApiError::invalid_value(
+                    &format!("domains[{i}]"),
+                    format!("`{d}` is listed twice"),
+                ));
+            }
+            checked.push(d);
+        }
+        f.domains = checked;
+    }
+    if let Some(h) = body.healthcheck {
+        f.healthcheck = healthcheck(f.healthcheck, h)?;
+    }
+    if let Some(r) = body.resources {
+        if let Some(m) = r.memory {
+            f.memory_bytes = match m {
+                serde_json::Value::Null => None,
+                serde_json::Value::Number(n) => {
+                    Some(n.as_u64().filter(|&b| b > 0).ok_or_else(|| {
+                        ApiError::invalid_value("resources.memory", "a positive number of bytes")
+                    })?)
+                }
+                serde_json::Value::String(s) => Some(
+                    crate::engine::deploy_toml::parse_memory(&s)
+                        .map_err(|e| ApiError::invalid_value("resources.memory", e))?,
+                ),
+                _ => {
+                    return Err(ApiError::invalid_value(
+                        "resources.memory",
+                        "bytes, or a size such as \"256M\"",
+                    ));
+                }
+            };
+        }
+        if let Some(c) = r.cpus {
+            if !(c > 0.0 && c.is_finite() && c <= 1024.0) {
+                return Err(ApiError::invalid_value(
+                    "resources.cpus",
+                    "a positive number of CPUs",
+                ));
+            }
+            f.cpus = Some(c);
+        }
+    }
+    if let Some(r) = body.replicas {
+        if !(1..=MAX_REPLICAS).contains(&r) {
+            return Err(ApiError::invalid_value(
+                "replicas",
+                format!("between 1 and {MAX_REPLICAS}"),
+            ));
+        }
+        f.replicas = r;
+    }
+    Ok((f, credential))
+}
+
+fn healthcheck(mut h: Healthcheck, b: HealthcheckBody) -> Result<Healthcheck, ApiError> {
+    if let Some(p) = b.path {
+        if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ApiError::invalid_value(
+                "healthcheck.path",
+                "a path starting with `/`",
+            ));
+        }
+        h.path = p;
+    }
+    let ms = |field: &str, v: u64| {
+        if (10..=600_000).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ApiError::invalid_value(
+                field,
+                "between 10 and 600000 milliseconds",
+            ))
+        }
+    };
+    if let Some(v) = b.interval_ms {
+        h.interval_ms = ms("healthcheck.interval_ms", v)?;
+    }
+    if let Some(v) = b.timeout_ms {
+        h.timeout_ms = ms("healthcheck.timeout_ms", v)?;
+    }
+    if let Some(r) = b.retries {
+        if !(1..=10_000).contains(&r) {
+            return Err(ApiError::invalid_value(
+                "healthcheck.retries",
+                "between 1 and 10000",
+            ));
+        }
+        h.retries = r;
+    }
+    Ok(h)
+}
+
+fn check_git_url(url: &str) -> Result<(), ApiError> {
+    let ok = ["https://", "http://", "ssh://", "git://", "file://"]
+        .iter()
+        .any(|p| url.starts_with(p))
+        || url.starts_with('/')
+        || (url.contains('@') && url.contains(':') && !url.contains("://"));
+    if !ok || url.starts_with('-') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid_value(
+            "git_url",
+            "an https, ssh or file:// URL, `user@host:path`, or an absolute local path",
+        ));
+    }
+    Ok(())
+}
+
+async fn check_domains_free(
+    state: &AppState,
+    domains: &[String],
+    except: Option<i64>,
+) -> Result<(), ApiError> {
+    for d in domains.to_owned() {
+        let name = d.clone();
+        let owner = state
+            .db
+            .call(move |c| crate::db::apps::domain_owner(c, &name, except))
+            .await
+            .map_err(ApiError::internal)?;
+        if let Some(owner) = owner {
+            return Err(ApiError::conflict(format!(
+                "domain `{d}` is already served by app `{owner}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn store_credential(
+    state: &AppState,
+    app_id: i64,
+    credential: Option<String>,
+) -> Result<(), ApiError> {
+    let sealed = match credential {
+        Some(c) => Some(
+            state
+                .secrets
+                .encrypt_str(Purpose::GitCredential { app_id }, &c)
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
+    state
+        .db
+        .call(move |c| crate::db::apps::set_git_credential(c, app_id, sealed.as_deref()))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Creates an app.
+#[utoipa::path(
+    post,
+    path = "/api/apps",
+    tag = "apps",
+    security(("bearer" = [])),
+    request_body = AppBody,
+    responses(
+        (status = 201, description = "Created; the webhook secret is shown this once", body = CreatedApp),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "Name or domain already taken", body = ErrorBody),
+        (status = 422, description = "An invalid value, named", body = ErrorBody),
+    )
+)]
+pub async fn create_app(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<AppBody>,
+) -> Result<(StatusCode, JsonResponse<CreatedApp>), ApiError> {
+    if body.name.is_none() {
+        return Err(ApiError::invalid_value("name", "required"));
+    }
+    let base = AppFields {
+        name: String::new(),
+        git_url: None,
+        branch: "main".to_owned(),
+        image: None,
+        port: 8080,
+        domains: Vec::new(),
+        healthcheck: Healthcheck::default(),
+        memory_bytes: None,
+        cpus: None,
+        replicas: 1,
+    };
+    let (fields, credential) = merge(base, body)?;
+    check_domains_free(&state, &fields.domains, None).await?;
+    let name = fields.name.clone();
+    let inserted = state
+        .db
+        .call(move |c| crate::db::apps::insert(c, &fields))
+        .await;
+    let app = match inserted {
+        Ok(app) => app,
+        Err(crate::db::DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(ApiError::conflict(format!(
+                "an app named `{name}` already exists"
+            )));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    store_credential(&state, app.id, credential.flatten()).await?;
+    let webhook_secret = secret::rotate(&state.db, &state.secrets, app.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let app = find_app(&state, &name).await?;
+    tracing::info!(app = %name, "app created");
+    Ok((
+        StatusCode::CREATED,
+        JsonResponse(CreatedApp {
+            app: view(&state, &headers, app).await?,
+            webhook_secret: webhook_secret.expose().to_owned(),
+        }),
+    ))
+}
+
+/// Lists every app.
+#[utoipa::path(
+    get,
+    path = "/api/apps",
+    tag = "apps",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every app, by name", body = Vec<AppView>))
+)]
+pub async fn list_apps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<JsonResponse<Vec<AppView>>, ApiError> {
+    let apps = state
+        .db
+        .call(|c| crate::db::apps::list(c))
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(apps.len());
+    for app in apps {
+        out.push(view(&state, &headers, app).await?);
+    }
+    Ok(JsonResponse(out))
+}
+
+/// Shows one app.
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}",
+    tag = "apps",
+    security(("bearer" = [])),
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app", body = AppView),
+        (status = 404, description = "No such app", body = ErrorBody),
+    )
+)]
+pub async fn get_app(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<JsonResponse<AppView>, ApiError> {
+    let app = find_app(&state, &name).await?;
+    Ok(JsonResponse(view(&state, &headers, app).await?))
+}
+
+/// Changes an app. Settings apply at its next deployment; domains change at once.
+#[utoipa::path(
+    patch,
+    path = "/api/apps/{app}",
+    tag = "apps",
+    security(("bearer" = [])),
+    params(("app" = String, Path, description = "The app's name")),
+    request_body = AppBody,
+    responses(
+        (status = 200, description = "The changed app", body = AppView),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "A domain is already served by another app", body = ErrorBody),
+        (status = 422, description = "An invalid value, named", body = ErrorBody),
+    )
+)]
+pub async fn update_app(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<AppBody>,
+) -> Result<JsonResponse<AppView>, ApiError> {
+    let app = find_app(&state, &name).await?;
+    if body.name.as_ref().is_some_and(|n| n != &app.name) {
+        return Err(ApiError::invalid_value(
+            "name",
+            "an app's name cannot change",
+        ));
+    }
+    let base = AppFields {
+        name: app.name.clone(),
+        git_url: app.git_url.clone(),
+        branch: app.branch.clone(),
+        image: app.image.clone(),
+        port: app.port,
+        domains: app.domains.clone(),
+        healthcheck: app.healthcheck.clone(),
+        memory_bytes: app.memory_bytes,
+        cpus: app.cpus,
+        replicas: app.replicas,
+    };
+    let (fields, credential) = merge(base, body)?;
+    check_domains_free(&state, &fields.domains, Some(app.id)).await?;
+    let id = app.id;
+    let domains_changed = fields.domains != app.domains;
+    state
+        .db
+        .call(move |c| crate::db::apps::update(c, id, &fields))
+        .await
+        .map_err(ApiError::internal)?;
+    if let Some(credential) = credential {
+        store_credential(&state, id, credential).await?;
+    }
+    if domains_changed {
+        match state.engine.refresh_routes(&name).await {
+            Ok(()) | Err(EngineError::NoRuntime(_)) => {}
+            Err(e) => return Err(engine_error(e)),
+        }
+    }
+    let app = find_app(&state, &name).await?;
+    Ok(JsonResponse(view(&state, &headers, app).await?))
+}
+
+/// Deletes an app with its containers, images, routes, deployments and variables.
+#[utoipa::path(
+    delete,
+    path = "/api/apps/{app}",
+    tag = "apps",
+    security(("bearer" = [])),
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such app", body = ErrorBody),
+    )
+)]
+pub async fn delete_app(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_app(&name).await.map_err(engine_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+macro_rules! lifecycle_handler {
+    ($fn:ident, $path:literal, $op:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "apps",
+            security(("bearer" = [])),
+            params(("app" = String, Path, description = "The app's name")),
+            responses(
+                (status = 200, description = "Done; the app as it is now", body = AppView),
+                (status = 404, description = "No such app", body = ErrorBody),
+                (status = 409, description = "The app was never deployed", body = ErrorBody),
+                (status = 503, description = "No container engine", body = ErrorBody),
+            )
+        )]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            Path(name): Path<String>,
+        ) -> Result<JsonResponse<AppView>, ApiError> {
+            state.engine.$op(&name).await.map_err(engine_error)?;
+            let app = find_app(&state, &name).await?;
+            Ok(JsonResponse(view(&state, &headers, app).await?))
+        }
+    };
+}
+
+lifecycle_handler!(
+    start_app,
+    "/api/apps/{app}/start",
+    start_app,
+    "Starts a stopped app from its running deployment."
+);
+lifecycle_handler!(
+    stop_app,
+    "/api/apps/{app}/stop",
+    stop_app,
+    "Stops an app: its routes go and its containers stop."
+);
+lifecycle_handler!(
+    restart_app,
+    "/api/apps/{app}/restart",
+    restart_app,
+    "Stops and starts an app."
+);

@@ -1,0 +1,400 @@
+//! The deployment engine end to end: real git repositories, real Podman, the real binary and
+//! its proxy. Each test deploys a tiny busybox web app and checks what a user would see.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::platform::{DOCKERFILE, GitRepo, Platform, podman_socket, unique_name};
+use common::wait_for;
+use serde_json::json;
+
+fn platform(case: &str) -> Option<Platform> {
+    let socket = podman_socket(case)?;
+    Some(Platform::start(&socket, &[]))
+}
+
+/// Deploys the repository's head and asserts it runs; returns the deployment.
+fn deploy_ok(p: &Platform, app: &str) -> serde_json::Value {
+    let id = p.deploy(app, None);
+    let d = p.wait_done(id);
+    assert_eq!(
+        d["status"],
+        "running",
+        "deployment failed: {d}\n{}",
+        p.logs(id)
+    );
+    d
+}
+
+#[test]
+fn a_git_repo_deploys_and_serves_through_the_proxy() {
+    let Some(p) = platform("deploy from git") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("web"), repo.path(), json!({}));
+    let d = deploy_ok(&p, &app);
+    assert_eq!(d["commit_sha"], repo.head());
+    assert_eq!(d["commit_subject"], "first version");
+    for stage in [
+        "cloning_at",
+        "building_at",
+        "starting_at",
+        "health_checking_at",
+        "switching_at",
+        "running_at",
+    ] {
+        assert!(d[stage].is_string(), "no {stage}: {d}");
+    }
+    let (status, body) = p.through_proxy(&format!("{app}.test"), "/");
+    assert_eq!((status, body.as_str()), (200, "v1\n"));
+    let logs = p.logs(d["id"].as_i64().unwrap());
+    assert!(logs.contains("[git]") || logs.contains("cloning"), "{logs}");
+    assert!(
+        logs.contains("[build]"),
+        "build output is not in the log:\n{logs}"
+    );
+    assert!(logs.contains("[health]"), "{logs}");
+    // Published on loopback only, and exactly one container.
+    let containers = p.containers(&app);
+    assert_eq!(containers.len(), 1, "{containers:?}");
+}
+
+#[test]
+fn a_broken_dockerfile_or_a_failing_health_check_leaves_the_old_version_serving() {
+    let Some(p) = platform("failures keep the old version") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("keep"), repo.path(), json!({}));
+    deploy_ok(&p, &app);
+    let host = format!("{app}.test");
+
+    repo.commit(
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:test\nRUN echo about to fail && false\n",
+        )],
+        "broken build",
+    );
+    let id = p.deploy(&app, None);
+    let d = p.wait_done(id);
+    assert_eq!(d["status"], "failed");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("build failed") && reason.contains("step"),
+        "{reason}"
+    );
+    assert!(p.logs(id).contains("about to fail"), "{}", p.logs(id));
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+
+    // Builds fine, never answers its health check path.
+    repo.commit(
+        &[
+            ("Dockerfile", DOCKERFILE),
+            (
+                "deploy.toml",
+                "[deploy.healthcheck]\npath = \"/not-there\"\nretries = 3\ninterval_ms = 100\n",
+            ),
+        ],
+        "unhealthy",
+    );
+    let id = p.deploy(&app, None);
+    let d = p.wait_done(id);
+    assert_eq!(d["status"], "failed");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("health check failed"),
+        "{d}"
+    );
+    assert!(p.logs(id).contains("attempt 3/3"), "{}", p.logs(id));
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+    // The failed deployments left no container behind.
+    wait_for("one container", Duration::from_secs(10), || {
+        (p.containers(&app).len() == 1).then_some(())
+    });
+
+    // A container that exits during the check fails fast with its exit code.
+    repo.commit(
+        &[
+            (
+                "Dockerfile",
+                "FROM localhost/busybox:test\nCMD [\"sh\", \"-c\", \"echo dying now; exit 7\"]\n",
+            ),
+            ("deploy.toml", ""),
+        ],
+        "exits",
+    );
+    let id = p.deploy(&app, None);
+    let d = p.wait_done(id);
+    assert_eq!(d["status"], "failed");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exit code 7") && reason.contains("dying now"),
+        "{reason}"
+    );
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+}
+
+#[test]
+fn an_invalid_deploy_toml_fails_naming_the_key_and_the_old_version_serves() {
+    let Some(p) = platform("invalid deploy.toml") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("toml"), repo.path(), json!({}));
+    deploy_ok(&p, &app);
+    repo.commit(
+        &[(
+            "deploy.toml",
+            "[deploy]\nport = 8080\n\n[build]\ndockerfil = \"Dockerfile\"\n",
+        )],
+        "typo",
+    );
+    let id = p.deploy(&app, None);
+    let d = p.wait_done(id);
+    assert_eq!(d["status"], "failed");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("deploy.toml:5") && reason.contains("build.dockerfil"),
+        "{reason}"
+    );
+    assert_eq!(
+        p.through_proxy(&format!("{app}.test"), "/"),
+        (200, "v1\n".to_owned())
+    );
+}
+
+#[test]
+fn three_quick_commits_end_with_only_the_newest_running() {
+    let Some(p) = platform("quick succession") else {
+        return;
+    };
+    let repo = GitRepo::new("v0\n");
+    let app = p.create_app(&unique_name("quick"), repo.path(), json!({}));
+    let mut ids = Vec::new();
+    let mut shas = Vec::new();
+    for v in 1..=3 {
+        // A slow build, so the next request arrives while this one runs.
+        let dockerfile = format!("{DOCKERFILE}RUN sleep 2 # v{v}\n");
+        let sha = repo.commit(
+            &[
+                ("Dockerfile", &dockerfile),
+                ("www/index.html", &format!("v{v}\n")),
+            ],
+            &format!("v{v}"),
+        );
+        ids.push(p.deploy(&app, Some(&sha)));
+        shas.push(sha);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let last = p.wait_done(ids[2]);
+    assert_eq!(last["status"], "running", "{}", p.logs(ids[2]));
+    assert_eq!(last["commit_sha"], shas[2]);
+    for id in &ids[..2] {
+        let d = p.wait_done(*id);
+        let status = d["status"].as_str().unwrap();
+        assert!(
+            status == "superseded" || status == "cancelled",
+            "deployment {id} ended {status}"
+        );
+    }
+    assert_eq!(
+        p.through_proxy(&format!("{app}.test"), "/"),
+        (200, "v3\n".to_owned())
+    );
+    wait_for("no leftover containers", Duration::from_secs(15), || {
+        let c = p.containers(&app);
+        (c.len() == 1 && c[0].0.contains(&format!("-{}-", ids[2]))).then_some(())
+    });
+}
+
+#[test]
+fn a_redeploy_under_load_fails_no_request_and_rollback_serves_the_old_version() {
+    let Some(p) = platform("zero downtime") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("zero"), repo.path(), json!({}));
+    let v1 = deploy_ok(&p, &app);
+    let host = format!("{app}.test");
+    repo.commit(&[("www/index.html", "v2\n")], "second version");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, saw_v1, saw_v2) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let proxy = p.http();
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let (stop, ok, failed, saw_v1, saw_v2, host) = (
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                saw_v1.clone(),
+                saw_v2.clone(),
+                host.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match common::http_get(proxy, "/", &host) {
+                        Ok((200, body)) if body == "v1\n" => {
+                            saw_v1.fetch_add(1, Ordering::Relaxed);
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((200, body)) if body == "v2\n" => {
+                            saw_v2.fetch_add(1, Ordering::Relaxed);
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => {
+                            eprintln!("failed request: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let id = p.deploy(&app, None);
+    let d = p.wait_done(id);
+    assert_eq!(d["status"], "running", "{}", p.logs(id));
+    // Through the drain and the old container's removal.
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!(
+        "zero downtime: {ok} ok, {failed} failed; v1 {} v2 {}",
+        saw_v1.load(Ordering::Relaxed),
+        saw_v2.load(Ordering::Relaxed)
+    );
+    assert_eq!(failed, 0, "requests failed during the redeploy");
+    assert!(saw_v1.load(Ordering::Relaxed) > 0 && saw_v2.load(Ordering::Relaxed) > 0);
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v2\n".to_owned()));
+    assert_eq!(
+        p.deployment(v1["id"].as_i64().unwrap())["status"],
+        "replaced"
+    );
+
+    // Rollback to v1: no clone, no build.
+    let (status, rb) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/rollback"),
+        Some(json!({ "deployment_id": v1["id"] })),
+    );
+    assert_eq!(status, 202, "{rb}");
+    let rb = p.wait_done(rb["id"].as_i64().unwrap());
+    assert_eq!(
+        rb["status"],
+        "running",
+        "{}",
+        p.logs(rb["id"].as_i64().unwrap())
+    );
+    assert_eq!(rb["rollback_of"], v1["id"]);
+    assert!(
+        rb["cloning_at"].is_null() && rb["building_at"].is_null(),
+        "{rb}"
+    );
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+}
+
+#[test]
+fn kill_9_during_the_build_and_during_the_health_check_leaves_one_container_serving_the_old_version()
+ {
+    let Some(mut p) = platform("kill -9") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("crash"), repo.path(), json!({}));
+    deploy_ok(&p, &app);
+    let host = format!("{app}.test");
+    let old = p.containers(&app);
+    assert_eq!(old.len(), 1);
+
+    for (stage, files) in [
+        ("building", vec![("Dockerfile", format!("{DOCKERFILE}RUN sleep 20\n"))]),
+        (
+            "health_checking",
+            vec![
+                ("Dockerfile", "FROM localhost/busybox:test\nCOPY www /www\nCMD [\"sh\", \"-c\", \"sleep 30; httpd -f -p 8080 -h /www\"]\n".to_owned()),
+                ("www/index.html", "v2\n".to_owned()),
+            ],
+        ),
+    ] {
+        let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        repo.commit(&files, stage);
+        let id = p.deploy(&app, None);
+        p.wait_status(id, stage);
+        std::thread::sleep(Duration::from_millis(500));
+        p.kill9();
+        // The app container never stopped.
+        assert!(p.containers(&app).contains(&old[0]), "the serving container went away: {:?}", p.containers(&app));
+        p.restart();
+        let d = p.deployment(id);
+        assert_eq!(d["status"], "failed");
+        assert_eq!(d["reason"], "interrupted by restart");
+        assert_eq!(p.containers(&app), old, "exactly the old container runs");
+        assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+    }
+}
+
+#[test]
+fn secret_environment_variables_reach_the_container_and_nothing_else() {
+    let Some(p) = platform("secret env") else {
+        return;
+    };
+    let repo = GitRepo::new("unused\n");
+    repo.commit(
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:test\nCMD [\"sh\", \"-c\", \"mkdir -p /www && echo \\\"$GREETING $API_KEY\\\" > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n",
+        )],
+        "prints its environment",
+    );
+    let app = p.create_app(&unique_name("env"), repo.path(), json!({}));
+    let secret = "sk-live-4f9a1c2e7b3d8e6f";
+    let (status, v) = p.api(
+        "PUT",
+        &format!("/api/apps/{app}/env/API_KEY"),
+        Some(json!({ "value": secret, "secret": true })),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["value"], "********");
+    let (status, _) = p.api(
+        "PUT",
+        &format!("/api/apps/{app}/env/GREETING"),
+        Some(json!({ "value": "hello", "secret": false })),
+    );
+    assert_eq!(status, 200);
+    let (_, list) = p.api("GET", &format!("/api/apps/{app}/env"), None);
+    assert!(!list.to_string().contains(secret), "{list}");
+    let d = deploy_ok(&p, &app);
+    assert_eq!(
+        p.through_proxy(&format!("{app}.test"), "/"),
+        (200, format!("hello {secret}\n"))
+    );
+
+    assert!(!p.logs(d["id"].as_i64().unwrap()).contains(secret));
+    assert!(
+        !p.rivetr.log().contains(secret),
+        "the secret is in Rivetr's log"
+    );
+    for file in ["rivetr.db", "rivetr.db-wal"] {
+        let bytes = std::fs::read(p.dir.path().join("data").join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is in {file}"
+        );
+    }
+}
