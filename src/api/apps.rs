@@ -364,7 +364,7 @@ async fn check_domains_free(
     domains: &[String],
     except: Option<i64>,
 ) -> Result<(), ApiError> {
-    for d in domains.to_owned() {
+    for d in domains {
         let name = d.clone();
         let owner = state
             .db
