@@ -1,10 +1,11 @@
 //! Forge webhooks against the real binary, with the real payloads in tests/fixtures/webhooks
 //! and the headers real deliveries carry (HEADERS.md there).
 //!
-//! The deployment engine is not wired in yet, so a delivery that should deploy answers 501
-//! `not_implemented` and must leave no delivery recorded; everything up to that point
-//! (signatures, parsing, branch decisions, dedupe of already-seen deliveries) is checked here
-//! with the status codes the issue fixes.
+//! These daemons run without a container engine, so a delivery that should deploy reaches the
+//! engine and is refused with 503 (`no container runtime`), leaving no delivery recorded;
+//! everything up to that point (signatures, parsing, branch decisions, dedupe of already-seen
+//! deliveries) is checked here with the status codes the issue fixes. Deliveries that really
+//! deploy, on Podman, are in tests/webhook_deploys.rs.
 
 mod common;
 
@@ -25,7 +26,13 @@ struct Env {
 
 fn start() -> Env {
     let dir = TestDir::new();
-    let mut rivetr = Launch::serve().start(&dir);
+    // No engine, whatever runs on this machine: a socket that does not exist.
+    let mut rivetr = Launch::serve()
+        .env(
+            "RIVETR_RUNTIME_SOCKET",
+            "unix:///nonexistent/rivetr-no-engine.sock",
+        )
+        .start(&dir);
     rivetr.wait_healthy();
     let api = Api {
         addr: rivetr.api(),
@@ -71,11 +78,12 @@ fn github_headers<'a>(event: &'a str, delivery: &'a str, sig: &'a str) -> Vec<(&
     ]
 }
 
-/// The state a queueing push must reach while the engine is missing: 501, nothing recorded.
+/// The state a queueing push reaches when no container engine runs: the engine refuses with
+/// 503, and nothing stays recorded.
 fn assert_reaches_the_engine_hook(env: &Env, r: &Resp) {
-    assert_eq!(r.status, 501, "{}", r.body);
-    assert_eq!(r.code(), "not_implemented");
-    assert!(r.message().contains("engine"), "{}", r.body);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), "unavailable");
+    assert!(r.message().contains("no container runtime"), "{}", r.body);
     assert_eq!(
         env.deliveries(),
         0,
@@ -338,7 +346,7 @@ fn repeated_deliveries_answer_200_and_are_per_app() {
         &github_headers("push", "seen-1", &sig_other),
         &push,
     );
-    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(r.status, 503, "{}", r.body);
     // A repeat that fails its signature is still a 401, not a 200.
     let wrong = format!("sha256={}", sign("nope", &push));
     let r = env.post(
@@ -511,7 +519,7 @@ fn bodies_over_5_mb_are_413() {
     padded.resize(5 * 1024 * 1024, b' ');
     let sig = format!("sha256={}", sign(&secret, &padded));
     let r = env.post(url, &github_headers("push", "big-3", &sig), &padded);
-    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(r.status, 503, "{}", r.body);
 }
 
 /// POSTs `body` with `Transfer-Encoding: chunked`, writing from another thread while the

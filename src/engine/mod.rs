@@ -189,6 +189,8 @@ impl Engine {
         git_ref: Option<String>,
     ) -> Result<Deployment, EngineError> {
         let app = self.app(app).await?;
+        // Without an engine the deployment could only fail; refuse it before recording it.
+        self.shared.runtime()?;
         let app_id = app.id;
         let trigger = trigger_str(trigger);
         let d = self
