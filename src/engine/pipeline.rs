@@ -19,12 +19,10 @@ use super::git::{self, GitError, GitRef};
 use super::health::{self, Unhealthy};
 use super::log::DeployLog;
 use super::settings::Settings;
-use super::{EngineError, Shared, container_name, deployment_labels, image_tag};
+use super::{EngineError, Shared, container_name, image_tag};
 use crate::db::apps::App;
 use crate::db::deployments::{self, Deployment, Status};
-use crate::runtime::{
-    BuildSpec, LABEL_APP, LABEL_DEPLOYMENT, Limits, PortSpec, RestartPolicy, RunSpec,
-};
+use crate::runtime::{BuildSpec, Limits, PortSpec, RestartPolicy, RunSpec};
 
 /// Why a pipeline stopped early.
 enum Stop {
@@ -139,15 +137,7 @@ async fn stages(
         .map_err(Stop::Failed)?;
     let mut started: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
-        let spec = run_spec(
-            &app,
-            d.id,
-            replica,
-            &image,
-            &settings,
-            &env,
-            shared.config.stop_timeout,
-        );
+        let spec = run_spec(shared, &app, d.id, replica, &image, &settings, &env);
         let info = tokio::select! {
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
             r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(format!("cannot start container {}: {e}", spec.name)))?,
@@ -305,10 +295,7 @@ async fn clone_and_build(
         dockerfile: dockerfile_arg,
         build_args: settings.build_args.clone().into_iter().collect(),
         tag: tag.clone(),
-        labels: BTreeMap::from([
-            (LABEL_APP.to_owned(), app.name.clone()),
-            (LABEL_DEPLOYMENT.to_owned(), d.id.to_string()),
-        ]),
+        labels: shared.labels(&app.name, d.id),
     };
     *built_image = Some(tag.clone());
     let mut on_output = |line: &str| log.line("build", line);
@@ -378,24 +365,22 @@ async fn store_image(
 
 /// What to run for one replica of a deployment.
 pub(crate) fn run_spec(
+    shared: &Shared,
     app: &App,
     deployment: i64,
     replica: u32,
     image: &str,
     settings: &Settings,
     env: &[(String, String)],
-    stop_timeout: Duration,
 ) -> RunSpec {
+    let mut labels = shared.labels(&app.name, deployment);
+    labels.insert(super::LABEL_REPLICA.to_owned(), replica.to_string());
     RunSpec {
         image: image.to_owned(),
         name: container_name(&app.name, deployment, replica),
         cmd: Vec::new(),
         env: env.to_vec(),
-        labels: BTreeMap::from([
-            (LABEL_APP.to_owned(), app.name.clone()),
-            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
-            (super::LABEL_REPLICA.to_owned(), replica.to_string()),
-        ]),
+        labels,
         port: Some(PortSpec {
             container_port: settings.port,
             host_port: None,
@@ -406,7 +391,7 @@ pub(crate) fn run_spec(
             pids: None,
         },
         restart: RestartPolicy::No,
-        stop_timeout: Some(stop_timeout),
+        stop_timeout: Some(shared.config.stop_timeout),
     }
 }
 
@@ -450,7 +435,7 @@ async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image:
     let Some(runtime) = shared.runtime.as_ref() else {
         return;
     };
-    match runtime.list(&deployment_labels(&d.app, d.id)).await {
+    match runtime.list(&shared.deployment_filter(&d.app, d.id)).await {
         Ok(containers) => {
             for c in containers {
                 if let Err(e) = runtime.remove(&c.id).await {
@@ -486,7 +471,7 @@ pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Durat
     let Some(runtime) = shared.runtime.as_ref() else {
         return;
     };
-    let containers = match runtime.list(&deployment_labels(app, old)).await {
+    let containers = match runtime.list(&shared.deployment_filter(app, old)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(app, deployment = old, error = %e, "cannot list a replaced deployment's containers");

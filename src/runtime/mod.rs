@@ -66,6 +66,9 @@ pub use podman::PodmanRuntime;
 pub const LABEL_APP: &str = "io.rivetr.app";
 /// Label naming the deployment a container or image belongs to.
 pub const LABEL_DEPLOYMENT: &str = "io.rivetr.deployment";
+/// Label naming the Rivetr installation (its database's instance id) that owns a container or
+/// image; cleanup only ever touches its own.
+pub const LABEL_INSTANCE: &str = "io.rivetr.instance";
 
 /// Which engine is on the other end of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
