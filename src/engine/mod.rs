@@ -426,6 +426,14 @@ impl Shared {
         ])
     }
 
+    /// The labels put on a built image: the same for every build of an app.
+    fn image_labels(&self, app: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_INSTANCE.to_owned(), self.db.instance_id().to_owned()),
+            (LABEL_APP.to_owned(), app.to_owned()),
+        ])
+    }
+
     /// Finds everything this installation created in the engine.
     fn instance_filter(&self) -> Vec<LabelFilter> {
         vec![LabelFilter::eq(LABEL_INSTANCE, self.db.instance_id())]

@@ -295,7 +295,10 @@ async fn clone_and_build(
         dockerfile: dockerfile_arg,
         build_args: settings.build_args.clone().into_iter().collect(),
         tag: tag.clone(),
-        labels: shared.labels(&app.name, d.id),
+        // No deployment label: a label that changes every build adds a layer the cache
+        // never holds, and an unchanged repo must rebuild from cache. The tag names the
+        // deployment.
+        labels: shared.image_labels(&app.name),
     };
     *built_image = Some(tag.clone());
     let mut on_output = |line: &str| log.line("build", line);
