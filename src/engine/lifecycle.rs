@@ -143,7 +143,7 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
             runtime.remove(&c.id).await?;
         }
         let images = runtime
-            .list_images(&ImageFilter::Labels(shared.app_filter(&app.name)))
+            .list_images(&ImageFilter::Labels(shared.image_filter(&app.name)))
             .await?;
         for image in images {
             if let Err(e) = runtime.remove_image(&image.id).await {

@@ -426,12 +426,17 @@ impl Shared {
         ])
     }
 
-    /// The labels put on a built image: the same for every build of an app.
+    /// The labels put on a built image: one, the same for every build of an app. Two or more
+    /// reach the engine in a random order (bollard sends them from a HashMap), and Docker and
+    /// Podman then miss the cache for the label layer. The image's tag (`rivetr/<app>:<id>`)
+    /// already ties it to this installation's app.
     fn image_labels(&self, app: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (LABEL_INSTANCE.to_owned(), self.db.instance_id().to_owned()),
-            (LABEL_APP.to_owned(), app.to_owned()),
-        ])
+        BTreeMap::from([(LABEL_APP.to_owned(), app.to_owned())])
+    }
+
+    /// Finds an app's images.
+    fn image_filter(&self, app: &str) -> Vec<LabelFilter> {
+        vec![LabelFilter::eq(LABEL_APP, app)]
     }
 
     /// Finds everything this installation created in the engine.

@@ -290,9 +290,9 @@ async fn clone_and_build(
         // Build args can carry tokens; the engine may echo them.
         log.hide(value);
     }
-    let spec = BuildSpec {
-        context: tar_stream(context, extra),
-        dockerfile: dockerfile_arg,
+    let spec = || BuildSpec {
+        context: tar_stream(context.clone(), extra.clone()),
+        dockerfile: dockerfile_arg.clone(),
         build_args: settings.build_args.clone().into_iter().collect(),
         tag: tag.clone(),
         // No deployment label: a label that changes every build adds a layer the cache
@@ -302,10 +302,24 @@ async fn clone_and_build(
     };
     *built_image = Some(tag.clone());
     let mut on_output = |line: &str| log.line("build", line);
-    let built = tokio::select! {
+    let mut result = tokio::select! {
         _ = cancel.cancelled() => return Err(Stop::Cancelled),
-        r = runtime.build(spec, &mut on_output) => r.map_err(|e| Stop::Failed(format!("build failed: {e}")))?,
+        r = runtime.build(spec(), &mut on_output) => r,
     };
+    if let Err(e) = &result
+        && e.to_string().contains(PODMAN_CACHE_RACE)
+    {
+        // Podman 4.3 fails a build whose cached layer another image's removal (a prune
+        // after another app's deploy) took away at that moment; the retry builds it anew.
+        log.say(&format!(
+            "build hit a cache entry removed meanwhile ({e}); building again"
+        ));
+        result = tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+            r = runtime.build(spec(), &mut on_output) => r,
+        };
+    }
+    let built = result.map_err(|e| Stop::Failed(format!("build failed: {e}")))?;
     log.say(&format!(
         "built {} ({} of {} steps from cache)",
         built.tag, built.cached_steps, built.steps
@@ -314,6 +328,9 @@ async fn clone_and_build(
     store_image(shared, d.id, &tag, &settings).await?;
     Ok((tag, settings))
 }
+
+/// What Podman says when a cached layer vanished under a build.
+const PODMAN_CACHE_RACE: &str = "layer not known";
 
 /// A rollback: the image and settings of an earlier deployment, no clone, no build.
 async fn from_earlier_deployment(

@@ -122,6 +122,8 @@ pub struct BuildSpec {
     pub build_args: Vec<(String, String)>,
     /// `name:tag` given to the result.
     pub tag: String,
+    /// Labels on the image. Keep to one if an unchanged rebuild must hit the cache: several
+    /// reach the engine in no fixed order, and the label layer then differs each build.
     pub labels: BTreeMap<String, String>,
 }
 
@@ -339,6 +341,15 @@ impl LabelFilter {
         LabelFilter {
             key: key.into(),
             value: Some(value.into()),
+        }
+    }
+
+    /// Whether a set of labels passes this filter.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        match (&self.value, labels.get(&self.key)) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(want), Some(got)) => want == got,
         }
     }
 
