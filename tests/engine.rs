@@ -421,3 +421,84 @@ fn a_restart_of_another_installation_on_the_same_engine_leaves_our_containers_al
         (200, "ours\n".to_owned())
     );
 }
+
+#[test]
+fn an_image_app_runs_without_a_build_with_replicas_sharing_traffic_and_limits_applied() {
+    let Some(p) = platform("image app") else {
+        return;
+    };
+    // An image made outside Rivetr, as a registry would hold it; each container serves its
+    // own hostname, so the replicas can be told apart.
+    let image = format!("localhost/{}:1", unique_name("prebuilt"));
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM localhost/busybox:test\nCMD [\"sh\", \"-c\", \"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n",
+    )
+    .unwrap();
+    let built = std::process::Command::new("podman")
+        .args(["--remote", "--url", &p.socket, "build", "-q", "-t", &image])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let app = unique_name("img");
+    let (status, created) = p.api(
+        "POST",
+        "/api/apps",
+        Some(json!({
+            "name": app,
+            "image": image,
+            "port": 8080,
+            "domains": [format!("{app}.test")],
+            "replicas": 2,
+            "resources": {"memory": "64M", "cpus": 0.5},
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let d = deploy_ok(&p, &app);
+    assert!(d["building_at"].is_null(), "an image app was built: {d}");
+    assert!(
+        !p.logs(d["id"].as_i64().unwrap()).contains("[build]"),
+        "{}",
+        p.logs(d["id"].as_i64().unwrap())
+    );
+
+    let containers = p.containers(&app);
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    let mut bodies = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let (status, body) = p.through_proxy(&format!("{app}.test"), "/");
+        assert_eq!(status, 200, "{body}");
+        bodies.insert(body);
+    }
+    assert_eq!(
+        bodies.len(),
+        2,
+        "the replicas do not share the traffic: {bodies:?}"
+    );
+
+    for (name, _) in containers {
+        let out = std::process::Command::new("podman")
+            .args(["--remote", "--url", &p.socket, "inspect", &name])
+            .args([
+                "--format",
+                "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{} {}", 64 * 1024 * 1024, 500_000_000),
+            "limits of {name}"
+        );
+    }
+    let _ = std::process::Command::new("podman")
+        .args(["--remote", "--url", &p.socket, "rmi", "-f", &image])
+        .output();
+}
