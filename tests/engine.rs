@@ -398,3 +398,26 @@ fn secret_environment_variables_reach_the_container_and_nothing_else() {
         );
     }
 }
+
+#[test]
+fn a_restart_of_another_installation_on_the_same_engine_leaves_our_containers_alone() {
+    let Some(ours) = platform("two installations") else {
+        return;
+    };
+    let repo = GitRepo::new("ours\n");
+    let app = ours.create_app(&unique_name("mine"), repo.path(), json!({}));
+    deploy_ok(&ours, &app);
+    let before = ours.containers(&app);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // Another Rivetr on the same Podman reconciles at start and again after a crash: it
+    // must only clean up what it created itself.
+    let mut theirs = platform("two installations").expect("the engine answered a moment ago");
+    theirs.kill9();
+    theirs.restart();
+    assert_eq!(ours.containers(&app), before, "our container was touched");
+    assert_eq!(
+        ours.through_proxy(&format!("{app}.test"), "/"),
+        (200, "ours\n".to_owned())
+    );
+}

@@ -102,7 +102,17 @@ impl Ctx {
             .await
             .unwrap_or_else(|e| panic!("{which:?} at {socket} does not answer: {e}"));
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("rt-{}-{}-{n}", case.replace('_', "-"), std::process::id());
+        // Process ids repeat across runs; the clock makes the id (and so the build context)
+        // new to the engine's cache every run.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let id = format!(
+            "rt-{}-{}-{n}-{nanos:x}",
+            case.replace('_', "-"),
+            std::process::id()
+        );
         Some(Ctx {
             which,
             socket,
@@ -320,7 +330,10 @@ async fn info_names_the_engine(c: Ctx) {
     assert_eq!(info.reports_oom, !podman_4, "{info:?}");
 }
 
+/// Unique from its first step on (`UNIQUE` is replaced by the test's id): two tests sharing
+/// a cached step would see each other's cleanup remove it.
 const APP_DOCKERFILE: &str = "FROM localhost/busybox:test
+RUN echo UNIQUE > /first
 ARG GREETING=unset
 RUN echo \"$GREETING\" > /greeting
 COPY hello.txt /hello.txt
@@ -380,6 +393,17 @@ async fn build_from_a_tar_context(c: Ctx) {
         .await
         .unwrap();
     assert!(by_label.iter().any(|i| i.id == built.id), "{by_label:?}");
+    // Two labels at once (Podman 4.3's own filter answers nothing for two).
+    let both = |value: &str| {
+        ImageFilter::Labels(vec![
+            LabelFilter::key(TEST_LABEL),
+            LabelFilter::eq(TEST_LABEL, value),
+        ])
+    };
+    let by_two = c.rt.list_images(&both(&c.id)).await.unwrap();
+    assert!(by_two.iter().any(|i| i.id == built.id), "{by_two:?}");
+    let by_wrong = c.rt.list_images(&both("another-test")).await.unwrap();
+    assert!(by_wrong.is_empty(), "{by_wrong:?}");
     let by_ref =
         c.rt.list_images(&ImageFilter::Reference(tag.clone()))
             .await

@@ -64,6 +64,7 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    instance: Arc<str>,
 }
 
 impl Db {
@@ -79,12 +80,22 @@ impl Db {
             source,
         })?;
         let outcome = migrate::run(&mut conn, path)?;
+        let instance: String = conn
+            .query_row("SELECT id FROM instance", [], |r| r.get(0))
+            .map_err(DbError::from)?;
         Ok((
             Db {
                 conn: Arc::new(Mutex::new(conn)),
+                instance: instance.into(),
             },
             outcome,
         ))
+    }
+
+    /// This installation's random identity (made by migration 0006), which labels what it
+    /// creates in a container engine other installations may share.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
     }
 
     /// Runs `f` with the connection on the blocking pool.

@@ -10,10 +10,10 @@ use super::health::{self, Unhealthy};
 use super::log::DeployLog;
 use super::pipeline::{environment, run_spec};
 use super::settings::Settings;
-use super::{EngineError, Shared, deployment_labels};
+use super::{EngineError, Shared};
 use crate::db::apps::App;
 use crate::db::deployments::{self, Deployment};
-use crate::runtime::{ContainerState, ImageFilter, LABEL_APP, LabelFilter};
+use crate::runtime::{ContainerState, ImageFilter};
 
 pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> {
     let lock = shared.app_lock(app.id);
@@ -25,10 +25,7 @@ pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> 
         .call(move |c| crate::db::apps::set_stopped(c, id, true))
         .await?;
     shared.set_routes(app, Vec::new());
-    for c in runtime
-        .list(&[LabelFilter::eq(LABEL_APP, &app.name)])
-        .await?
-    {
+    for c in runtime.list(&shared.app_filter(&app.name)).await? {
         runtime.stop(&c.id, shared.config.stop_timeout).await?;
     }
     tracing::info!(app = %app.name, "app stopped");
@@ -76,7 +73,7 @@ pub(crate) async fn bring_up(
         &app.name,
     );
     let existing = runtime
-        .list(&deployment_labels(&app.name, current.id))
+        .list(&shared.deployment_filter(&app.name, current.id))
         .await?;
     let mut upstreams: Vec<SocketAddr> = Vec::new();
     let mut woken = 0;
@@ -108,15 +105,7 @@ pub(crate) async fn bring_up(
                 let env = environment(shared, app, &settings, &log)
                     .await
                     .map_err(EngineError::Environment)?;
-                let spec = run_spec(
-                    app,
-                    current.id,
-                    replica,
-                    image,
-                    &settings,
-                    &env,
-                    shared.config.stop_timeout,
-                );
+                let spec = run_spec(shared, app, current.id, replica, image, &settings, &env);
                 let info = runtime.run(&spec).await?;
                 woken += 1;
                 log.say(&format!("re-created the missing container {name}"));
@@ -150,16 +139,11 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
     let _one_at_a_time = lock.lock().await;
     shared.set_routes(app, Vec::new());
     if let Some(runtime) = shared.runtime.as_ref() {
-        for c in runtime
-            .list(&[LabelFilter::eq(LABEL_APP, &app.name)])
-            .await?
-        {
+        for c in runtime.list(&shared.app_filter(&app.name)).await? {
             runtime.remove(&c.id).await?;
         }
         let images = runtime
-            .list_images(&ImageFilter::Labels(vec![LabelFilter::eq(
-                LABEL_APP, &app.name,
-            )]))
+            .list_images(&ImageFilter::Labels(shared.image_filter(&app.name)))
             .await?;
         for image in images {
             if let Err(e) = runtime.remove_image(&image.id).await {
@@ -190,7 +174,7 @@ pub(crate) async fn refresh_routes(shared: &Shared, app: &App) -> Result<(), Eng
     let runtime = shared.runtime()?;
     let mut upstreams = Vec::new();
     for c in runtime
-        .list(&deployment_labels(&app.name, current.id))
+        .list(&shared.deployment_filter(&app.name, current.id))
         .await?
     {
         let info = runtime.inspect(&c.id).await?;

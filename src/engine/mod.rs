@@ -24,7 +24,7 @@ mod queue;
 mod reconcile;
 pub mod settings;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -39,7 +39,9 @@ use crate::db::apps::App;
 use crate::db::deployments::{Deployment, Status};
 use crate::db::{Db, DbError};
 use crate::proxy::routes::{Owner, RouteSpec, RouteTable};
-use crate::runtime::{ContainerRuntime, LABEL_APP, LABEL_DEPLOYMENT, LabelFilter, RuntimeError};
+use crate::runtime::{
+    ContainerRuntime, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LabelFilter, RuntimeError,
+};
 use log::LogHub;
 pub use reconcile::ReconcileReport;
 
@@ -329,7 +331,7 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
         let containers = runtime
-            .list(&deployment_labels(&app.name, current.id))
+            .list(&self.shared.deployment_filter(&app.name, current.id))
             .await?;
         let streams: Vec<_> = containers
             .iter()
@@ -414,12 +416,47 @@ impl Shared {
     }
 }
 
-/// The labels that find a deployment's containers.
-fn deployment_labels(app: &str, deployment: i64) -> Vec<LabelFilter> {
-    vec![
-        LabelFilter::eq(LABEL_APP, app),
-        LabelFilter::eq(LABEL_DEPLOYMENT, deployment.to_string()),
-    ]
+impl Shared {
+    /// The labels put on what a deployment creates: its app, itself, and this installation.
+    fn labels(&self, app: &str, deployment: i64) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_INSTANCE.to_owned(), self.db.instance_id().to_owned()),
+            (LABEL_APP.to_owned(), app.to_owned()),
+            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
+        ])
+    }
+
+    /// The labels put on a built image: one, the same for every build of an app. Two or more
+    /// reach the engine in a random order (bollard sends them from a HashMap), and Docker and
+    /// Podman then miss the cache for the label layer. The image's tag (`rivetr/<app>:<id>`)
+    /// already ties it to this installation's app.
+    fn image_labels(&self, app: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(LABEL_APP.to_owned(), app.to_owned())])
+    }
+
+    /// Finds an app's images.
+    fn image_filter(&self, app: &str) -> Vec<LabelFilter> {
+        vec![LabelFilter::eq(LABEL_APP, app)]
+    }
+
+    /// Finds everything this installation created in the engine.
+    fn instance_filter(&self) -> Vec<LabelFilter> {
+        vec![LabelFilter::eq(LABEL_INSTANCE, self.db.instance_id())]
+    }
+
+    /// Finds an app's containers and images (this installation's only).
+    fn app_filter(&self, app: &str) -> Vec<LabelFilter> {
+        let mut filter = self.instance_filter();
+        filter.push(LabelFilter::eq(LABEL_APP, app));
+        filter
+    }
+
+    /// Finds a deployment's containers.
+    fn deployment_filter(&self, app: &str, deployment: i64) -> Vec<LabelFilter> {
+        let mut filter = self.app_filter(app);
+        filter.push(LabelFilter::eq(LABEL_DEPLOYMENT, deployment.to_string()));
+        filter
+    }
 }
 
 /// The image tag of a deployment built from git.

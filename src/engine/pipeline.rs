@@ -19,12 +19,10 @@ use super::git::{self, GitError, GitRef};
 use super::health::{self, Unhealthy};
 use super::log::DeployLog;
 use super::settings::Settings;
-use super::{EngineError, Shared, container_name, deployment_labels, image_tag};
+use super::{EngineError, Shared, container_name, image_tag};
 use crate::db::apps::App;
 use crate::db::deployments::{self, Deployment, Status};
-use crate::runtime::{
-    BuildSpec, LABEL_APP, LABEL_DEPLOYMENT, Limits, PortSpec, RestartPolicy, RunSpec,
-};
+use crate::runtime::{BuildSpec, Limits, PortSpec, RestartPolicy, RunSpec};
 
 /// Why a pipeline stopped early.
 enum Stop {
@@ -139,15 +137,7 @@ async fn stages(
         .map_err(Stop::Failed)?;
     let mut started: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
-        let spec = run_spec(
-            &app,
-            d.id,
-            replica,
-            &image,
-            &settings,
-            &env,
-            shared.config.stop_timeout,
-        );
+        let spec = run_spec(shared, &app, d.id, replica, &image, &settings, &env);
         let info = tokio::select! {
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
             r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(format!("cannot start container {}: {e}", spec.name)))?,
@@ -300,22 +290,36 @@ async fn clone_and_build(
         // Build args can carry tokens; the engine may echo them.
         log.hide(value);
     }
-    let spec = BuildSpec {
-        context: tar_stream(context, extra),
-        dockerfile: dockerfile_arg,
+    let spec = || BuildSpec {
+        context: tar_stream(context.clone(), extra.clone()),
+        dockerfile: dockerfile_arg.clone(),
         build_args: settings.build_args.clone().into_iter().collect(),
         tag: tag.clone(),
-        labels: BTreeMap::from([
-            (LABEL_APP.to_owned(), app.name.clone()),
-            (LABEL_DEPLOYMENT.to_owned(), d.id.to_string()),
-        ]),
+        // No deployment label: a label that changes every build adds a layer the cache
+        // never holds, and an unchanged repo must rebuild from cache. The tag names the
+        // deployment.
+        labels: shared.image_labels(&app.name),
     };
     *built_image = Some(tag.clone());
     let mut on_output = |line: &str| log.line("build", line);
-    let built = tokio::select! {
+    let mut result = tokio::select! {
         _ = cancel.cancelled() => return Err(Stop::Cancelled),
-        r = runtime.build(spec, &mut on_output) => r.map_err(|e| Stop::Failed(format!("build failed: {e}")))?,
+        r = runtime.build(spec(), &mut on_output) => r,
     };
+    if let Err(e) = &result
+        && e.to_string().contains(PODMAN_CACHE_RACE)
+    {
+        // Podman 4.3 fails a build whose cached layer another image's removal (a prune
+        // after another app's deploy) took away at that moment; the retry builds it anew.
+        log.say(&format!(
+            "build hit a cache entry removed meanwhile ({e}); building again"
+        ));
+        result = tokio::select! {
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+            r = runtime.build(spec(), &mut on_output) => r,
+        };
+    }
+    let built = result.map_err(|e| Stop::Failed(format!("build failed: {e}")))?;
     log.say(&format!(
         "built {} ({} of {} steps from cache)",
         built.tag, built.cached_steps, built.steps
@@ -324,6 +328,9 @@ async fn clone_and_build(
     store_image(shared, d.id, &tag, &settings).await?;
     Ok((tag, settings))
 }
+
+/// What Podman says when a cached layer vanished under a build.
+const PODMAN_CACHE_RACE: &str = "layer not known";
 
 /// A rollback: the image and settings of an earlier deployment, no clone, no build.
 async fn from_earlier_deployment(
@@ -378,24 +385,22 @@ async fn store_image(
 
 /// What to run for one replica of a deployment.
 pub(crate) fn run_spec(
+    shared: &Shared,
     app: &App,
     deployment: i64,
     replica: u32,
     image: &str,
     settings: &Settings,
     env: &[(String, String)],
-    stop_timeout: Duration,
 ) -> RunSpec {
+    let mut labels = shared.labels(&app.name, deployment);
+    labels.insert(super::LABEL_REPLICA.to_owned(), replica.to_string());
     RunSpec {
         image: image.to_owned(),
         name: container_name(&app.name, deployment, replica),
         cmd: Vec::new(),
         env: env.to_vec(),
-        labels: BTreeMap::from([
-            (LABEL_APP.to_owned(), app.name.clone()),
-            (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
-            (super::LABEL_REPLICA.to_owned(), replica.to_string()),
-        ]),
+        labels,
         port: Some(PortSpec {
             container_port: settings.port,
             host_port: None,
@@ -406,7 +411,7 @@ pub(crate) fn run_spec(
             pids: None,
         },
         restart: RestartPolicy::No,
-        stop_timeout: Some(stop_timeout),
+        stop_timeout: Some(shared.config.stop_timeout),
     }
 }
 
@@ -450,7 +455,7 @@ async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image:
     let Some(runtime) = shared.runtime.as_ref() else {
         return;
     };
-    match runtime.list(&deployment_labels(&d.app, d.id)).await {
+    match runtime.list(&shared.deployment_filter(&d.app, d.id)).await {
         Ok(containers) => {
             for c in containers {
                 if let Err(e) = runtime.remove(&c.id).await {
@@ -486,7 +491,7 @@ pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Durat
     let Some(runtime) = shared.runtime.as_ref() else {
         return;
     };
-    let containers = match runtime.list(&deployment_labels(app, old)).await {
+    let containers = match runtime.list(&shared.deployment_filter(app, old)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(app, deployment = old, error = %e, "cannot list a replaced deployment's containers");

@@ -3,8 +3,10 @@
 //!
 //! 1. Deployments that were under way never finish: they become `failed` ("interrupted by
 //!    restart"), and their containers and work directories are removed.
-//! 2. Every container Rivetr labelled that does not belong to an app's running deployment is
-//!    removed (leftovers of interrupted or replaced deployments, of deleted apps).
+//! 2. Every container this installation labelled (`io.rivetr.instance`) that does not belong
+//!    to an app's running deployment is removed (leftovers of interrupted or replaced
+//!    deployments, of deleted apps). Other installations' containers on a shared engine are
+//!    never touched.
 //! 3. Each app's running deployment is brought back into service: running containers are
 //!    routed as they are, stopped ones started, missing ones re-created.
 
@@ -15,7 +17,7 @@ use serde::Serialize;
 
 use super::{EngineError, Shared, lifecycle};
 use crate::db::deployments::{self, Status};
-use crate::runtime::{LABEL_APP, LABEL_DEPLOYMENT, LabelFilter};
+use crate::runtime::{LABEL_APP, LABEL_DEPLOYMENT};
 
 /// What reconciling did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -65,7 +67,7 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineE
             current.push((app, d));
         }
     }
-    for c in runtime.list(&[LabelFilter::key(LABEL_APP)]).await? {
+    for c in runtime.list(&shared.instance_filter()).await? {
         let key = (
             c.labels.get(LABEL_APP).cloned().unwrap_or_default(),
             c.labels.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),

@@ -339,9 +339,17 @@ impl Compat {
         &self,
         filter: &ImageFilter,
     ) -> Result<Vec<ImageSummary>, RuntimeError> {
-        let filters: HashMap<String, Vec<String>> = match filter {
-            ImageFilter::Labels(labels) => label_filters(labels),
-            ImageFilter::Reference(r) => HashMap::from([("reference".to_owned(), vec![r.clone()])]),
+        // Podman 4.3 answers an empty list when an image filter names two labels (containers
+        // are fine), so the engine gets the first label and the rest are checked here.
+        let (filters, rest): (HashMap<String, Vec<String>>, &[LabelFilter]) = match filter {
+            ImageFilter::Labels(labels) => match labels.split_first() {
+                Some((first, rest)) => (label_filters(std::slice::from_ref(first)), rest),
+                None => (HashMap::new(), &[]),
+            },
+            ImageFilter::Reference(r) => (
+                HashMap::from([("reference".to_owned(), vec![r.clone()])]),
+                &[],
+            ),
         };
         let options = ListImagesOptionsBuilder::default()
             .filters(&filters)
@@ -360,6 +368,7 @@ impl Compat {
                 tags: i.repo_tags,
                 labels: i.labels.into_iter().collect(),
             })
+            .filter(|i| rest.iter().all(|f| f.matches(&i.labels)))
             .collect())
     }
 }

@@ -24,8 +24,10 @@ use crate::systemd::dbus::{self, Bus};
 
 /// How long one socket may take to say which engine it is.
 /// Generous: a rootless Podman service answers its first request slowly (it sets up its
-/// user namespace), more so on a busy machine.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// user namespace), and Podman's `/info` walks its whole store; on a busy machine (a boot,
+/// builds running) both took seconds. Missing the engine here leaves Rivetr without one
+/// until restart, which costs far more than waiting.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long systemd may take to accept a start job, and then to create the socket file.
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(2);
 const ROOTFUL_PODMAN: &str = "/run/podman/podman.sock";

@@ -66,6 +66,9 @@ pub use podman::PodmanRuntime;
 pub const LABEL_APP: &str = "io.rivetr.app";
 /// Label naming the deployment a container or image belongs to.
 pub const LABEL_DEPLOYMENT: &str = "io.rivetr.deployment";
+/// Label naming the Rivetr installation (its database's instance id) that owns a container or
+/// image; cleanup only ever touches its own.
+pub const LABEL_INSTANCE: &str = "io.rivetr.instance";
 
 /// Which engine is on the other end of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,6 +122,8 @@ pub struct BuildSpec {
     pub build_args: Vec<(String, String)>,
     /// `name:tag` given to the result.
     pub tag: String,
+    /// Labels on the image. Keep to one if an unchanged rebuild must hit the cache: several
+    /// reach the engine in no fixed order, and the label layer then differs each build.
     pub labels: BTreeMap<String, String>,
 }
 
@@ -336,6 +341,15 @@ impl LabelFilter {
         LabelFilter {
             key: key.into(),
             value: Some(value.into()),
+        }
+    }
+
+    /// Whether a set of labels passes this filter.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        match (&self.value, labels.get(&self.key)) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(want), Some(got)) => want == got,
         }
     }
 
