@@ -1,7 +1,9 @@
 //! The command line: every subcommand and flag of the `rivetr` binary.
 //!
 //! Kept in the library (not in `main.rs`) so the man page and shell completions can be
-//! generated from the same definition.
+//! generated from the same definition. `serve` and `token` work on this host's files; the
+//! other commands drive a running Rivetr through its API (see [`crate::client`]), and share
+//! their flags ([`ApiArgs`]) and exit statuses ([`exit`]).
 
 use std::path::PathBuf;
 
@@ -11,12 +13,19 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "rivetr",
     version,
-    about = "Self-hosted PaaS: git push to a running container behind HTTPS"
+    about = "Self-hosted PaaS: git push to a running container behind HTTPS",
+    after_help = TOP_AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit statuses, in `rivetr --help` (each API command repeats them in its own help).
+const TOP_AFTER_HELP: &str = "\
+Exit status: 0 ok, 1 failed, 2 bad usage or configuration. The commands that talk to the API
+(app, env, deploy, logs, deployments, rollback) add 3 not found, 4 unauthorized (wrong or
+revoked token) and 5 server unreachable; with --follow, 1 also means the deployment failed.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -24,6 +33,34 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage API tokens directly in the database, as the administrator on the host.
     Token(TokenArgs),
+    /// Create, list, show, delete, start, stop and restart apps (through the API).
+    App(AppArgs),
+    /// Set, unset and list an app's environment variables (through the API).
+    Env(EnvArgs),
+    /// Deploy an app's branch or a given commit; --follow streams the log.
+    Deploy(DeployArgs),
+    /// Show an app's output (its containers' stdout and stderr).
+    Logs(LogsArgs),
+    /// List an app's deployments, newest first.
+    Deployments(DeploymentsArgs),
+    /// Return an app to an earlier deployment's image, without a build.
+    Rollback(RollbackArgs),
+}
+
+impl Command {
+    /// The API settings of a command that talks to a running Rivetr; `None` for the local
+    /// ones (`serve`, `token`).
+    pub fn api_args(&self) -> Option<&ApiArgs> {
+        match self {
+            Command::Serve(_) | Command::Token(_) => None,
+            Command::App(a) => Some(&a.api),
+            Command::Env(a) => Some(&a.api),
+            Command::Deploy(a) => Some(&a.api),
+            Command::Logs(a) => Some(&a.api),
+            Command::Deployments(a) => Some(&a.api),
+            Command::Rollback(a) => Some(&a.api),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,4 +97,322 @@ pub enum TokenCommand {
         /// The token's id, from `rivetr token list`.
         id: i64,
     },
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands that drive a running Rivetr through its REST API (see `crate::client`).
+// ---------------------------------------------------------------------------------------
+
+/// Exit statuses of the commands that talk to the API, as documented in `--help`, the man
+/// pages and the README. `main.rs` decides which one a run ends with.
+pub mod exit {
+    /// Done; for `--follow`, the deployment ended running.
+    pub const OK: u8 = 0;
+    /// The server refused or failed the request (other than 401/404), answered something
+    /// unexpected, or the followed deployment ended failed, cancelled or superseded.
+    pub const FAILED: u8 = 1;
+    /// Bad usage or configuration (flags, cli.toml, URL, no token): nothing was sent.
+    pub const USAGE: u8 = 2;
+    /// The app, deployment or variable does not exist (HTTP 404).
+    pub const NOT_FOUND: u8 = 3;
+    /// The token is missing, wrong or revoked (HTTP 401).
+    pub const UNAUTHORIZED: u8 = 4;
+    /// The server could not be reached (connection refused, name not found, TLS failure,
+    /// timeout).
+    pub const UNREACHABLE: u8 = 5;
+
+    /// Every status with what it means, for the documentation.
+    pub const TABLE: &[(u8, &str)] = &[
+        (OK, "success; with --follow, the deployment ended running"),
+        (
+            FAILED,
+            "the server refused or failed the request, or the followed deployment ended failed, cancelled or superseded",
+        ),
+        (
+            USAGE,
+            "bad usage or configuration (flags, cli.toml, URL, no token); nothing was sent",
+        ),
+        (NOT_FOUND, "no such app, deployment or variable (HTTP 404)"),
+        (
+            UNAUTHORIZED,
+            "the server did not accept the token: wrong or revoked (HTTP 401)",
+        ),
+        (
+            UNREACHABLE,
+            "the server could not be reached (refused, unknown host, TLS error, timeout)",
+        ),
+    ];
+}
+
+const API_AFTER_HELP: &str = "\
+Exit status: 0 ok (with --follow: the deployment ended running), 1 the server refused or
+failed the request or the deployment ended failed/cancelled/superseded, 2 bad usage or
+configuration, 3 not found, 4 unauthorized, 5 server unreachable.
+
+The URL and token come from --url/--token, else RIVETR_URL/RIVETR_TOKEN, else
+$XDG_CONFIG_HOME/rivetr/cli.toml (default ~/.config/rivetr/cli.toml) with
+url = \"...\" and token = \"...\"; the URL defaults to http://127.0.0.1:8080.";
+
+/// Where the API is and how to talk to it; accepted by every API command, before or after
+/// its subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ApiArgs {
+    /// Rivetr's API, such as https://paas.example.com [default: http://127.0.0.1:8080, or
+    /// `url` in cli.toml].
+    #[arg(long, value_name = "URL", env = "RIVETR_URL", global = true)]
+    pub url: Option<String>,
+    /// An API token (`rvt_...`). Prefer RIVETR_TOKEN or cli.toml: a flag is visible in the
+    /// process list and the shell history.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RIVETR_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+    /// Extra root certificates (PEM) to trust for an https URL, besides the public web roots.
+    #[arg(long, value_name = "PATH", env = "RIVETR_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Print the API's JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct AppArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: AppCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Create an app from a git repository (or an image); prints its webhook secret once.
+    // Boxed: its many flags would make every variant as large as this one.
+    Create(Box<AppCreateArgs>),
+    /// List every app.
+    List,
+    /// Show one app: source, port, domains, health check, limits, webhook URLs.
+    Show {
+        /// The app's name.
+        app: String,
+    },
+    /// Delete an app with its containers, images, routes, deployments and variables.
+    Delete {
+        /// The app's name.
+        app: String,
+        /// Do not ask; needed when stdin is not a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Start a stopped app from its running deployment.
+    Start {
+        /// The app's name.
+        app: String,
+    },
+    /// Stop an app: its routes go and its containers stop.
+    Stop {
+        /// The app's name.
+        app: String,
+    },
+    /// Stop and start an app.
+    Restart {
+        /// The app's name.
+        app: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["git", "image"])))]
+pub struct AppCreateArgs {
+    /// A DNS label: lower-case letters, digits and inner hyphens.
+    pub name: String,
+    /// The git repository: https, ssh, file:// or an absolute path. A credential in an https
+    /// URL (`https://user:token@host/...`) is stored encrypted and never shown.
+    #[arg(long, value_name = "URL", alias = "git-url")]
+    pub git: Option<String>,
+    /// Run this image instead of building from git.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The branch deployed by default and by webhooks [server default: main].
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The port the app listens on in its container [server default: 8080].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A host name the proxy serves the app on; repeat for more.
+    #[arg(long = "domain", value_name = "HOST")]
+    pub domains: Vec<String>,
+    /// The health check's HTTP path [server default: /].
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// Milliseconds between health check attempts.
+    #[arg(long, value_name = "MS")]
+    pub health_interval_ms: Option<u64>,
+    /// Milliseconds per health check attempt.
+    #[arg(long, value_name = "MS")]
+    pub health_timeout_ms: Option<u64>,
+    /// Health check attempts before a deployment fails.
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Memory limit: bytes, or a size such as 256M or 1G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit; fractions allowed.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Containers to run [server default: 1].
+    #[arg(long)]
+    pub replicas: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: EnvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Set a variable; it applies at the app's next deployment.
+    Set {
+        /// The app's name.
+        app: String,
+        /// The variable's name: letters, digits and `_`, not starting with a digit.
+        key: String,
+        /// The value; `-` reads it from stdin (so it stays out of the shell history).
+        #[arg(required_unless_present = "value_stdin", allow_hyphen_values = true)]
+        value: Option<String>,
+        /// Read the value from stdin (one trailing newline is dropped).
+        #[arg(long, conflicts_with = "value")]
+        value_stdin: bool,
+        /// Encrypt the value at rest and never show it again.
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove a variable; it is gone from the app's next deployment.
+    Unset {
+        /// The app's name.
+        app: String,
+        /// The variable's name.
+        key: String,
+    },
+    /// List an app's variables; secret values are masked.
+    List {
+        /// The app's name.
+        app: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The app's name.
+    pub app: String,
+    /// A branch or a full commit id [default: the app's branch].
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Stream the deployment's log until it ends; exit 1 unless it ends running.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The app's name.
+    pub app: String,
+    /// Keep streaming new lines until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Start with the last N lines already written [server default: 100].
+    #[arg(long, short = 'n', value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct DeploymentsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The app's name.
+    pub app: String,
+    /// At most this many, newest first [server default: 50].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The app's name.
+    pub app: String,
+    /// The earlier deployment to return to (its id, from `rivetr deployments APP`).
+    pub deployment: i64,
+    /// Stream the rollback's log until it ends; exit 1 unless it ends running.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// The `rivetr ...` invocations in the README's shell blocks, split into words: the part
+    /// after a pipe, up to a comment. Good enough for the README, which quotes nothing there.
+    fn readme_commands() -> Vec<Vec<String>> {
+        let mut in_sh = false;
+        let mut commands = Vec::new();
+        for line in include_str!("../README.md").lines() {
+            if line.starts_with("```") {
+                in_sh = line == "```sh";
+                continue;
+            }
+            let line = line.split(" #").next().unwrap_or_default();
+            let line = line.rsplit("| ").next().unwrap_or_default().trim();
+            if in_sh && line.starts_with("rivetr ") {
+                commands.push(line.split_whitespace().map(str::to_owned).collect());
+            }
+        }
+        commands
+    }
+
+    #[test]
+    fn every_command_in_the_readme_parses() {
+        let commands = readme_commands();
+        // The client's examples and the token ones, at least.
+        for name in [
+            "app",
+            "env",
+            "deploy",
+            "deployments",
+            "rollback",
+            "logs",
+            "token",
+        ] {
+            assert!(
+                commands.iter().any(|c| c[1] == name),
+                "no `rivetr {name}` example in the README: {commands:?}"
+            );
+        }
+        for words in commands {
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!("README: `{}` does not parse: {e}", words.join(" "));
+            }
+        }
+    }
 }

@@ -4,11 +4,13 @@
 //! The crate is one library with a thin binary (`src/main.rs`) over it. Each subsystem lives
 //! in its own module and owns its types and errors; data flows one way:
 //! webhook -> [`api`] -> engine -> runtime -> [`proxy`], with [`db`] as the record.
-//! [`server`] wires them together and runs them until shutdown.
+//! [`server`] wires them together and runs them until shutdown. [`client`] is the other
+//! side: the command-line client that drives a running Rivetr through its API.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod engine;

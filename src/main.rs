@@ -1,12 +1,14 @@
 //! The `rivetr` binary: parses the command line and hands over to the library.
 //!
 //! Exit codes are decided here and only here: 0 success, 1 a failure while running,
-//! 2 bad usage or bad configuration (nothing was started or created).
+//! 2 bad usage or bad configuration (nothing was started or created). The commands that talk
+//! to the API add 3 not found, 4 unauthorized and 5 unreachable ([`rivetr::cli::exit`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use rivetr::cli::{Cli, Command, ServeArgs, TokenArgs, TokenCommand};
+use rivetr::cli::{Cli, Command, ServeArgs, TokenArgs, TokenCommand, exit};
+use rivetr::client::Failure;
 use rivetr::config::Config;
 use rivetr::systemd;
 
@@ -18,6 +20,40 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(args),
+        command => client(command),
+    }
+}
+
+/// `rivetr app|env|deploy|logs|deployments|rollback`: through the API of a running Rivetr.
+fn client(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rivetr: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let outcome = runtime
+        .block_on(rivetr::client::commands::run(command, &mut stdout))
+        .and_then(|()| std::io::Write::flush(&mut stdout).map_err(Into::into));
+    match outcome {
+        Ok(()) => ExitCode::from(exit::OK),
+        // The reader went away (`| head`): nothing to say to anyone.
+        Err(e) if e.is_broken_pipe() => ExitCode::from(exit::FAILED),
+        Err(e) => {
+            eprintln!("rivetr: {e}");
+            ExitCode::from(match e.failure() {
+                Failure::Usage => exit::USAGE,
+                Failure::Failed => exit::FAILED,
+                Failure::NotFound => exit::NOT_FOUND,
+                Failure::Unauthorized => exit::UNAUTHORIZED,
+                Failure::Unreachable => exit::UNREACHABLE,
+            })
+        }
     }
 }
 

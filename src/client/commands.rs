@@ -1,0 +1,518 @@
+//! One function per subcommand: the API calls it makes and what it prints.
+//!
+//! Standard output gets the result: a table or details, or with `--json` the API's JSON
+//! exactly as the server sent it (one document per command; `logs --json` writes one JSON
+//! object per line). While following a deployment its log lines go to standard output as
+//! `[stream] line`, or to standard error under `--json`, so that standard output stays one
+//! JSON document: the deployment as it ended. Notes for people go to standard error.
+//!
+//! A secret value is never printed: the API masks it and [`super::format::env`] masks it
+//! again.
+
+use std::io::{IsTerminal, Write};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use super::http::segment;
+use super::types::{App, Deployment, End, EnvVar, LogLine, succeeded};
+use super::{Client, ClientError, format};
+use crate::cli::{
+    AppCommand, AppCreateArgs, Command, DeployArgs, DeploymentsArgs, EnvCommand, LogsArgs,
+    RollbackArgs,
+};
+
+/// Runs an API command (not `serve` or `token`) and writes its output to `out`.
+pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientError> {
+    let Some(api) = command.api_args().cloned() else {
+        return Err(ClientError::Usage(
+            "this command does not talk to the API".to_owned(),
+        ));
+    };
+    let client = Client::from_args(&api)?;
+    let json = api.json;
+    match command {
+        Command::App(a) => app(&client, a.command, json, out).await,
+        Command::Env(a) => env(&client, a.command, json, out).await,
+        Command::Deploy(a) => deploy(&client, a, json, out).await,
+        Command::Logs(a) => logs(&client, a, json, out).await,
+        Command::Deployments(a) => deployments(&client, a, json, out).await,
+        Command::Rollback(a) => rollback(&client, a, json, out).await,
+        Command::Serve(_) | Command::Token(_) => unreachable!("api_args() is None for these"),
+    }
+}
+
+fn app_path(app: &str) -> String {
+    format!("/api/apps/{}", segment(app))
+}
+
+/// Writes the API's bytes as they came, ending with a newline.
+fn raw(out: &mut dyn Write, bytes: &Bytes) -> Result<(), ClientError> {
+    out.write_all(bytes)?;
+    if !bytes.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+async fn app(
+    client: &Client,
+    command: AppCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    match command {
+        AppCommand::Create(args) => {
+            let bytes = client.post("/api/apps", Some(&create_body(&args))).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let created: App = client.parse(&bytes)?;
+            write!(out, "{}", format::app(&created))?;
+            if let Some(secret) = &created.webhook_secret {
+                writeln!(out, "webhook secret: {secret}")?;
+                eprintln!(
+                    "The webhook secret is shown only now; give it to the forge with one of the \
+                     webhook URLs above. `POST /api/apps/{}/webhook-secret` makes a new one.",
+                    created.name
+                );
+            }
+            Ok(())
+        }
+        AppCommand::List => {
+            let bytes = client.get("/api/apps").await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let apps: Vec<App> = client.parse(&bytes)?;
+            write!(out, "{}", format::apps(&apps))?;
+            Ok(())
+        }
+        AppCommand::Show { app } => {
+            let bytes = client.get(&app_path(&app)).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            write!(out, "{}", format::app(&client.parse(&bytes)?))?;
+            Ok(())
+        }
+        AppCommand::Delete { app, yes } => {
+            if !yes {
+                confirm_delete(&app)?;
+            }
+            let bytes = client.delete(&app_path(&app)).await?;
+            if json {
+                // 204: nothing to print; a future body would be printed as it came.
+                if !bytes.is_empty() {
+                    raw(out, &bytes)?;
+                }
+                return Ok(());
+            }
+            writeln!(out, "deleted app {app}")?;
+            Ok(())
+        }
+        AppCommand::Start { app } => lifecycle(client, &app, "start", json, out).await,
+        AppCommand::Stop { app } => lifecycle(client, &app, "stop", json, out).await,
+        AppCommand::Restart { app } => lifecycle(client, &app, "restart", json, out).await,
+    }
+}
+
+/// The `POST /api/apps` body: only what was given, so the server's defaults apply.
+fn create_body(a: &AppCreateArgs) -> Value {
+    let mut body = json!({ "name": a.name });
+    let mut set = |k: &str, v: Value| {
+        body[k] = v;
+    };
+    if let Some(git) = &a.git {
+        set("git_url", json!(git));
+    }
+    if let Some(image) = &a.image {
+        set("image", json!(image));
+    }
+    if let Some(branch) = &a.branch {
+        set("branch", json!(branch));
+    }
+    if let Some(port) = a.port {
+        set("port", json!(port));
+    }
+    if !a.domains.is_empty() {
+        set("domains", json!(a.domains));
+    }
+    let mut health = serde_json::Map::new();
+    if let Some(p) = &a.health_path {
+        health.insert("path".into(), json!(p));
+    }
+    if let Some(v) = a.health_interval_ms {
+        health.insert("interval_ms".into(), json!(v));
+    }
+    if let Some(v) = a.health_timeout_ms {
+        health.insert("timeout_ms".into(), json!(v));
+    }
+    if let Some(v) = a.health_retries {
+        health.insert("retries".into(), json!(v));
+    }
+    if !health.is_empty() {
+        set("healthcheck", Value::Object(health));
+    }
+    let mut resources = serde_json::Map::new();
+    if let Some(m) = &a.memory {
+        resources.insert("memory".into(), json!(m));
+    }
+    if let Some(c) = a.cpus {
+        resources.insert("cpus".into(), json!(c));
+    }
+    if !resources.is_empty() {
+        set("resources", Value::Object(resources));
+    }
+    if let Some(r) = a.replicas {
+        set("replicas", json!(r));
+    }
+    body
+}
+
+/// Asks on the terminal; without one, `--yes` is required.
+fn confirm_delete(app: &str) -> Result<(), ClientError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Usage(format!(
+            "deleting app {app} needs --yes when stdin is not a terminal"
+        )));
+    }
+    eprint!("Delete app {app} with its containers, images, deployments and variables? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(ClientError::Stdin)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(ClientError::Usage(format!("app {app} not deleted")))
+    }
+}
+
+async fn lifecycle(
+    client: &Client,
+    app: &str,
+    op: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let bytes = client
+        .post(&format!("{}/{op}", app_path(app)), None)
+        .await?;
+    if json {
+        return raw(out, &bytes);
+    }
+    let a: App = client.parse(&bytes)?;
+    let state = match (a.stopped, a.running_deployment) {
+        (true, _) => "stopped".to_owned(),
+        (false, Some(id)) => format!("running deployment {id}"),
+        (false, None) => "not deployed".to_owned(),
+    };
+    writeln!(out, "app {}: {state}", a.name)?;
+    Ok(())
+}
+
+async fn env(
+    client: &Client,
+    command: EnvCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    match command {
+        EnvCommand::Set {
+            app,
+            key,
+            value,
+            value_stdin,
+            secret,
+        } => {
+            let value = match value {
+                Some(v) if v != "-" && !value_stdin => {
+                    if secret {
+                        eprintln!(
+                            "rivetr: note: a value given as an argument stays in the shell \
+                             history and the process list; `-` or --value-stdin reads it from \
+                             stdin"
+                        );
+                    }
+                    v
+                }
+                _ => read_value_stdin(&key).await?,
+            };
+            let path = format!("{}/env/{}", app_path(&app), segment(&key));
+            let bytes = client
+                .put(&path, &json!({ "value": value, "secret": secret }))
+                .await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let var: EnvVar = client.parse(&bytes)?;
+            writeln!(
+                out,
+                "set {}{} on app {app}; it applies at the next deployment",
+                var.key,
+                if var.secret { " (secret)" } else { "" }
+            )?;
+            Ok(())
+        }
+        EnvCommand::Unset { app, key } => {
+            let path = format!("{}/env/{}", app_path(&app), segment(&key));
+            let bytes = client.delete(&path).await?;
+            if json {
+                if !bytes.is_empty() {
+                    raw(out, &bytes)?;
+                }
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "removed {key} from app {app}; it is gone from the next deployment"
+            )?;
+            Ok(())
+        }
+        EnvCommand::List { app } => {
+            let bytes = client.get(&format!("{}/env", app_path(&app))).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let vars: Vec<EnvVar> = client.parse(&bytes)?;
+            write!(out, "{}", format::env(&vars))?;
+            Ok(())
+        }
+    }
+}
+
+/// The whole of stdin as the value, less one trailing newline (`echo` adds one).
+async fn read_value_stdin(key: &str) -> Result<String, ClientError> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("Value for {key}, then Enter and Ctrl-D:");
+    }
+    let mut bytes = Vec::new();
+    tokio::io::stdin()
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(ClientError::Stdin)?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ClientError::Usage(format!("the value for {key} on stdin is not UTF-8")))
+}
+
+async fn deploy(
+    client: &Client,
+    a: DeployArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let body = match &a.git_ref {
+        Some(r) => json!({ "ref": r }),
+        None => json!({}),
+    };
+    let bytes = client
+        .post(&format!("{}/deployments", app_path(&a.app)), Some(&body))
+        .await?;
+    queued(client, bytes, a.follow, json, out).await
+}
+
+async fn rollback(
+    client: &Client,
+    a: RollbackArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let bytes = client
+        .post(
+            &format!("{}/rollback", app_path(&a.app)),
+            Some(&json!({ "deployment_id": a.deployment })),
+        )
+        .await?;
+    queued(client, bytes, a.follow, json, out).await
+}
+
+/// After a deployment was queued: print it, or follow it to its end.
+async fn queued(
+    client: &Client,
+    bytes: Bytes,
+    follow: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let d: Deployment = client.parse(&bytes)?;
+    if !follow {
+        if json {
+            return raw(out, &bytes);
+        }
+        writeln!(out, "{}", format::deployment_line(&d))?;
+        return Ok(());
+    }
+    if json {
+        eprintln!("{}", format::deployment_line(&d));
+    } else {
+        writeln!(out, "{}", format::deployment_line(&d))?;
+    }
+    follow_deployment(client, &d, json, out).await
+}
+
+/// Streams a deployment's log until its end event; an error unless it ended running.
+pub async fn follow_deployment(
+    client: &Client,
+    d: &Deployment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let mut stream = client
+        .events(&format!("/api/deployments/{}/logs?follow=1", d.id))
+        .await?;
+    let mut end: Option<End> = None;
+    while let Some(event) = stream.next().await? {
+        match event.event.as_str() {
+            "line" => {
+                let line: LogLine = client.parse(event.data.as_bytes())?;
+                if json {
+                    eprintln!("{}", format::log_line(&line));
+                } else {
+                    writeln!(out, "{}", format::log_line(&line))?;
+                }
+            }
+            "end" => {
+                end = Some(client.parse(event.data.as_bytes())?);
+                break;
+            }
+            _ => {}
+        }
+    }
+    drop(stream);
+    let Some(end) = end else {
+        return Err(ClientError::Stream {
+            message: format!(
+                "the log stream of deployment {} ended before the deployment did; \
+                 `rivetr deployments {}` shows where it stands",
+                d.id, d.app
+            ),
+        });
+    };
+    let bytes = client.get(&format!("/api/deployments/{}", d.id)).await?;
+    let last: Deployment = client.parse(&bytes)?;
+    if json {
+        raw(out, &bytes)?;
+    } else if succeeded(&end.status) {
+        writeln!(out, "{}", format::deployment_line(&last))?;
+    }
+    if succeeded(&end.status) {
+        Ok(())
+    } else {
+        Err(ClientError::DeploymentFailed {
+            id: last.id,
+            app: last.app,
+            status: end.status,
+            reason: last.reason,
+        })
+    }
+}
+
+async fn deployments(
+    client: &Client,
+    a: DeploymentsArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let mut path = format!("{}/deployments", app_path(&a.app));
+    if let Some(limit) = a.limit {
+        path.push_str(&format!("?limit={limit}"));
+    }
+    let bytes = client.get(&path).await?;
+    if json {
+        return raw(out, &bytes);
+    }
+    let list: Vec<Deployment> = client.parse(&bytes)?;
+    write!(out, "{}", format::deployments(&list))?;
+    Ok(())
+}
+
+/// The app's output: its stdout lines to stdout and stderr lines to stderr; with `--json`,
+/// one `{"stream", "line"}` object per line on stdout.
+async fn logs(
+    client: &Client,
+    a: LogsArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let mut path = format!("{}/logs?", app_path(&a.app));
+    if let Some(tail) = a.tail {
+        path.push_str(&format!("tail={tail}&"));
+    }
+    if a.follow {
+        path.push_str("follow=1");
+    }
+    let path = path.trim_end_matches(['&', '?']).to_owned();
+    let mut stream = client.events(&path).await?;
+    while let Some(event) = stream.next().await? {
+        let stream_name = event.event.as_str();
+        match stream_name {
+            "stdout" | "stderr" if json => {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({ "stream": stream_name, "line": event.data })
+                )?;
+            }
+            "stdout" => writeln!(out, "{}", event.data)?,
+            "stderr" => {
+                let mut err = std::io::stderr().lock();
+                writeln!(err, "{}", event.data)?;
+            }
+            "error" => {
+                return Err(ClientError::Stream {
+                    message: format!("the app's log stream failed: {}", event.data),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_sends_only_what_was_given() {
+        let args = AppCreateArgs {
+            name: "web".into(),
+            git: Some("https://git.example/web.git".into()),
+            image: None,
+            branch: None,
+            port: Some(3000),
+            domains: vec!["a.example".into(), "b.example".into()],
+            health_path: Some("/up".into()),
+            health_interval_ms: None,
+            health_timeout_ms: None,
+            health_retries: Some(5),
+            memory: Some("256M".into()),
+            cpus: None,
+            replicas: None,
+        };
+        assert_eq!(
+            create_body(&args),
+            json!({
+                "name": "web", "git_url": "https://git.example/web.git", "port": 3000,
+                "domains": ["a.example", "b.example"],
+                "healthcheck": {"path": "/up", "retries": 5},
+                "resources": {"memory": "256M"},
+            })
+        );
+    }
+
+    #[test]
+    fn app_names_cannot_escape_their_path() {
+        assert_eq!(app_path("../tokens"), "/api/apps/..%2Ftokens");
+        assert_eq!(app_path(".."), "/api/apps/%2E%2E");
+    }
+}

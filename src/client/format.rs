@@ -1,0 +1,341 @@
+//! Human-readable output: aligned tables and `key: value` details. Pure functions from the
+//! API's answers to text, so they are tested without a server. Values that could break a
+//! table (newlines, tabs, control characters) are escaped.
+
+use super::types::{App, Deployment, EnvVar, LogLine};
+
+/// Columns separated by two spaces, each as wide as its widest cell; the last one unpadded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A value on one line: control characters shown as escapes.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The first 12 hex digits of a commit id.
+pub fn short_sha(sha: &str) -> String {
+    sha.chars().take(12).collect()
+}
+
+/// `2025-01-02T03:04:05.678Z` as `2025-01-02 03:04:05`: enough for a table.
+pub fn short_time(t: &str) -> String {
+    let t = t.replace('T', " ");
+    let t = t.split('.').next().unwrap_or(&t);
+    t.trim_end_matches('Z').to_owned()
+}
+
+fn app_state(a: &App) -> String {
+    match (a.stopped, a.running_deployment) {
+        (true, _) => "stopped".to_owned(),
+        (false, Some(id)) => format!("running #{id}"),
+        (false, None) => "not deployed".to_owned(),
+    }
+}
+
+fn source(a: &App) -> String {
+    match (&a.git_url, &a.image) {
+        (Some(url), _) => url.clone(),
+        (None, Some(image)) => format!("image {image}"),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+pub fn apps(list: &[App]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                app_state(a),
+                if a.image.is_some() {
+                    "-".to_owned()
+                } else {
+                    a.branch.clone()
+                },
+                if a.domains.is_empty() {
+                    "-".to_owned()
+                } else {
+                    a.domains.join(",")
+                },
+                source(a),
+            ]
+        })
+        .collect();
+    table(&["NAME", "STATE", "BRANCH", "DOMAINS", "SOURCE"], &rows)
+}
+
+/// Every detail of one app. The webhook secret, when the answer has one (creation), is the
+/// caller's to print.
+pub fn app(a: &App) -> String {
+    let mut lines: Vec<(&str, String)> = vec![
+        ("name", a.name.clone()),
+        ("state", app_state(a)),
+        ("source", source(a)),
+    ];
+    if a.git_url.is_some() {
+        lines.push(("branch", a.branch.clone()));
+        if a.git_credential {
+            lines.push(("git credential", "stored encrypted".to_owned()));
+        }
+    }
+    lines.push(("port", a.port.to_string()));
+    lines.push((
+        "domains",
+        if a.domains.is_empty() {
+            "-".to_owned()
+        } else {
+            a.domains.join(", ")
+        },
+    ));
+    let h = &a.healthcheck;
+    lines.push((
+        "health check",
+        format!(
+            "GET {} every {} ms, {} ms timeout, {} attempts",
+            h.path, h.interval_ms, h.timeout_ms, h.retries
+        ),
+    ));
+    lines.push(("replicas", a.replicas.to_string()));
+    lines.push((
+        "memory",
+        a.resources
+            .memory_bytes
+            .map_or_else(|| "no limit".to_owned(), |b| format!("{b} bytes")),
+    ));
+    lines.push((
+        "cpus",
+        a.resources
+            .cpus
+            .map_or_else(|| "no limit".to_owned(), |c| c.to_string()),
+    ));
+    if let Some(w) = &a.webhooks {
+        lines.push(("webhook github", w.github.clone()));
+        lines.push(("webhook gitlab", w.gitlab.clone()));
+        lines.push(("webhook gitea", w.gitea.clone()));
+    }
+    lines.push(("created", short_time(&a.created_at)));
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in lines {
+        out.push_str(&format!("{:<width$} {}\n", format!("{k}:"), one_line(&v)));
+    }
+    out
+}
+
+pub fn env(vars: &[EnvVar]) -> String {
+    let rows: Vec<Vec<String>> = vars
+        .iter()
+        .map(|v| {
+            vec![
+                v.key.clone(),
+                if v.secret {
+                    "yes".to_owned()
+                } else {
+                    "no".to_owned()
+                },
+                if v.updated_at.is_empty() {
+                    "-".to_owned()
+                } else {
+                    short_time(&v.updated_at)
+                },
+                // The API masks secret values; never trust that alone.
+                if v.secret {
+                    crate::api::env::MASK.to_owned()
+                } else {
+                    one_line(&v.value)
+                },
+            ]
+        })
+        .collect();
+    table(&["KEY", "SECRET", "UPDATED", "VALUE"], &rows)
+}
+
+/// What a deployment is about, for the last column: why it failed, what it rolled back to,
+/// or its commit's subject.
+fn detail(d: &Deployment) -> String {
+    if let Some(reason) = d.reason.as_deref().filter(|r| !r.is_empty()) {
+        return one_line(reason);
+    }
+    let mut parts = Vec::new();
+    if let Some(to) = d.rollback_of {
+        parts.push(format!("rollback to #{to}"));
+    }
+    if let Some(subject) = &d.commit_subject {
+        parts.push(one_line(subject));
+    }
+    parts.join(": ")
+}
+
+pub fn deployments(list: &[Deployment]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.to_string(),
+                d.status.clone(),
+                d.commit_sha
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), short_sha),
+                d.trigger.clone(),
+                short_time(&d.queued_at),
+                detail(d),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATUS", "COMMIT", "TRIGGER", "QUEUED", "DETAIL"],
+        &rows,
+    )
+}
+
+/// One line saying where a deployment stands, such as `deployment 7 of web: running
+/// (commit 0123456789ab)`.
+pub fn deployment_line(d: &Deployment) -> String {
+    let mut s = format!("deployment {} of {}: {}", d.id, d.app, d.status);
+    if let Some(sha) = &d.commit_sha {
+        s.push_str(&format!(" (commit {})", short_sha(sha)));
+    }
+    if let Some(to) = d.rollback_of {
+        s.push_str(&format!(", rollback to #{to}"));
+    }
+    if let Some(reason) = d.reason.as_deref().filter(|r| !r.is_empty()) {
+        s.push_str(&format!(": {}", one_line(reason)));
+    }
+    s
+}
+
+/// A deployment log line as printed while following: `[stream] line`.
+pub fn log_line(l: &LogLine) -> String {
+    format!("[{}] {}", l.stream, l.line.trim_end_matches(['\r', '\n']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_json() -> serde_json::Value {
+        serde_json::json!({
+            "name": "web", "git_url": "https://git.example/web.git", "git_credential": true,
+            "branch": "main", "image": null, "port": 8080, "domains": ["web.example"],
+            "healthcheck": {"path": "/", "interval_ms": 500, "timeout_ms": 2000, "retries": 60},
+            "resources": {"memory_bytes": null, "cpus": 0.5}, "replicas": 1, "stopped": false,
+            "running_deployment": 4,
+            "webhooks": {"github": "http://h/webhooks/github/web", "gitlab": "g", "gitea": "t"},
+            "created_at": "2025-01-02T03:04:05.678Z", "updated_at": "x", "new_field": 1
+        })
+    }
+
+    #[test]
+    fn tables_align_and_trim() {
+        let t = table(
+            &["A", "BB"],
+            &[
+                vec!["long cell".into(), "x".into()],
+                vec!["y".into(), "".into()],
+            ],
+        );
+        assert_eq!(t, "A          BB\nlong cell  x\ny\n");
+    }
+
+    #[test]
+    fn app_views() {
+        let a: App = serde_json::from_value(app_json()).unwrap();
+        let list = apps(std::slice::from_ref(&a));
+        let mut lines = list.lines();
+        assert!(lines.next().unwrap().starts_with("NAME"));
+        let row = lines.next().unwrap();
+        for want in [
+            "web",
+            "running #4",
+            "main",
+            "web.example",
+            "https://git.example",
+        ] {
+            assert!(row.contains(want), "{row}");
+        }
+        let details = app(&a);
+        assert!(details.contains("health check:"), "{details}");
+        assert!(details.contains("GET / every 500 ms"), "{details}");
+        assert!(details.contains("git credential:"), "{details}");
+        assert!(
+            details.contains("created:        2025-01-02 03:04:05"),
+            "{details}"
+        );
+        assert!(
+            details.contains("http://h/webhooks/github/web"),
+            "{details}"
+        );
+    }
+
+    #[test]
+    fn env_never_shows_a_secret_even_if_the_server_sent_it() {
+        let vars: Vec<EnvVar> = serde_json::from_value(serde_json::json!([
+            {"key": "PLAIN", "value": "a\nb", "secret": false, "updated_at": ""},
+            {"key": "TOKEN", "value": "leaked-value", "secret": true, "updated_at": "2025-01-01T00:00:00Z"},
+        ]))
+        .unwrap();
+        let t = env(&vars);
+        assert!(t.contains("a\\nb"), "{t}");
+        assert!(!t.contains("leaked-value"), "{t}");
+        assert!(t.contains("********"), "{t}");
+    }
+
+    #[test]
+    fn deployment_views() {
+        let d: Vec<Deployment> = serde_json::from_value(serde_json::json!([
+            {"id": 3, "app": "web", "status": "failed", "trigger": "api", "ref": null,
+             "commit_sha": "0123456789abcdef", "commit_subject": "broken", "reason": "build failed at step 2",
+             "rollback_of": null, "queued_at": "2025-01-02T03:04:05Z", "finished_at": null},
+            {"id": 2, "app": "web", "status": "running", "trigger": "rollback", "ref": null,
+             "commit_sha": null, "commit_subject": "first", "reason": null,
+             "rollback_of": 1, "queued_at": "2025-01-02T03:04:05Z", "finished_at": null}
+        ]))
+        .unwrap();
+        let t = deployments(&d);
+        assert!(t.contains("0123456789ab "), "{t}");
+        assert!(t.contains("build failed at step 2"), "{t}");
+        assert!(t.contains("rollback to #1: first"), "{t}");
+        assert_eq!(
+            deployment_line(&d[0]),
+            "deployment 3 of web: failed (commit 0123456789ab): build failed at step 2"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(one_line("a\tb\u{1b}[1m\\"), "a\\tb\\u{1b}[1m\\\\");
+        assert_eq!(short_time("2025-01-02T03:04:05Z"), "2025-01-02 03:04:05");
+    }
+}

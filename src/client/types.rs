@@ -1,0 +1,117 @@
+//! The API's answers as the client reads them: only the fields it shows, unknown fields
+//! ignored, so a newer server does not break an older client. `--json` output never goes
+//! through these types: it is the server's bytes.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct App {
+    pub name: String,
+    pub git_url: Option<String>,
+    #[serde(default)]
+    pub git_credential: bool,
+    pub branch: String,
+    pub image: Option<String>,
+    pub port: u16,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub healthcheck: Healthcheck,
+    pub resources: Resources,
+    pub replicas: u32,
+    pub stopped: bool,
+    pub running_deployment: Option<i64>,
+    pub webhooks: Option<WebhookUrls>,
+    pub created_at: String,
+    /// Only in the creation answer.
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Healthcheck {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookUrls {
+    pub github: String,
+    pub gitlab: String,
+    pub gitea: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EnvVar {
+    pub key: String,
+    /// `********` for a secret.
+    pub value: String,
+    pub secret: bool,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub app: String,
+    pub status: String,
+    pub trigger: String,
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub commit_sha: Option<String>,
+    pub commit_subject: Option<String>,
+    pub reason: Option<String>,
+    pub rollback_of: Option<i64>,
+    pub queued_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl Deployment {
+    /// True once the status will not change (`running` may still become `replaced`).
+    pub fn is_final(&self) -> bool {
+        FINAL_STATUSES.contains(&self.status.as_str())
+    }
+}
+
+/// Statuses a deployment does not leave (except running -> replaced).
+pub const FINAL_STATUSES: &[&str] = &["running", "failed", "cancelled", "superseded", "replaced"];
+
+/// Statuses of a deployment that went live: `replaced` ran and was followed by a newer one.
+pub fn succeeded(status: &str) -> bool {
+    matches!(status, "running" | "replaced")
+}
+
+/// One line of a deployment's log (the data of an SSE `line` event).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogLine {
+    pub id: i64,
+    #[serde(default)]
+    pub at: String,
+    pub stream: String,
+    pub line: String,
+}
+
+/// The data of the SSE `end` event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct End {
+    pub status: String,
+}
+
+/// An API error body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
