@@ -20,6 +20,11 @@ curl -fsS "http://127.0.0.1:$api/api/health" >/dev/null
 sleep 10
 rss=$(awk '/^VmRSS/ {print $2}' /proc/$pid/status)
 hwm=$(awk '/^VmHWM/ {print $2}' /proc/$pid/status)
+anon=$(awk '/^RssAnon/ {print $2}' /proc/$pid/status)
+file=$(awk '/^RssFile/ {print $2}' /proc/$pid/status)
 echo "idle VmRSS: ${rss} kB"
 echo "idle VmHWM: ${hwm} kB"
+# The split: memory Rivetr allocated, and pages of the binary and libraries the kernel mapped
+# (clean, shared with the page cache; the kernel maps 64 KB around each code page touched).
+echo "  of which RssAnon: ${anon} kB, RssFile: ${file} kB"
 echo "target: VmRSS < 12288 kB -> $([ "$rss" -lt 12288 ] && echo met || echo MISSED)"
