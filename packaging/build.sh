@@ -122,10 +122,32 @@ RIVETR_GLIBC_MIN=$(objdump -T "$stage/rivetr" | grep -o 'GLIBC_[0-9][0-9.]*' | s
 [ -n "$RIVETR_GLIBC_MIN" ] || { log "no GLIBC symbol versions in $stage/rivetr"; exit 1; }
 export RIVETR_GLIBC_MIN
 
+# nfpm 2.48 expands no glob in a `type: doc` entry ("Cannot read target/package/man/*.1.gz"),
+# and the rpm's man pages must be %doc (rpmlint: not-listed-as-documentation): package with a
+# copy of nfpm.yaml that lists the rpm's pages one by one.
+python3 - nfpm.yaml "$stage/nfpm.yaml" "$stage"/man/*.1.gz <<'EOF'
+import sys
+src, dst, pages = sys.argv[1], sys.argv[2], sys.argv[3:]
+text = open(src).read()
+entry = """  - src: target/package/man/*.1.gz
+    dst: /usr/share/man/man1/
+    packager: rpm
+    type: doc
+    file_info: { mode: 0644 }
+"""
+if text.count(entry) != 1:
+    sys.exit("build.sh: nfpm.yaml no longer has the rpm's man page glob entry it expands")
+pages = [p for p in pages if not p.endswith("*.1.gz")]
+if not pages:
+    sys.exit("build.sh: no man pages in target/package/man")
+one = "  - src: {0}\n    dst: /usr/share/man/man1/{1}\n    packager: rpm\n    type: doc\n    file_info: {{ mode: 0644 }}\n"
+open(dst, "w").write(text.replace(entry, "".join(one.format(p, p.rsplit("/", 1)[1]) for p in pages)))
+EOF
+
 nfpm=$(find_nfpm)
 mkdir -p "$out"
 export RIVETR_VERSION=$version
 for packager in deb rpm; do
-    "$nfpm" package --config nfpm.yaml --packager "$packager" --target "$out/" >&2
+    "$nfpm" package --config "$stage/nfpm.yaml" --packager "$packager" --target "$out/" >&2
 done
 ls -1 "$out/rivetr_${version}-1_amd64.deb" "$out/rivetr-${version}-1.x86_64.rpm"

@@ -4,6 +4,9 @@
 #
 #   scripts/test-env/engines.sh cargo test --test runtime
 #   scripts/test-env/engines.sh --keep      # start (or reuse), print the exports, leave running
+#   scripts/test-env/engines.sh --image unix:///path/podman.sock
+#                                           # only import the image into that engine (one
+#                                           # another script started, e.g. package-e2e.sh)
 #
 # Engines (each reused when its socket already answers, and then left running at the end):
 #   rootful Podman   RIVETR_TEST_PODMAN_SOCKET           unix:///run/rivetr-test/podman.sock
@@ -23,7 +26,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 RUN_DIR=/run/rivetr-test
 TEST_USER=rivetr-test
 IMAGE_REPO=localhost/busybox
-IMAGE_TAG=test
+IMAGE_TAG="test"
 export CONTAINERS_CONF="$HERE/containers.conf"
 STARTED_PIDS=()
 
@@ -191,6 +194,13 @@ ensure_image() {
 
 main() {
     local keep=
+    if [ "${1:-}" = --image ]; then
+        [ $# -eq 2 ] || { log "usage: $0 --image unix:///path"; return 2; }
+        ensure_packages busybox-static curl
+        mkdir -p "$RUN_DIR"
+        ensure_image "$2"
+        return
+    fi
     if [ "${1:-}" = --keep ]; then
         keep=1
         shift
