@@ -41,8 +41,8 @@ pub struct AppState {
     pub secrets: Arc<secrets::Secrets>,
     /// Failed authentications per client address (API tokens and webhook signatures).
     pub auth_failures: Arc<auth::FailureLimiter>,
-    /// The container engine found at startup, or what was tried.
-    pub runtime: Arc<runtime::Detection>,
+    /// The container engine, or what was tried; it can appear after startup.
+    pub runtime: runtime::SharedDetection,
     pub engine: engine::Engine,
     /// Where the API queues deployments: the engine (a trait, so handlers stay testable).
     pub deployer: Arc<dyn api::enqueue::Deployer>,
@@ -54,7 +54,7 @@ impl AppState {
         db: db::Db,
         config: config::Config,
         secrets: Arc<secrets::Secrets>,
-        runtime: Arc<runtime::Detection>,
+        runtime: runtime::SharedDetection,
         engine: engine::Engine,
     ) -> AppState {
         AppState {

@@ -502,3 +502,39 @@ fn an_image_app_runs_without_a_build_with_replicas_sharing_traffic_and_limits_ap
         .args(["--remote", "--url", &p.socket, "rmi", "-f", &image])
         .output();
 }
+
+#[test]
+fn an_engine_that_appears_after_startup_is_found_and_deploys_work() {
+    let Some(socket) = podman_socket("late engine") else {
+        return;
+    };
+    // The configured socket does not exist yet, as when systemd starts Rivetr before the
+    // rivetr user's podman.socket; a symlink to the test engine makes it appear later.
+    let late = tempfile::tempdir().unwrap();
+    let link = late.path().join("podman.sock");
+    let p = Platform::start(&format!("unix://{}", link.display()), &[]);
+    let (_, health) = p.api("GET", "/api/health", None);
+    assert_eq!(health["runtime"]["status"], "unavailable", "{health}");
+    let repo = GitRepo::new("late\n");
+    let app = p.create_app(&unique_name("late"), repo.path(), json!({}));
+    let (status, refused) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/deployments"),
+        Some(json!({})),
+    );
+    assert_eq!(status, 503, "{refused}");
+
+    let target = socket.strip_prefix("unix://").unwrap_or(&socket);
+    std::os::unix::fs::symlink(target, &link).unwrap();
+    wait_for("the engine to be found", Duration::from_secs(60), || {
+        let (_, health) = p.api("GET", "/api/health", None);
+        (health["runtime"]["status"] == "ok").then_some(())
+    });
+    let (_, health) = p.api("GET", "/api/health", None);
+    assert_eq!(health["runtime"]["engine"], "podman", "{health}");
+    deploy_ok(&p, &app);
+    assert_eq!(
+        p.through_proxy(&format!("{app}.test"), "/"),
+        (200, "late\n".to_owned())
+    );
+}

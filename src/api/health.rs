@@ -49,7 +49,7 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         version: crate::VERSION,
         uptime_s: state.started.elapsed().as_secs(),
         db,
-        runtime: state.runtime.status.clone(),
+        runtime: state.runtime.load().status.clone(),
     };
     (code, Json(body))
 }

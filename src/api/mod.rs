@@ -131,18 +131,17 @@ pub(crate) mod test_support {
             let (db, _) = crate::db::Db::open(&dir.path().join("rivetr.db")).unwrap();
             let secrets = Arc::new(crate::secrets::load(&db, dir.path(), None).await.unwrap());
             let config = crate::config::Config::default();
-            let runtime = Arc::new(crate::runtime::Detection {
+            let runtime = Arc::new(arc_swap::ArcSwap::from_pointee(crate::runtime::Detection {
                 runtime: None,
                 status: crate::runtime::RuntimeStatus::Unavailable {
                     message: "no container engine in API unit tests".to_owned(),
                     tried: Vec::new(),
                 },
-            });
+            }));
             let engine = crate::engine::Engine::start(
                 db.clone(),
                 Arc::clone(&secrets),
-                None,
-                "no container engine in API unit tests".to_owned(),
+                Arc::clone(&runtime),
                 Arc::new(crate::proxy::routes::RouteTable::new()),
                 crate::engine::EngineConfig::from_config(&config, dir.path().to_owned()),
                 tokio_util::sync::CancellationToken::new(),

@@ -60,7 +60,7 @@ pub(crate) async fn bring_up(
     current: &Deployment,
     check_new: bool,
 ) -> Result<usize, EngineError> {
-    let runtime = Arc::clone(shared.runtime()?);
+    let runtime = shared.runtime()?;
     let settings = current
         .settings
         .as_deref()
@@ -138,7 +138,7 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
     let lock = shared.app_lock(app.id);
     let _one_at_a_time = lock.lock().await;
     shared.set_routes(app, Vec::new());
-    if let Some(runtime) = shared.runtime.as_ref() {
+    if let Some(runtime) = shared.current_runtime() {
         for c in runtime.list(&shared.app_filter(&app.name)).await? {
             runtime.remove(&c.id).await?;
         }

@@ -41,6 +41,7 @@ use crate::db::{Db, DbError};
 use crate::proxy::routes::{Owner, RouteSpec, RouteTable};
 use crate::runtime::{
     ContainerRuntime, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LabelFilter, RuntimeError,
+    SharedDetection,
 };
 use log::LogHub;
 pub use reconcile::ReconcileReport;
@@ -111,9 +112,8 @@ pub(crate) struct Shared {
     db: Db,
     /// Decrypts secret environment variables, only into a container's environment.
     secrets: Arc<crate::secrets::Secrets>,
-    runtime: Option<Arc<dyn ContainerRuntime>>,
-    /// Why there is no runtime, for errors.
-    runtime_problem: String,
+    /// The container engine, or why there is none; it can appear after startup.
+    runtime: SharedDetection,
     routes: Arc<RouteTable>,
     logs: Arc<LogHub>,
     config: EngineConfig,
@@ -127,14 +127,13 @@ pub(crate) struct Shared {
 }
 
 impl Engine {
-    /// Starts the engine's queue. `runtime` is `None` when no container engine was found;
-    /// deploys then fail with `runtime_problem`.
+    /// Starts the engine's queue. While `runtime` holds no engine, deploys fail saying what
+    /// detection tried.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         db: Db,
         secrets: Arc<crate::secrets::Secrets>,
-        runtime: Option<Arc<dyn ContainerRuntime>>,
-        runtime_problem: String,
+        runtime: SharedDetection,
         routes: Arc<RouteTable>,
         config: EngineConfig,
         shutdown: CancellationToken,
@@ -144,7 +143,6 @@ impl Engine {
             db,
             secrets,
             runtime,
-            runtime_problem,
             routes,
             logs: Arc::new(LogHub::default()),
             builds: Semaphore::new(config.max_concurrent_builds.max(1)),
@@ -322,7 +320,7 @@ impl Engine {
         options: crate::runtime::LogOptions,
     ) -> Result<crate::runtime::LogStream, EngineError> {
         let app = self.app(app).await?;
-        let runtime = Arc::clone(self.shared.runtime()?);
+        let runtime = self.shared.runtime()?;
         let app_id = app.id;
         let current = self
             .shared
@@ -373,10 +371,17 @@ fn trigger_str(t: &str) -> &'static str {
 }
 
 impl Shared {
-    fn runtime(&self) -> Result<&Arc<dyn ContainerRuntime>, EngineError> {
-        self.runtime
-            .as_ref()
-            .ok_or_else(|| EngineError::NoRuntime(self.runtime_problem.clone()))
+    fn runtime(&self) -> Result<Arc<dyn ContainerRuntime>, EngineError> {
+        let detection = self.runtime.load();
+        detection
+            .runtime
+            .clone()
+            .ok_or_else(|| EngineError::NoRuntime(detection.status.summary()))
+    }
+
+    /// The container engine, when there is one.
+    fn current_runtime(&self) -> Option<Arc<dyn ContainerRuntime>> {
+        self.runtime.load().runtime.clone()
     }
 
     fn app_lock(&self, app_id: i64) -> Arc<tokio::sync::Mutex<()>> {

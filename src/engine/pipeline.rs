@@ -115,7 +115,7 @@ async fn stages(
         .call(move |c| crate::db::apps::get_by_id(c, app_id))
         .await?
         .ok_or_else(|| Stop::Failed("the app was deleted".to_owned()))?;
-    let runtime = Arc::clone(shared.runtime()?);
+    let runtime = shared.runtime()?;
 
     let (image, settings) = if let Some(source) = d.rollback_of {
         from_earlier_deployment(shared, d, source, log).await?
@@ -220,7 +220,7 @@ async fn clone_and_build(
             "the app has neither a git URL nor an image".to_owned(),
         ));
     };
-    let runtime = Arc::clone(shared.runtime()?);
+    let runtime = shared.runtime()?;
     set_status(shared, d.id, Status::Cloning).await?;
     let work = shared.work_dir(d.id);
     let _ = tokio::fs::remove_dir_all(&work).await;
@@ -452,7 +452,7 @@ pub(crate) async fn environment(
 
 /// Removes what a failed or cancelled deployment created.
 async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image: Option<&str>) {
-    let Some(runtime) = shared.runtime.as_ref() else {
+    let Some(runtime) = shared.current_runtime() else {
         return;
     };
     match runtime.list(&shared.deployment_filter(&d.app, d.id)).await {
@@ -488,7 +488,7 @@ pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Durat
         _ = shared.shutdown.cancelled() => return,
         _ = tokio::time::sleep(drain) => {}
     }
-    let Some(runtime) = shared.runtime.as_ref() else {
+    let Some(runtime) = shared.current_runtime() else {
         return;
     };
     let containers = match runtime.list(&shared.deployment_filter(app, old)).await {
@@ -516,7 +516,7 @@ pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Durat
 /// Keeps the images of the last `keep_images` successful deployments for rollbacks and
 /// removes older ones Rivetr built.
 async fn prune_images(shared: &Shared, app: &App, log: &DeployLog) {
-    let Some(runtime) = shared.runtime.as_ref() else {
+    let Some(runtime) = shared.current_runtime() else {
         return;
     };
     let app_id = app.id;

@@ -49,8 +49,8 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineE
         tracing::warn!(dir = %work.display(), error = %e, "cannot clear the work directory");
     }
 
-    let Some(runtime) = shared.runtime.as_ref() else {
-        tracing::warn!(reason = %shared.runtime_problem, "no container runtime: apps cannot be brought back into service");
+    let Some(runtime) = shared.current_runtime() else {
+        tracing::warn!(reason = %shared.runtime.load().status.summary(), "no container runtime: apps cannot be brought back into service");
         return Ok(report);
     };
     let apps = shared.db.call(|c| crate::db::apps::list(c)).await?;

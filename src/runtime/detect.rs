@@ -73,6 +73,10 @@ impl RuntimeStatus {
     }
 }
 
+/// The detection every part of Rivetr reads: replaced whole when an engine that was missing
+/// at startup appears later (a `podman.socket` that systemd starts after Rivetr).
+pub type SharedDetection = Arc<arc_swap::ArcSwap<Detection>>;
+
 /// The engine found, if any, and what to report about it.
 #[derive(Clone)]
 pub struct Detection {

@@ -57,7 +57,9 @@ use futures_util::Stream;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 
-pub use detect::{Attempt, DetectEnv, Detection, RuntimeStatus, detect, detect_with};
+pub use detect::{
+    Attempt, DetectEnv, Detection, RuntimeStatus, SharedDetection, detect, detect_with,
+};
 pub use docker::DockerRuntime;
 pub use error::RuntimeError;
 pub use podman::PodmanRuntime;

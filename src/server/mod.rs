@@ -6,6 +6,7 @@
 mod accept;
 mod workers;
 
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::db::{Db, DbError};
 use crate::engine::{Engine, EngineConfig};
 use crate::logging::LogHandle;
 use crate::proxy::{self, Proxy, acme::AcmeManager};
+use crate::runtime::SharedDetection;
 use crate::systemd::listen::InheritedSockets;
 use crate::systemd::{notify, watchdog};
 use tokio_rustls::TlsAcceptor;
@@ -103,7 +105,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
     crate::auth::ensure_initial_token(&db, &state_dir).await?;
-    let runtime = Arc::new(detect_runtime(&config.runtime).await);
+    let runtime: SharedDetection =
+        Arc::new(ArcSwap::from_pointee(detect_runtime(&config.runtime).await));
 
     let api_listener = take_or_bind(
         "api",
@@ -138,7 +141,6 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         api: api_listener.local_addr().ok(),
         http: http_listener.local_addr().ok(),
         https: https_listener.local_addr().ok(),
-        runtime: runtime.status.summary(),
     };
 
     let shutdown = CancellationToken::new();
@@ -163,8 +165,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let engine = Engine::start(
         db.clone(),
         Arc::clone(&secrets),
-        runtime.runtime.clone(),
-        runtime.status.summary(),
+        Arc::clone(&runtime),
         Arc::clone(&proxy.routes),
         EngineConfig::from_config(&config, state_dir.clone()),
         shutdown.clone(),
@@ -233,8 +234,19 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             tracing::warn!(error = %e, "accept loop slow to start");
         }
     }
-    tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, runtime = %addrs.runtime, state_dir = %state_dir.display(), "rivetr is serving");
-    notify::ready(&status_line(&db, &proxy, &engine, &addrs).await);
+    tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, runtime = %runtime.load().status.summary(), state_dir = %state_dir.display(), "rivetr is serving");
+    notify::ready(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);
+
+    let runtime_found = Arc::new(tokio::sync::Notify::new());
+    if runtime.load().runtime.is_none() {
+        tasks.spawn(watch_for_runtime(
+            state.config.load().runtime.clone(),
+            Arc::clone(&runtime),
+            engine.clone(),
+            Arc::clone(&runtime_found),
+            shutdown.clone(),
+        ));
+    }
 
     if let Some(period) = watchdog {
         tracing::info!(?period, "watchdog enabled");
@@ -253,7 +265,10 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 reload(&state, config_path.as_deref(), &log, &proxy, addrs.api);
-                notify::ready(&status_line(&db, &proxy, &engine, &addrs).await);
+                notify::ready(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);
+            }
+            _ = runtime_found.notified() => {
+                notify::status(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);
             }
         }
     }
@@ -280,8 +295,11 @@ async fn open_db(path: PathBuf) -> Result<Db, ServerError> {
     Ok(db)
 }
 
-/// How long startup waits for the container engine before serving without one.
-const RUNTIME_DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long startup waits for the container engine before serving without one (longer than
+/// one socket's probe, so a slow but present engine is still found).
+const RUNTIME_DETECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest pause between two looks for an engine that was missing at startup.
+const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Finds the container engine; bounded, so a hanging engine or D-Bus never holds READY back
 /// for long. Rivetr serves without an engine and reports what was tried.
@@ -293,6 +311,41 @@ async fn detect_runtime(config: &crate::config::RuntimeConfig) -> crate::runtime
         tracing::warn!(status = %detection.status.summary(), "serving without a container runtime");
     }
     detection
+}
+
+/// Looks again, with growing pauses, for an engine that was missing at startup: on a first
+/// install systemd may start Rivetr before the `rivetr` user's `podman.socket` exists. Once
+/// found, the engine is swapped in, apps are reconciled (routed, started) and STATUS updated.
+async fn watch_for_runtime(
+    config: crate::config::RuntimeConfig,
+    runtime: SharedDetection,
+    engine: Engine,
+    found: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RUNTIME_RETRY_MAX);
+        let detection =
+            tokio::time::timeout(RUNTIME_DETECT_TIMEOUT, crate::runtime::detect(&config))
+                .await
+                .unwrap_or_else(|_| crate::runtime::Detection::timed_out(RUNTIME_DETECT_TIMEOUT));
+        if detection.runtime.is_none() {
+            tracing::debug!(status = %detection.status.summary(), "still no container runtime");
+            continue;
+        }
+        tracing::info!(status = %detection.status.summary(), "container runtime appeared after startup");
+        runtime.store(Arc::new(detection));
+        if let Err(e) = engine.reconcile().await {
+            tracing::error!(error = %e, "reconciling with the container engine failed; apps may be unrouted");
+        }
+        found.notify_one();
+        return;
+    }
 }
 
 /// Uses the socket systemd passed under `name`, or binds `addr`. Either way the result is
@@ -354,12 +407,16 @@ struct Addrs {
     api: Option<SocketAddr>,
     http: Option<SocketAddr>,
     https: Option<SocketAddr>,
-    /// `runtime podman 4.3.1` or `no container runtime (tried ...)`.
-    runtime: String,
 }
 
 /// The line `systemctl status` shows.
-async fn status_line(db: &Db, proxy: &Proxy, engine: &Engine, addrs: &Addrs) -> String {
+async fn status_line(
+    db: &Db,
+    proxy: &Proxy,
+    engine: &Engine,
+    addrs: &Addrs,
+    runtime: &SharedDetection,
+) -> String {
     let apps = db
         .call(|c| c.query_row("SELECT COUNT(*) FROM apps", [], |r| r.get::<_, i64>(0)))
         .await
@@ -373,7 +430,7 @@ async fn status_line(db: &Db, proxy: &Proxy, engine: &Engine, addrs: &Addrs) -> 
         show(addrs.api),
         show(addrs.http),
         show(addrs.https),
-        addrs.runtime
+        runtime.load().status.summary()
     )
 }
 
