@@ -304,13 +304,18 @@ const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Finds the container engine; bounded, so a hanging engine or D-Bus never holds READY back
 /// for long. Rivetr serves without an engine and reports what was tried.
 async fn detect_runtime(config: &crate::config::RuntimeConfig) -> crate::runtime::Detection {
-    let detection = tokio::time::timeout(RUNTIME_DETECT_TIMEOUT, crate::runtime::detect(config))
-        .await
-        .unwrap_or_else(|_| crate::runtime::Detection::timed_out(RUNTIME_DETECT_TIMEOUT));
+    let detection = detect_bounded(config).await;
     if detection.runtime.is_none() {
         tracing::warn!(status = %detection.status.summary(), "serving without a container runtime");
     }
     detection
+}
+
+/// One detection, given up after [`RUNTIME_DETECT_TIMEOUT`].
+async fn detect_bounded(config: &crate::config::RuntimeConfig) -> crate::runtime::Detection {
+    tokio::time::timeout(RUNTIME_DETECT_TIMEOUT, crate::runtime::detect(config))
+        .await
+        .unwrap_or_else(|_| crate::runtime::Detection::timed_out(RUNTIME_DETECT_TIMEOUT))
 }
 
 /// Looks again, with growing pauses, for an engine that was missing at startup: on a first
@@ -330,10 +335,7 @@ async fn watch_for_runtime(
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(RUNTIME_RETRY_MAX);
-        let detection =
-            tokio::time::timeout(RUNTIME_DETECT_TIMEOUT, crate::runtime::detect(&config))
-                .await
-                .unwrap_or_else(|_| crate::runtime::Detection::timed_out(RUNTIME_DETECT_TIMEOUT));
+        let detection = detect_bounded(&config).await;
         if detection.runtime.is_none() {
             tracing::debug!(status = %detection.status.summary(), "still no container runtime");
             continue;
