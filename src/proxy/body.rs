@@ -11,6 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::h1;
 use super::metrics::RouteMetrics;
 use super::pool::Lease;
 
@@ -49,7 +50,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Page(bytes) => bytes.is_none(),
-            ProxyBody::Upstream(body) => body.inner.is_end_stream(),
+            ProxyBody::Upstream(body) => body.is_end_stream(),
         }
     }
 
@@ -57,21 +58,31 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Page(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Page(None) => SizeHint::with_exact(0),
-            ProxyBody::Upstream(body) => body.inner.size_hint(),
+            ProxyBody::Upstream(body) => body.size_hint(),
         }
     }
 }
 
 /// An app's response body, counted, cut when it stalls longer than `idle`. Once read to its
-/// end it hands its connection back to the pool.
+/// end its connection goes back to the pool.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: Inner,
     metrics: Arc<RouteMetrics>,
     idle: Duration,
-    last_activity: Instant,
-    // Created only when the body first has to wait, so quick responses never touch the timer.
+    /// Data arrived since the timer was last set. The clock is read only when the body has to
+    /// wait, so a response that arrives whole never touches it or the timer.
+    active: bool,
     timer: Option<Pin<Box<Sleep>>>,
-    lease: Option<Lease>,
+}
+
+/// The two kinds of connection a response can arrive on (see the pool).
+enum Inner {
+    Hyper {
+        body: Incoming,
+        lease: Option<Lease>,
+    },
+    /// Hands its connection back by itself.
+    Lean(h1::ResponseBody),
 }
 
 impl UpstreamBody {
@@ -81,21 +92,81 @@ impl UpstreamBody {
         idle: Duration,
         lease: Lease,
     ) -> UpstreamBody {
+        Self::with(
+            Inner::Hyper {
+                body: inner,
+                lease: Some(lease),
+            },
+            metrics,
+            idle,
+        )
+    }
+
+    pub fn lean(
+        body: h1::ResponseBody,
+        metrics: Arc<RouteMetrics>,
+        idle: Duration,
+    ) -> UpstreamBody {
+        Self::with(Inner::Lean(body), metrics, idle)
+    }
+
+    fn with(inner: Inner, metrics: Arc<RouteMetrics>, idle: Duration) -> UpstreamBody {
         UpstreamBody {
             inner,
             metrics,
             idle,
-            last_activity: Instant::now(),
+            active: true,
             timer: None,
-            lease: Some(lease),
         }
     }
 
-    /// Returns the connection to the pool; only once the whole response has been read.
-    fn release(&mut self, cx: &mut Context<'_>) {
-        if let Some(lease) = self.lease.take() {
-            lease.release(cx);
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.inner {
+            Inner::Hyper { body, lease } => {
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                match &frame {
+                    // hyper stops polling once the body says it has ended.
+                    Some(Ok(_)) if body.is_end_stream() => release(lease, cx),
+                    None => release(lease, cx),
+                    // A connection that failed mid-body is not reused.
+                    Some(Err(_)) => *lease = None,
+                    Some(Ok(_)) => {}
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Inner::Lean(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into))),
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.is_end_stream(),
+            Inner::Lean(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Hyper { body, .. } => body.size_hint(),
+            Inner::Lean(body) => body.size_hint(),
+        }
+    }
+
+    /// Drops the connection: it must not carry another request.
+    fn abandon(&mut self) {
+        if let Inner::Hyper { lease, .. } = &mut self.inner {
+            *lease = None;
+        }
+        // A lean body holds its connection and drops it with itself.
+    }
+}
+
+/// Returns a hyper connection to the pool; only once the whole response has been read.
+fn release(lease: &mut Option<Lease>, cx: &mut Context<'_>) {
+    if let Some(lease) = lease.take() {
+        lease.release(cx);
     }
 }
 
@@ -112,50 +183,42 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.poll_inner(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.metrics
                         .bytes_out
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                this.last_activity = Instant::now();
-                // hyper stops polling once the body says it has ended.
-                if this.inner.is_end_stream() {
-                    this.release(cx);
-                }
+                this.active = true;
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                // A connection that failed mid-body is not reused.
-                this.lease = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                this.release(cx);
-                Poll::Ready(None)
-            }
+            other @ Poll::Ready(_) => other,
             Poll::Pending => {
-                let deadline = this.last_activity + this.idle;
+                if std::mem::take(&mut this.active) {
+                    let deadline = Instant::now() + this.idle;
+                    match &mut this.timer {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
                 let timer = this
                     .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
+                    .as_mut()
+                    .expect("the timer is set on the first wait");
                 ready!(timer.as_mut().poll(cx));
-                this.lease = None;
+                this.abandon();
                 Poll::Ready(Some(Err(IdleTimeout(this.idle).into())))
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        UpstreamBody::is_end_stream(self)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        UpstreamBody::size_hint(self)
     }
 }
 

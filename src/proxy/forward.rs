@@ -9,6 +9,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
+use super::h1;
 use super::pool::{Lease, Pool, PoolError};
 use hyper_util::rt::TokioIo;
 
@@ -42,7 +43,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus the legacy
 /// `Keep-Alive` and `Proxy-Connection`.
-const HOP_BY_HOP: [HeaderName; 9] = [
+pub(super) const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -56,14 +57,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+    // Most messages carry none or only `Connection`: one pass to look before nine removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    for name in connection_named(headers) {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
@@ -105,6 +103,80 @@ impl Peer {
     }
 }
 
+/// The fields the proxy sets on a request to an app, worked out once for either way of
+/// sending it (a header map for hyper, or a head written directly by the lean path).
+struct Forwarded {
+    /// A Host for the app when the client sent none: HTTP/2 carries it in :authority.
+    host: Option<HeaderValue>,
+    /// The client's own Host, as `X-Forwarded-Host`.
+    original_host: HeaderValue,
+    /// The client's `X-Forwarded-For` chain with the client appended.
+    forwarded_for: HeaderValue,
+    proto: HeaderValue,
+    real_ip: HeaderValue,
+}
+
+/// Client headers the proxy replaces with its own values.
+fn set_by_proxy(name: &HeaderName) -> bool {
+    name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == X_REAL_IP
+}
+
+impl Forwarded {
+    fn of(headers: &HeaderMap, host: &str, peer: &Peer, scheme: Scheme) -> Forwarded {
+        let (host, original_host) = match headers.get(header::HOST) {
+            Some(h) => (None, h.clone()),
+            None => {
+                let h = HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static(""));
+                (Some(h.clone()), h)
+            }
+        };
+        let chain: Option<String> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .fold(None, |acc, v| {
+                Some(acc.map_or_else(|| v.to_owned(), |a| format!("{a}, {v}")))
+            });
+        let forwarded_for = match chain {
+            Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", peer.addr.ip()))
+                .unwrap_or_else(|_| peer.ip.clone()),
+            None => peer.ip.clone(),
+        };
+        Forwarded {
+            host,
+            original_host,
+            forwarded_for,
+            proto: HeaderValue::from_static(scheme.as_str()),
+            real_ip: peer.ip.clone(),
+        }
+    }
+
+    fn fields(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        self.host.map(|h| (header::HOST, h)).into_iter().chain([
+            (X_FORWARDED_FOR, self.forwarded_for),
+            (X_FORWARDED_PROTO, self.proto),
+            (X_FORWARDED_HOST, self.original_host),
+            (X_REAL_IP, self.real_ip),
+        ])
+    }
+}
+
+/// The names a `Connection` header lists: hop-by-hop for this message.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect()
+}
+
 /// The request headers as the app receives them.
 fn upstream_headers(
     parts: &mut Parts,
@@ -115,38 +187,41 @@ fn upstream_headers(
 ) -> HeaderMap {
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
-    // HTTP/2 carries the host in :authority; an HTTP/1.1 app needs a Host header.
-    let original_host = match headers.get(header::HOST) {
-        Some(h) => h.clone(),
-        None => {
-            let h = HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static(""));
-            headers.insert(header::HOST, h.clone());
-            h
-        }
-    };
-    let chain: Option<String> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .fold(None, |acc, v| {
-            Some(acc.map_or_else(|| v.to_owned(), |a| format!("{a}, {v}")))
-        });
-    let forwarded_for = match chain {
-        Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", peer.addr.ip()))
-            .unwrap_or_else(|_| peer.ip.clone()),
-        None => peer.ip.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme.as_str()));
-    headers.insert(X_FORWARDED_HOST, original_host);
-    headers.insert(X_REAL_IP, peer.ip.clone());
+    for (name, value) in Forwarded::of(&headers, host, peer, scheme).fields() {
+        headers.insert(name, value);
+    }
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
     }
     headers
+}
+
+/// Writes the request head for the app straight from the client's headers: the same fields
+/// as [`upstream_headers`] gives, without building a second header map.
+fn write_upstream_head(
+    out: &mut Vec<u8>,
+    method: &hyper::Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    named: &[HeaderName],
+    forwarded: &Forwarded,
+) {
+    h1::write_request_line(out, method, uri);
+    for (name, value) in headers {
+        if HOP_BY_HOP.contains(name) || set_by_proxy(name) || named.contains(name) {
+            continue;
+        }
+        h1::write_field(out, name, value);
+    }
+    if let Some(host) = &forwarded.host {
+        h1::write_field(out, &header::HOST, host);
+    }
+    h1::write_field(out, &X_FORWARDED_FOR, &forwarded.forwarded_for);
+    h1::write_field(out, &X_FORWARDED_PROTO, &forwarded.proto);
+    h1::write_field(out, &X_FORWARDED_HOST, &forwarded.original_host);
+    h1::write_field(out, &X_REAL_IP, &forwarded.real_ip);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Where the request body is kept between attempts on different upstreams.
@@ -189,6 +264,11 @@ impl Proxy {
         let upgrade = requested_upgrade(&req);
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        if body.is_end_stream() && upgrade.is_none() {
+            return self
+                .forward_lean(pool, route, &parts, host, peer, scheme)
+                .await;
+        }
         let headers = upstream_headers(&mut parts, host, peer, scheme, upgrade.as_ref());
         // Origin form for the app: an absolute-form or HTTP/2 target keeps only its path.
         let target = match parts.uri.path_and_query() {
@@ -227,24 +307,97 @@ impl Proxy {
                 pool.send(upstream.addr, out),
             )
             .await;
-            match sent {
-                Err(_) => {
-                    tracing::warn!(host, upstream = %upstream.addr, timeout = ?self.settings.response_timeout, "app did not send response headers in time");
-                    return pages::gateway_timeout();
+            match self.judge(route, upstream, host, sent) {
+                Attempt::Answered((res, lease)) => {
+                    return self.respond(route, res, lease, client_upgrade);
                 }
-                Ok(Err(e @ PoolError::Connect { .. })) => {
-                    tracing::warn!(host, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
-                    route.mark_down(upstream, self.settings.failover);
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(host, error = %e, "app connection failed");
-                    return pages::bad_gateway();
-                }
-                Ok(Ok((res, lease))) => return self.respond(route, res, lease, client_upgrade),
+                Attempt::NextUpstream => continue,
+                Attempt::Failed(page) => return page,
             }
         }
         pages::bad_gateway()
+    }
+
+    /// A request without a body and without an upgrade: over a lean connection (see `h1`).
+    async fn forward_lean(
+        &self,
+        pool: &Arc<Pool>,
+        route: &Route,
+        parts: &Parts,
+        host: &str,
+        peer: &Peer,
+        scheme: Scheme,
+    ) -> Response<ProxyBody> {
+        let named = connection_named(&parts.headers);
+        let forwarded = Forwarded::of(&parts.headers, host, peer, scheme);
+        let write_head = |out: &mut Vec<u8>| {
+            write_upstream_head(
+                out,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                &named,
+                &forwarded,
+            )
+        };
+        for upstream in route.candidates() {
+            let sent = tokio::time::timeout(
+                self.settings.response_timeout,
+                pool.send_lean(upstream.addr, &parts.method, &write_head),
+            )
+            .await;
+            match self.judge(route, upstream, host, sent) {
+                Attempt::Answered(answer) => return self.respond_lean(route, answer),
+                Attempt::NextUpstream => continue,
+                Attempt::Failed(page) => return page,
+            }
+        }
+        pages::bad_gateway()
+    }
+
+    /// What one attempt on one upstream came to.
+    fn judge<T>(
+        &self,
+        route: &Route,
+        upstream: &super::routes::Upstream,
+        host: &str,
+        sent: Result<Result<T, PoolError>, tokio::time::error::Elapsed>,
+    ) -> Attempt<T> {
+        match sent {
+            Err(_) => {
+                tracing::warn!(host, upstream = %upstream.addr, timeout = ?self.settings.response_timeout, "app did not send response headers in time");
+                Attempt::Failed(pages::gateway_timeout())
+            }
+            Ok(Err(e @ PoolError::Connect { .. })) => {
+                tracing::warn!(host, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
+                route.mark_down(upstream, self.settings.failover);
+                Attempt::NextUpstream
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(host, error = %e, "app connection failed");
+                Attempt::Failed(pages::bad_gateway())
+            }
+            Ok(Ok(answer)) => Attempt::Answered(answer),
+        }
+    }
+
+    /// An app's answer on a lean connection as the client receives it.
+    fn respond_lean(&self, route: &Route, answer: h1::Answer) -> Response<ProxyBody> {
+        // The lean exchange has already left out the hop-by-hop headers.
+        let (parts, ()) = answer.response.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            // An app may not switch protocols nobody asked for.
+            return pages::bad_gateway();
+        }
+        if answer.body.is_complete() {
+            return Response::from_parts(parts, ProxyBody::empty());
+        }
+        let body = UpstreamBody::lean(
+            answer.body,
+            Arc::clone(&route.metrics),
+            self.settings.idle_timeout,
+        );
+        Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 
     /// The app's response as the client receives it.
@@ -287,6 +440,12 @@ impl Proxy {
         );
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
+}
+
+enum Attempt<T> {
+    Answered(T),
+    NextUpstream,
+    Failed(Response<ProxyBody>),
 }
 
 /// Copies bytes both ways between an upgraded client connection and the app.

@@ -16,6 +16,7 @@
 pub mod acme;
 pub mod body;
 pub mod forward;
+pub mod h1;
 pub mod host;
 pub mod metrics;
 mod pages;
@@ -158,7 +159,6 @@ impl Proxy {
         peer: &Peer,
         scheme: Scheme,
     ) -> Response<ProxyBody> {
-        let started = Instant::now();
         let Some(host) = request_host(&req) else {
             return pages::bad_request("no Host header");
         };
@@ -176,10 +176,12 @@ impl Proxy {
         };
         route.metrics.count_request();
         let method = req.method().clone();
-        let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        // The access log is at debug level: its clock and copy only when it is on.
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (Instant::now(), req.uri().path().to_owned()));
         let res = self.forward(pool, &route, req, &host, peer, scheme).await;
         route.metrics.count_status(res.status().as_u16());
-        if let Some(path) = path {
+        if let Some((started, path)) = logged {
             tracing::debug!(%host, %method, %path, status = res.status().as_u16(), peer = %peer.addr, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
         }
         res

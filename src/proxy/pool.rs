@@ -7,9 +7,14 @@
 //! body the moment the app's answer has been read to its end. Each worker thread owns its pool,
 //! so the lock is never contended and every wake-up stays on one thread.
 //!
+//! Requests without a body go over [`h1`] connections, driven by the request itself; those
+//! with a body or an upgrade over hyper's (see the `h1` module doc for why). Each kind has its
+//! own idle stacks.
+//!
 //! A connection that closed while idle is skipped; a request that could not be written on a
 //! pooled connection (the app closed it at that moment) is retried once on a fresh one, since
-//! nothing of it reached the app.
+//! nothing of it reached the app. So is an idempotent request whose pooled connection closed
+//! before a byte of answer came back: the app closed it as the request went out.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
+use super::h1::{self, H1Error};
 
 /// Why a request did not get a response.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,9 @@ pub enum PoolError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    /// The same, on a lean connection.
+    #[error("connection to {addr} failed: {source}")]
+    Lean { addr: SocketAddr, source: H1Error },
 }
 
 struct Idle {
@@ -44,9 +53,20 @@ struct Idle {
     since: Instant,
 }
 
+struct IdleLean {
+    conn: h1::Conn,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Stacks {
+    hyper: HashMap<SocketAddr, Vec<Idle>>,
+    lean: HashMap<SocketAddr, Vec<IdleLean>>,
+}
+
 /// The idle connections of one worker, by upstream.
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<Stacks>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -61,7 +81,7 @@ pub struct Lease {
 impl Pool {
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Pool> {
         Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Stacks::default()),
             connect_timeout,
             idle_timeout,
         })
@@ -107,7 +127,7 @@ impl Pool {
 
     fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let stack = idle.get_mut(&addr)?;
+        let stack = idle.hyper.get_mut(&addr)?;
         let oldest_allowed = Instant::now() - self.idle_timeout;
         while let Some(entry) = stack.pop() {
             if entry.since >= oldest_allowed && entry.sender.is_ready() {
@@ -117,7 +137,55 @@ impl Pool {
         None
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, PoolError> {
+    fn take_idle_lean(&self, addr: SocketAddr) -> Option<h1::Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stack = idle.lean.get_mut(&addr)?;
+        let oldest_allowed = Instant::now() - self.idle_timeout;
+        while let Some(entry) = stack.pop() {
+            if entry.since >= oldest_allowed && entry.conn.is_reusable() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    pub(super) fn put_back_lean(&self, addr: SocketAddr, conn: h1::Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.lean.entry(addr).or_default().push(IdleLean {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Sends a request without a body to `addr` over a lean connection; the response body
+    /// returns the connection to this pool when it has been read to its end.
+    pub async fn send_lean(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        method: &hyper::Method,
+        write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
+    ) -> Result<h1::Answer, PoolError> {
+        let pooled = self.take_idle_lean(addr);
+        let reused = pooled.is_some();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => h1::Conn::new(self.connect_tcp(addr).await?),
+        };
+        let answer = match conn.exchange(method, write_head).await {
+            Err(e)
+                if reused && (e.not_sent() || (e.nothing_received() && method.is_idempotent())) =>
+            {
+                let conn = h1::Conn::new(self.connect_tcp(addr).await?);
+                conn.exchange(method, write_head).await
+            }
+            other => other,
+        };
+        let mut answer = answer.map_err(|source| PoolError::Lean { addr, source })?;
+        answer.body.on_complete(Arc::clone(self), addr);
+        Ok(answer)
+    }
+
+    async fn connect_tcp(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, PoolError> {
         let connect_error = |message: String| PoolError::Connect { addr, message };
         let stream =
             tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
@@ -125,9 +193,18 @@ impl Pool {
                 .map_err(|_| connect_error(format!("no answer within {:?}", self.connect_timeout)))?
                 .map_err(|e| connect_error(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
+        Ok(stream)
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<RequestBody>, PoolError> {
+        let stream = self.connect_tcp(addr).await?;
+        let (sender, conn) =
+            http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| PoolError::Connect {
+                    addr,
+                    message: e.to_string(),
+                })?;
         // Detached on purpose: the task ends when the app closes the connection or when the
         // last handle (pooled sender, response body) is dropped.
         tokio::spawn(async move {
@@ -140,7 +217,7 @@ impl Pool {
 
     fn put_back(&self, addr: SocketAddr, sender: SendRequest<RequestBody>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.entry(addr).or_default().push(Idle {
+        idle.hyper.entry(addr).or_default().push(Idle {
             sender,
             since: Instant::now(),
         });
@@ -150,8 +227,12 @@ impl Pool {
     pub fn sweep(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let oldest_allowed = Instant::now() - self.idle_timeout;
-        idle.retain(|_, stack| {
+        idle.hyper.retain(|_, stack| {
             stack.retain(|e| e.since >= oldest_allowed && !e.sender.is_closed());
+            !stack.is_empty()
+        });
+        idle.lean.retain(|_, stack| {
+            stack.retain(|e| e.since >= oldest_allowed && e.conn.is_reusable());
             !stack.is_empty()
         });
     }
@@ -159,7 +240,8 @@ impl Pool {
     /// How many idle connections the pool holds.
     pub fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.values().map(Vec::len).sum()
+        idle.hyper.values().map(Vec::len).sum::<usize>()
+            + idle.lean.values().map(Vec::len).sum::<usize>()
     }
 }
 

@@ -81,7 +81,10 @@ where
     type Future = S::Future;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.started.cancel();
+        // Only the first request changes anything; `cancel` takes a lock every time.
+        if !self.started.is_cancelled() {
+            self.started.cancel();
+        }
         self.inner.call(req)
     }
 }
