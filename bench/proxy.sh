@@ -3,12 +3,15 @@
 # nginx backend. Measured in one run: (a) the backend directly, (b) nginx as a reverse proxy
 # with an upstream keepalive pool, (c) Rivetr's proxy (release build). Prints req/s and p99
 # latency of each, the ratios Rivetr/nginx and Rivetr/direct, and Rivetr's RSS under load.
+# nginx and Rivetr are measured in alternating rounds (ROUNDS, default 3) and compared by
+# their medians, so a noisy moment on a shared machine does not decide the comparison.
 # Target: Rivetr req/s >= nginx's, p99 no worse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/test-env/packages.sh
 ensure_packages wrk nginx-light curl
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 
 cargo build --release --quiet
@@ -77,20 +80,27 @@ measure() {
     echo "$rps $p99"
 }
 
-echo "wrk: $CONNECTIONS connections, ${DURATION}s each, 2 threads; $(nproc) cores"
+echo "wrk: $CONNECTIONS connections, ${DURATION}s each, 2 threads; $(nproc) cores; $ROUNDS alternating rounds"
 read -r d_rps d_p99 < <(measure "$backend")
-read -r n_rps n_p99 < <(measure "$nginx_proxy")
 rss_file=$work/rss; ( peak=0; while kill -0 $rivetr_pid 2>/dev/null; do r=$(awk '/^VmRSS/ {print $2}' /proc/$rivetr_pid/status 2>/dev/null || echo 0); [ "$r" -gt "$peak" ] && peak=$r && echo $peak > "$rss_file"; sleep 0.2; done ) &
 sampler=$!
-read -r r_rps r_p99 < <(measure "$rivetr_http")
+rounds=()
+for round in $(seq 1 "$ROUNDS"); do
+    read -r n_rps n_p99 < <(measure "$nginx_proxy")
+    read -r r_rps r_p99 < <(measure "$rivetr_http")
+    printf 'round %d: nginx %s req/s p99 %s ms; rivetr %s req/s p99 %s ms\n' "$round" "$n_rps" "$n_p99" "$r_rps" "$r_p99"
+    rounds+=("$n_rps $n_p99 $r_rps $r_p99")
+done
 kill $sampler 2>/dev/null || true
-printf '%-22s %12s %10s\n' target req/s p99_ms
-printf '%-22s %12s %10s\n' "direct (nginx static)" "$d_rps" "$d_p99"
-printf '%-22s %12s %10s\n' "nginx reverse proxy" "$n_rps" "$n_p99"
-printf '%-22s %12s %10s\n' "rivetr proxy" "$r_rps" "$r_p99"
-python3 - "$d_rps" "$n_rps" "$r_rps" "$n_p99" "$r_p99" <<'PY'
-import sys
-d, n, r, np99, rp99 = map(float, sys.argv[1:])
+python3 - "$d_rps" "$d_p99" "${rounds[@]}" <<'PY'
+import statistics, sys
+d, dp99 = float(sys.argv[1]), float(sys.argv[2])
+rounds = [list(map(float, r.split())) for r in sys.argv[3:]]
+n, np99, r, rp99 = (statistics.median(col) for col in zip(*rounds))
+print(f"{'target (median)':<22} {'req/s':>12} {'p99_ms':>10}")
+print(f"{'direct (nginx static)':<22} {d:>12.0f} {dp99:>10.2f}")
+print(f"{'nginx reverse proxy':<22} {n:>12.0f} {np99:>10.2f}")
+print(f"{'rivetr proxy':<22} {r:>12.0f} {rp99:>10.2f}")
 print(f"rivetr/nginx req/s: {r/n:.2f}   rivetr/direct req/s: {r/d:.2f}   p99 rivetr/nginx: {rp99/np99:.2f}")
 print("target (req/s >= nginx, p99 <= nginx):", "met" if r >= n and rp99 <= np99 else "MISSED")
 PY

@@ -312,7 +312,7 @@ impl Proxy {
                     return self.respond(route, res, lease, client_upgrade);
                 }
                 Attempt::NextUpstream => continue,
-                Attempt::Failed(page) => return page,
+                Attempt::Failed(page) => return page(),
             }
         }
         pages::bad_gateway()
@@ -349,7 +349,7 @@ impl Proxy {
             match self.judge(route, upstream, host, sent) {
                 Attempt::Answered(answer) => return self.respond_lean(route, answer),
                 Attempt::NextUpstream => continue,
-                Attempt::Failed(page) => return page,
+                Attempt::Failed(page) => return page(),
             }
         }
         pages::bad_gateway()
@@ -366,7 +366,7 @@ impl Proxy {
         match sent {
             Err(_) => {
                 tracing::warn!(host, upstream = %upstream.addr, timeout = ?self.settings.response_timeout, "app did not send response headers in time");
-                Attempt::Failed(pages::gateway_timeout())
+                Attempt::Failed(pages::gateway_timeout)
             }
             Ok(Err(e @ PoolError::Connect { .. })) => {
                 tracing::warn!(host, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
@@ -375,7 +375,7 @@ impl Proxy {
             }
             Ok(Err(e)) => {
                 tracing::warn!(host, error = %e, "app connection failed");
-                Attempt::Failed(pages::bad_gateway())
+                Attempt::Failed(pages::bad_gateway)
             }
             Ok(Ok(answer)) => Attempt::Answered(answer),
         }
@@ -445,7 +445,8 @@ impl Proxy {
 enum Attempt<T> {
     Answered(T),
     NextUpstream,
-    Failed(Response<ProxyBody>),
+    /// The answer for the client is this page of the proxy's own.
+    Failed(fn() -> Response<ProxyBody>),
 }
 
 /// Copies bytes both ways between an upgraded client connection and the app.

@@ -564,3 +564,185 @@ impl Body for ResponseBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// An app on a real socket that answers each request it reads with the next of
+    /// `answers`, written as given (split at `|` into separate writes), then closes.
+    async fn app(answers: Vec<&'static str>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            for answer in answers {
+                // Read up to the end of one request head.
+                loop {
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        break;
+                    }
+                    let mut chunk = [0u8; 1024];
+                    let n = socket.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&chunk[..n]);
+                }
+                for part in answer.split('|') {
+                    socket.write_all(part.as_bytes()).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        addr
+    }
+
+    fn get(out: &mut Vec<u8>) {
+        write_request_line(out, &Method::GET, &Uri::from_static("/x"));
+        write_field(out, &header::HOST, &HeaderValue::from_static("a.test"));
+        out.extend_from_slice(b"\r\n");
+    }
+
+    async fn connect(addr: SocketAddr) -> Conn {
+        Conn::new(TcpStream::connect(addr).await.unwrap())
+    }
+
+    /// Sends GET, reads the whole answer; returns the response, the body, and the pool that
+    /// received the connection back (empty when it was not reusable).
+    async fn exchange(
+        conn: Conn,
+        method: Method,
+    ) -> Result<(Response<()>, Bytes, Arc<Pool>), H1Error> {
+        let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut answer = conn.exchange(&method, &get).await?;
+        answer
+            .body
+            .on_complete(Arc::clone(&pool), "127.0.0.1:1".parse().unwrap());
+        let body = answer.body.collect().await?.to_bytes();
+        Ok((answer.response, body, pool))
+    }
+
+    #[tokio::test]
+    async fn content_length_body_in_pieces_and_the_connection_is_reused() {
+        let addr = app(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: keep-alive\r\nX-App: 1\r\n\r\n01234|56789",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ])
+        .await;
+        let (res, body, pool) = exchange(connect(addr).await, Method::GET).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(&body[..], b"0123456789");
+        assert_eq!(res.headers()["x-app"], "1");
+        assert!(
+            res.headers().get(header::CONNECTION).is_none(),
+            "hop-by-hop left out"
+        );
+        assert_eq!(pool.idle_count(), 1);
+        let conn = pool.take_idle_lean("127.0.0.1:1".parse().unwrap()).unwrap();
+        let (_, body, _) = exchange(conn, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn chunked_body_with_extensions_and_trailers_is_decoded() {
+        let addr = app(vec![
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel|lo\r\n6\r\n world\r\n0\r\nX-Trailer: t|\r\n\r\n",
+        ])
+        .await;
+        let (res, body, pool) = exchange(connect(addr).await, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"hello world");
+        assert!(res.headers().get(header::TRANSFER_ENCODING).is_none());
+        assert_eq!(
+            pool.idle_count(),
+            1,
+            "a chunked answer read to its end is reusable"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_body_after_head_204_and_304_and_interim_answers_are_skipped() {
+        let addr = app(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n",
+        ])
+        .await;
+        let (res, body, pool) = exchange(connect(addr).await, Method::HEAD).await.unwrap();
+        assert_eq!(res.headers()[header::CONTENT_LENGTH], "1000");
+        assert!(body.is_empty());
+        let conn = pool.take_idle_lean("127.0.0.1:1".parse().unwrap()).unwrap();
+        let (res, body, pool) = exchange(conn, Method::GET).await.unwrap();
+        assert_eq!(res.status(), 204);
+        assert!(body.is_empty());
+        let conn = pool.take_idle_lean("127.0.0.1:1".parse().unwrap()).unwrap();
+        let (res, body, _) = exchange(conn, Method::GET).await.unwrap();
+        assert_eq!(res.status(), 304);
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_until_close_and_connection_close_are_not_reused() {
+        let addr = app(vec!["HTTP/1.1 200 OK\r\n\r\nall of it|, until close"]).await;
+        let (_, body, pool) = exchange(connect(addr).await, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"all of it, until close");
+        assert_eq!(pool.idle_count(), 0);
+        let addr = app(vec![
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        ])
+        .await;
+        let (_, body, pool) = exchange(connect(addr).await, Method::GET).await.unwrap();
+        assert_eq!(&body[..], b"ok");
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_errors_that_say_what() {
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+                "in the middle",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                "conflicting Content-Length",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "malformed chunk size",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n",
+                "CRLF",
+            ),
+            ("NOT HTTP\r\n\r\n", "invalid response"),
+            ("", "before answering"),
+        ];
+        for (answer, expected) in cases {
+            let addr = app(vec![answer]).await;
+            let err = exchange(connect(addr).await, Method::GET)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{answer:?} was accepted"));
+            assert!(err.to_string().contains(expected), "{answer:?}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_app_closed_is_not_reusable() {
+        let addr = app(vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]).await;
+        let (_, _, pool) = exchange(connect(addr).await, Method::GET).await.unwrap();
+        // The app closes after its one answer.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            pool.take_idle_lean("127.0.0.1:1".parse().unwrap())
+                .is_none()
+        );
+    }
+}

@@ -137,7 +137,7 @@ impl Pool {
         None
     }
 
-    fn take_idle_lean(&self, addr: SocketAddr) -> Option<h1::Conn> {
+    pub(super) fn take_idle_lean(&self, addr: SocketAddr) -> Option<h1::Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let stack = idle.lean.get_mut(&addr)?;
         let oldest_allowed = Instant::now() - self.idle_timeout;
