@@ -2,7 +2,6 @@
 //! with bytes counted for the route's metrics and a stall (idle) timeout on responses.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -14,6 +13,7 @@ use tokio::time::{Instant, Sleep};
 use super::h1;
 use super::metrics::RouteMetrics;
 use super::pool::Lease;
+use super::routes::Route;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -67,7 +67,9 @@ impl Body for ProxyBody {
 /// end its connection goes back to the pool.
 pub struct UpstreamBody {
     inner: Inner,
-    metrics: Arc<RouteMetrics>,
+    /// Whose counters the bytes go to; handed over by the proxy once the response is ready
+    /// (moved, not cloned: a clone is an atomic on a line every worker touches).
+    route: Option<Arc<Route>>,
     idle: Duration,
     /// Data arrived since the timer was last set. The clock is read only when the body has to
     /// wait, so a response that arrives whole never touches it or the timer.
@@ -86,38 +88,33 @@ enum Inner {
 }
 
 impl UpstreamBody {
-    pub fn new(
-        inner: Incoming,
-        metrics: Arc<RouteMetrics>,
-        idle: Duration,
-        lease: Lease,
-    ) -> UpstreamBody {
+    pub fn new(inner: Incoming, idle: Duration, lease: Lease) -> UpstreamBody {
         Self::with(
             Inner::Hyper {
                 body: inner,
                 lease: Some(lease),
             },
-            metrics,
             idle,
         )
     }
 
-    pub fn lean(
-        body: h1::ResponseBody,
-        metrics: Arc<RouteMetrics>,
-        idle: Duration,
-    ) -> UpstreamBody {
-        Self::with(Inner::Lean(body), metrics, idle)
+    pub fn lean(body: h1::ResponseBody, idle: Duration) -> UpstreamBody {
+        Self::with(Inner::Lean(body), idle)
     }
 
-    fn with(inner: Inner, metrics: Arc<RouteMetrics>, idle: Duration) -> UpstreamBody {
+    fn with(inner: Inner, idle: Duration) -> UpstreamBody {
         UpstreamBody {
             inner,
-            metrics,
+            route: None,
             idle,
             active: true,
             timer: None,
         }
+    }
+
+    /// Counts the bytes of this body for `route`.
+    pub fn count_for(&mut self, route: Arc<Route>) {
+        self.route = Some(route);
     }
 
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -186,9 +183,9 @@ impl Body for UpstreamBody {
         match this.poll_inner(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.metrics
-                        .bytes_out
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if let Some(route) = &this.route {
+                        route.metrics.count_out(data.len());
+                    }
                 }
                 this.active = true;
                 Poll::Ready(Some(Ok(frame)))
@@ -262,9 +259,7 @@ impl RequestBody {
 
 fn count_in(metrics: &RouteMetrics, frame: &Frame<Bytes>) {
     if let Some(data) = frame.data_ref() {
-        metrics
-            .bytes_in
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        metrics.count_in(data.len());
     }
 }
 

@@ -309,7 +309,7 @@ impl Proxy {
             .await;
             match self.judge(route, upstream, host, sent) {
                 Attempt::Answered((res, lease)) => {
-                    return self.respond(route, res, lease, client_upgrade);
+                    return self.respond(res, lease, client_upgrade);
                 }
                 Attempt::NextUpstream => continue,
                 Attempt::Failed(page) => return page(),
@@ -347,7 +347,7 @@ impl Proxy {
             )
             .await;
             match self.judge(route, upstream, host, sent) {
-                Attempt::Answered(answer) => return self.respond_lean(route, answer),
+                Attempt::Answered(answer) => return self.respond_lean(answer),
                 Attempt::NextUpstream => continue,
                 Attempt::Failed(page) => return page(),
             }
@@ -382,7 +382,7 @@ impl Proxy {
     }
 
     /// An app's answer on a lean connection as the client receives it.
-    fn respond_lean(&self, route: &Route, answer: h1::Answer) -> Response<ProxyBody> {
+    fn respond_lean(&self, answer: h1::Answer) -> Response<ProxyBody> {
         // The lean exchange has already left out the hop-by-hop headers.
         let (parts, ()) = answer.response.into_parts();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -392,18 +392,13 @@ impl Proxy {
         if answer.body.is_complete() {
             return Response::from_parts(parts, ProxyBody::empty());
         }
-        let body = UpstreamBody::lean(
-            answer.body,
-            Arc::clone(&route.metrics),
-            self.settings.idle_timeout,
-        );
+        let body = UpstreamBody::lean(answer.body, self.settings.idle_timeout);
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 
     /// The app's response as the client receives it.
     fn respond(
         &self,
-        route: &Route,
         mut res: Response<Incoming>,
         lease: Lease,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -432,12 +427,7 @@ impl Proxy {
             lease.release_when_ready();
             return Response::from_parts(parts, ProxyBody::empty());
         }
-        let body = UpstreamBody::new(
-            body,
-            Arc::clone(&route.metrics),
-            self.settings.idle_timeout,
-            lease,
-        );
+        let body = UpstreamBody::new(body, self.settings.idle_timeout, lease);
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 }

@@ -179,10 +179,13 @@ impl Proxy {
         // The access log is at debug level: its clock and copy only when it is on.
         let logged = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (Instant::now(), req.uri().path().to_owned()));
-        let res = self.forward(pool, &route, req, &host, peer, scheme).await;
+        let mut res = self.forward(pool, &route, req, &host, peer, scheme).await;
         route.metrics.count_status(res.status().as_u16());
         if let Some((started, path)) = logged {
             tracing::debug!(%host, %method, %path, status = res.status().as_u16(), peer = %peer.addr, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
+        }
+        if let ProxyBody::Upstream(body) = res.body_mut() {
+            body.count_for(route);
         }
         res
     }

@@ -75,15 +75,19 @@ impl Route {
             0
         };
         // Health is read once, up front: an upstream marked down while the caller walks the
-        // list must not come round a second time.
-        let now = self.now_ms();
-        let down: u64 = self
-            .upstreams
-            .iter()
-            .take(64)
-            .enumerate()
-            .filter(|(_, u)| u.is_down(now))
-            .fold(0, |mask, (i, _)| mask | (1 << i));
+        // list must not come round a second time. A lone upstream is tried whatever its
+        // health, so it costs no clock read.
+        let down: u64 = if n > 1 {
+            let now = self.now_ms();
+            self.upstreams
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, u)| u.is_down(now))
+                .fold(0, |mask, (i, _)| mask | (1 << i))
+        } else {
+            0
+        };
         let is_down = move |i: usize| i < 64 && down & (1 << i) != 0;
         let order = move || (0..n).map(move |k| (start + k) % n);
         let healthy = order().filter(move |&i| !is_down(i));

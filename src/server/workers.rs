@@ -70,6 +70,7 @@ pub fn spawn(n: usize, setup: WorkerSetup) -> std::io::Result<ProxyWorkers> {
         let thread = std::thread::Builder::new()
             .name(format!("rivetr-proxy-{i}"))
             .spawn(move || {
+                proxy::metrics::set_thread_shard(i);
                 runtime.block_on(run_worker(
                     http_rx,
                     https_rx,
