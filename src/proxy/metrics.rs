@@ -1,28 +1,12 @@
 //! Per-route counters, kept in memory for `/metrics`: requests, 5xx answers, bytes each way.
 //!
 //! Counters are bumped on the request path; nothing is written to the database per request.
-//! Each proxy worker thread bumps its own shard, on its own cache line: counters shared by all
-//! workers made every request move the same line between cores. Reading sums the shards.
+//! Each proxy worker thread bumps its own shard, on its own cache line (see [`super::shard`]).
+//! Reading sums the shards.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Shards per route; worker threads beyond this share them.
-const SHARDS: usize = 8;
-
-thread_local! {
-    /// Which shard this thread counts in: 0 for threads outside the proxy workers.
-    static SHARD: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Makes the calling thread count in shard `worker + 1` (modulo the shard count).
-pub fn set_thread_shard(worker: usize) {
-    SHARD.with(|s| s.set((worker + 1) % SHARDS));
-}
-
-fn shard() -> usize {
-    SHARD.with(Cell::get)
-}
+use super::shard::{self, SHARDS};
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -64,7 +48,7 @@ impl RouteMetrics {
     }
 
     fn mine(&self) -> &Shard {
-        &self.shards[shard()]
+        &self.shards[shard::this_thread()]
     }
 
     pub(super) fn count_request(&self) {
@@ -101,7 +85,7 @@ mod tests {
             .map(|worker| {
                 let metrics = std::sync::Arc::clone(&metrics);
                 std::thread::spawn(move || {
-                    set_thread_shard(worker);
+                    shard::set_for_this_thread(worker);
                     for _ in 0..1000 {
                         metrics.count_request();
                         metrics.count_out(3);

@@ -22,6 +22,7 @@ pub mod metrics;
 mod pages;
 pub mod pool;
 pub mod routes;
+pub mod shard;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -169,7 +170,7 @@ impl Proxy {
         }
         let route = {
             let routes = self.routes.load();
-            match routes.lookup(&host) {
+            match routes.for_this_thread().lookup(&host) {
                 Some(route) => Arc::clone(route),
                 None => return pages::no_route(&host),
             }
@@ -245,10 +246,28 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     host::normalize(raw)
 }
 
-/// The hyper service for one connection of a proxy listener.
-pub fn service(
+/// What one proxy worker thread serves with: the shared proxy and the worker's own pool.
+/// Requests clone this, not the shared [`Proxy`]: an `Arc` only one thread touches costs
+/// nothing, one every worker touches moves its cache line between cores on every request.
+pub struct Worker {
     proxy: Arc<Proxy>,
     pool: Arc<Pool>,
+}
+
+impl Worker {
+    pub fn new(proxy: Arc<Proxy>) -> Arc<Worker> {
+        let pool = proxy.new_pool();
+        Arc::new(Worker { proxy, pool })
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+/// The hyper service for one connection of a proxy listener.
+pub fn service(
+    worker: Arc<Worker>,
     peer: SocketAddr,
     scheme: Scheme,
 ) -> impl Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible, Future: Send>
@@ -256,9 +275,8 @@ pub fn service(
 + 'static {
     let peer = Peer::new(peer);
     hyper::service::service_fn(move |req: Request<Incoming>| {
-        let proxy = Arc::clone(&proxy);
-        let pool = Arc::clone(&pool);
+        let worker = Arc::clone(&worker);
         let peer = peer.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(&pool, req, &peer, scheme).await) }
+        async move { Ok::<_, Infallible>(worker.proxy.handle(&worker.pool, req, &peer, scheme).await) }
     })
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwap, Guard};
 
 use super::metrics::RouteMetrics;
+use super::shard;
 use crate::config::TlsMode;
 
 /// Who declared a route; updates replace one owner's routes without touching the others'.
@@ -148,6 +149,46 @@ impl Routes {
     }
 }
 
+/// One spec per host, in first-seen order; a later spec for the same host wins.
+fn dedup_by_host(specs: Vec<RouteSpec>) -> Vec<RouteSpec> {
+    let mut by_host: HashMap<String, RouteSpec> = HashMap::new();
+    let mut order = Vec::new();
+    for spec in specs {
+        let host = spec.host.clone();
+        if by_host.insert(host.clone(), spec).is_none() {
+            order.push(host);
+        }
+    }
+    order
+        .iter()
+        .map(|h| by_host.remove(h).expect("every host in order was inserted"))
+        .collect()
+}
+
+/// The table in one copy per proxy worker (see [`super::shard`]): identical routes, each copy
+/// with `Arc`s of its own, so the reference count a request takes on its route is touched by
+/// one thread only. Counters and upstream health are shared by the copies. Dereferences to
+/// the first copy for everyone outside the request path.
+#[derive(Debug)]
+pub struct Tables {
+    copies: Vec<Routes>,
+}
+
+impl Tables {
+    /// The copy of the calling proxy worker.
+    pub fn for_this_thread(&self) -> &Routes {
+        &self.copies[shard::this_thread() % self.copies.len()]
+    }
+}
+
+impl std::ops::Deref for Tables {
+    type Target = Routes;
+
+    fn deref(&self) -> &Routes {
+        &self.copies[0]
+    }
+}
+
 /// Metrics and upstream state that survive table swaps.
 #[derive(Debug, Default)]
 struct Registry {
@@ -158,7 +199,7 @@ struct Registry {
 /// The shared handle to the current routes.
 #[derive(Debug)]
 pub struct RouteTable {
-    current: ArcSwap<Routes>,
+    current: ArcSwap<Tables>,
     /// Serialises writers (and guards the registry); readers never touch it.
     writer: Mutex<Registry>,
     /// Bumped after every change, for those who follow the table (certificates).
@@ -175,7 +216,9 @@ impl Default for RouteTable {
 impl RouteTable {
     pub fn new() -> RouteTable {
         RouteTable {
-            current: ArcSwap::from_pointee(Routes::default()),
+            current: ArcSwap::from_pointee(Tables {
+                copies: vec![Routes::default()],
+            }),
             writer: Mutex::new(Registry::default()),
             changes: tokio::sync::watch::Sender::new(0),
             epoch: Instant::now(),
@@ -183,20 +226,20 @@ impl RouteTable {
     }
 
     /// The current routes. Lock-free; hold the guard only for the lookup.
-    pub fn load(&self) -> Guard<Arc<Routes>> {
+    pub fn load(&self) -> Guard<Arc<Tables>> {
         self.current.load()
     }
 
     /// A clone of the current table's `Arc`, for holding across `.await`.
-    pub fn snapshot(&self) -> Arc<Routes> {
+    pub fn snapshot(&self) -> Arc<Tables> {
         self.current.load_full()
     }
 
     /// Replaces the whole table. Later specs for the same host win.
     pub fn replace(&self, specs: Vec<RouteSpec>) {
         let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let routes = self.build(&mut registry, specs);
-        self.current.store(Arc::new(routes));
+        let tables = self.build(&mut registry, specs);
+        self.current.store(Arc::new(tables));
         self.changes.send_modify(|v| *v += 1);
     }
 
@@ -209,8 +252,8 @@ impl RouteTable {
     pub fn update(&self, f: impl FnOnce(&[RouteSpec]) -> Vec<RouteSpec>) {
         let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let specs = f(self.current.load().specs());
-        let routes = self.build(&mut registry, specs);
-        self.current.store(Arc::new(routes));
+        let tables = self.build(&mut registry, specs);
+        self.current.store(Arc::new(tables));
         self.changes.send_modify(|v| *v += 1);
     }
 
@@ -238,17 +281,17 @@ impl RouteTable {
         all
     }
 
-    fn build(&self, registry: &mut Registry, specs: Vec<RouteSpec>) -> Routes {
-        let mut by_host: HashMap<String, RouteSpec> = HashMap::new();
-        let mut order = Vec::new();
-        for spec in specs {
-            if by_host.insert(spec.host.clone(), spec.clone()).is_none() {
-                order.push(spec.host.clone());
-            }
-        }
-        let specs: Vec<RouteSpec> = order.iter().map(|h| by_host[h].clone()).collect();
+    fn build(&self, registry: &mut Registry, specs: Vec<RouteSpec>) -> Tables {
+        let specs = dedup_by_host(specs);
+        let copies = (0..shard::SHARDS)
+            .map(|_| self.build_copy(registry, &specs))
+            .collect();
+        Tables { copies }
+    }
+
+    fn build_copy(&self, registry: &mut Registry, specs: &[RouteSpec]) -> Routes {
         let mut routes = Routes {
-            specs: specs.clone(),
+            specs: specs.to_vec(),
             ..Routes::default()
         };
         for spec in specs {

@@ -70,6 +70,8 @@ pub const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(1);
 struct MarkFirstRequest<S> {
     inner: S,
     started: CancellationToken,
+    /// Read on every request instead of the token, whose every method takes a lock.
+    seen_first: std::sync::atomic::AtomicBool,
 }
 
 impl<S, B> Service<Request<Incoming>> for MarkFirstRequest<S>
@@ -81,8 +83,9 @@ where
     type Future = S::Future;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        // Only the first request changes anything; `cancel` takes a lock every time.
-        if !self.started.is_cancelled() {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.seen_first.load(Relaxed) {
+            self.seen_first.store(true, Relaxed);
             self.started.cancel();
         }
         self.inner.call(req)
@@ -246,6 +249,7 @@ pub async fn serve<F, S, B>(
         let service = MarkFirstRequest {
             inner: make_service(peer),
             started: started.clone(),
+            seen_first: false.into(),
         };
         let builder = builder.clone();
         let tls = tls.clone();

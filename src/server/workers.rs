@@ -70,7 +70,7 @@ pub fn spawn(n: usize, setup: WorkerSetup) -> std::io::Result<ProxyWorkers> {
         let thread = std::thread::Builder::new()
             .name(format!("rivetr-proxy-{i}"))
             .spawn(move || {
-                proxy::metrics::set_thread_shard(i);
+                proxy::shard::set_for_this_thread(i);
                 runtime.block_on(run_worker(
                     http_rx,
                     https_rx,
@@ -95,32 +95,35 @@ async fn run_worker(
     https_probes: accept::ProbeReceiver,
     setup: WorkerSetup,
 ) {
-    let pool = setup.proxy.new_pool();
-    let (proxy, p) = (Arc::clone(&setup.proxy), Arc::clone(&pool));
+    // Every connection polls the shutdown token each time it wakes, and a token's every
+    // method takes its lock: a token of this worker's own keeps that lock on one core.
+    let shutdown = setup.shutdown.child_token();
+    let worker = proxy::Worker::new(Arc::clone(&setup.proxy));
+    let pool = Arc::clone(worker.pool());
+    let w = Arc::clone(&worker);
     let plain = accept::serve(
         "http",
         Source::Handed(http),
         None,
-        move |peer| proxy::service(Arc::clone(&proxy), Arc::clone(&p), peer, Scheme::Http),
+        move |peer| proxy::service(Arc::clone(&w), peer, Scheme::Http),
         http_probes,
-        setup.shutdown.clone(),
+        shutdown.clone(),
         setup.grace,
     );
-    let (proxy, p) = (Arc::clone(&setup.proxy), Arc::clone(&pool));
     let tls = accept::serve(
         "https",
         Source::Handed(https),
         Some(setup.tls.clone()),
-        move |peer| proxy::service(Arc::clone(&proxy), Arc::clone(&p), peer, Scheme::Https),
+        move |peer| proxy::service(Arc::clone(&worker), peer, Scheme::Https),
         https_probes,
-        setup.shutdown.clone(),
+        shutdown.clone(),
         setup.grace,
     );
     let sweep = async {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
-                _ = setup.shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return,
                 _ = tick.tick() => pool.sweep(),
             }
         }
