@@ -10,7 +10,11 @@
 //!
 //! - [`routes`]: the table and upstream choice (round-robin, passive failover).
 //! - [`forward`]: header rewriting, timeouts, WebSocket upgrades.
+//! - [`pool`], [`h1`]: keep-alive connections to apps; the lean HTTP/1.1 exchange for
+//!   requests without a body, hyper's client for the rest.
 //! - [`body`]: streaming bodies with byte counting and stall timeouts.
+//! - [`metrics`], [`shard`]: per-route counters, and the per-worker copies that keep the
+//!   request path from writing to memory other workers write.
 //! - [`tls`], [`acme`]: certificates by SNI, manual or from an ACME CA.
 
 pub mod acme;
