@@ -8,7 +8,8 @@
 #
 # How: the release binary runs under callgrind (which records every function executed, by
 # its mangled name) on a fresh state dir, once with no container engine reachable and once
-# with the machine's own engine if there is one; it answers a few API and proxy requests,
+# with an engine (RIVETR_RUNTIME_SOCKET if set, else the machine's own if there is one:
+# `scripts/test-env/engines.sh --keep` starts one); it answers a few API and proxy requests,
 # idles 12 s (watchdog, engine re-detection and pool sweeps run in that time), and stops.
 # Names that are not in the binary's symbol table (libc, the dynamic loader) are dropped.
 #
@@ -49,9 +50,14 @@ record() {
     echo "recorded $name: $(grep -c '^fn=' "$work/$name.out") functions" >&2
 }
 
+engine_socket=${RIVETR_RUNTIME_SOCKET:-}
 record no-engine RIVETR_RUNTIME_SOCKET=unix://$work/no-such-engine.sock
-if [ -S /run/podman/podman.sock ] || [ -S /var/run/docker.sock ] || [ -n "${DOCKER_HOST:-}" ]; then
+if [ -n "$engine_socket" ]; then
+    record engine RIVETR_RUNTIME_SOCKET="$engine_socket"
+elif [ -S /run/podman/podman.sock ] || [ -S /var/run/docker.sock ] || [ -n "${DOCKER_HOST:-}" ]; then
     record engine
+else
+    echo "no container engine found: the list covers the engine-less start only" >&2
 fi
 
 nm --defined-only "$bin" | awk '$2 ~ /^[tTwW]$/ {print $3}' | sort -u >"$work/symbols"

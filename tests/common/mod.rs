@@ -17,12 +17,23 @@ pub mod platform;
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
 
 /// A port that was free a moment ago.
+/// A port nothing listens on, for a daemon to bind later. Taken below the kernel's ephemeral
+/// range (32768 and up by default) from a counter seeded by the pid: a port the kernel picked
+/// for `bind(0)` is free again at once and can be handed to an outgoing connection of another
+/// test before the daemon binds it, which made a daemon fail to start now and then.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (seed + n) % SPAN) as u16;
+        if port_is_free(port) {
+            return port;
+        }
+    }
 }
 
 /// True when nothing listens on the port and it can be bound.
