@@ -156,12 +156,13 @@ impl Forwarded {
         }
     }
 
-    fn fields(self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
-        self.host.map(|h| (header::HOST, h)).into_iter().chain([
-            (X_FORWARDED_FOR, self.forwarded_for),
-            (X_FORWARDED_PROTO, self.proto),
-            (X_FORWARDED_HOST, self.original_host),
-            (X_REAL_IP, self.real_ip),
+    /// The fields in the order they are sent.
+    fn fields(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+        self.host.iter().map(|h| (header::HOST, h)).chain([
+            (X_FORWARDED_FOR, &self.forwarded_for),
+            (X_FORWARDED_PROTO, &self.proto),
+            (X_FORWARDED_HOST, &self.original_host),
+            (X_REAL_IP, &self.real_ip),
         ])
     }
 }
@@ -187,8 +188,9 @@ fn upstream_headers(
 ) -> HeaderMap {
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
-    for (name, value) in Forwarded::of(&headers, host, peer, scheme).fields() {
-        headers.insert(name, value);
+    let forwarded = Forwarded::of(&headers, host, peer, scheme);
+    for (name, value) in forwarded.fields() {
+        headers.insert(name, value.clone());
     }
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -214,13 +216,9 @@ fn write_upstream_head(
         }
         h1::write_field(out, name, value);
     }
-    if let Some(host) = &forwarded.host {
-        h1::write_field(out, &header::HOST, host);
+    for (name, value) in forwarded.fields() {
+        h1::write_field(out, &name, value);
     }
-    h1::write_field(out, &X_FORWARDED_FOR, &forwarded.forwarded_for);
-    h1::write_field(out, &X_FORWARDED_PROTO, &forwarded.proto);
-    h1::write_field(out, &X_FORWARDED_HOST, &forwarded.original_host);
-    h1::write_field(out, &X_REAL_IP, &forwarded.real_ip);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -48,20 +48,51 @@ pub enum PoolError {
     Lean { addr: SocketAddr, source: H1Error },
 }
 
-struct Idle {
-    sender: SendRequest<RequestBody>,
+/// An idle connection of either kind and since when it has waited.
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
-struct IdleLean {
-    conn: h1::Conn,
-    since: Instant,
-}
+/// Idle connections by upstream, most recently used last.
+type Stack<C> = HashMap<SocketAddr, Vec<Idle<C>>>;
 
 #[derive(Default)]
 struct Stacks {
-    hyper: HashMap<SocketAddr, Vec<Idle>>,
-    lean: HashMap<SocketAddr, Vec<IdleLean>>,
+    hyper: Stack<SendRequest<RequestBody>>,
+    lean: Stack<h1::Conn>,
+}
+
+/// The most recently used connection to `addr` that is young enough and `usable`; older or
+/// unusable ones met on the way are dropped.
+fn pop_usable<C>(
+    stack: &mut Stack<C>,
+    addr: SocketAddr,
+    oldest_allowed: Instant,
+    usable: impl Fn(&C) -> bool,
+) -> Option<C> {
+    let stack = stack.get_mut(&addr)?;
+    while let Some(entry) = stack.pop() {
+        if entry.since >= oldest_allowed && usable(&entry.conn) {
+            return Some(entry.conn);
+        }
+    }
+    None
+}
+
+fn push<C>(stack: &mut Stack<C>, addr: SocketAddr, conn: C) {
+    stack.entry(addr).or_default().push(Idle {
+        conn,
+        since: Instant::now(),
+    });
+}
+
+/// Drops what is too old or no longer `usable`, and upstreams with nothing left.
+fn prune<C>(stack: &mut Stack<C>, oldest_allowed: Instant, usable: impl Fn(&C) -> bool) {
+    stack.retain(|_, entries| {
+        entries.retain(|e| e.since >= oldest_allowed && usable(&e.conn));
+        !entries.is_empty()
+    });
 }
 
 /// The idle connections of one worker, by upstream.
@@ -125,36 +156,31 @@ impl Pool {
         }
     }
 
+    fn stacks(&self) -> std::sync::MutexGuard<'_, Stacks> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn oldest_allowed(&self) -> Instant {
+        Instant::now() - self.idle_timeout
+    }
+
     fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<RequestBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let stack = idle.hyper.get_mut(&addr)?;
-        let oldest_allowed = Instant::now() - self.idle_timeout;
-        while let Some(entry) = stack.pop() {
-            if entry.since >= oldest_allowed && entry.sender.is_ready() {
-                return Some(entry.sender);
-            }
-        }
-        None
+        let oldest = self.oldest_allowed();
+        pop_usable(
+            &mut self.stacks().hyper,
+            addr,
+            oldest,
+            SendRequest::is_ready,
+        )
     }
 
     pub(super) fn take_idle_lean(&self, addr: SocketAddr) -> Option<h1::Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let stack = idle.lean.get_mut(&addr)?;
-        let oldest_allowed = Instant::now() - self.idle_timeout;
-        while let Some(entry) = stack.pop() {
-            if entry.since >= oldest_allowed && entry.conn.is_reusable() {
-                return Some(entry.conn);
-            }
-        }
-        None
+        let oldest = self.oldest_allowed();
+        pop_usable(&mut self.stacks().lean, addr, oldest, h1::Conn::is_reusable)
     }
 
     pub(super) fn put_back_lean(&self, addr: SocketAddr, conn: h1::Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.lean.entry(addr).or_default().push(IdleLean {
-            conn,
-            since: Instant::now(),
-        });
+        push(&mut self.stacks().lean, addr, conn);
     }
 
     /// Sends a request without a body to `addr` over a lean connection; the response body
@@ -216,32 +242,22 @@ impl Pool {
     }
 
     fn put_back(&self, addr: SocketAddr, sender: SendRequest<RequestBody>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.hyper.entry(addr).or_default().push(Idle {
-            sender,
-            since: Instant::now(),
-        });
+        push(&mut self.stacks().hyper, addr, sender);
     }
 
     /// Drops connections idle too long or closed by the app, and upstreams with none left.
     pub fn sweep(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let oldest_allowed = Instant::now() - self.idle_timeout;
-        idle.hyper.retain(|_, stack| {
-            stack.retain(|e| e.since >= oldest_allowed && !e.sender.is_closed());
-            !stack.is_empty()
-        });
-        idle.lean.retain(|_, stack| {
-            stack.retain(|e| e.since >= oldest_allowed && e.conn.is_reusable());
-            !stack.is_empty()
-        });
+        let oldest = self.oldest_allowed();
+        let mut stacks = self.stacks();
+        prune(&mut stacks.hyper, oldest, |s| !s.is_closed());
+        prune(&mut stacks.lean, oldest, h1::Conn::is_reusable);
     }
 
     /// How many idle connections the pool holds.
     pub fn idle_count(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.hyper.values().map(Vec::len).sum::<usize>()
-            + idle.lean.values().map(Vec::len).sum::<usize>()
+        let stacks = self.stacks();
+        stacks.hyper.values().map(Vec::len).sum::<usize>()
+            + stacks.lean.values().map(Vec::len).sum::<usize>()
     }
 }
 
