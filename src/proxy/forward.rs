@@ -117,12 +117,12 @@ struct Forwarded {
 }
 
 /// Client headers the proxy replaces with its own values.
-fn set_by_proxy(name: &HeaderName) -> bool {
-    name == X_FORWARDED_FOR
-        || name == X_FORWARDED_PROTO
-        || name == X_FORWARDED_HOST
-        || name == X_REAL_IP
-}
+const SET_BY_PROXY: [HeaderName; 4] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+];
 
 impl Forwarded {
     fn of(headers: &HeaderMap, host: &str, peer: &Peer, scheme: Scheme) -> Forwarded {
@@ -133,20 +133,17 @@ impl Forwarded {
                 (Some(h.clone()), h)
             }
         };
-        let chain: Option<String> = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .fold(None, |acc, v| {
-                Some(acc.map_or_else(|| v.to_owned(), |a| format!("{a}, {v}")))
-            });
-        let forwarded_for = match chain {
-            Some(chain) => HeaderValue::from_str(&format!("{chain}, {}", peer.addr.ip()))
-                .unwrap_or_else(|_| peer.ip.clone()),
-            None => peer.ip.clone(),
-        };
+        let mut chain = Vec::new();
+        append_forwarded_for(
+            &mut chain,
+            headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            peer,
+        );
+        let forwarded_for = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
+            .unwrap_or_else(|_| peer.ip.clone());
         Forwarded {
             host,
             original_host,
@@ -165,6 +162,20 @@ impl Forwarded {
             (X_REAL_IP, &self.real_ip),
         ])
     }
+}
+
+/// The client's `X-Forwarded-For` chain (every value, trimmed, empty ones left out) with the
+/// client appended.
+fn append_forwarded_for<'a>(
+    out: &mut Vec<u8>,
+    values: impl Iterator<Item = &'a [u8]>,
+    peer: &Peer,
+) {
+    for value in values.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer.ip.as_bytes());
 }
 
 /// The names a `Connection` header lists: hop-by-hop for this message.
@@ -199,26 +210,62 @@ fn upstream_headers(
     headers
 }
 
-/// Writes the request head for the app straight from the client's headers: the same fields
-/// as [`upstream_headers`] gives, without building a second header map.
-fn write_upstream_head(
+/// Writes the request head for the app straight from the client's header fields, however
+/// they were read (a header map, or the raw head the plain-HTTP server parsed): the same
+/// fields as [`upstream_headers`] gives, without building a second header map. `target` is
+/// in origin form; `host` is the request's host, sent as `Host` when the client sent none.
+pub(super) fn write_upstream_head<'a, I>(
     out: &mut Vec<u8>,
-    method: &hyper::Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    named: &[HeaderName],
-    forwarded: &Forwarded,
-) {
-    h1::write_request_line(out, method, uri);
-    for (name, value) in headers {
-        if HOP_BY_HOP.contains(name) || set_by_proxy(name) || named.contains(name) {
-            continue;
+    method: &[u8],
+    target: &[u8],
+    fields: impl Fn() -> I,
+    host: &str,
+    peer: &Peer,
+    scheme: Scheme,
+) where
+    I: Iterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let is = |name: &[u8], known: &HeaderName| name.eq_ignore_ascii_case(known.as_str().as_bytes());
+    let mut original_host = None;
+    let mut named: Vec<&[u8]> = Vec::new();
+    for (name, value) in fields() {
+        if is(name, &header::HOST) {
+            original_host.get_or_insert(value);
+        } else if is(name, &header::CONNECTION) {
+            named.extend(h1::tokens(value));
         }
-        h1::write_field(out, name, value);
     }
-    for (name, value) in forwarded.fields() {
-        h1::write_field(out, &name, value);
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let dropped = |name: &[u8]| {
+        HOP_BY_HOP.iter().any(|h| is(name, h))
+            || SET_BY_PROXY.iter().any(|h| is(name, h))
+            || named.iter().any(|n| name.eq_ignore_ascii_case(n))
+    };
+    for (name, value) in fields() {
+        if !dropped(name) {
+            h1::write_field(out, name, value);
+        }
     }
+    // HTTP/2 carries the host in :authority, not in a field.
+    if original_host.is_none() {
+        h1::write_field(out, b"host", host.as_bytes());
+    }
+    let original_host = original_host.unwrap_or(host.as_bytes());
+    out.extend_from_slice(b"x-forwarded-for: ");
+    append_forwarded_for(
+        out,
+        fields()
+            .filter(|(n, _)| is(n, &X_FORWARDED_FOR))
+            .map(|(_, v)| v),
+        peer,
+    );
+    out.extend_from_slice(b"\r\n");
+    h1::write_field(out, b"x-forwarded-proto", scheme.as_str().as_bytes());
+    h1::write_field(out, b"x-forwarded-host", original_host);
+    h1::write_field(out, b"x-real-ip", peer.ip.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -326,22 +373,46 @@ impl Proxy {
         peer: &Peer,
         scheme: Scheme,
     ) -> Response<ProxyBody> {
-        let named = connection_named(&parts.headers);
-        let forwarded = Forwarded::of(&parts.headers, host, peer, scheme);
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or(&b"/"[..], |pq| pq.as_str().as_bytes());
+        let fields = || {
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+        };
         let write_head = |out: &mut Vec<u8>| {
             write_upstream_head(
                 out,
-                &parts.method,
-                &parts.uri,
-                &parts.headers,
-                &named,
-                &forwarded,
+                parts.method.as_str().as_bytes(),
+                target,
+                fields,
+                host,
+                peer,
+                scheme,
             )
         };
+        self.exchange_lean(pool, route, host, &parts.method, &write_head)
+            .await
+    }
+
+    /// Sends a request without a body, its head written by `write_head`, to one of the
+    /// route's upstreams over a lean connection, and returns the app's response or a 502/504
+    /// page of the proxy's own.
+    pub(super) async fn exchange_lean(
+        &self,
+        pool: &Arc<Pool>,
+        route: &Route,
+        host: &str,
+        method: &hyper::Method,
+        write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
+    ) -> Response<ProxyBody> {
         for upstream in route.candidates() {
             let sent = tokio::time::timeout(
                 self.settings.response_timeout,
-                pool.send_lean(upstream.addr, &parts.method, &write_head),
+                pool.send_lean(upstream.addr, method, write_head),
             )
             .await;
             match self.judge(route, upstream, host, sent) {

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Response, StatusCode, Uri, Version};
+use hyper::{Method, Response, StatusCode, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -219,6 +219,11 @@ impl Conn {
         for name in named {
             headers.remove(name);
         }
+        if chunked_last.is_some() {
+            // Transfer-Encoding overrides Content-Length, and a proxy removes the latter
+            // before forwarding (RFC 9112 6.3): the client must not frame by it.
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let framing = framing_of(method, status, chunked_last, &headers)?;
         let keep_alive =
             version == Version::HTTP_11 && !close && !matches!(framing, Framing::UntilClose);
@@ -291,27 +296,18 @@ fn framing_of(
 }
 
 /// The comma-separated tokens of a field value, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
 }
 
-/// `METHOD /path?query HTTP/1.1` and its CRLF; an absolute-form target keeps only its path.
-pub fn write_request_line(out: &mut Vec<u8>, method: &Method, uri: &Uri) {
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-}
-
 /// One `name: value` line.
-pub fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
+pub fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -605,8 +601,8 @@ mod tests {
     }
 
     fn get(out: &mut Vec<u8>) {
-        write_request_line(out, &Method::GET, &Uri::from_static("/x"));
-        write_field(out, &header::HOST, &HeaderValue::from_static("a.test"));
+        out.extend_from_slice(b"GET /x HTTP/1.1\r\n");
+        write_field(out, b"host", b"a.test");
         out.extend_from_slice(b"\r\n");
     }
 

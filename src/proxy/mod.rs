@@ -10,6 +10,8 @@
 //!
 //! - [`routes`]: the table and upstream choice (round-robin, passive failover).
 //! - [`forward`]: header rewriting, timeouts, WebSocket upgrades.
+//! - [`plain`]: the plain-HTTP listener's own server for HTTP/1.1 requests without a body;
+//!   hyper serves everything else.
 //! - [`pool`], [`h1`]: keep-alive connections to apps; the lean HTTP/1.1 exchange for
 //!   requests without a body, hyper's client for the rest.
 //! - [`body`]: streaming bodies with byte counting and stall timeouts.
@@ -24,6 +26,7 @@ pub mod h1;
 pub mod host;
 pub mod metrics;
 mod pages;
+pub mod plain;
 pub mod pool;
 pub mod routes;
 pub mod shard;
@@ -44,7 +47,7 @@ use crate::config::{Config, ProxyConfig, TlsMode};
 use body::ProxyBody;
 pub use forward::{Peer, Scheme};
 use pool::Pool;
-use routes::{Owner, RouteSpec, RouteTable};
+use routes::{Owner, Route, RouteSpec, RouteTable};
 use tls::{CertStore, TlsError};
 
 /// Path prefix of ACME HTTP-01 challenges, answered on the http listener.
@@ -179,19 +182,10 @@ impl Proxy {
                 None => return pages::no_route(&host),
             }
         };
-        route.metrics.count_request();
         let method = req.method().clone();
-        // The access log is at debug level: its clock and copy only when it is on.
-        let logged = tracing::enabled!(tracing::Level::DEBUG)
-            .then(|| (Instant::now(), req.uri().path().to_owned()));
+        let logged = access_log_start(&route, || req.uri().path().to_owned());
         let mut res = self.forward(pool, &route, req, &host, peer, scheme).await;
-        route.metrics.count_status(res.status().as_u16());
-        if let Some((started, path)) = logged {
-            tracing::debug!(%host, %method, %path, status = res.status().as_u16(), peer = %peer.addr, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
-        }
-        if let ProxyBody::Upstream(body) = res.body_mut() {
-            body.count_for(route);
-        }
+        access_log_finish(route, &mut res, logged, &host, &method, peer);
         res
     }
 
@@ -224,6 +218,32 @@ impl Proxy {
         Some(pages::redirect(&format!(
             "https://{host}{port}{path_and_query}"
         )))
+    }
+}
+
+/// Counts a request for its route; returns what the access log needs when it is on (at debug
+/// level: its clock and copy only then).
+fn access_log_start(route: &Route, path: impl FnOnce() -> String) -> Option<(Instant, String)> {
+    route.metrics.count_request();
+    tracing::enabled!(tracing::Level::DEBUG).then(|| (Instant::now(), path()))
+}
+
+/// Counts the response's status and, as they go out, its body bytes; writes the access log
+/// line.
+fn access_log_finish(
+    route: Arc<Route>,
+    res: &mut Response<ProxyBody>,
+    logged: Option<(Instant, String)>,
+    host: &str,
+    method: &hyper::Method,
+    peer: &Peer,
+) {
+    route.metrics.count_status(res.status().as_u16());
+    if let Some((started, path)) = logged {
+        tracing::debug!(%host, %method, %path, status = res.status().as_u16(), peer = %peer.addr, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
+    }
+    if let ProxyBody::Upstream(body) = res.body_mut() {
+        body.count_for(route);
     }
 }
 

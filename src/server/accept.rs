@@ -8,6 +8,7 @@
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -20,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::proxy::Worker;
+use crate::proxy::plain::{self, Served};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -219,11 +223,15 @@ pub async fn dispatch(
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (with upgrades), over TLS when `tls` is given, on the
-/// connections from `source` until `shutdown`, then drains.
+/// connections from `source` until `shutdown`, then drains. With `lean` (plain connections of
+/// the proxy), each connection starts on the proxy's own HTTP/1.1 server (`proxy::plain`) and
+/// goes over to hyper when a request needs it.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<F, S, B>(
     name: &'static str,
     mut source: Source,
     tls: Option<TlsAcceptor>,
+    lean: Option<Arc<Worker>>,
     make_service: F,
     mut probes: ProbeReceiver,
     shutdown: CancellationToken,
@@ -253,17 +261,30 @@ pub async fn serve<F, S, B>(
         };
         let builder = builder.clone();
         let tls = tls.clone();
+        let lean = lean.clone();
         let shutdown = shutdown.clone();
         // Detached on purpose: `connections` tracks it for the drain below, and a TLS
         // handshake is bounded by HANDSHAKE_TIMEOUT.
         connections.spawn(async move {
-            let served = match tls {
-                None => {
+            let served = match (tls, lean) {
+                (None, Some(worker)) => {
+                    match plain::serve(worker, stream, peer, shutdown.clone(), first_request_wait).await {
+                        Served::Ended(result) => result.map_err(Into::into),
+                        Served::HandOver(stream) => {
+                            // hyper gets the connection with a request head already read.
+                            started.cancel();
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            let conn = std::pin::pin!(conn);
+                            serve_until_drained(conn, started, shutdown, first_request_wait).await
+                        }
+                    }
+                }
+                (None, None) => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                     let conn = std::pin::pin!(conn);
                     serve_until_drained(conn, started, shutdown, first_request_wait).await
                 }
-                Some(acceptor) => {
+                (Some(acceptor), _) => {
                     let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
                         return;
                     };
@@ -368,6 +389,7 @@ mod tests {
             "http",
             Source::Listener(listener),
             None,
+            None,
             move |_| {
                 let _ = accepted_tx.send(());
                 hyper::service::service_fn(|_req| async {
@@ -416,6 +438,7 @@ mod tests {
             "http",
             Source::Listener(listener),
             None,
+            None,
             move |_| {
                 let _ = accepted_tx.send(());
                 hyper::service::service_fn(|_req| async {
@@ -449,6 +472,7 @@ mod tests {
         let task = tokio::spawn(serve(
             "api",
             Source::Listener(listener),
+            None,
             None,
             |_| {
                 hyper::service::service_fn(|_req| async {

@@ -3,7 +3,7 @@
 //!
 //! `main` decides exit codes; this module returns typed errors and never exits the process.
 
-mod accept;
+pub(crate) mod accept;
 mod workers;
 
 use arc_swap::ArcSwap;
@@ -186,6 +186,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     tasks.spawn(accept::serve(
         "api",
         accept::Source::Listener(api_listener),
+        None,
         None,
         move |peer| crate::api::service(router.clone(), peer),
         api_probes,
