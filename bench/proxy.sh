@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Reverse-proxy throughput: wrk, 64 keep-alive connections, a small static file served by an
 # nginx backend. Measured in one run: (a) the backend directly, (b) nginx as a reverse proxy
-# with an upstream keepalive pool, (c) Rivetr's proxy (release build). Prints req/s and p99
-# latency of each, the ratios Rivetr/nginx and Rivetr/direct, and Rivetr's RSS under load.
+# with an upstream keepalive pool, sending the app the same forwarding headers Rivetr sends
+# (X-Forwarded-For/-Proto/-Host, X-Real-IP), (c) Rivetr's proxy (release build, default
+# worker count). Prints req/s and p99 latency of each, the ratios Rivetr/nginx and
+# Rivetr/direct, and Rivetr's RSS under load.
 # nginx and Rivetr are measured in alternating rounds (ROUNDS, default 3) and compared by
 # their medians, so a noisy moment on a shared machine does not decide the comparison.
 # Target: Rivetr req/s >= nginx's, p99 no worse.
@@ -42,7 +44,9 @@ CONF
 start_nginx backend "server { listen 127.0.0.1:$backend; root $work/www; keepalive_requests 100000; }" 1
 start_nginx proxy "upstream app { server 127.0.0.1:$backend; keepalive 64; }
     server { listen 127.0.0.1:$nginx_proxy; keepalive_requests 100000;
-      location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; } }"
+      location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Real-IP \$remote_addr; } }"
 
 cat > "$work/rivetr.toml" <<CONF
 [server]
