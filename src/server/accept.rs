@@ -266,31 +266,30 @@ pub async fn serve<F, S, B>(
         // Detached on purpose: `connections` tracks it for the drain below, and a TLS
         // handshake is bounded by HANDSHAKE_TIMEOUT.
         connections.spawn(async move {
+            // hyper on whichever stream the connection ends up as.
+            macro_rules! with_hyper {
+                ($io:expr) => {{
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new($io), service).into_owned();
+                    serve_until_drained(std::pin::pin!(conn), started, shutdown, first_request_wait).await
+                }};
+            }
             let served = match (tls, lean) {
                 (None, Some(worker)) => {
                     match plain::serve(worker, stream, peer, shutdown.clone(), first_request_wait).await {
                         Served::Ended(result) => result.map_err(Into::into),
                         Served::HandOver(stream) => {
-                            // hyper gets the connection with a request head already read.
+                            // A request head has arrived already.
                             started.cancel();
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                            let conn = std::pin::pin!(conn);
-                            serve_until_drained(conn, started, shutdown, first_request_wait).await
+                            with_hyper!(stream)
                         }
                     }
                 }
-                (None, None) => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let conn = std::pin::pin!(conn);
-                    serve_until_drained(conn, started, shutdown, first_request_wait).await
-                }
+                (None, None) => with_hyper!(stream),
                 (Some(acceptor), _) => {
                     let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
                         return;
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let conn = std::pin::pin!(conn);
-                    serve_until_drained(conn, started, shutdown, first_request_wait).await
+                    with_hyper!(stream)
                 }
             };
             if let Err(e) = served {
