@@ -183,9 +183,9 @@ impl Proxy {
             }
         };
         let method = req.method().clone();
-        let logged = access_log_start(&route, || req.uri().path().to_owned());
+        let logged = request_started(&route, || req.uri().path().to_owned());
         let mut res = self.forward(pool, &route, req, &host, peer, scheme).await;
-        access_log_finish(route, &mut res, logged, &host, &method, peer);
+        request_answered(route, &mut res, logged, &host, &method, peer);
         res
     }
 
@@ -223,14 +223,14 @@ impl Proxy {
 
 /// Counts a request for its route; returns what the access log needs when it is on (at debug
 /// level: its clock and copy only then).
-fn access_log_start(route: &Route, path: impl FnOnce() -> String) -> Option<(Instant, String)> {
+fn request_started(route: &Route, path: impl FnOnce() -> String) -> Option<(Instant, String)> {
     route.metrics.count_request();
     tracing::enabled!(tracing::Level::DEBUG).then(|| (Instant::now(), path()))
 }
 
 /// Counts the response's status and, as they go out, its body bytes; writes the access log
 /// line.
-fn access_log_finish(
+fn request_answered(
     route: Arc<Route>,
     res: &mut Response<ProxyBody>,
     logged: Option<(Instant, String)>,

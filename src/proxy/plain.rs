@@ -207,7 +207,7 @@ async fn answer(
             Scheme::Http,
         )
     };
-    let logged = super::access_log_start(&route, || {
+    let logged = super::request_started(&route, || {
         String::from_utf8_lossy(request.target).into_owned()
     });
     let sent = proxy.exchange_lean(
@@ -218,7 +218,7 @@ async fn answer(
         &write_head,
     );
     let mut res = sent.await;
-    super::access_log_finish(
+    super::request_answered(
         route,
         &mut res,
         logged,
@@ -333,7 +333,7 @@ fn write_head(
         Framing::AsIs => {}
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n, &mut [0; 20]));
+            write_number(out, n, 10);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -386,8 +386,7 @@ async fn append_data(
 ) -> io::Result<()> {
     let chunked = framing == Framing::Chunked;
     if chunked {
-        let mut hex = [0u8; 16];
-        out.extend_from_slice(hex_len(data.len(), &mut hex));
+        write_number(out, data.len() as u64, 16);
         out.extend_from_slice(b"\r\n");
     }
     if out.len() + data.len() <= WRITE_AT {
@@ -409,28 +408,19 @@ async fn append_data(
     Ok(())
 }
 
-fn itoa(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+/// Appends `n` in `radix` (10 for Content-Length, 16 for chunk sizes).
+fn write_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
+    let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+        digits[at] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
         if n == 0 {
-            return &digits[at..];
+            break;
         }
     }
-}
-
-fn hex_len(mut n: usize, digits: &mut [u8; 16]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n % 16];
-        n /= 16;
-        if n == 0 {
-            return &digits[at..];
-        }
-    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The `Date` of responses, formatted once a second per thread (hyper does the same).
@@ -685,6 +675,22 @@ mod tests {
             .expect("no answer in time")
             .expect("connection closed before the answer");
         (h, String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal_and_chunk_sizes_in_hex() {
+        for (n, radix, want) in [
+            (0, 10, "0"),
+            (1234, 10, "1234"),
+            (u64::MAX, 10, "18446744073709551615"),
+            (0, 16, "0"),
+            (255, 16, "ff"),
+            (16384, 16, "4000"),
+        ] {
+            let mut out = Vec::new();
+            write_number(&mut out, n, radix);
+            assert_eq!(out, want.as_bytes());
+        }
     }
 
     #[tokio::test]
