@@ -74,13 +74,16 @@ pub enum GitError {
     Url(#[from] UrlError),
     #[error(
         "the git server refused the credential stored for app `{app}` ({detail}); store the \
-         right one by giving the app's git_url again as https://USER:TOKEN@host/... \
-         (PATCH /api/apps/{app})"
+         right one with `rivetr app credential {app} --username USER` (PUT \
+         /api/apps/{app}/git-credential), or give the git_url again as \
+         https://USER:TOKEN@host/... (PATCH /api/apps/{app})"
     )]
     CredentialRefused { app: String, detail: String },
     #[error(
-        "the git server asks for a credential and app `{app}` has none ({detail}); give the \
-         app's git_url as https://USER:TOKEN@host/... (PATCH /api/apps/{app})"
+        "the git server asks for a credential and app `{app}` has none ({detail}); store one \
+         with `rivetr app credential {app} --username USER` (PUT \
+         /api/apps/{app}/git-credential), or give the git_url as https://USER:TOKEN@host/... \
+         (PATCH /api/apps/{app})"
     )]
     CredentialMissing { app: String, detail: String },
     #[error(
