@@ -481,9 +481,15 @@ impl Answers<'_> {
         (status, v)
     }
 
-    /// Deploys and waits; returns the final deployment and its log, both kept.
+    /// Deploys the app's branch and waits; returns the final deployment and its log, both
+    /// kept.
     fn deploy(&mut self, app: &str) -> (Value, String) {
-        let id = self.p.deploy(app, None);
+        self.deploy_ref(app, None)
+    }
+
+    /// Deploys a branch or commit and waits, as [`Answers::deploy`].
+    fn deploy_ref(&mut self, app: &str, git_ref: Option<&str>) -> (Value, String) {
+        let id = self.p.deploy(app, git_ref);
         self.p.wait_done(id);
         let (_, d) = self.api("GET", &format!("/api/deployments/{id}"), None);
         let (_, _) = self.api("GET", &format!("/api/deployments/{id}/logs"), None);
@@ -605,7 +611,8 @@ fn an_https_credential_deploys_a_private_repo_and_the_secret_is_never_shown() {
         (200, "private v1\n".to_owned())
     );
 
-    // Rotated back to the right one through the git URL, it deploys v2.
+    // Rotated back to the right one through the git URL, it deploys v2 (by its commit id:
+    // git then runs in the work tree, and still finds the credential).
     let (status, answer) = answers.api(
         "PATCH",
         &format!("/api/apps/{name}"),
@@ -614,8 +621,9 @@ fn an_https_credential_deploys_a_private_repo_and_the_secret_is_never_shown() {
         })),
     );
     assert_eq!(status, 200, "{answer}");
-    let (d, log) = answers.deploy(&name);
+    let (d, log) = answers.deploy_ref(&name, Some(&repo.head()));
     assert_eq!(d["status"], "running", "{log}");
+    assert_eq!(d["commit_sha"], repo.head().as_str());
     assert_eq!(
         p.through_proxy(&host, "/"),
         (200, "private v2\n".to_owned())
@@ -968,11 +976,13 @@ fn an_ssh_deploy_key_clones_and_changed_host_keys_and_other_apps_keys_are_refuse
     let (_, still) = answers.api("GET", &format!("/api/apps/{name}/known-hosts"), None);
     assert_eq!(still[0]["fingerprint"], first_host_key.as_str());
 
-    // Reset through the API, the next clone records the new key and deploys v2.
+    // Reset through the API, the next clone records the new key and deploys v2 (by its
+    // commit id: git then runs in the work tree, and still finds the key and known_hosts).
     let (status, _) = answers.api("DELETE", &format!("/api/apps/{name}/known-hosts"), None);
     assert_eq!(status, 204);
-    let (d, log) = answers.deploy(&name);
+    let (d, log) = answers.deploy_ref(&name, Some(&repo.head()));
     assert_eq!(d["status"], "running", "{log}");
+    assert_eq!(d["commit_sha"], repo.head().as_str());
     assert_eq!(
         p.through_proxy(&host, "/"),
         (200, "over ssh v2\n".to_owned())

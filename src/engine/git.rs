@@ -307,7 +307,12 @@ pub async fn checkout(
     if let Some(c) = &access.credential {
         hide_userinfo(c.expose(), log);
     }
-    let private = private_dir(dest);
+    // Absolute: git runs in the work tree for some steps, and HOME, the key and known_hosts
+    // must name the same files from there (the state directory may be given relatively).
+    let private = std::path::absolute(private_dir(dest)).map_err(|source| GitError::Setup {
+        path: private_dir(dest),
+        source,
+    })?;
     make_private_dir(&private).await?;
     let result = checkout_with(
         url, transport, reference, dest, &private, access, log, cancel,
