@@ -19,7 +19,6 @@ use super::apps::find_app;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::AppState;
-use crate::engine::git::ssh::KnownHost;
 use crate::secrets::Purpose;
 
 /// An app's deploy key as the API shows it: never the private half.
@@ -31,6 +30,17 @@ pub struct DeployKeyView {
     /// `SHA256:...`, as GitHub, GitLab and Gitea show deploy keys.
     pub fingerprint: String,
     pub created_at: String,
+}
+
+/// An SSH host key an app's clones recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KnownHostView {
+    /// As ssh records it: `github.com`, or `[host]:port` for another port than 22.
+    pub host: String,
+    /// `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, ...
+    pub key_type: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
 }
 
 /// `PUT /api/apps/{app}/git-credential` body: what git answers an https server's basic
@@ -182,21 +192,30 @@ pub async fn delete_deploy_key(
     security(("bearer" = [])),
     params(("app" = String, Path, description = "The app's name")),
     responses(
-        (status = 200, description = "Each recorded host key; empty before the first SSH clone", body = Vec<KnownHost>),
+        (status = 200, description = "Each recorded host key; empty before the first SSH clone", body = Vec<KnownHostView>),
         (status = 404, description = "No such app", body = ErrorBody),
     )
 )]
 pub async fn list_known_hosts(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<JsonResponse<Vec<KnownHost>>, ApiError> {
+) -> Result<JsonResponse<Vec<KnownHostView>>, ApiError> {
     let app = find_app(&state, &name).await?;
     let file = state
         .db
         .call(move |c| crate::db::known_hosts::get(c, app.id))
         .await
         .map_err(ApiError::internal)?;
-    Ok(JsonResponse(crate::engine::git::ssh::known_hosts(&file)))
+    Ok(JsonResponse(
+        crate::engine::git::ssh::known_hosts(&file)
+            .into_iter()
+            .map(|h| KnownHostView {
+                host: h.host,
+                key_type: h.key_type,
+                fingerprint: h.fingerprint,
+            })
+            .collect(),
+    ))
 }
 
 /// Forgets the app's recorded SSH host keys: the next clone accepts and records whatever key

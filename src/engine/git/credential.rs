@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use tokio::process::Command;
@@ -136,7 +136,7 @@ pub(super) fn shell_quote(s: &str) -> String {
 pub fn helper(
     operation: &str,
     input: impl BufRead,
-    mut output: impl Write,
+    output: impl Write,
 ) -> Result<(), CredentialError> {
     let request = read_request(input)?;
     if operation != "get" {
@@ -147,8 +147,21 @@ pub fn helper(
         .and_then(|v| v.parse().ok())
         .ok_or(CredentialError::NotFromRivetr)?;
     let expected = std::env::var(HOST_VAR).unwrap_or_default();
-    let protocol = field(&request, "protocol");
-    let host = field(&request, "host").to_ascii_lowercase();
+    // SAFETY: Rivetr passed this descriptor to this process for exactly this read, and it
+    // stays open for the whole process.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    answer(&request, &expected, fd, output)
+}
+
+/// Answers one `get` request from the credential in `fd`, if the request is for `expected`.
+fn answer(
+    request: &[(String, String)],
+    expected: &str,
+    fd: BorrowedFd<'_>,
+    mut output: impl Write,
+) -> Result<(), CredentialError> {
+    let protocol = field(request, "protocol");
+    let host = field(request, "host").to_ascii_lowercase();
     if protocol != "https" || host != expected {
         eprintln!(
             "rivetr: not giving the app's credential for {expected} to a request for {protocol}://{host}"
@@ -199,10 +212,8 @@ fn field<'a>(request: &'a [(String, String)], key: &str) -> &'a str {
 
 /// Reads the memfd from its start (a positioned read: the descriptor's offset is shared with
 /// git, and git may run the helper more than once).
-fn read_inherited(fd: i32) -> Result<SecretString, CredentialError> {
-    // SAFETY: Rivetr passed this descriptor to us for exactly this read; ManuallyDrop keeps
-    // it open for any later helper of the same git process.
-    let file = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+fn read_inherited(fd: BorrowedFd<'_>) -> Result<SecretString, CredentialError> {
+    let file = File::from(fd.try_clone_to_owned().map_err(CredentialError::Read)?);
     let mut buf = zeroize::Zeroizing::new(vec![0u8; MAX_CREDENTIAL]);
     let n = file.read_at(&mut buf, 0).map_err(CredentialError::Read)?;
     let text = String::from_utf8(buf[..n].to_vec()).map_err(|_| {
@@ -229,6 +240,8 @@ pub fn split_userinfo(userinfo: &str) -> (SecretString, SecretString) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsFd;
+
     use super::*;
 
     #[test]
@@ -263,6 +276,35 @@ mod tests {
         let n = file.read_at(&mut buf, 0).unwrap();
         assert_eq!(&buf[..n], b"bot:s3cret");
         assert!(file.write_at(b"x", 0).is_err(), "sealed against writes");
+    }
+
+    fn answered(request: &[u8], expected: &str, credential: &[u8]) -> String {
+        let fd = sealed_memfd(credential).unwrap();
+        let request = read_request(request).unwrap();
+        let mut out = Vec::new();
+        answer(&request, expected, fd.as_fd(), &mut out).unwrap();
+        // A second answer from the same descriptor: git may ask again.
+        let mut again = Vec::new();
+        answer(&request, expected, fd.as_fd(), &mut again).unwrap();
+        assert_eq!(out, again);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_helper_answers_only_for_the_apps_host() {
+        let get = b"protocol=https\nhost=git.example.com:8443\n\n";
+        assert_eq!(
+            answered(get, "git.example.com:8443", b"bot:p%40ss"),
+            "username=bot\npassword=p@ss\n"
+        );
+        assert_eq!(answered(get, "other.example.com", b"bot:pass"), "");
+        let plain = b"protocol=http\nhost=git.example.com:8443\n\n";
+        assert_eq!(answered(plain, "git.example.com:8443", b"bot:pass"), "");
+        assert_eq!(
+            answered(get, "git.example.com:8443", b"bot:a%0Ab"),
+            "",
+            "a decoded newline would forge a line of git's protocol"
+        );
     }
 
     #[test]

@@ -14,7 +14,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use super::credential::shell_quote;
@@ -151,7 +150,7 @@ pub(super) fn host_key_changed(lines: &[String]) -> Option<HostKeyChanged> {
 }
 
 /// A host key an app's clones recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownHost {
     /// As ssh records it: `github.com`, or `[host]:port` for another port than 22.
     pub host: String,
