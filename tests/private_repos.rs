@@ -542,6 +542,12 @@ fn an_https_credential_deploys_a_private_repo_and_the_secret_is_never_shown() {
     let sampler = Sampler::start(vec![password.clone()], state_dir(p.dir.path()).join("work"));
     let (d, log) = answers.deploy(&name);
     let sampled = sampler.finish();
+    println!(
+        "watched the https deploy: {} sweeps of /proc, {} distinct commands, {} .git/config read",
+        sampled.sweeps,
+        sampled.commands.len(),
+        sampled.git_configs.len()
+    );
     assert_eq!(d["status"], "running", "{log}");
     assert_eq!(
         p.through_proxy(&host, "/"),
