@@ -14,8 +14,10 @@ export CI="${CI:-}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
-# systemd: systemd-socket-activate; pebble: the ACME test CA.
-ensure_packages systemd git sqlite3 pebble
+# systemd: systemd-socket-activate; pebble: the ACME test CA; openssh-client and
+# openssh-server: ssh for clones with deploy keys, and the sshd the private-repository tests
+# clone from (git brings git-http-backend and git-shell).
+ensure_packages systemd git sqlite3 pebble openssh-client openssh-server
 
 step "cargo fmt --check"
 cargo fmt --check

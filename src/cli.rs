@@ -45,6 +45,12 @@ pub enum Command {
     Deployments(DeploymentsArgs),
     /// Return an app to an earlier deployment's image, without a build.
     Rollback(RollbackArgs),
+    /// git's credential helper for Rivetr's own clones: git runs it, people do not.
+    #[command(name = "git-credential", hide = true)]
+    GitCredential {
+        /// `get`, `store` or `erase`, as git says.
+        operation: String,
+    },
 }
 
 impl Command {
@@ -52,7 +58,7 @@ impl Command {
     /// ones (`serve`, `token`).
     pub fn api_args(&self) -> Option<&ApiArgs> {
         match self {
-            Command::Serve(_) | Command::Token(_) => None,
+            Command::Serve(_) | Command::Token(_) | Command::GitCredential { .. } => None,
             Command::App(a) => Some(&a.api),
             Command::Env(a) => Some(&a.api),
             Command::Deploy(a) => Some(&a.api),
@@ -222,6 +228,39 @@ pub enum AppCommand {
     Restart {
         /// The app's name.
         app: String,
+    },
+    /// Print the app's SSH deploy key (made on first use) to add to the repository as a
+    /// read-only deploy key; --rotate makes a new one, --remove deletes it.
+    DeployKey {
+        /// The app's name.
+        app: String,
+        /// Replace the key with a new one (then replace it on the forge too).
+        #[arg(long, conflicts_with = "remove")]
+        rotate: bool,
+        /// Delete the key; SSH clones stop authenticating.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List the SSH host keys the app's clones recorded; --reset forgets them, for a server
+    /// whose key really changed.
+    KnownHosts {
+        /// The app's name.
+        app: String,
+        /// Forget the recorded keys: the next clone records the key the server presents.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Store the https credential the app's clones use: --username, and the token on stdin
+    /// (so it stays out of the shell history); --remove deletes it.
+    Credential {
+        /// The app's name.
+        app: String,
+        /// The user name (GitHub: x-access-token; GitLab: oauth2 or the deploy token's user).
+        #[arg(long, required_unless_present = "remove")]
+        username: Option<String>,
+        /// Delete the stored credential.
+        #[arg(long, conflicts_with = "username")]
+        remove: bool,
     },
 }
 

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(args),
+        Command::GitCredential { operation } => git_credential(&operation),
         command => client(command),
     }
 }
@@ -53,6 +54,20 @@ fn client(command: Command) -> ExitCode {
                 Failure::Unauthorized => exit::UNAUTHORIZED,
                 Failure::Unreachable => exit::UNREACHABLE,
             })
+        }
+    }
+}
+
+/// `rivetr git-credential <operation>`: run by git during Rivetr's own clones (see
+/// `rivetr::engine::git::credential`).
+fn git_credential(operation: &str) -> ExitCode {
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match rivetr::engine::git::credential::helper(operation, stdin, stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rivetr git-credential: {e}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

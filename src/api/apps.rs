@@ -2,7 +2,9 @@
 //!
 //! An app is a git repository (or an image) plus how to run it. Its name is a DNS label and
 //! part of container and image names. A git URL's credential (`https://user:token@host/...`)
-//! is split off and stored encrypted; responses never show it. The webhook secret is shown
+//! is split off and stored encrypted; responses never show it (see [`super::git_access`] for
+//! the other ways to give, rotate and remove it, and for deploy keys). URLs git would hand to
+//! a remote helper (`ext::...`) or send in clear (`http://`) are refused with 422. The webhook secret is shown
 //! once, in the creation response (and again only when rotated).
 
 use axum::Json as JsonResponse;
@@ -89,8 +91,11 @@ pub struct AppView {
     pub name: String,
     /// Without its credential.
     pub git_url: Option<String>,
-    /// True when the git URL came with a credential (stored encrypted, never shown).
+    /// True when the app has an https credential (given in the git URL or through
+    /// `PUT /api/apps/{app}/git-credential`; stored encrypted, never shown).
     pub git_credential: bool,
+    /// The `SHA256:...` fingerprint of the app's SSH deploy key, if it has one.
+    pub deploy_key: Option<String>,
     pub branch: String,
     pub image: Option<String>,
     pub port: u16,
@@ -152,8 +157,14 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         .await
         .map_err(ApiError::internal)?
         .map(|d| d.id);
+    let deploy_key = state
+        .db
+        .call(move |c| crate::db::deploy_keys::fingerprint(c, id))
+        .await
+        .map_err(ApiError::internal)?;
     let base = secret::base_url(state, headers);
     Ok(AppView {
+        deploy_key,
         webhooks: secret::urls(&base, &app.name),
         git_credential: app.git_credential.is_some(),
         name: app.name,
@@ -344,19 +355,12 @@ fn healthcheck(mut h: Healthcheck, b: HealthcheckBody) -> Result<Healthcheck, Ap
     Ok(h)
 }
 
+/// The URL kinds Rivetr clones (see [`crate::engine::git::url`]); the rest is refused here,
+/// before anything is stored.
 fn check_git_url(url: &str) -> Result<(), ApiError> {
-    let ok = ["https://", "http://", "ssh://", "git://", "file://"]
-        .iter()
-        .any(|p| url.starts_with(p))
-        || url.starts_with('/')
-        || (url.contains('@') && url.contains(':') && !url.contains("://"));
-    if !ok || url.starts_with('-') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::invalid_value(
-            "git_url",
-            "an https, ssh or file:// URL, `user@host:path`, or an absolute local path",
-        ));
-    }
-    Ok(())
+    crate::engine::git::url::transport(url)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid_value("git_url", e.to_string()))
 }
 
 async fn check_domains_free(
@@ -380,7 +384,7 @@ async fn check_domains_free(
     Ok(())
 }
 
-async fn store_credential(
+pub(super) async fn store_credential(
     state: &AppState,
     app_id: i64,
     credential: Option<String>,

@@ -13,6 +13,7 @@ pub mod enqueue;
 pub mod env;
 pub mod error;
 pub mod extract;
+pub mod git_access;
 mod health;
 pub mod openapi;
 pub mod tokens;
@@ -46,6 +47,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::start_app))
         .routes(routes!(apps::stop_app))
         .routes(routes!(apps::restart_app))
+        .routes(routes!(
+            git_access::get_deploy_key,
+            git_access::create_deploy_key,
+            git_access::delete_deploy_key
+        ))
+        .routes(routes!(
+            git_access::list_known_hosts,
+            git_access::reset_known_hosts
+        ))
+        .routes(routes!(
+            git_access::set_git_credential,
+            git_access::delete_git_credential
+        ))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use super::http::segment;
-use super::types::{App, Deployment, End, EnvVar, LogLine, succeeded};
+use super::types::{App, DeployKey, Deployment, End, EnvVar, KnownHost, LogLine, succeeded};
 use super::{Client, ClientError, format};
 use crate::cli::{
     AppCommand, AppCreateArgs, Command, DeployArgs, DeploymentsArgs, EnvCommand, LogsArgs,
@@ -39,7 +39,9 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
         Command::Logs(a) => logs(&client, a, json, out).await,
         Command::Deployments(a) => deployments(&client, a, json, out).await,
         Command::Rollback(a) => rollback(&client, a, json, out).await,
-        Command::Serve(_) | Command::Token(_) => unreachable!("api_args() is None for these"),
+        Command::Serve(_) | Command::Token(_) | Command::GitCredential { .. } => {
+            unreachable!("api_args() is None for these")
+        }
     }
 }
 
@@ -115,7 +117,125 @@ async fn app(
         AppCommand::Start { app } => lifecycle(client, &app, "start", json, out).await,
         AppCommand::Stop { app } => lifecycle(client, &app, "stop", json, out).await,
         AppCommand::Restart { app } => lifecycle(client, &app, "restart", json, out).await,
+        AppCommand::DeployKey {
+            app,
+            rotate,
+            remove,
+        } => deploy_key(client, &app, rotate, remove, json, out).await,
+        AppCommand::KnownHosts { app, reset } => known_hosts(client, &app, reset, json, out).await,
+        AppCommand::Credential {
+            app,
+            username,
+            remove,
+        } => credential(client, &app, username, remove, out).await,
     }
+}
+
+/// Shows the deploy key (making one when the app has none), rotates or removes it. The
+/// public key alone goes to stdout, so it can be piped.
+async fn deploy_key(
+    client: &Client,
+    app: &str,
+    rotate: bool,
+    remove: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let path = format!("{}/deploy-key", app_path(app));
+    if remove {
+        client.delete(&path).await?;
+        if !json {
+            writeln!(out, "removed the deploy key of app {app}")?;
+            eprintln!("Remove it from the repository's deploy keys on the forge too.");
+        }
+        return Ok(());
+    }
+    let (bytes, new) = if rotate {
+        (client.post(&path, None).await?, true)
+    } else {
+        match client.get(&path).await {
+            Ok(bytes) => (bytes, false),
+            Err(ClientError::Api { code, .. }) if code == "no_deploy_key" => {
+                (client.post(&path, None).await?, true)
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if json {
+        return raw(out, &bytes);
+    }
+    let key: DeployKey = client.parse(&bytes)?;
+    writeln!(out, "{}", key.public_key)?;
+    eprintln!(
+        "{} deploy key of app {app}, fingerprint {}. Add it to the repository as a read-only \
+         deploy key (GitHub: Settings > Deploy keys; GitLab: Settings > Repository > Deploy \
+         keys; Gitea: Settings > Deploy Keys){}.",
+        if new { "New" } else { "The" },
+        key.fingerprint,
+        if rotate {
+            ", then delete the old one there"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+async fn known_hosts(
+    client: &Client,
+    app: &str,
+    reset: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let path = format!("{}/known-hosts", app_path(app));
+    if reset {
+        client.delete(&path).await?;
+        if !json {
+            writeln!(
+                out,
+                "forgot the SSH host keys of app {app}; its next clone records the key the server presents"
+            )?;
+        }
+        return Ok(());
+    }
+    let bytes = client.get(&path).await?;
+    if json {
+        return raw(out, &bytes);
+    }
+    let hosts: Vec<KnownHost> = client.parse(&bytes)?;
+    write!(out, "{}", format::known_hosts(&hosts))?;
+    Ok(())
+}
+
+/// Stores (the token read from stdin) or removes the app's https credential.
+async fn credential(
+    client: &Client,
+    app: &str,
+    username: Option<String>,
+    remove: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let path = format!("{}/git-credential", app_path(app));
+    if remove {
+        client.delete(&path).await?;
+        writeln!(out, "removed the git credential of app {app}")?;
+        return Ok(());
+    }
+    let Some(username) = username else {
+        return Err(ClientError::Usage(
+            "give --username, or --remove".to_owned(),
+        ));
+    };
+    let token = read_value_stdin("the token").await?;
+    client
+        .put(&path, &json!({ "username": username, "token": token }))
+        .await?;
+    writeln!(
+        out,
+        "stored the git credential of app {app}; it is used from the next deployment on"
+    )?;
+    Ok(())
 }
 
 /// The `POST /api/apps` body: only what was given, so the server's defaults apply.

@@ -2,7 +2,7 @@
 //! API's answers to text, so they are tested without a server. Values that could break a
 //! table (newlines, tabs, control characters) are escaped.
 
-use super::types::{App, Deployment, EnvVar, LogLine};
+use super::types::{App, Deployment, EnvVar, KnownHost, LogLine};
 
 /// Columns separated by two spaces, each as wide as its widest cell; the last one unpadded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -109,6 +109,9 @@ pub fn app(a: &App) -> String {
         if a.git_credential {
             lines.push(("git credential", "stored encrypted".to_owned()));
         }
+        if let Some(fingerprint) = &a.deploy_key {
+            lines.push(("deploy key", fingerprint.clone()));
+        }
     }
     lines.push(("port", a.port.to_string()));
     lines.push((
@@ -180,6 +183,25 @@ pub fn env(vars: &[EnvVar]) -> String {
         })
         .collect();
     table(&["KEY", "SECRET", "UPDATED", "VALUE"], &rows)
+}
+
+/// The SSH host keys an app's clones recorded.
+pub fn known_hosts(hosts: &[KnownHost]) -> String {
+    if hosts.is_empty() {
+        return "no SSH host key recorded yet; the first SSH clone records the server's\n"
+            .to_owned();
+    }
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                one_line(&h.host),
+                one_line(&h.key_type),
+                one_line(&h.fingerprint),
+            ]
+        })
+        .collect();
+    table(&["HOST", "TYPE", "FINGERPRINT"], &rows)
 }
 
 /// What a deployment is about, for the last column: why it failed, what it rolled back to,

@@ -10,6 +10,9 @@ pub struct App {
     pub git_url: Option<String>,
     #[serde(default)]
     pub git_credential: bool,
+    /// The deploy key's fingerprint.
+    #[serde(default)]
+    pub deploy_key: Option<String>,
     pub branch: String,
     pub image: Option<String>,
     pub port: u16,
@@ -24,6 +27,19 @@ pub struct App {
     pub created_at: String,
     /// Only in the creation answer.
     pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeployKey {
+    pub public_key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KnownHost {
+    pub host: String,
+    pub key_type: String,
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,9 +6,11 @@
 //! Each table's queries live in their own file in this folder as later subsystems add them.
 
 pub mod apps;
+pub mod deploy_keys;
 pub mod deployment_logs;
 pub mod deployments;
 pub mod env_vars;
+pub mod known_hosts;
 mod migrate;
 pub mod secret_key;
 pub mod tokens;

@@ -24,7 +24,9 @@ pub fn set_fingerprint(conn: &mut Connection, fingerprint: &str) -> Result<(), r
 pub fn count_encrypted(conn: &mut Connection) -> Result<i64, rusqlite::Error> {
     conn.query_row(
         "SELECT (SELECT COUNT(*) FROM env_vars WHERE secret = 1)
-              + (SELECT COUNT(*) FROM apps WHERE webhook_secret IS NOT NULL)",
+              + (SELECT COUNT(*) FROM apps WHERE webhook_secret IS NOT NULL)
+              + (SELECT COUNT(*) FROM apps WHERE git_credential IS NOT NULL)
+              + (SELECT COUNT(*) FROM deploy_keys)",
         [],
         |r| r.get(0),
     )

@@ -236,7 +236,10 @@ async fn clone_and_build(
         redact_url(&url),
         describe(&reference)
     ));
-    let checkout = match git::checkout(&url, &reference, &work, log, cancel).await {
+    let access = git::Access::load(&shared.db, &shared.secrets, app)
+        .await
+        .map_err(|e| Stop::Failed(format!("clone failed: {e}")))?;
+    let checkout = match git::checkout(&url, &reference, &work, &access, log, cancel).await {
         Ok(c) => c,
         Err(GitError::Cancelled) => return Err(Stop::Cancelled),
         Err(e) => {

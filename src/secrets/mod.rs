@@ -1,6 +1,7 @@
 //! Secrets at rest: the key that encrypts them, and the encryption itself.
 //!
-//! Env values marked secret, webhook secrets and git credentials are stored encrypted with
+//! Env values marked secret, webhook secrets, git credentials and the private halves of SSH
+//! deploy keys ([`deploy_key`] makes them) are stored encrypted with
 //! XChaCha20-Poly1305 (the extended-nonce ChaCha20-Poly1305, so random nonces never repeat in
 //! practice). A sealed value is `[version = 1][24-byte nonce][ciphertext + 16-byte tag]`; the
 //! version byte lets a later Rivetr change the algorithm and still read old rows.
@@ -15,6 +16,7 @@
 //!
 //! This module never logs a secret; [`SecretString`] and the key types print redacted.
 
+pub mod deploy_key;
 pub mod key;
 
 use std::fmt;
@@ -103,6 +105,8 @@ pub enum SecretsError {
     Decrypt,
     #[error("a decrypted value is not UTF-8")]
     NotUtf8,
+    #[error("cannot encode an SSH key: {0}")]
+    SshKey(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -121,8 +125,10 @@ pub enum Purpose<'a> {
     EnvVar { app_id: i64, key: &'a str },
     /// `apps.webhook_secret`.
     WebhookSecret { app_id: i64 },
-    /// A credential for cloning an app's repository (token or deploy key).
+    /// `apps.git_credential`: the `user:token` of an app's https git URL.
     GitCredential { app_id: i64 },
+    /// `deploy_keys.private_key`: the private half of an app's SSH deploy key.
+    DeployKey { app_id: i64 },
 }
 
 impl Purpose<'_> {
@@ -132,6 +138,7 @@ impl Purpose<'_> {
             Purpose::EnvVar { app_id, key } => format!("rivetr:env:{app_id}:{key}"),
             Purpose::WebhookSecret { app_id } => format!("rivetr:webhook:{app_id}"),
             Purpose::GitCredential { app_id } => format!("rivetr:git:{app_id}"),
+            Purpose::DeployKey { app_id } => format!("rivetr:deploy-key:{app_id}"),
         }
         .into_bytes()
     }
@@ -407,6 +414,8 @@ mod tests {
                 key: "OTHER",
             },
             Purpose::WebhookSecret { app_id: 1 },
+            Purpose::GitCredential { app_id: 1 },
+            Purpose::DeployKey { app_id: 1 },
         ] {
             assert!(matches!(
                 s.decrypt(other, &sealed),
