@@ -405,7 +405,12 @@ mod issue_11_pipeline {
         let outside = tempfile::tempdir().unwrap();
         let host_toml = outside.path().join("deploy.toml");
         std::fs::write(&host_toml, "[deploy.healthcheck]\nretries = 7\n").unwrap();
-        commit_link(&repo, "deploy.toml", &host_toml, "deploy.toml links to a host file");
+        commit_link(
+            &repo,
+            "deploy.toml",
+            &host_toml,
+            "deploy.toml links to a host file",
+        );
         let reason = deploy_fails(&p, &app);
         assert!(
             reason.contains("deploy.toml") && reason.contains("symlink"),
@@ -414,7 +419,12 @@ mod issue_11_pipeline {
         assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
 
         // /dev/zero: the deployment fails at once and Rivetr does not grow.
-        commit_link(&repo, "deploy.toml", Path::new("/dev/zero"), "deploy.toml links to /dev/zero");
+        commit_link(
+            &repo,
+            "deploy.toml",
+            Path::new("/dev/zero"),
+            "deploy.toml links to /dev/zero",
+        );
         let rss_before = proc_status_kb(p.rivetr.pid(), "VmRSS");
         let id = p.deploy(&app, None);
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -468,7 +478,10 @@ mod issue_11_pipeline {
         let host_dockerfile = outside.path().join("Dockerfile");
         std::fs::write(
             &host_dockerfile,
-            format!("FROM localhost/busybox:test\nRUN echo {marker}\n{}", after_from()),
+            format!(
+                "FROM localhost/busybox:test\nRUN echo {marker}\n{}",
+                after_from()
+            ),
         )
         .unwrap();
         let repo = GitRepo::new("v1\n");
@@ -479,10 +492,19 @@ mod issue_11_pipeline {
             p.logs(id).contains(&marker) || p.rivetr.log().contains(&marker)
         };
 
-        commit_link(&repo, "Dockerfile", &host_dockerfile, "Dockerfile links to a host file");
+        commit_link(
+            &repo,
+            "Dockerfile",
+            &host_dockerfile,
+            "Dockerfile links to a host file",
+        );
         let id = p.deploy(&app, None);
         let d = p.wait_done(id);
-        assert!(!leaked(&p, id), "the host Dockerfile was read:\n{}", p.logs(id));
+        assert!(
+            !leaked(&p, id),
+            "the host Dockerfile was read:\n{}",
+            p.logs(id)
+        );
         assert_eq!(d["status"], "failed", "{d}");
         let reason = d["reason"].as_str().unwrap();
         assert!(
@@ -493,7 +515,12 @@ mod issue_11_pipeline {
 
         remove_and_commit(&repo, "Dockerfile", "no link");
         repo.commit(&[("Dockerfile", DOCKERFILE)], "the Dockerfile again");
-        commit_link(&repo, ".dockerignore", &secret, ".dockerignore links to a host file");
+        commit_link(
+            &repo,
+            ".dockerignore",
+            &secret,
+            ".dockerignore links to a host file",
+        );
         let reason = deploy_fails(&p, &app);
         assert!(
             reason.contains(".dockerignore") && reason.contains("symlink"),
@@ -514,6 +541,10 @@ mod issue_11_pipeline {
         let id = p.deploy(&app, None);
         let d = p.wait_done(id);
         assert!(!leaked(&p, id), "a host file was read:\n{}", p.logs(id));
+        println!(
+            "a link to a host file in the context: deployment {}, {}",
+            d["status"], d["reason"]
+        );
         if d["status"] == "running" {
             let (_, body) = p.through_proxy(&host, "/leak");
             assert!(!body.contains(&marker), "{body}");
@@ -538,7 +569,10 @@ mod issue_11_pipeline {
         );
         assert_eq!(status, 422, "{refused}");
         let api_message = refused["error"]["message"].as_str().unwrap().to_owned();
-        assert!(api_message.contains("healthcheck.interval_ms"), "{api_message}");
+        assert!(
+            api_message.contains("healthcheck.interval_ms"),
+            "{api_message}"
+        );
 
         for (toml, key, line, says) in [
             (
@@ -553,12 +587,37 @@ mod issue_11_pipeline {
                 2,
                 "between 1 and 10000",
             ),
-            ("[deploy]\nport = 0\n", "deploy.port", 2, "between 1 and 65535"),
-            ("[deploy]\nreplicas = 100\n", "deploy.replicas", 2, "between 1 and 32"),
+            (
+                "[deploy]\nport = 0\n",
+                "deploy.port",
+                2,
+                "between 1 and 65535",
+            ),
+            (
+                "[deploy]\nreplicas = 100\n",
+                "deploy.replicas",
+                2,
+                "between 1 and 32",
+            ),
             ("[resources]\n\ncpus = 5000\n", "resources.cpus", 3, "1024"),
-            ("[resources]\nmemory = \"1K\"\n", "resources.memory", 2, "at least"),
-            ("[env]\nGOOD = \"1\"\n\"BAD-NAME\" = \"x\"\n", "env.BAD-NAME", 3, "not a variable name"),
-            ("[build]\nargs = { \"1X\" = \"y\" }\n", "build.args.1X", 2, "not a variable name"),
+            (
+                "[resources]\nmemory = \"1K\"\n",
+                "resources.memory",
+                2,
+                "at least",
+            ),
+            (
+                "[env]\nGOOD = \"1\"\n\"BAD-NAME\" = \"x\"\n",
+                "env.BAD-NAME",
+                3,
+                "not a variable name",
+            ),
+            (
+                "[build]\nargs = { \"1X\" = \"y\" }\n",
+                "build.args.1X",
+                2,
+                "not a variable name",
+            ),
         ] {
             repo.commit(&[("deploy.toml", toml)], key);
             let reason = deploy_fails(&p, &app);
@@ -572,13 +631,24 @@ mod issue_11_pipeline {
         // The API names the JSON field with the same words.
         for (body, field, says) in [
             (json!({ "replicas": 100 }), "replicas", "between 1 and 32"),
-            (json!({ "resources": { "memory": "1K" } }), "resources.memory", "at least"),
-            (json!({ "healthcheck": { "retries": 0 } }), "healthcheck.retries", "between 1 and 10000"),
+            (
+                json!({ "resources": { "memory": "1K" } }),
+                "resources.memory",
+                "at least",
+            ),
+            (
+                json!({ "healthcheck": { "retries": 0 } }),
+                "healthcheck.retries",
+                "between 1 and 10000",
+            ),
         ] {
             let (status, refused) = p.api("PATCH", &format!("/api/apps/{app}"), Some(body));
             assert_eq!(status, 422, "{refused}");
             let message = refused["error"]["message"].as_str().unwrap();
-            assert!(message.contains(field) && message.contains(says), "{message}");
+            assert!(
+                message.contains(field) && message.contains(says),
+                "{message}"
+            );
         }
         assert_eq!(
             p.through_proxy(&format!("{app}.test"), "/"),
@@ -642,18 +712,25 @@ mod issue_11_pipeline {
         println!("failed switch: {ok} requests answered by v1, {bad} otherwise");
         assert_eq!(d["status"], "failed", "{d}\n{}", p.logs(id));
         assert!(
-            d["reason"].as_str().unwrap().contains("refused by the test"),
+            d["reason"]
+                .as_str()
+                .unwrap()
+                .contains("refused by the test"),
             "{d}"
         );
         assert_eq!(bad, 0, "requests were not answered by the old version");
         assert!(ok > 0);
         assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
-        assert_eq!(p.deployment(v1["id"].as_i64().unwrap())["status"], "running");
+        assert_eq!(
+            p.deployment(v1["id"].as_i64().unwrap())["status"],
+            "running"
+        );
         wait_for("only the old container", Duration::from_secs(10), || {
             let c = p.containers(&app);
             (c.len() == 1 && c[0].0.contains(&format!("-{}-", v1["id"]))).then_some(())
         });
-        db.execute_batch("DROP TRIGGER test_refuse_switch;").unwrap();
+        db.execute_batch("DROP TRIGGER test_refuse_switch;")
+            .unwrap();
         let d = deploy_ok(&p, &app);
         assert!(d["id"].as_i64().unwrap() > id);
         assert_eq!(p.through_proxy(&host, "/"), (200, "v2\n".to_owned()));
@@ -708,8 +785,14 @@ mod issue_11_pipeline {
             da["image"].as_str().unwrap().to_owned(),
             db["image"].as_str().unwrap().to_owned(),
         );
-        assert_eq!(image_a, format!("localhost/rivetr-{ia}/{name}:{}", da["id"]));
-        assert_eq!(image_b, format!("localhost/rivetr-{ib}/{name}:{}", db["id"]));
+        assert_eq!(
+            image_a,
+            format!("localhost/rivetr-{ia}/{name}:{}", da["id"])
+        );
+        assert_eq!(
+            image_b,
+            format!("localhost/rivetr-{ib}/{name}:{}", db["id"])
+        );
         let log = a.logs(da["id"].as_i64().unwrap());
         assert!(!log.contains("docker.io"), "{log}");
 
@@ -746,8 +829,20 @@ mod issue_11_pipeline {
         two_installations_deploy_the_same_app("docker", &socket);
     }
 
-    const ALLOCATES: &str = "FROM localhost/busybox:test\nRUN echo allocating; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo \"allocated ${#x}\"\n";
-    const SHOWS_LIMITS: &str = "FROM localhost/busybox:test\nRUN echo \"quota $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\"\n";
+    /// A build step that allocates 400 MB in a shell variable (`nonce` keeps any cache out).
+    fn allocates(nonce: &str) -> String {
+        format!(
+            "FROM localhost/busybox:test\nRUN echo {nonce} allocating; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo \"allocated ${{#x}}\"\n"
+        )
+    }
+    /// A Dockerfile whose build prints the limits its `RUN` step has (cgroups v1), first
+    /// saying `nonce` so that no earlier build's cache answers for it.
+    fn shows_limits(nonce: &str) -> String {
+        format!(
+            "FROM localhost/busybox:test\nRUN echo {nonce}; echo \"quota $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\"\n{}",
+            after_from()
+        )
+    }
 
     fn builds_are_limited(engine: &str, socket: &str) {
         let p = Platform::start(
@@ -763,7 +858,7 @@ mod issue_11_pipeline {
         let app = p.create_app(&unique_name("buildlim"), repo.path(), json!({}));
 
         // The limits reach the build's containers.
-        repo.commit(&[("Dockerfile", &format!("{SHOWS_LIMITS}{}", after_from()))], "shows");
+        repo.commit(&[("Dockerfile", &shows_limits(&app))], "shows");
         let d = deploy_ok(&p, &app);
         let log = p.logs(d["id"].as_i64().unwrap());
         assert!(
@@ -772,19 +867,55 @@ mod issue_11_pipeline {
         );
 
         // Memory: the step is killed and the reason names the limit.
-        repo.commit(&[("Dockerfile", ALLOCATES)], "allocates without bound");
+        repo.commit(
+            &[("Dockerfile", &allocates(&app))],
+            "allocates without bound",
+        );
         let reason = deploy_fails(&p, &app);
+        println!("{engine}, over the memory limit: {reason}");
         assert!(reason.contains("memory limit of 64 MiB"), "{reason}");
 
         // Time.
         repo.commit(
-            &[("Dockerfile", "FROM localhost/busybox:test\nRUN sleep 40\n")],
+            &[(
+                "Dockerfile",
+                &format!(
+                    "FROM localhost/busybox:test\nRUN echo {app}; sleep 40; echo {app} done\n"
+                ),
+            )],
             "too slow",
         );
         let started = Instant::now();
         let reason = deploy_fails(&p, &app);
+        println!(
+            "{engine}, over the time limit after {:?}: {reason}",
+            started.elapsed()
+        );
         assert!(reason.contains("time limit of 15 s"), "{reason}");
-        assert!(started.elapsed() < Duration::from_secs(35), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(35),
+            "{:?}",
+            started.elapsed()
+        );
+        // Docker stops the abandoned build; Podman 4.3 lets its running step end first.
+        let step_runs = || {
+            Command::new("pgrep")
+                .args(["-f", &format!("echo {app}; sleep 40; echo {app} done")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if engine == "docker" {
+            wait_for(
+                "docker to stop the abandoned build",
+                Duration::from_secs(10),
+                || (!step_runs()).then_some(()),
+            );
+        } else {
+            println!(
+                "{engine}: the abandoned step still runs after the deployment failed: {}",
+                step_runs()
+            );
+        }
 
         // An app may ask for less, never for more.
         repo.commit(
@@ -803,14 +934,17 @@ mod issue_11_pipeline {
         );
         repo.commit(
             &[
-                ("Dockerfile", &format!("{SHOWS_LIMITS}{}", after_from())),
+                ("Dockerfile", &shows_limits(&format!("{app} asks for less"))),
                 ("deploy.toml", "[build]\nmemory = \"32M\"\ncpus = 0.25\n"),
             ],
             "asks for less",
         );
         let d = deploy_ok(&p, &app);
         let log = p.logs(d["id"].as_i64().unwrap());
-        assert!(log.contains(&format!("quota 25000 memory {}", 32 << 20)), "{log}");
+        assert!(
+            log.contains(&format!("quota 25000 memory {}", 32 << 20)),
+            "{log}"
+        );
     }
 
     /// Defect 16: builds run within the configured memory, CPU and time limits (rootful
@@ -825,7 +959,8 @@ mod issue_11_pipeline {
 
     #[test]
     fn issue_11_builds_run_within_memory_cpu_and_time_limits_on_docker() {
-        let Some(socket) = engine_socket("RIVETR_TEST_DOCKER_SOCKET", "build limits, docker") else {
+        let Some(socket) = engine_socket("RIVETR_TEST_DOCKER_SOCKET", "build limits, docker")
+        else {
             return;
         };
         builds_are_limited("docker", &socket);
@@ -835,9 +970,10 @@ mod issue_11_pipeline {
     /// fails the step); the build runs without memory and CPU limits and the log says so.
     #[test]
     fn issue_11_rootless_podman_on_cgroups_v1_builds_without_limits_and_says_so() {
-        let Some(socket) =
-            engine_socket("RIVETR_TEST_PODMAN_ROOTLESS_SOCKET", "build limits, rootless podman")
-        else {
+        let Some(socket) = engine_socket(
+            "RIVETR_TEST_PODMAN_ROOTLESS_SOCKET",
+            "build limits, rootless podman",
+        ) else {
             return;
         };
         let p = Platform::start(&socket, &[("RIVETR_BUILD_MEMORY", "64M")]);

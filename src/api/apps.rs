@@ -19,10 +19,8 @@ use super::webhooks::secret::{self, WebhookUrls};
 use crate::AppState;
 use crate::db::apps::{App, AppFields, Healthcheck};
 use crate::engine::EngineError;
+use crate::limits;
 use crate::secrets::Purpose;
-
-/// Limits that keep one app from asking for something silly.
-const MAX_REPLICAS: u32 = 32;
 
 /// The health check as the API shows and takes it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
@@ -248,13 +246,7 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
         f.branch = branch;
     }
     if let Some(port) = body.port {
-        if port == 0 {
-            return Err(ApiError::invalid_value(
-                "port",
-                "a port between 1 and 65535",
-            ));
-        }
-        f.port = port;
+        f.port = limits::port(port).map_err(|e| ApiError::invalid_value("port", e))?;
     }
     if let Some(domains) = body.domains {
         let mut checked: Vec<String> = Vec::new();
@@ -276,81 +268,52 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
     }
     if let Some(r) = body.resources {
         if let Some(m) = r.memory {
-            f.memory_bytes = match m {
-                serde_json::Value::Null => None,
-                serde_json::Value::Number(n) => {
-                    Some(n.as_u64().filter(|&b| b > 0).ok_or_else(|| {
-                        ApiError::invalid_value("resources.memory", "a positive number of bytes")
-                    })?)
-                }
-                serde_json::Value::String(s) => Some(
-                    crate::engine::deploy_toml::parse_memory(&s)
-                        .map_err(|e| ApiError::invalid_value("resources.memory", e))?,
-                ),
-                _ => {
-                    return Err(ApiError::invalid_value(
-                        "resources.memory",
-                        "bytes, or a size such as \"256M\"",
-                    ));
-                }
-            };
+            f.memory_bytes = memory(m)?;
         }
         if let Some(c) = r.cpus {
-            if !(c > 0.0 && c.is_finite() && c <= 1024.0) {
-                return Err(ApiError::invalid_value(
-                    "resources.cpus",
-                    "a positive number of CPUs",
-                ));
-            }
-            f.cpus = Some(c);
+            f.cpus =
+                Some(limits::cpus(c).map_err(|e| ApiError::invalid_value("resources.cpus", e))?);
         }
     }
     if let Some(r) = body.replicas {
-        if !(1..=MAX_REPLICAS).contains(&r) {
-            return Err(ApiError::invalid_value(
-                "replicas",
-                format!("between 1 and {MAX_REPLICAS}"),
-            ));
-        }
-        f.replicas = r;
+        f.replicas = limits::replicas(r).map_err(|e| ApiError::invalid_value("replicas", e))?;
     }
     Ok((f, credential))
 }
 
-fn healthcheck(mut h: Healthcheck, b: HealthcheckBody) -> Result<Healthcheck, ApiError> {
-    if let Some(p) = b.path {
-        if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ApiError::invalid_value(
-                "healthcheck.path",
-                "a path starting with `/`",
-            ));
+/// `resources.memory`: `null` (no limit), bytes, or a size such as `"256M"`.
+fn memory(value: serde_json::Value) -> Result<Option<u64>, ApiError> {
+    let invalid = |e: limits::OutOfLimits| ApiError::invalid_value("resources.memory", e);
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Number(n) => {
+            let bytes = n.as_u64().ok_or_else(|| {
+                ApiError::invalid_value("resources.memory", "a positive number of bytes")
+            })?;
+            limits::memory(bytes).map(Some).map_err(invalid)
         }
+        serde_json::Value::String(s) => limits::parse_memory(&s).map(Some).map_err(invalid),
+        _ => Err(ApiError::invalid_value(
+            "resources.memory",
+            "bytes, or a size such as \"256M\"",
+        )),
+    }
+}
+
+fn healthcheck(mut h: Healthcheck, b: HealthcheckBody) -> Result<Healthcheck, ApiError> {
+    let field = |name: &'static str| move |e: limits::OutOfLimits| ApiError::invalid_value(name, e);
+    if let Some(p) = b.path {
+        limits::healthcheck_path(&p).map_err(field("healthcheck.path"))?;
         h.path = p;
     }
-    let ms = |field: &str, v: u64| {
-        if (10..=600_000).contains(&v) {
-            Ok(v)
-        } else {
-            Err(ApiError::invalid_value(
-                field,
-                "between 10 and 600000 milliseconds",
-            ))
-        }
-    };
     if let Some(v) = b.interval_ms {
-        h.interval_ms = ms("healthcheck.interval_ms", v)?;
+        h.interval_ms = limits::healthcheck_ms(v).map_err(field("healthcheck.interval_ms"))?;
     }
     if let Some(v) = b.timeout_ms {
-        h.timeout_ms = ms("healthcheck.timeout_ms", v)?;
+        h.timeout_ms = limits::healthcheck_ms(v).map_err(field("healthcheck.timeout_ms"))?;
     }
     if let Some(r) = b.retries {
-        if !(1..=10_000).contains(&r) {
-            return Err(ApiError::invalid_value(
-                "healthcheck.retries",
-                "between 1 and 10000",
-            ));
-        }
-        h.retries = r;
+        h.retries = limits::healthcheck_retries(r).map_err(field("healthcheck.retries"))?;
     }
     Ok(h)
 }

@@ -33,6 +33,31 @@ pub struct Config {
     pub log: LogConfig,
     pub runtime: RuntimeConfig,
     pub engine: EngineSettings,
+    pub build: BuildSettings,
+}
+
+/// `[build]`: what one image build may use. They are also the most an app's `deploy.toml`
+/// may ask for (it may ask for less).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildSettings {
+    /// Memory of each build step, `"2G"` or bytes; a step that needs more is killed and the
+    /// deployment fails naming this limit.
+    pub memory: crate::limits::MemorySize,
+    /// CPUs of each build step, fractions allowed.
+    pub cpus: crate::limits::Cpus,
+    /// The whole build, clone excluded.
+    pub timeout_seconds: crate::limits::BuildTimeoutSeconds,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            memory: crate::limits::MemorySize(2 << 30),
+            cpus: crate::limits::Cpus(2.0),
+            timeout_seconds: crate::limits::BuildTimeoutSeconds(1800),
+        }
+    }
 }
 
 /// `[engine]`: how deployments run.
