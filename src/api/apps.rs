@@ -1,10 +1,12 @@
 //! `/api/apps`: create, list, show, change and delete apps; start, stop and restart them.
 //!
 //! An app is a git repository (or an image) plus how to run it. Its name is a DNS label and
-//! part of container and image names. A git URL's credential (`https://user:token@host/...`)
-//! is split off and stored encrypted; responses never show it (see [`super::git_access`] for
-//! the other ways to give, rotate and remove it, and for deploy keys). URLs git would hand to
-//! a remote helper (`ext::...`) or send in clear (`http://`) are refused with 422. The webhook secret is shown
+//! part of container and image names. Its values are checked with the same limits as a
+//! repository's `deploy.toml` ([`crate::limits`]). A git URL's credential
+//! (`https://user:token@host/...`) is split off and stored encrypted; responses never show it
+//! (see [`super::git_access`] for the other ways to give, rotate and remove it, and for deploy
+//! keys). URLs git would hand to a remote helper (`ext::...`) or send in clear (`http://`) are
+//! refused with 422. The webhook secret is shown
 //! once, in the creation response (and again only when rotated).
 
 use axum::Json as JsonResponse;
@@ -26,13 +28,13 @@ use crate::secrets::Purpose;
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthcheckBody {
-    /// Path of the HTTP GET; default `/`.
+    /// Path of the HTTP GET, starting with `/`; default `/`.
     pub path: Option<String>,
-    /// Between attempts; default 500.
+    /// Between attempts, 10 to 600000; default 500.
     pub interval_ms: Option<u64>,
-    /// Per attempt; default 2000.
+    /// Per attempt, 10 to 600000; default 2000.
     pub timeout_ms: Option<u64>,
-    /// Attempts before the deployment fails; default 60.
+    /// Attempts before the deployment fails, 1 to 10000; default 60.
     pub retries: Option<u32>,
 }
 
@@ -40,10 +42,10 @@ pub struct HealthcheckBody {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesBody {
-    /// Bytes, or a size such as `"256M"` or `"1G"`.
+    /// Bytes, or a size such as `"256M"` or `"1G"`; 6 MiB to 1 TiB; `null` for no limit.
     #[schema(value_type = Option<String>)]
     pub memory: Option<serde_json::Value>,
-    /// CPUs, fractions allowed.
+    /// CPUs, fractions allowed; above 0, at most 1024.
     pub cpus: Option<f64>,
 }
 
@@ -60,12 +62,12 @@ pub struct AppBody {
     pub branch: Option<String>,
     /// An image to run instead of building from git.
     pub image: Option<String>,
-    /// The port the app listens on inside its container; default 8080.
+    /// The port the app listens on inside its container, 1 to 65535; default 8080.
     pub port: Option<u16>,
     pub domains: Option<Vec<String>>,
     pub healthcheck: Option<HealthcheckBody>,
     pub resources: Option<ResourcesBody>,
-    /// Default 1.
+    /// Containers sharing the traffic, 1 to 32; default 1.
     pub replicas: Option<u32>,
 }
 
