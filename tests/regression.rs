@@ -898,12 +898,8 @@ mod issue_11_pipeline {
             started.elapsed()
         );
         // Docker stops the abandoned build; Podman 4.3 lets its running step end first.
-        let step_runs = || {
-            Command::new("pgrep")
-                .args(["-f", &format!("echo {app}; sleep 40; echo {app} done")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
+        let step_runs =
+            || running_command_contains(&format!("echo {app}; sleep 40; echo {app} done"));
         if engine == "docker" {
             wait_for(
                 "docker to stop the abandoned build",
@@ -945,6 +941,19 @@ mod issue_11_pipeline {
             log.contains(&format!("quota 25000 memory {}", 32 << 20)),
             "{log}"
         );
+    }
+
+    /// Whether a process on this machine runs with `needle` in its command line.
+    fn running_command_contains(needle: &str) -> bool {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|raw| {
+                let line: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                String::from_utf8_lossy(&line).contains(needle)
+            })
+        })
     }
 
     /// Defect 16: builds run within the configured memory, CPU and time limits (rootful
