@@ -480,6 +480,33 @@ mod tests {
     }
 
     #[test]
+    fn build_limits_are_checked_where_they_are_written() {
+        let err = parse("[build]\ncpus = 1\nmemory = \"1K\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml:3") && err.contains("build.memory") && err.contains("6 MiB"),
+            "{err}"
+        );
+        let err = parse("[build]\ntimeout_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("build.timeout_seconds"), "{err}");
+        let vars = vec![
+            ("RIVETR_BUILD_MEMORY".to_owned(), "512M".to_owned()),
+            ("RIVETR_BUILD_CPUS".to_owned(), "0.5".to_owned()),
+        ];
+        let config = Config::parse("test.toml", "", vars).unwrap();
+        assert_eq!(config.build.memory.bytes(), 512 << 20);
+        assert_eq!(config.build.cpus.0, 0.5);
+        let vars = vec![("RIVETR_BUILD_CPUS".to_owned(), "0".to_owned())];
+        let err = Config::parse("test.toml", "", vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RIVETR_BUILD_CPUS"), "{err}");
+    }
+
+    #[test]
     fn env_overrides_the_file() {
         let vars = vec![
             (

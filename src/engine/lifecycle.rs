@@ -89,7 +89,7 @@ pub(crate) async fn bring_up(
             Some(c) => {
                 runtime.start(&c.id).await?;
                 woken += 1;
-                log.say(&format!("started the stopped container {name}"));
+                log.say(&format!("started the stopped container {}", c.name));
                 let info = runtime.inspect(&c.id).await?;
                 if let Some(p) = info.host_port {
                     to_check.push((info.id.clone(), p));

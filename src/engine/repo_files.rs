@@ -74,23 +74,22 @@ pub fn resolve(repo: &Path, relative: &str, kind: Kind) -> Result<PathBuf, RepoF
     let rel = normalize(relative)?;
     let mut current = repo.to_owned();
     let mut shown = PathBuf::new();
-    let parts: Vec<_> = rel.components().collect();
-    for (i, part) in parts.iter().enumerate() {
-        current.push(part);
-        shown.push(part);
-        let meta = std::fs::symlink_metadata(&current).map_err(|e| io_error(&shown, e))?;
-        let last = i + 1 == parts.len();
-        if meta.file_type().is_symlink() {
-            return Err(RepoFileError::Symlink(shown.display().to_string()));
-        }
-        if !last && !meta.is_dir() {
+    // The repository root itself is Rivetr's work directory, never a path from the commit.
+    let mut meta = std::fs::symlink_metadata(&current).map_err(|e| io_error(&shown, e))?;
+    for part in rel.components() {
+        if !meta.is_dir() {
             return Err(RepoFileError::WrongKind {
-                path: shown.display().to_string(),
+                path: display(&shown),
                 expected: Kind::Dir.name(),
             });
         }
+        current.push(part);
+        shown.push(part);
+        meta = std::fs::symlink_metadata(&current).map_err(|e| io_error(&shown, e))?;
+        if meta.file_type().is_symlink() {
+            return Err(RepoFileError::Symlink(display(&shown)));
+        }
     }
-    let meta = std::fs::symlink_metadata(&current).map_err(|e| io_error(&shown, e))?;
     let matches = match kind {
         Kind::File => meta.file_type().is_file(),
         Kind::Dir => meta.file_type().is_dir(),
