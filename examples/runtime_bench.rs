@@ -114,6 +114,7 @@ async fn build(
         build_args: Vec::new(),
         tag: tag.into(),
         labels: labels.clone(),
+        limits: rivetr::runtime::BuildLimits::default(),
     };
     Ok(rt.build(spec, &mut |_: &str| {}).await?)
 }

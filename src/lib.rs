@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod generate;
+pub mod limits;
 pub mod logging;
 pub mod proxy;
 pub mod runtime;

@@ -538,3 +538,103 @@ fn an_engine_that_appears_after_startup_is_found_and_deploys_work() {
         (200, "late\n".to_owned())
     );
 }
+
+/// `podman` against the platform's engine; panics when it fails.
+fn podman(p: &Platform, args: &[&str]) -> String {
+    let out = std::process::Command::new("podman")
+        .args(["--remote", "--url", &p.socket])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rollback(p: &Platform, app: &str, to: &serde_json::Value) -> serde_json::Value {
+    let (status, rb) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/rollback"),
+        Some(json!({ "deployment_id": to })),
+    );
+    assert_eq!(status, 202, "{rb}");
+    p.wait_done(rb["id"].as_i64().unwrap())
+}
+
+#[test]
+fn names_from_before_scoping_keep_working_and_a_missing_built_image_fails_without_a_pull() {
+    let Some(mut p) = platform("names before scoping") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("legacy"), repo.path(), json!({}));
+    let host = format!("{app}.test");
+    let v1 = deploy_ok(&p, &app);
+    repo.commit(&[("www/index.html", "v2\n")], "v2");
+    let v2 = deploy_ok(&p, &app);
+    repo.commit(&[("www/index.html", "v3\n")], "v3");
+    deploy_ok(&p, &app);
+    wait_for("only v3's container", Duration::from_secs(15), || {
+        (p.containers(&app).len() == 1).then_some(())
+    });
+
+    // v1's image went missing behind Rivetr's back: the rollback fails saying so, and no
+    // engine is asked to pull it (there is no registry here; a pull would fail otherwise).
+    let v1_image = v1["image"].as_str().unwrap();
+    podman(&p, &["rmi", "-f", v1_image]);
+    let rb = rollback(&p, &app, &v1["id"]);
+    assert_eq!(rb["status"], "failed", "{rb}");
+    let reason = rb["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(v1_image) && reason.contains("never pulls"),
+        "{reason}"
+    );
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v3\n".to_owned()));
+
+    // v2 as a Rivetr before scoping recorded it, `rivetr/<app>:<id>`, which Podman's build
+    // stored as `docker.io/rivetr/<app>:<id>`.
+    let v2_image = v2["image"].as_str().unwrap();
+    let legacy = format!("rivetr/{app}:{}", v2["id"]);
+    podman(&p, &["tag", v2_image, &format!("docker.io/{legacy}")]);
+    podman(&p, &["untag", v2_image, v2_image]);
+    let db = rusqlite::Connection::open(p.dir.path().join("data/rivetr.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE deployments SET image = ?1 WHERE id = ?2",
+        rusqlite::params![legacy, v2["id"].as_i64().unwrap()],
+    )
+    .unwrap();
+    let rb = rollback(&p, &app, &v2["id"]);
+    assert_eq!(
+        rb["status"],
+        "running",
+        "{}",
+        p.logs(rb["id"].as_i64().unwrap())
+    );
+    assert_eq!(rb["image"], legacy.as_str());
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v2\n".to_owned()));
+
+    // A container named as before scoping is found again after a restart, not duplicated.
+    wait_for("one container", Duration::from_secs(15), || {
+        (p.containers(&app).len() == 1).then_some(())
+    });
+    let (current, _) = p.containers(&app).remove(0);
+    let old_name = format!("rivetr-{app}-{}-0", rb["id"]);
+    p.kill9();
+    podman(&p, &["rename", &current, &old_name]);
+    p.restart();
+    assert_eq!(p.containers(&app), vec![(old_name, "running".to_owned())]);
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v2\n".to_owned()));
+
+    // Deleting the app removes the image under its old name too.
+    let (status, _) = p.api("DELETE", &format!("/api/apps/{app}"), None);
+    assert_eq!(status, 204);
+    let gone = std::process::Command::new("podman")
+        .args(["--remote", "--url", &p.socket, "image", "exists", &legacy])
+        .status()
+        .unwrap();
+    assert!(!gone.success(), "{legacy} outlived its app");
+}

@@ -317,3 +317,687 @@ mod issue_11_git {
         }
     }
 }
+
+mod issue_11_pipeline {
+    //! Issue 11, defects 1, 2, 4, 5 and 16: what a pushed commit can make Rivetr read, the
+    //! limits on deploy.toml values, the order of the switch, installations sharing an engine,
+    //! and build limits.
+
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use super::common::platform::{DOCKERFILE, GitRepo, Platform, podman_socket, unique_name};
+    use super::common::{proc_status_kb, wait_for};
+
+    /// The test Dockerfile without its `FROM` line.
+    fn after_from() -> &'static str {
+        DOCKERFILE.split_once('\n').unwrap().1
+    }
+
+    fn platform(case: &str, env: &[(&str, &str)]) -> Option<Platform> {
+        let socket = podman_socket(case)?;
+        Some(Platform::start(&socket, env))
+    }
+
+    /// A socket from the environment, or `None` after saying loudly why the test is skipped
+    /// (a failure under `CI=true`).
+    fn engine_socket(var: &str, case: &str) -> Option<String> {
+        match std::env::var(var).ok().filter(|s| !s.is_empty()) {
+            Some(s) => Some(s),
+            None => {
+                let msg = format!("{case}: SKIPPED because {var} is not set");
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{msg}; with CI=true a missing engine is a failure");
+                }
+                eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+                None
+            }
+        }
+    }
+
+    fn deploy_ok(p: &Platform, app: &str) -> Value {
+        let id = p.deploy(app, None);
+        let d = p.wait_done(id);
+        assert_eq!(d["status"], "running", "{d}\n{}", p.logs(id));
+        d
+    }
+
+    /// Deploys and expects a failure; returns the reason.
+    fn deploy_fails(p: &Platform, app: &str) -> String {
+        let id = p.deploy(app, None);
+        let d = p.wait_done(id);
+        assert_eq!(d["status"], "failed", "{d}\n{}", p.logs(id));
+        d["reason"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Replaces `name` in the repository by a symlink to `target` and commits it.
+    fn commit_link(repo: &GitRepo, name: &str, target: &Path, message: &str) {
+        let link = repo.path().join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        repo.commit(&[], message);
+    }
+
+    fn remove_and_commit(repo: &GitRepo, name: &str, message: &str) {
+        std::fs::remove_file(repo.path().join(name)).unwrap();
+        repo.commit(&[], message);
+    }
+
+    /// Defect 1: a deploy.toml that is a link (to `/dev/zero`, to a host file) or too large
+    /// fails the deployment with a clear message, reads nothing outside the repository, and
+    /// Rivetr's memory stays where it was.
+    #[test]
+    fn issue_11_a_deploy_toml_link_or_oversized_file_fails_without_being_read() {
+        let Some(p) = platform("deploy.toml links", &[]) else {
+            return;
+        };
+        let repo = GitRepo::new("v1\n");
+        let app = p.create_app(&unique_name("toml-link"), repo.path(), json!({}));
+        deploy_ok(&p, &app);
+        let host = format!("{app}.test");
+
+        // A host file that would parse: before the fix it was read and applied.
+        let outside = tempfile::tempdir().unwrap();
+        let host_toml = outside.path().join("deploy.toml");
+        std::fs::write(&host_toml, "[deploy.healthcheck]\nretries = 7\n").unwrap();
+        commit_link(
+            &repo,
+            "deploy.toml",
+            &host_toml,
+            "deploy.toml links to a host file",
+        );
+        let reason = deploy_fails(&p, &app);
+        assert!(
+            reason.contains("deploy.toml") && reason.contains("symlink"),
+            "{reason}"
+        );
+        assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+
+        // /dev/zero: the deployment fails at once and Rivetr does not grow.
+        commit_link(
+            &repo,
+            "deploy.toml",
+            Path::new("/dev/zero"),
+            "deploy.toml links to /dev/zero",
+        );
+        let rss_before = proc_status_kb(p.rivetr.pid(), "VmRSS");
+        let id = p.deploy(&app, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let d = loop {
+            let rss = proc_status_kb(p.rivetr.pid(), "VmRSS");
+            assert!(
+                rss < rss_before + 100 * 1024,
+                "Rivetr grew from {rss_before} kB to {rss} kB reading deploy.toml"
+            );
+            let d = p.deployment(id);
+            if ["failed", "running"].contains(&d["status"].as_str().unwrap_or("")) {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "deployment {id} never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(d["status"], "failed", "{d}");
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("deploy.toml") && reason.contains("symlink"),
+            "{reason}"
+        );
+        println!(
+            "deploy.toml -> /dev/zero: VmRSS {rss_before} kB before, {} kB after",
+            proc_status_kb(p.rivetr.pid(), "VmRSS")
+        );
+
+        // A regular file over the cap.
+        remove_and_commit(&repo, "deploy.toml", "no link");
+        let big = format!("# padding\n{}", "#".repeat(100 * 1024));
+        repo.commit(&[("deploy.toml", &big)], "a 100 KiB deploy.toml");
+        let reason = deploy_fails(&p, &app);
+        assert!(
+            reason.contains("deploy.toml") && reason.contains("64 KiB"),
+            "{reason}"
+        );
+        assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+    }
+
+    /// Defect 1: a Dockerfile, a `.dockerignore` or a file of the build context that links
+    /// to a host file never makes the engine or Rivetr read that file.
+    #[test]
+    fn issue_11_dockerfile_and_build_context_links_never_read_host_files() {
+        let Some(p) = platform("build links", &[]) else {
+            return;
+        };
+        let marker = format!("host-secret-{}", unique_name("m"));
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, format!("{marker}\n")).unwrap();
+        let host_dockerfile = outside.path().join("Dockerfile");
+        std::fs::write(
+            &host_dockerfile,
+            format!(
+                "FROM localhost/busybox:test\nRUN echo {marker}\n{}",
+                after_from()
+            ),
+        )
+        .unwrap();
+        let repo = GitRepo::new("v1\n");
+        let app = p.create_app(&unique_name("ctx-link"), repo.path(), json!({}));
+        deploy_ok(&p, &app);
+        let host = format!("{app}.test");
+        let leaked = |p: &Platform, id: i64| {
+            p.logs(id).contains(&marker) || p.rivetr.log().contains(&marker)
+        };
+
+        commit_link(
+            &repo,
+            "Dockerfile",
+            &host_dockerfile,
+            "Dockerfile links to a host file",
+        );
+        let id = p.deploy(&app, None);
+        let d = p.wait_done(id);
+        assert!(
+            !leaked(&p, id),
+            "the host Dockerfile was read:\n{}",
+            p.logs(id)
+        );
+        assert_eq!(d["status"], "failed", "{d}");
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("Dockerfile") && reason.contains("symlink"),
+            "{reason}"
+        );
+        assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+
+        remove_and_commit(&repo, "Dockerfile", "no link");
+        repo.commit(&[("Dockerfile", DOCKERFILE)], "the Dockerfile again");
+        commit_link(
+            &repo,
+            ".dockerignore",
+            &secret,
+            ".dockerignore links to a host file",
+        );
+        let reason = deploy_fails(&p, &app);
+        assert!(
+            reason.contains(".dockerignore") && reason.contains("symlink"),
+            "{reason}"
+        );
+        remove_and_commit(&repo, ".dockerignore", "no .dockerignore");
+
+        // A link inside the context travels as a link: whatever the engine makes of it, the
+        // host file's content is never in the image, the log or a response.
+        std::os::unix::fs::symlink(&secret, repo.path().join("www/leak")).unwrap();
+        repo.commit(
+            &[(
+                "Dockerfile",
+                "FROM localhost/busybox:test\nCOPY www /www\nRUN cat /www/leak; true\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+            )],
+            "a link in the context",
+        );
+        let id = p.deploy(&app, None);
+        let d = p.wait_done(id);
+        assert!(!leaked(&p, id), "a host file was read:\n{}", p.logs(id));
+        println!(
+            "a link to a host file in the context: deployment {}, {}",
+            d["status"], d["reason"]
+        );
+        if d["status"] == "running" {
+            let (_, body) = p.through_proxy(&host, "/leak");
+            assert!(!body.contains(&marker), "{body}");
+        }
+    }
+
+    /// Defect 2: deploy.toml values meet the same limits as the API's, and a value out of
+    /// range names the key and the line.
+    #[test]
+    fn issue_11_deploy_toml_values_are_checked_with_the_api_limits() {
+        let Some(p) = platform("deploy.toml limits", &[]) else {
+            return;
+        };
+        let repo = GitRepo::new("v1\n");
+        let app = p.create_app(&unique_name("limits"), repo.path(), json!({}));
+        deploy_ok(&p, &app);
+
+        let (status, refused) = p.api(
+            "PATCH",
+            &format!("/api/apps/{app}"),
+            Some(json!({ "healthcheck": { "interval_ms": 1 } })),
+        );
+        assert_eq!(status, 422, "{refused}");
+        let api_message = refused["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            api_message.contains("healthcheck.interval_ms"),
+            "{api_message}"
+        );
+
+        for (toml, key, line, says) in [
+            (
+                "[deploy]\nport = 8080\n\n[deploy.healthcheck]\ninterval_ms = 1\n",
+                "deploy.healthcheck.interval_ms",
+                5,
+                "between 10 and 600000",
+            ),
+            (
+                "[deploy.healthcheck]\nretries = 0\n",
+                "deploy.healthcheck.retries",
+                2,
+                "between 1 and 10000",
+            ),
+            (
+                "[deploy]\nport = 0\n",
+                "deploy.port",
+                2,
+                "between 1 and 65535",
+            ),
+            (
+                "[deploy]\nreplicas = 100\n",
+                "deploy.replicas",
+                2,
+                "between 1 and 32",
+            ),
+            ("[resources]\n\ncpus = 5000\n", "resources.cpus", 3, "1024"),
+            (
+                "[resources]\nmemory = \"1K\"\n",
+                "resources.memory",
+                2,
+                "at least",
+            ),
+            (
+                "[env]\nGOOD = \"1\"\n\"BAD-NAME\" = \"x\"\n",
+                "env.BAD-NAME",
+                3,
+                "not a variable name",
+            ),
+            (
+                "[build]\nargs = { \"1X\" = \"y\" }\n",
+                "build.args.1X",
+                2,
+                "not a variable name",
+            ),
+        ] {
+            repo.commit(&[("deploy.toml", toml)], key);
+            let reason = deploy_fails(&p, &app);
+            assert!(
+                reason.contains(&format!("deploy.toml:{line}"))
+                    && reason.contains(key)
+                    && reason.contains(says),
+                "{key}: {reason}"
+            );
+        }
+        // The API names the JSON field with the same words.
+        for (body, field, says) in [
+            (json!({ "replicas": 100 }), "replicas", "between 1 and 32"),
+            (
+                json!({ "resources": { "memory": "1K" } }),
+                "resources.memory",
+                "at least",
+            ),
+            (
+                json!({ "healthcheck": { "retries": 0 } }),
+                "healthcheck.retries",
+                "between 1 and 10000",
+            ),
+        ] {
+            let (status, refused) = p.api("PATCH", &format!("/api/apps/{app}"), Some(body));
+            assert_eq!(status, 422, "{refused}");
+            let message = refused["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(field) && message.contains(says),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            p.through_proxy(&format!("{app}.test"), "/"),
+            (200, "v1\n".to_owned())
+        );
+    }
+
+    /// Defect 4: when the database refuses the switch, the routes never pointed at the new
+    /// containers, which are removed, and the old version serves every request throughout.
+    #[test]
+    fn issue_11_a_failed_switch_write_leaves_the_old_version_serving() {
+        let Some(p) = platform("switch write fails", &[]) else {
+            return;
+        };
+        let repo = GitRepo::new("v1\n");
+        let app = p.create_app(&unique_name("switch"), repo.path(), json!({}));
+        let v1 = deploy_ok(&p, &app);
+        let host = format!("{app}.test");
+        repo.commit(&[("www/index.html", "v2\n")], "second version");
+
+        // A real write failure: SQLite itself refuses to mark any deployment running.
+        let db = rusqlite::Connection::open(p.dir.path().join("data/rivetr.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute_batch(
+            "CREATE TRIGGER test_refuse_switch BEFORE UPDATE OF status ON deployments
+             WHEN NEW.status = 'running'
+             BEGIN SELECT RAISE(ABORT, 'the switch write was refused by the test'); END;",
+        )
+        .unwrap();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let proxy = p.http();
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, ok, bad, host) = (stop.clone(), ok.clone(), bad.clone(), host.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match super::common::http_get(proxy, "/", &host) {
+                            Ok((200, body)) if body == "v1\n" => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => {
+                                eprintln!("not v1: {other:?}");
+                                bad.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let id = p.deploy(&app, None);
+        let d = p.wait_done(id);
+        // Past the failure, while the new containers are removed and after.
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let (ok, bad) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
+        println!("failed switch: {ok} requests answered by v1, {bad} otherwise");
+        assert_eq!(d["status"], "failed", "{d}\n{}", p.logs(id));
+        assert!(
+            d["reason"]
+                .as_str()
+                .unwrap()
+                .contains("refused by the test"),
+            "{d}"
+        );
+        assert_eq!(bad, 0, "requests were not answered by the old version");
+        assert!(ok > 0);
+        assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+        assert_eq!(
+            p.deployment(v1["id"].as_i64().unwrap())["status"],
+            "running"
+        );
+        wait_for("only the old container", Duration::from_secs(10), || {
+            let c = p.containers(&app);
+            (c.len() == 1 && c[0].0.contains(&format!("-{}-", v1["id"]))).then_some(())
+        });
+        db.execute_batch("DROP TRIGGER test_refuse_switch;")
+            .unwrap();
+        let d = deploy_ok(&p, &app);
+        assert!(d["id"].as_i64().unwrap() > id);
+        assert_eq!(p.through_proxy(&host, "/"), (200, "v2\n".to_owned()));
+    }
+
+    fn instance_id(p: &Platform) -> String {
+        let db = rusqlite::Connection::open(p.dir.path().join("data/rivetr.db")).unwrap();
+        db.query_row("SELECT id FROM instance", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// `podman` or `docker` talking to the platform's engine.
+    fn engine_cli(p: &Platform, engine: &str, args: &[&str]) -> (bool, String) {
+        let out = if engine == "docker" {
+            Command::new("docker")
+                .args(["-H", &p.socket])
+                .args(args)
+                .output()
+        } else {
+            Command::new("podman")
+                .args(["--remote", "--url", &p.socket])
+                .args(args)
+                .output()
+        }
+        .expect("the engine's CLI");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn two_installations_deploy_the_same_app(engine: &str, socket: &str) {
+        let env = [("RIVETR_RUNTIME_ENGINE", engine)];
+        let a = Platform::start(socket, &env);
+        let b = Platform::start(socket, &env);
+        let name = unique_name("hello");
+        let (repo_a, repo_b) = (GitRepo::new("from a\n"), GitRepo::new("from b\n"));
+        a.create_app(&name, repo_a.path(), json!({}));
+        b.create_app(&name, repo_b.path(), json!({}));
+        let da = deploy_ok(&a, &name);
+        let db = deploy_ok(&b, &name);
+        let host = format!("{name}.test");
+        assert_eq!(a.through_proxy(&host, "/"), (200, "from a\n".to_owned()));
+        assert_eq!(b.through_proxy(&host, "/"), (200, "from b\n".to_owned()));
+
+        let (ia, ib) = (instance_id(&a), instance_id(&b));
+        let (image_a, image_b) = (
+            da["image"].as_str().unwrap().to_owned(),
+            db["image"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(
+            image_a,
+            format!("localhost/rivetr-{ia}/{name}:{}", da["id"])
+        );
+        assert_eq!(
+            image_b,
+            format!("localhost/rivetr-{ib}/{name}:{}", db["id"])
+        );
+        let log = a.logs(da["id"].as_i64().unwrap());
+        assert!(!log.contains("docker.io"), "{log}");
+
+        // Deleting the app in one installation leaves the other's image and container.
+        let (status, _) = a.api("DELETE", &format!("/api/apps/{name}"), None);
+        assert_eq!(status, 204);
+        let (exists, out) = engine_cli(&b, engine, &["image", "inspect", &image_b]);
+        assert!(exists, "b's image went with a's app: {out}");
+        let (gone, _) = engine_cli(&a, engine, &["image", "inspect", &image_a]);
+        assert!(!gone, "a's image outlived its app");
+        assert_eq!(b.through_proxy(&host, "/"), (200, "from b\n".to_owned()));
+        // And b redeploys (its prune and switch only see its own images).
+        repo_b.commit(&[("www/index.html", "b again\n")], "again");
+        deploy_ok(&b, &name);
+        assert_eq!(b.through_proxy(&host, "/"), (200, "b again\n".to_owned()));
+    }
+
+    /// Defect 5: two installations on one engine deploy an app of the same name; images and
+    /// container names are scoped by installation, built images live under `localhost/`.
+    #[test]
+    fn issue_11_two_installations_on_one_podman_deploy_an_app_of_the_same_name() {
+        let Some(socket) = podman_socket("two installations, podman") else {
+            return;
+        };
+        two_installations_deploy_the_same_app("podman", &socket);
+    }
+
+    #[test]
+    fn issue_11_two_installations_on_one_docker_deploy_an_app_of_the_same_name() {
+        let Some(socket) = engine_socket("RIVETR_TEST_DOCKER_SOCKET", "two installations, docker")
+        else {
+            return;
+        };
+        two_installations_deploy_the_same_app("docker", &socket);
+    }
+
+    /// A build step that allocates 400 MB in a shell variable (`nonce` keeps any cache out).
+    fn allocates(nonce: &str) -> String {
+        format!(
+            "FROM localhost/busybox:test\nRUN echo {nonce} allocating; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo \"allocated ${{#x}}\"\n"
+        )
+    }
+    /// A Dockerfile whose build prints the limits its `RUN` step has (cgroups v1), first
+    /// saying `nonce` so that no earlier build's cache answers for it.
+    fn shows_limits(nonce: &str) -> String {
+        format!(
+            "FROM localhost/busybox:test\nRUN echo {nonce}; echo \"quota $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\"\n{}",
+            after_from()
+        )
+    }
+
+    fn builds_are_limited(engine: &str, socket: &str) {
+        let p = Platform::start(
+            socket,
+            &[
+                ("RIVETR_RUNTIME_ENGINE", engine),
+                ("RIVETR_BUILD_MEMORY", "64M"),
+                ("RIVETR_BUILD_CPUS", "0.5"),
+                ("RIVETR_BUILD_TIMEOUT_SECONDS", "15"),
+            ],
+        );
+        let repo = GitRepo::new("v1\n");
+        let app = p.create_app(&unique_name("buildlim"), repo.path(), json!({}));
+
+        // The limits reach the build's containers.
+        repo.commit(&[("Dockerfile", &shows_limits(&app))], "shows");
+        let d = deploy_ok(&p, &app);
+        let log = p.logs(d["id"].as_i64().unwrap());
+        assert!(
+            log.contains(&format!("quota 50000 memory {}", 64 << 20)),
+            "{log}"
+        );
+
+        // Memory: the step is killed and the reason names the limit.
+        repo.commit(
+            &[("Dockerfile", &allocates(&app))],
+            "allocates without bound",
+        );
+        let reason = deploy_fails(&p, &app);
+        println!("{engine}, over the memory limit: {reason}");
+        assert!(reason.contains("memory limit of 64 MiB"), "{reason}");
+
+        // Time.
+        repo.commit(
+            &[(
+                "Dockerfile",
+                &format!(
+                    "FROM localhost/busybox:test\nRUN echo {app}; sleep 40; echo {app} done\n"
+                ),
+            )],
+            "too slow",
+        );
+        let started = Instant::now();
+        let reason = deploy_fails(&p, &app);
+        println!(
+            "{engine}, over the time limit after {:?}: {reason}",
+            started.elapsed()
+        );
+        assert!(reason.contains("time limit of 15 s"), "{reason}");
+        assert!(
+            started.elapsed() < Duration::from_secs(35),
+            "{:?}",
+            started.elapsed()
+        );
+        // Docker stops the abandoned build; Podman 4.3 lets its running step end first.
+        let step_runs =
+            || running_command_contains(&format!("echo {app}; sleep 40; echo {app} done"));
+        if engine == "docker" {
+            wait_for(
+                "docker to stop the abandoned build",
+                Duration::from_secs(10),
+                || (!step_runs()).then_some(()),
+            );
+        } else {
+            println!(
+                "{engine}: the abandoned step still runs after the deployment failed: {}",
+                step_runs()
+            );
+        }
+
+        // An app may ask for less, never for more.
+        repo.commit(
+            &[
+                ("Dockerfile", DOCKERFILE),
+                ("deploy.toml", "[build]\nmemory = \"1G\"\n"),
+            ],
+            "asks for more",
+        );
+        let reason = deploy_fails(&p, &app);
+        assert!(
+            reason.contains("deploy.toml:2")
+                && reason.contains("build.memory")
+                && reason.contains("64M"),
+            "{reason}"
+        );
+        repo.commit(
+            &[
+                ("Dockerfile", &shows_limits(&format!("{app} asks for less"))),
+                ("deploy.toml", "[build]\nmemory = \"32M\"\ncpus = 0.25\n"),
+            ],
+            "asks for less",
+        );
+        let d = deploy_ok(&p, &app);
+        let log = p.logs(d["id"].as_i64().unwrap());
+        assert!(
+            log.contains(&format!("quota 25000 memory {}", 32 << 20)),
+            "{log}"
+        );
+    }
+
+    /// Whether a process on this machine runs with `needle` in its command line.
+    fn running_command_contains(needle: &str) -> bool {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|raw| {
+                let line: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                String::from_utf8_lossy(&line).contains(needle)
+            })
+        })
+    }
+
+    /// Defect 16: builds run within the configured memory, CPU and time limits (rootful
+    /// Podman and Docker enforce them), and one over its limit fails saying which.
+    #[test]
+    fn issue_11_builds_run_within_memory_cpu_and_time_limits_on_podman() {
+        let Some(socket) = podman_socket("build limits, podman") else {
+            return;
+        };
+        builds_are_limited("podman", &socket);
+    }
+
+    #[test]
+    fn issue_11_builds_run_within_memory_cpu_and_time_limits_on_docker() {
+        let Some(socket) = engine_socket("RIVETR_TEST_DOCKER_SOCKET", "build limits, docker")
+        else {
+            return;
+        };
+        builds_are_limited("docker", &socket);
+    }
+
+    /// Defect 16: rootless Podman on cgroups v1 cannot put a build in a limited cgroup (it
+    /// fails the step); the build runs without memory and CPU limits and the log says so.
+    #[test]
+    fn issue_11_rootless_podman_on_cgroups_v1_builds_without_limits_and_says_so() {
+        let Some(socket) = engine_socket(
+            "RIVETR_TEST_PODMAN_ROOTLESS_SOCKET",
+            "build limits, rootless podman",
+        ) else {
+            return;
+        };
+        let p = Platform::start(&socket, &[("RIVETR_BUILD_MEMORY", "64M")]);
+        let (_, health) = p.api("GET", "/api/health", None);
+        if health["runtime"]["limits_enforced"] != false {
+            eprintln!("this rootless Podman enforces limits: {health}");
+            return;
+        }
+        let repo = GitRepo::new("v1\n");
+        let app = p.create_app(&unique_name("rootless"), repo.path(), json!({}));
+        let d = deploy_ok(&p, &app);
+        let log = p.logs(d["id"].as_i64().unwrap());
+        assert!(
+            log.contains("cannot enforce") && log.contains("build"),
+            "{log}"
+        );
+    }
+}

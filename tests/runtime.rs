@@ -17,9 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use rivetr::runtime::{
-    BuildSpec, BuiltImage, ContainerRuntime, ContainerState, DockerRuntime, EngineInfo, EngineKind,
-    ImageFilter, LABEL_APP, LABEL_DEPLOYMENT, LabelFilter, Limits, LogLine, LogOptions, LogSource,
-    PodmanRuntime, PortSpec, RunSpec, RuntimeError,
+    BuildLimits, BuildSpec, BuiltImage, ContainerRuntime, ContainerState, DockerRuntime,
+    EngineInfo, EngineKind, ImageFilter, LABEL_APP, LABEL_DEPLOYMENT, LabelFilter, Limits, LogLine,
+    LogOptions, LogSource, PodmanRuntime, PortSpec, RunSpec, RuntimeError,
 };
 
 /// The local base image the harness imports into every engine.
@@ -157,6 +157,17 @@ impl Ctx {
         files: &[(&str, &str)],
         args: &[(&str, &str)],
     ) -> (Result<BuiltImage, RuntimeError>, Vec<String>) {
+        self.build_within(tag, files, args, BuildLimits::default())
+            .await
+    }
+
+    async fn build_within(
+        &self,
+        tag: &str,
+        files: &[(&str, &str)],
+        args: &[(&str, &str)],
+        limits: BuildLimits,
+    ) -> (Result<BuiltImage, RuntimeError>, Vec<String>) {
         let mut lines = Vec::new();
         let spec = BuildSpec {
             context: tar_context(files),
@@ -167,6 +178,7 @@ impl Ctx {
                 .collect(),
             tag: tag.to_owned(),
             labels: self.labels(&[]),
+            limits,
         };
         let result = self
             .rt
@@ -478,6 +490,85 @@ async fn failing_run_reports_the_step_and_its_output(c: Ctx) {
     assert!(
         tagged.is_empty(),
         "a failed build tagged an image: {tagged:?}"
+    );
+}
+
+/// Builds run within their limits where the engine can enforce them (memory above 2 GiB
+/// included), a step over the memory limit fails as [`RuntimeError::BuildOutOfMemory`], a
+/// build over its time limit as [`RuntimeError::BuildTimedOut`]; an engine that cannot
+/// enforce limits builds without them and says so in the output.
+async fn builds_run_within_their_limits(c: Ctx) {
+    let shows = format!(
+        "FROM localhost/busybox:test\nRUN echo {}; echo \"quota $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max) memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)\"\n",
+        c.id
+    );
+    let limits = BuildLimits {
+        memory_bytes: Some(3 << 30),
+        cpus: Some(0.5),
+        timeout: Some(Duration::from_secs(120)),
+    };
+    let (built, lines) = c
+        .build_within(&c.tag("shows"), &[("Dockerfile", &shows)], &[], limits)
+        .await;
+    built.unwrap_or_else(|e| panic!("{e}\n{lines:#?}"));
+    if c.info.limits_enforced {
+        let want = format!("quota 50000 memory {}", 3u64 << 30);
+        assert!(lines.contains(&want), "{want} not in {lines:#?}");
+    } else {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("cannot enforce memory and CPU limits on builds")),
+            "{lines:#?}"
+        );
+    }
+
+    let allocates = format!(
+        "FROM localhost/busybox:test\nRUN echo {}; x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo ${{#x}}\n",
+        c.id
+    );
+    let small = BuildLimits {
+        memory_bytes: Some(64 << 20),
+        ..limits
+    };
+    if c.info.limits_enforced {
+        let (result, lines) = c
+            .build_within(
+                &c.tag("allocates"),
+                &[("Dockerfile", &allocates)],
+                &[],
+                small,
+            )
+            .await;
+        let err = result.expect_err("a step over the memory limit should fail");
+        assert!(
+            matches!(err, RuntimeError::BuildOutOfMemory { step: 2, limit_bytes, .. } if limit_bytes == 64 << 20),
+            "{err}\n{lines:#?}"
+        );
+        assert!(err.to_string().contains("memory limit of 64 MiB"), "{err}");
+    }
+
+    let slow = format!(
+        "FROM localhost/busybox:test\nRUN echo {}; sleep 20; echo done\n",
+        c.id
+    );
+    let quick = BuildLimits {
+        timeout: Some(Duration::from_secs(3)),
+        ..limits
+    };
+    let started = Instant::now();
+    let (result, lines) = c
+        .build_within(&c.tag("slow"), &[("Dockerfile", &slow)], &[], quick)
+        .await;
+    let err = result.expect_err("a build over its time limit should fail");
+    assert!(
+        matches!(err, RuntimeError::BuildTimedOut { limit } if limit == Duration::from_secs(3)),
+        "{err}\n{lines:#?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
     );
 }
 
@@ -1039,6 +1130,7 @@ conformance!(
     build_from_a_tar_context,
     unchanged_rebuild_hits_the_cache,
     failing_run_reports_the_step_and_its_output,
+    builds_run_within_their_limits,
     run_publishes_on_loopback_only_with_env_labels_and_limits,
     a_taken_host_port_is_port_in_use,
     a_missing_image_is_image_not_found,

@@ -300,7 +300,8 @@ stop_engine() {
     if engine_answers; then
         engine rm -af -t 0 >/dev/null || log "warning: cannot remove the apps' containers" >&2
         # The images the deployments built; busybox stays cached.
-        engine images --format '{{.Repository}}:{{.Tag}}' | { grep -E '^(localhost/)?rivetr/' || true; } |
+        engine images --format '{{.Repository}}:{{.Tag}}' |
+            { grep -E '^(localhost/rivetr-[0-9a-f]+/|(localhost/|docker.io/)?rivetr/)' || true; } |
             xargs -r podman --remote --url "unix://$ENGINE_SOCK" rmi -f >/dev/null ||
             log "warning: cannot remove the apps' images" >&2
     fi

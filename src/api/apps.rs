@@ -1,10 +1,12 @@
 //! `/api/apps`: create, list, show, change and delete apps; start, stop and restart them.
 //!
 //! An app is a git repository (or an image) plus how to run it. Its name is a DNS label and
-//! part of container and image names. A git URL's credential (`https://user:token@host/...`)
-//! is split off and stored encrypted; responses never show it (see [`super::git_access`] for
-//! the other ways to give, rotate and remove it, and for deploy keys). URLs git would hand to
-//! a remote helper (`ext::...`) or send in clear (`http://`) are refused with 422. The webhook secret is shown
+//! part of container and image names. Its values are checked with the same limits as a
+//! repository's `deploy.toml` ([`crate::limits`]). A git URL's credential
+//! (`https://user:token@host/...`) is split off and stored encrypted; responses never show it
+//! (see [`super::git_access`] for the other ways to give, rotate and remove it, and for deploy
+//! keys). URLs git would hand to a remote helper (`ext::...`) or send in clear (`http://`) are
+//! refused with 422. The webhook secret is shown
 //! once, in the creation response (and again only when rotated).
 
 use axum::Json as JsonResponse;
@@ -19,22 +21,20 @@ use super::webhooks::secret::{self, WebhookUrls};
 use crate::AppState;
 use crate::db::apps::{App, AppFields, Healthcheck};
 use crate::engine::EngineError;
+use crate::limits;
 use crate::secrets::Purpose;
-
-/// Limits that keep one app from asking for something silly.
-const MAX_REPLICAS: u32 = 32;
 
 /// The health check as the API shows and takes it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthcheckBody {
-    /// Path of the HTTP GET; default `/`.
+    /// Path of the HTTP GET, starting with `/`; default `/`.
     pub path: Option<String>,
-    /// Between attempts; default 500.
+    /// Between attempts, 10 to 600000; default 500.
     pub interval_ms: Option<u64>,
-    /// Per attempt; default 2000.
+    /// Per attempt, 10 to 600000; default 2000.
     pub timeout_ms: Option<u64>,
-    /// Attempts before the deployment fails; default 60.
+    /// Attempts before the deployment fails, 1 to 10000; default 60.
     pub retries: Option<u32>,
 }
 
@@ -42,10 +42,10 @@ pub struct HealthcheckBody {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesBody {
-    /// Bytes, or a size such as `"256M"` or `"1G"`.
+    /// Bytes, or a size such as `"256M"` or `"1G"`; 6 MiB to 1 TiB; `null` for no limit.
     #[schema(value_type = Option<String>)]
     pub memory: Option<serde_json::Value>,
-    /// CPUs, fractions allowed.
+    /// CPUs, fractions allowed; above 0, at most 1024.
     pub cpus: Option<f64>,
 }
 
@@ -62,12 +62,12 @@ pub struct AppBody {
     pub branch: Option<String>,
     /// An image to run instead of building from git.
     pub image: Option<String>,
-    /// The port the app listens on inside its container; default 8080.
+    /// The port the app listens on inside its container, 1 to 65535; default 8080.
     pub port: Option<u16>,
     pub domains: Option<Vec<String>>,
     pub healthcheck: Option<HealthcheckBody>,
     pub resources: Option<ResourcesBody>,
-    /// Default 1.
+    /// Containers sharing the traffic, 1 to 32; default 1.
     pub replicas: Option<u32>,
 }
 
@@ -248,13 +248,7 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
         f.branch = branch;
     }
     if let Some(port) = body.port {
-        if port == 0 {
-            return Err(ApiError::invalid_value(
-                "port",
-                "a port between 1 and 65535",
-            ));
-        }
-        f.port = port;
+        f.port = limits::port(port).map_err(|e| ApiError::invalid_value("port", e))?;
     }
     if let Some(domains) = body.domains {
         let mut checked: Vec<String> = Vec::new();
@@ -276,81 +270,52 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
     }
     if let Some(r) = body.resources {
         if let Some(m) = r.memory {
-            f.memory_bytes = match m {
-                serde_json::Value::Null => None,
-                serde_json::Value::Number(n) => {
-                    Some(n.as_u64().filter(|&b| b > 0).ok_or_else(|| {
-                        ApiError::invalid_value("resources.memory", "a positive number of bytes")
-                    })?)
-                }
-                serde_json::Value::String(s) => Some(
-                    crate::engine::deploy_toml::parse_memory(&s)
-                        .map_err(|e| ApiError::invalid_value("resources.memory", e))?,
-                ),
-                _ => {
-                    return Err(ApiError::invalid_value(
-                        "resources.memory",
-                        "bytes, or a size such as \"256M\"",
-                    ));
-                }
-            };
+            f.memory_bytes = memory(m)?;
         }
         if let Some(c) = r.cpus {
-            if !(c > 0.0 && c.is_finite() && c <= 1024.0) {
-                return Err(ApiError::invalid_value(
-                    "resources.cpus",
-                    "a positive number of CPUs",
-                ));
-            }
-            f.cpus = Some(c);
+            f.cpus =
+                Some(limits::cpus(c).map_err(|e| ApiError::invalid_value("resources.cpus", e))?);
         }
     }
     if let Some(r) = body.replicas {
-        if !(1..=MAX_REPLICAS).contains(&r) {
-            return Err(ApiError::invalid_value(
-                "replicas",
-                format!("between 1 and {MAX_REPLICAS}"),
-            ));
-        }
-        f.replicas = r;
+        f.replicas = limits::replicas(r).map_err(|e| ApiError::invalid_value("replicas", e))?;
     }
     Ok((f, credential))
 }
 
-fn healthcheck(mut h: Healthcheck, b: HealthcheckBody) -> Result<Healthcheck, ApiError> {
-    if let Some(p) = b.path {
-        if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ApiError::invalid_value(
-                "healthcheck.path",
-                "a path starting with `/`",
-            ));
+/// `resources.memory`: `null` (no limit), bytes, or a size such as `"256M"`.
+fn memory(value: serde_json::Value) -> Result<Option<u64>, ApiError> {
+    let invalid = |e: limits::OutOfLimits| ApiError::invalid_value("resources.memory", e);
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Number(n) => {
+            let bytes = n.as_u64().ok_or_else(|| {
+                ApiError::invalid_value("resources.memory", "a positive number of bytes")
+            })?;
+            limits::memory(bytes).map(Some).map_err(invalid)
         }
+        serde_json::Value::String(s) => limits::parse_memory(&s).map(Some).map_err(invalid),
+        _ => Err(ApiError::invalid_value(
+            "resources.memory",
+            "bytes, or a size such as \"256M\"",
+        )),
+    }
+}
+
+fn healthcheck(mut h: Healthcheck, b: HealthcheckBody) -> Result<Healthcheck, ApiError> {
+    let field = |name: &'static str| move |e: limits::OutOfLimits| ApiError::invalid_value(name, e);
+    if let Some(p) = b.path {
+        limits::healthcheck_path(&p).map_err(field("healthcheck.path"))?;
         h.path = p;
     }
-    let ms = |field: &str, v: u64| {
-        if (10..=600_000).contains(&v) {
-            Ok(v)
-        } else {
-            Err(ApiError::invalid_value(
-                field,
-                "between 10 and 600000 milliseconds",
-            ))
-        }
-    };
     if let Some(v) = b.interval_ms {
-        h.interval_ms = ms("healthcheck.interval_ms", v)?;
+        h.interval_ms = limits::healthcheck_ms(v).map_err(field("healthcheck.interval_ms"))?;
     }
     if let Some(v) = b.timeout_ms {
-        h.timeout_ms = ms("healthcheck.timeout_ms", v)?;
+        h.timeout_ms = limits::healthcheck_ms(v).map_err(field("healthcheck.timeout_ms"))?;
     }
     if let Some(r) = b.retries {
-        if !(1..=10_000).contains(&r) {
-            return Err(ApiError::invalid_value(
-                "healthcheck.retries",
-                "between 1 and 10000",
-            ));
-        }
-        h.retries = r;
+        h.retries = limits::healthcheck_retries(r).map_err(field("healthcheck.retries"))?;
     }
     Ok(h)
 }

@@ -38,22 +38,7 @@ pub struct EnvBody {
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
-    let mut chars = key.chars();
-    let ok = key.len() <= 256
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_value(
-            "key",
-            format!(
-                "`{key}` is not a variable name (letters, digits and `_`, not starting with a digit)"
-            ),
-        ))
-    }
+    crate::limits::variable_name(key).map_err(|e| ApiError::invalid_value("key", e))
 }
 
 /// The app's variables, secret values masked.

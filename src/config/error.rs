@@ -41,7 +41,11 @@ pub fn deserialize_with_location<T: DeserializeOwned>(
     let deserializer =
         toml::Deserializer::parse(text).map_err(|e| toml_error(source, text, &e, ""))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
+        // A `toml::Spanned` value adds a private segment to the path; the key is its parent.
+        let path = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         toml_error(source, text, e.inner(), &path)
     })
 }

@@ -33,6 +33,31 @@ pub struct Config {
     pub log: LogConfig,
     pub runtime: RuntimeConfig,
     pub engine: EngineSettings,
+    pub build: BuildSettings,
+}
+
+/// `[build]`: what one image build may use. They are also the most an app's `deploy.toml`
+/// may ask for (it may ask for less).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildSettings {
+    /// Memory of each build step, `"2G"` or bytes; a step that needs more is killed and the
+    /// deployment fails naming this limit.
+    pub memory: crate::limits::MemorySize,
+    /// CPUs of each build step, fractions allowed.
+    pub cpus: crate::limits::Cpus,
+    /// The whole build, clone excluded.
+    pub timeout_seconds: crate::limits::BuildTimeoutSeconds,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            memory: crate::limits::MemorySize(2 << 30),
+            cpus: crate::limits::Cpus(2.0),
+            timeout_seconds: crate::limits::BuildTimeoutSeconds(1800),
+        }
+    }
 }
 
 /// `[engine]`: how deployments run.
@@ -452,6 +477,33 @@ mod tests {
     fn syntax_error_names_the_line() {
         let err = parse("[server]\napi_listen = \n").unwrap_err().to_string();
         assert!(err.contains("test.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn build_limits_are_checked_where_they_are_written() {
+        let err = parse("[build]\ncpus = 1\nmemory = \"1K\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml:3") && err.contains("build.memory") && err.contains("6 MiB"),
+            "{err}"
+        );
+        let err = parse("[build]\ntimeout_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("build.timeout_seconds"), "{err}");
+        let vars = vec![
+            ("RIVETR_BUILD_MEMORY".to_owned(), "512M".to_owned()),
+            ("RIVETR_BUILD_CPUS".to_owned(), "0.5".to_owned()),
+        ];
+        let config = Config::parse("test.toml", "", vars).unwrap();
+        assert_eq!(config.build.memory.bytes(), 512 << 20);
+        assert_eq!(config.build.cpus.0, 0.5);
+        let vars = vec![("RIVETR_BUILD_CPUS".to_owned(), "0".to_owned())];
+        let err = Config::parse("test.toml", "", vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RIVETR_BUILD_CPUS"), "{err}");
     }
 
     #[test]

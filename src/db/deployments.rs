@@ -233,10 +233,12 @@ pub fn running(c: &Connection, app_id: i64) -> rusqlite::Result<Option<Deploymen
     .optional()
 }
 
-/// Puts `new` into service and marks every other running deployment of the app replaced,
-/// in one transaction.
+/// Puts `new` into service, marks every other running deployment of the app replaced and the
+/// app no longer stopped, in one transaction: the engine swaps the routes only once it has
+/// committed.
 pub fn switch(c: &mut Connection, app_id: i64, new: i64) -> rusqlite::Result<Vec<i64>> {
     let tx = c.transaction()?;
+    crate::db::apps::set_stopped(&tx, app_id, false)?;
     let old: Vec<i64> = {
         let mut stmt = tx.prepare(
             "SELECT id FROM deployments WHERE app_id = ?1 AND status = 'running' AND id != ?2",

@@ -1,6 +1,7 @@
 //! Stopping, starting, deleting an app, and bringing its running deployment back into
 //! service (after a stop, or after Rivetr itself restarted).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::settings::Settings;
 use super::{EngineError, Shared};
 use crate::db::apps::App;
 use crate::db::deployments::{self, Deployment};
-use crate::runtime::{ContainerState, ImageFilter};
+use crate::runtime::{ContainerRuntime, ContainerState, ContainerSummary, ImageFilter};
 
 pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> {
     let lock = shared.app_lock(app.id);
@@ -79,16 +80,16 @@ pub(crate) async fn bring_up(
     let mut woken = 0;
     let mut to_check: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
-        let name = super::container_name(&app.name, current.id, replica);
+        let name = shared.container_name(&app.name, current.id, replica);
         let found = existing
             .iter()
-            .find(|c| c.name.trim_start_matches('/') == name);
+            .find(|c| is_replica(c, &app.name, current.id, replica));
         let info = match found {
             Some(c) if c.state == ContainerState::Running => runtime.inspect(&c.id).await?,
             Some(c) => {
                 runtime.start(&c.id).await?;
                 woken += 1;
-                log.say(&format!("started the stopped container {name}"));
+                log.say(&format!("started the stopped container {}", c.name));
                 let info = runtime.inspect(&c.id).await?;
                 if let Some(p) = info.host_port {
                     to_check.push((info.id.clone(), p));
@@ -142,12 +143,9 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
         for c in runtime.list(&shared.app_filter(&app.name)).await? {
             runtime.remove(&c.id).await?;
         }
-        let images = runtime
-            .list_images(&ImageFilter::Labels(shared.image_filter(&app.name)))
-            .await?;
-        for image in images {
-            if let Err(e) = runtime.remove_image(&image.id).await {
-                tracing::warn!(app = %app.name, image = %image.id, error = %e, "cannot remove an image of a deleted app");
+        for image in own_images(shared, &runtime, app).await? {
+            if let Err(e) = runtime.remove_image(&image).await {
+                tracing::warn!(app = %app.name, image = %image, error = %e, "cannot remove an image of a deleted app");
             }
         }
     }
@@ -158,6 +156,41 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
         .await?;
     tracing::info!(app = %app.name, "app deleted");
     Ok(())
+}
+
+/// The images this installation built for `app`: every tag under its own repository, and the
+/// older, unscoped names its deployments recorded. Never another installation's.
+async fn own_images(
+    shared: &Shared,
+    runtime: &Arc<dyn ContainerRuntime>,
+    app: &App,
+) -> Result<BTreeSet<String>, EngineError> {
+    let mut images: BTreeSet<String> = runtime
+        .list_images(&ImageFilter::Reference(shared.image_repository(&app.name)))
+        .await?
+        .into_iter()
+        .flat_map(|i| i.tags)
+        .collect();
+    let app_id = app.id;
+    let recorded = shared
+        .db
+        .call(move |c| deployments::successful(c, app_id))
+        .await?;
+    images.extend(
+        recorded
+            .into_iter()
+            .filter_map(|d| d.image)
+            .filter(|i| shared.built_here(i)),
+    );
+    Ok(images)
+}
+
+/// Whether `c` is replica `replica` of the deployment: by its label, or by its name as this
+/// version or an older one (before names were scoped by installation) gave it.
+fn is_replica(c: &ContainerSummary, app: &str, deployment: i64, replica: u32) -> bool {
+    let name = c.name.trim_start_matches('/');
+    c.labels.get(super::LABEL_REPLICA) == Some(&replica.to_string())
+        || name == super::legacy_container_name(app, deployment, replica)
 }
 
 /// Routes the app's (possibly changed) domains to its running containers.

@@ -22,6 +22,7 @@ pub mod log;
 mod pipeline;
 mod queue;
 mod reconcile;
+pub mod repo_files;
 pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,8 +41,8 @@ use crate::db::deployments::{Deployment, Status};
 use crate::db::{Db, DbError};
 use crate::proxy::routes::{Owner, RouteSpec, RouteTable};
 use crate::runtime::{
-    ContainerRuntime, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LabelFilter, RuntimeError,
-    SharedDetection,
+    BuildLimits, ContainerRuntime, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE, LabelFilter,
+    RuntimeError, SharedDetection,
 };
 use log::LogHub;
 pub use reconcile::ReconcileReport;
@@ -59,6 +60,8 @@ pub struct EngineConfig {
     pub stop_timeout: Duration,
     /// How app domains get certificates (ACME, or none when ACME is off).
     pub domain_tls: TlsMode,
+    /// What a build may use at most (`[build]`); an app's deploy.toml may ask for less.
+    pub build: BuildLimits,
 }
 
 impl EngineConfig {
@@ -73,6 +76,11 @@ impl EngineConfig {
                 TlsMode::Acme
             } else {
                 TlsMode::None
+            },
+            build: BuildLimits {
+                memory_bytes: Some(config.build.memory.bytes()),
+                cpus: Some(config.build.cpus.0),
+                timeout: Some(Duration::from_secs(config.build.timeout_seconds.0)),
             },
         }
     }
@@ -431,17 +439,46 @@ impl Shared {
         ])
     }
 
-    /// The labels put on a built image: one, the same for every build of an app. Two or more
-    /// reach the engine in a random order (bollard sends them from a HashMap), and Docker and
-    /// Podman then miss the cache for the label layer. The image's tag (`rivetr/<app>:<id>`)
-    /// already ties it to this installation's app.
+    /// The labels put on a built image: one, the same for every build of an app. Podman
+    /// turns them into a `LABEL` step in no fixed order, and with two or more the cache then
+    /// misses that step. The image's name ([`Shared::image_tag`]) ties it to this
+    /// installation.
     fn image_labels(&self, app: &str) -> BTreeMap<String, String> {
         BTreeMap::from([(LABEL_APP.to_owned(), app.to_owned())])
     }
 
-    /// Finds an app's images.
-    fn image_filter(&self, app: &str) -> Vec<LabelFilter> {
-        vec![LabelFilter::eq(LABEL_APP, app)]
+    /// The repository of an app's built images: `localhost/rivetr-<instance>/<app>`. Under
+    /// `localhost/`, which no registry serves and which both engines keep as written (Podman
+    /// made `rivetr/<app>` into `docker.io/rivetr/<app>`), and scoped by installation, so two
+    /// installations on one engine never share an image name.
+    fn image_repository(&self, app: &str) -> String {
+        format!("{}{app}", self.own_image_prefix())
+    }
+
+    /// The image name of a deployment built from git.
+    fn image_tag(&self, app: &str, deployment: i64) -> String {
+        format!("{}:{deployment}", self.image_repository(app))
+    }
+
+    /// What every image this installation builds is named under.
+    fn own_image_prefix(&self) -> String {
+        format!("localhost/rivetr-{}/", self.db.instance_id())
+    }
+
+    /// An image this installation built: named under its own prefix, or `rivetr/<app>:<id>`
+    /// as Rivetr named builds before names were scoped (kept for rollbacks and pruned like
+    /// the others; such a name may also be another installation's on a shared engine).
+    fn built_here(&self, image: &str) -> bool {
+        image.starts_with(&self.own_image_prefix()) || image.starts_with(LEGACY_IMAGE_PREFIX)
+    }
+
+    /// The name of a deployment's container: `rivetr-<instance>-<app>-<deployment>-<replica>`,
+    /// unique on an engine that several installations share.
+    fn container_name(&self, app: &str, deployment: i64, replica: u32) -> String {
+        format!(
+            "rivetr-{}-{app}-{deployment}-{replica}",
+            self.db.instance_id()
+        )
     }
 
     /// Finds everything this installation created in the engine.
@@ -464,12 +501,12 @@ impl Shared {
     }
 }
 
-/// The image tag of a deployment built from git.
-fn image_tag(app: &str, deployment: i64) -> String {
-    format!("rivetr/{app}:{deployment}")
-}
+/// How Rivetr named built images before they were scoped by installation.
+const LEGACY_IMAGE_PREFIX: &str = "rivetr/";
 
-fn container_name(app: &str, deployment: i64, replica: u32) -> String {
+/// How Rivetr named containers before they were scoped by installation; still recognised when
+/// an app is brought back into service after an upgrade.
+fn legacy_container_name(app: &str, deployment: i64, replica: u32) -> String {
     format!("rivetr-{app}-{deployment}-{replica}")
 }
 

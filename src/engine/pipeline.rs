@@ -3,8 +3,11 @@
 //!
 //! Until the switch, nothing the pipeline does touches what serves: new containers run
 //! beside the old ones, and a failure (or a cancel) removes exactly what this deployment
-//! created. The switch itself is one atomic swap of the app's routes followed by one database
-//! transaction; a cancel is no longer honoured once it has begun.
+//! created. The switch is one database transaction followed by one atomic swap of the app's
+//! routes, in that order: if the transaction fails, the routes never pointed at the new
+//! containers when they are removed; once it has committed, nothing can fail (the swap is in
+//! memory), and a crash in between is repaired by the next start's reconcile, which routes
+//! what the database says serves. A cancel is no longer honoured once the switch has begun.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -13,16 +16,18 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::context::{OUTSIDE_DOCKERFILE, tar_stream};
-use super::deploy_toml::{self, inside_repo};
+use super::context::{self, BuildInputs, tar_stream};
+use super::deploy_toml::{self, DeployToml};
 use super::git::{self, GitError, GitRef};
 use super::health::{self, Unhealthy};
 use super::log::DeployLog;
 use super::settings::Settings;
-use super::{EngineError, Shared, container_name, image_tag};
+use super::{EngineError, Shared};
 use crate::db::apps::App;
 use crate::db::deployments::{self, Deployment, Status};
-use crate::runtime::{BuildSpec, Limits, PortSpec, RestartPolicy, RunSpec};
+use crate::runtime::{
+    BuildLimits, BuildSpec, Limits, PortSpec, RestartPolicy, RunSpec, RuntimeError,
+};
 
 /// Why a pipeline stopped early.
 enum Stop {
@@ -140,7 +145,7 @@ async fn stages(
         let spec = run_spec(shared, &app, d.id, replica, &image, &settings, &env);
         let info = tokio::select! {
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
-            r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(format!("cannot start container {}: {e}", spec.name)))?,
+            r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(start_failure(shared, &spec, &e)))?,
         };
         let port = info.host_port.ok_or_else(|| {
             Stop::Failed(format!(
@@ -172,15 +177,14 @@ async fn stages(
         .iter()
         .map(|(_, p)| SocketAddr::from(([127, 0, 0, 1], *p)))
         .collect();
-    shared.set_routes(&app, upstreams);
+    // The record first: should it fail, the routes still point at the old version and the
+    // new containers can go. After it, nothing below returns an error.
     let (new, app_id) = (d.id, app.id);
     let old = shared
         .db
-        .call(move |c| {
-            crate::db::apps::set_stopped(c, app_id, false)?;
-            deployments::switch(c, app_id, new)
-        })
+        .call(move |c| deployments::switch(c, app_id, new))
         .await?;
+    shared.set_routes(&app, upstreams);
     if app.domains.is_empty() {
         log.say(
             "switched: deployment is running (the app has no domains, so nothing routes to it)",
@@ -261,14 +265,16 @@ async fn clone_and_build(
     ));
 
     let mut settings = Settings::from_app(app, shared.config.drain_seconds);
-    match deploy_toml::read(&work) {
-        Ok(Some(t)) => {
-            settings.apply(&t);
-            log.say("read deploy.toml");
-        }
-        Ok(None) => {}
-        Err(e) => return Err(Stop::Failed(format!("invalid deploy.toml: {e}"))),
+    let toml = deploy_toml::load(work.clone(), shared.config.build)
+        .await
+        .map_err(|e| Stop::Failed(format!("invalid deploy.toml: {e}")))?;
+    if let Some(t) = &toml {
+        settings.apply(t);
+        log.say("read deploy.toml");
     }
+    let limits = toml.as_ref().map_or(shared.config.build, |t| {
+        t.build_limits(&shared.config.build)
+    });
     check(cancel)?;
 
     set_status(shared, d.id, Status::Building).await?;
@@ -276,32 +282,23 @@ async fn clone_and_build(
         _ = cancel.cancelled() => return Err(Stop::Cancelled),
         p = shared.builds.acquire() => p.map_err(|_| Stop::Failed("the engine is shutting down".to_owned()))?,
     };
-    let context = inside_repo(&work, &settings.context).map_err(Stop::Failed)?;
-    let dockerfile = inside_repo(&work, &settings.dockerfile).map_err(Stop::Failed)?;
-    if !dockerfile.is_file() {
-        return Err(Stop::Failed(format!(
-            "no Dockerfile at {} in the repository",
-            settings.dockerfile
-        )));
-    }
-    let (dockerfile_arg, extra) = match dockerfile.strip_prefix(&context) {
-        Ok(rel) => (rel.to_string_lossy().into_owned(), None),
-        Err(_) => (OUTSIDE_DOCKERFILE.to_owned(), Some(dockerfile.clone())),
-    };
-    let tag = image_tag(&app.name, d.id);
+    let inputs = build_inputs(&work, &settings).await?;
+    let tag = shared.image_tag(&app.name, d.id);
     for value in settings.build_args.values() {
         // Build args can carry tokens; the engine may echo them.
         log.hide(value);
     }
+    log.say(&describe_limits(&limits));
     let spec = || BuildSpec {
-        context: tar_stream(context.clone(), extra.clone()),
-        dockerfile: dockerfile_arg.clone(),
+        context: tar_stream(inputs.dir.clone(), inputs.outside_dockerfile.clone()),
+        dockerfile: inputs.dockerfile.clone(),
         build_args: settings.build_args.clone().into_iter().collect(),
         tag: tag.clone(),
         // No deployment label: a label that changes every build adds a layer the cache
         // never holds, and an unchanged repo must rebuild from cache. The tag names the
         // deployment.
         labels: shared.image_labels(&app.name),
+        limits,
     };
     *built_image = Some(tag.clone());
     let mut on_output = |line: &str| log.line("build", line);
@@ -322,7 +319,7 @@ async fn clone_and_build(
             r = runtime.build(spec(), &mut on_output) => r,
         };
     }
-    let built = result.map_err(|e| Stop::Failed(format!("build failed: {e}")))?;
+    let built = result.map_err(|e| Stop::Failed(build_failure(&e, toml.as_ref())))?;
     log.say(&format!(
         "built {} ({} of {} steps from cache)",
         built.tag, built.cached_steps, built.steps
@@ -332,8 +329,70 @@ async fn clone_and_build(
     Ok((tag, settings))
 }
 
+/// Why a container did not start. An image Rivetr built and no longer finds is named as such:
+/// the engines' create never pulls, and a pull of that name is the last thing wanted.
+fn start_failure(shared: &Shared, spec: &RunSpec, e: &RuntimeError) -> String {
+    match e {
+        RuntimeError::ImageNotFound { .. } if shared.built_here(&spec.image) => format!(
+            "cannot start container {}: the image {} that Rivetr built is no longer in the engine (Rivetr never pulls an image it built; deploy from git again): {e}",
+            spec.name, spec.image
+        ),
+        _ => format!("cannot start container {}: {e}", spec.name),
+    }
+}
+
 /// What Podman says when a cached layer vanished under a build.
 const PODMAN_CACHE_RACE: &str = "layer not known";
+
+/// The context and Dockerfile of a build, checked on a blocking thread (see
+/// [`context::prepare`]).
+async fn build_inputs(work: &std::path::Path, settings: &Settings) -> Result<BuildInputs, Stop> {
+    let (work, ctx, dockerfile) = (
+        work.to_owned(),
+        settings.context.clone(),
+        settings.dockerfile.clone(),
+    );
+    tokio::task::spawn_blocking(move || context::prepare(&work, &ctx, &dockerfile))
+        .await
+        .map_err(|e| Stop::Failed(format!("checking the build context stopped: {e}")))?
+        .map_err(Stop::Failed)
+}
+
+/// The log line announcing a build's limits.
+fn describe_limits(limits: &BuildLimits) -> String {
+    let memory = limits
+        .memory_bytes
+        .map_or("unlimited".to_owned(), crate::limits::human_bytes);
+    let cpus = limits
+        .cpus
+        .map_or("unlimited".to_owned(), |c| c.to_string());
+    let time = limits
+        .timeout
+        .map_or("unlimited".to_owned(), |t| format!("{} s", t.as_secs()));
+    format!("building within memory {memory}, CPUs {cpus}, time {time}")
+}
+
+/// Why a build failed, saying which setting a limit it hit comes from.
+fn build_failure(e: &RuntimeError, toml: Option<&DeployToml>) -> String {
+    let from = |asked_by_app: bool, key: &str| {
+        if asked_by_app {
+            format!(" (`[build] {key}` in deploy.toml)")
+        } else {
+            format!(" (`[build] {key}` in rivetr.toml)")
+        }
+    };
+    let source = match e {
+        RuntimeError::BuildOutOfMemory { .. } => {
+            from(toml.is_some_and(|t| t.build.memory.is_some()), "memory")
+        }
+        RuntimeError::BuildTimedOut { .. } => from(
+            toml.is_some_and(|t| t.build.timeout_seconds.is_some()),
+            "timeout_seconds",
+        ),
+        _ => String::new(),
+    };
+    format!("build failed: {e}{source}")
+}
 
 /// A rollback: the image and settings of an earlier deployment, no clone, no build.
 async fn from_earlier_deployment(
@@ -400,7 +459,7 @@ pub(crate) fn run_spec(
     labels.insert(super::LABEL_REPLICA.to_owned(), replica.to_string());
     RunSpec {
         image: image.to_owned(),
-        name: container_name(&app.name, deployment, replica),
+        name: shared.container_name(&app.name, deployment, replica),
         cmd: Vec::new(),
         env: env.to_vec(),
         labels,
@@ -540,7 +599,7 @@ async fn prune_images(shared: &Shared, app: &App, log: &DeployLog) {
         let Some(image) = old.image.clone() else {
             continue;
         };
-        if kept.contains(&image) || !image.starts_with("rivetr/") {
+        if kept.contains(&image) || !shared.built_here(&image) {
             continue;
         }
         match runtime.remove_image(&image).await {

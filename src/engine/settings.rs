@@ -41,7 +41,7 @@ impl Settings {
         }
     }
 
-    /// Applies a repository's `deploy.toml`.
+    /// Applies a repository's `deploy.toml` (its values were checked when it was read).
     pub fn apply(&mut self, t: &DeployToml) {
         if let Some(d) = &t.build.dockerfile {
             self.dockerfile = d.get_ref().clone();
@@ -49,34 +49,46 @@ impl Settings {
         if let Some(c) = &t.build.context {
             self.context = c.get_ref().clone();
         }
-        self.build_args.extend(t.build.args.clone());
+        self.build_args.extend(
+            t.build
+                .args
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone())),
+        );
         if let Some(p) = t.deploy.port {
-            self.port = p;
+            self.port = p.0;
         }
         if let Some(d) = t.deploy.drain_seconds {
-            self.drain_seconds = d;
+            self.drain_seconds = d.0;
+        }
+        if let Some(r) = t.deploy.replicas {
+            self.replicas = r.0;
         }
         if let Some(h) = &t.deploy.healthcheck {
             if let Some(p) = &h.path {
-                self.healthcheck.path = p.clone();
+                self.healthcheck.path = p.0.clone();
             }
             if let Some(i) = h.interval_ms {
-                self.healthcheck.interval_ms = i;
+                self.healthcheck.interval_ms = i.0;
             }
             if let Some(t) = h.timeout_ms {
-                self.healthcheck.timeout_ms = t;
+                self.healthcheck.timeout_ms = t.0;
             }
             if let Some(r) = h.retries {
-                self.healthcheck.retries = r;
+                self.healthcheck.retries = r.0;
             }
         }
-        if let Some(m) = &t.resources.memory {
-            self.memory_bytes = Some(m.get_ref().0);
+        if let Some(m) = t.resources.memory {
+            self.memory_bytes = Some(m.bytes());
         }
         if let Some(c) = t.resources.cpus {
-            self.cpus = Some(c);
+            self.cpus = Some(c.0);
         }
-        self.env_defaults.extend(t.env.clone());
+        self.env_defaults.extend(
+            t.env
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone())),
+        );
     }
 
     pub fn to_json(&self) -> String {

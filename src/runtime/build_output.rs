@@ -72,6 +72,42 @@ impl BuildProgress {
     }
 }
 
+impl BuildProgress {
+    /// The error for a failed build that ran under a memory limit: a step the kernel killed
+    /// ran out of that memory. Docker says `returned a non-zero code: 137` (128 + SIGKILL);
+    /// Podman prints `container exited on killed` and fails with `exit status 1`.
+    pub(crate) fn failure_under_memory_limit(
+        &mut self,
+        message: &str,
+        limit_bytes: u64,
+    ) -> RuntimeError {
+        let killed = message.contains("non-zero code: 137")
+            || message.contains("exit status 137")
+            || message.contains("signal: killed")
+            || self
+                .step_output
+                .iter()
+                .any(|l| l.contains("container exited on killed"));
+        let failure = self.failure(message);
+        match failure {
+            RuntimeError::BuildFailed {
+                step,
+                total,
+                instruction,
+                output,
+                ..
+            } if killed && step > 0 => RuntimeError::BuildOutOfMemory {
+                step,
+                total,
+                instruction,
+                limit_bytes,
+                output,
+            },
+            other => other,
+        }
+    }
+}
+
 /// `Step 2/4 : RUN x` (Docker) or `STEP 2/4: RUN x` (Podman) -> (2, 4, "RUN x").
 fn parse_step(line: &str) -> Option<(u32, u32, String)> {
     let rest = line
@@ -177,6 +213,38 @@ mod tests {
         ]);
         assert_eq!((p.step, p.total, p.cached), (3, 3, 2));
         assert!(p.step_output.is_empty(), "{:?}", p.step_output);
+    }
+
+    #[test]
+    fn a_killed_step_under_a_memory_limit_says_so() {
+        let (mut p, _) = run(&[
+            "STEP 1/2: FROM localhost/busybox:test\n",
+            "STEP 2/2: RUN x=$(head -c 400000000 /dev/zero)\n",
+            "allocating\n",
+            "container exited on killed\n",
+        ]);
+        let e = p.failure_under_memory_limit(
+            "building at STEP \"RUN ...\": while running runtime: exit status 1",
+            64 << 20,
+        );
+        assert!(
+            matches!(e, RuntimeError::BuildOutOfMemory { step: 2, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("memory limit of 64 MiB"), "{e}");
+        let (mut p, _) = run(&["Step 2/2 : RUN x", "\n", "allocating\n"]);
+        let e = p.failure_under_memory_limit(
+            "The command '/bin/sh -c x' returned a non-zero code: 137",
+            1 << 30,
+        );
+        assert!(e.to_string().contains("memory limit of 1 GiB"), "{e}");
+        // An ordinary failure stays one.
+        let (mut p, _) = run(&["Step 2/2 : RUN false", "\n"]);
+        let e = p.failure_under_memory_limit(
+            "The command '/bin/sh -c false' returned a non-zero code: 1",
+            1 << 30,
+        );
+        assert!(matches!(e, RuntimeError::BuildFailed { .. }), "{e}");
     }
 
     #[test]

@@ -17,13 +17,12 @@ use bollard::models::{
     RestartPolicy as BollardRestart, RestartPolicyNameEnum, SystemVersion,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
-use super::build_output::BuildProgress;
 use super::error::{Subject, redact};
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerState, ContainerSummary, ImageFilter,
@@ -33,13 +32,14 @@ use super::{
 
 /// Deadline for ordinary calls (create, start, inspect, list, remove).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long bollard waits for response headers; a backstop behind the per-call deadlines,
-/// long enough for a build whose context is still uploading.
+/// How long bollard waits for response headers; a backstop behind the per-call deadlines.
 const BOLLARD_TIMEOUT_SECS: u64 = 3600;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Compat {
     pub(crate) docker: Docker,
+    /// The socket's path, for the calls Rivetr sends itself.
+    path: PathBuf,
     /// `unix:///path`, for errors.
     pub(crate) socket: String,
 }
@@ -59,7 +59,11 @@ impl Compat {
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|e| RuntimeError::from_bollard(e, &socket, Subject::Engine))?;
-        Ok(Compat { docker, socket })
+        Ok(Compat {
+            docker,
+            path: path.to_owned(),
+            socket,
+        })
     }
 
     /// Runs `call` with `limit` as its deadline, mapping bollard's error about `subject`.
@@ -83,52 +87,14 @@ impl Compat {
             .await
     }
 
+    /// Builds through [`super::build`] (not bollard: see there), then reads the image's id.
     pub(crate) async fn build(
         &self,
         spec: BuildSpec,
         on_output: &mut (dyn for<'l> FnMut(&'l str) + Send),
     ) -> Result<BuiltImage, RuntimeError> {
-        let BuildSpec {
-            context,
-            dockerfile,
-            build_args,
-            tag,
-            labels,
-        } = spec;
-        let args: HashMap<String, String> = build_args.iter().cloned().collect();
-        let labels: HashMap<String, String> = labels.into_iter().collect();
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile(&dockerfile)
-            .t(&tag)
-            .buildargs(&args)
-            .labels(&labels)
-            .rm(true)
-            // A failed build leaves no intermediate containers behind.
-            .forcerm(true)
-            .build();
-        let mut progress = BuildProgress::default();
-        let mut stream =
-            self.docker
-                .build_image(options, None, Some(bollard::body_try_stream(context)));
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(text) = info.stream {
-                        progress.feed(&text, on_output);
-                    }
-                }
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(progress.failure(&redact(error, &build_args)));
-                }
-                Err(e) => {
-                    return Err(
-                        RuntimeError::from_bollard(e, &self.socket, Subject::Image(&tag))
-                            .redacted(&build_args),
-                    );
-                }
-            }
-        }
-        progress.finish(on_output);
+        let tag = spec.tag.clone();
+        let progress = super::build::run(&self.path, &self.socket, spec, on_output).await?;
         let image = self
             .call(
                 CALL_TIMEOUT,

@@ -27,6 +27,21 @@ pub enum RuntimeError {
         message: String,
         output: Vec<String>,
     },
+    /// A build step was killed under the build's memory limit: it used more than that.
+    #[error(
+        "{}",
+        build_killed_text(*step, *total, instruction, *limit_bytes, output)
+    )]
+    BuildOutOfMemory {
+        step: u32,
+        total: u32,
+        instruction: String,
+        limit_bytes: u64,
+        output: Vec<String>,
+    },
+    /// The build ran past its time limit and was abandoned.
+    #[error("the build took longer than its time limit of {} s", limit.as_secs())]
+    BuildTimedOut { limit: std::time::Duration },
     /// Any other refusal, with the HTTP status the engine answered.
     #[error("the container engine refused ({status}): {message}")]
     Engine { status: u16, message: String },
@@ -57,6 +72,27 @@ fn build_failed_text(
     } else {
         format!("build failed at step {step}/{total} ({instruction}): {message}")
     };
+    if !output.is_empty() {
+        text.push_str("\noutput of the step:");
+        for line in output {
+            text.push_str("\n  ");
+            text.push_str(line);
+        }
+    }
+    text
+}
+
+fn build_killed_text(
+    step: u32,
+    total: u32,
+    instruction: &str,
+    limit_bytes: u64,
+    output: &[String],
+) -> String {
+    let limit = crate::limits::human_bytes(limit_bytes);
+    let mut text = format!(
+        "build step {step}/{total} ({instruction}) was killed for using more than the build memory limit of {limit}"
+    );
     if !output.is_empty() {
         text.push_str("\noutput of the step:");
         for line in output {
@@ -236,6 +272,8 @@ impl RuntimeError {
             RuntimeError::PortInUse { .. } => "port_in_use",
             RuntimeError::OutOfMemory { .. } => "out_of_memory",
             RuntimeError::BuildFailed { .. } => "build_failed",
+            RuntimeError::BuildOutOfMemory { .. } => "build_out_of_memory",
+            RuntimeError::BuildTimedOut { .. } => "build_timed_out",
             RuntimeError::Engine { .. } => "engine",
             RuntimeError::Protocol(_) => "protocol",
             RuntimeError::Invalid(_) => "invalid",

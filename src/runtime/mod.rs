@@ -35,6 +35,7 @@
 //! - Environment values given to containers are secrets as far as this module knows: they
 //!   never appear in logs, `Debug` output or errors.
 
+mod build;
 mod build_output;
 mod compat;
 mod detect;
@@ -124,9 +125,24 @@ pub struct BuildSpec {
     pub build_args: Vec<(String, String)>,
     /// `name:tag` given to the result.
     pub tag: String,
-    /// Labels on the image. Keep to one if an unchanged rebuild must hit the cache: several
-    /// reach the engine in no fixed order, and the label layer then differs each build.
+    /// Labels on the image. Keep to one if an unchanged rebuild must hit the cache: Podman
+    /// turns them into a `LABEL` step in no fixed order, and that layer then differs each build.
     pub labels: BTreeMap<String, String>,
+    /// Memory, CPUs and time the build may use.
+    pub limits: BuildLimits,
+}
+
+/// What one build may use; `None` leaves it unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BuildLimits {
+    /// Memory of each step's container, in bytes; swap is limited to the same amount, so a
+    /// step that needs more is killed.
+    pub memory_bytes: Option<u64>,
+    /// CPUs of each step's container, fractions allowed.
+    pub cpus: Option<f64>,
+    /// The whole build, from the first byte of the context to the tagged image. Docker stops
+    /// a build it is told to abandon; Podman 4.3 finishes the running step first.
+    pub timeout: Option<Duration>,
 }
 
 impl fmt::Debug for BuildSpec {
@@ -137,6 +153,7 @@ impl fmt::Debug for BuildSpec {
             .field("build_args", &names(&self.build_args))
             .field("tag", &self.tag)
             .field("labels", &self.labels)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -509,6 +526,7 @@ mod tests {
             build_args: vec![("TOKEN".into(), "hunter2".into())],
             tag: "t".into(),
             labels: BTreeMap::new(),
+            limits: BuildLimits::default(),
         };
         let shown = format!("{build:?}");
         assert!(

@@ -18,6 +18,9 @@ use super::{
     RuntimeError,
 };
 
+/// Said in the build's output when its memory and CPU limits are dropped.
+const NO_BUILD_LIMITS: &str = "note: this engine (rootless Podman on cgroups v1) cannot enforce memory and CPU limits on builds; this build runs without them (its time limit still applies)";
+
 /// Podman at one socket.
 #[derive(Debug, Clone)]
 pub struct PodmanRuntime {
@@ -26,6 +29,8 @@ pub struct PodmanRuntime {
     oom: Arc<OomWatch>,
     /// Whether this Podman reports OOM kills itself (5.0 and later); looked up once.
     engine_reports_oom: Arc<tokio::sync::OnceCell<bool>>,
+    /// Whether this Podman can put a container in a limited cgroup; looked up once.
+    limits_enforced: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl PodmanRuntime {
@@ -38,6 +43,7 @@ impl PodmanRuntime {
             libpod: Libpod::new(RawClient::new(&path, CALL_TIMEOUT)),
             oom: Arc::new(OomWatch::new()),
             engine_reports_oom: Arc::new(tokio::sync::OnceCell::new()),
+            limits_enforced: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
@@ -50,6 +56,28 @@ impl PodmanRuntime {
             .await
             .copied()
     }
+}
+
+impl PodmanRuntime {
+    async fn limits_enforced(&self) -> Result<bool, RuntimeError> {
+        self.limits_enforced
+            .get_or_try_init(|| async {
+                let info = self.libpod.info().await?;
+                Ok(limits_enforced(
+                    info.host.security.rootless,
+                    &info.host.cgroup_version,
+                ))
+            })
+            .await
+            .copied()
+    }
+}
+
+/// Rootless Podman on cgroups v1 cannot create a limited cgroup: containers run without
+/// their limits, and a build step given one fails ("cannot set memory limit: container could
+/// not join or create cgroup"), measured with Podman 4.3.
+fn limits_enforced(rootless: bool, cgroup_version: &str) -> bool {
+    !(rootless && cgroup_version == "v1")
 }
 
 /// Podman reports OOM kills from 5.0 on.
@@ -74,8 +102,7 @@ impl ContainerRuntime for PodmanRuntime {
             version: info.version.version,
             api_version: version.api_version.unwrap_or_default(),
             rootless,
-            // Rootless Podman on cgroups v1 accepts limits and silently ignores them.
-            limits_enforced: !(rootless && cgroup_version.as_deref() == Some("v1")),
+            limits_enforced: limits_enforced(rootless, cgroup_version.as_deref().unwrap_or("")),
             reports_oom: engine_reports_oom,
             cgroup_version,
             cgroup_manager: Some(info.host.cgroup_manager).filter(|m| !m.is_empty()),
@@ -85,9 +112,15 @@ impl ContainerRuntime for PodmanRuntime {
 
     async fn build(
         &self,
-        spec: BuildSpec,
+        mut spec: BuildSpec,
         on_output: &mut (dyn for<'l> FnMut(&'l str) + Send),
     ) -> Result<BuiltImage, RuntimeError> {
+        let limited = spec.limits.memory_bytes.is_some() || spec.limits.cpus.is_some();
+        if limited && !self.limits_enforced().await? {
+            on_output(NO_BUILD_LIMITS);
+            spec.limits.memory_bytes = None;
+            spec.limits.cpus = None;
+        }
         self.compat.build(spec, on_output).await
     }
 

@@ -97,10 +97,12 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     } = opts;
     let started = Instant::now();
     let state_dir = config.state_dir();
-    std::fs::create_dir_all(&state_dir).map_err(|source| ServerError::StateDir {
-        path: state_dir.clone(),
-        source,
-    })?;
+    tokio::fs::create_dir_all(&state_dir)
+        .await
+        .map_err(|source| ServerError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
@@ -265,7 +267,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
-                reload(&state, config_path.as_deref(), &log, &proxy, addrs.api);
+                reload(&state, config_path.clone(), &log, &proxy, addrs.api).await;
                 notify::ready(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);
             }
             _ = runtime_found.notified() => {
@@ -438,18 +440,24 @@ async fn status_line(
 }
 
 /// SIGHUP: reads the configuration again and applies what can change while running.
-fn reload(
+async fn reload(
     state: &AppState,
-    path: Option<&std::path::Path>,
+    path: Option<PathBuf>,
     log: &LogHandle,
     proxy: &Proxy,
     api_addr: Option<SocketAddr>,
 ) {
     notify::reloading();
-    let new = match Config::load(path) {
-        Ok(new) => new,
-        Err(e) => {
+    // Reading the file blocks (a slow or network file system): not on an async thread.
+    let loaded = tokio::task::spawn_blocking(move || Config::load(path.as_deref())).await;
+    let new = match loaded {
+        Ok(Ok(new)) => new,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "reload refused; keeping the running configuration");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload stopped; keeping the running configuration");
             return;
         }
     };
@@ -480,6 +488,7 @@ fn reload(
         ),
         ("runtime.engine", old.runtime.engine != new.runtime.engine),
         ("runtime.socket", old.runtime.socket != new.runtime.socket),
+        ("build", old.build != new.build),
     ] {
         if changed {
             tracing::warn!(
