@@ -4,6 +4,7 @@
 //! `main` decides exit codes; this module returns typed errors and never exits the process.
 
 pub(crate) mod accept;
+mod linger;
 mod workers;
 
 use arc_swap::ArcSwap;
