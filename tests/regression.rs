@@ -70,7 +70,7 @@ mod hygiene {
             .unwrap();
         write!(
             socket,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut raw = Vec::new();

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod openapi;
+pub mod streams;
 pub mod tokens;
 pub mod webhooks;
 

@@ -178,9 +178,19 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let state = AppState {
         started,
+        client_handover: proxy.handover(),
         ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
     let grace = state.config.load().shutdown_grace();
+    if let Err(e) = state.live_tokens.refresh(&db).await {
+        tracing::warn!(error = %e, "cannot read the live API tokens; retrying in the background");
+    }
+    let streams = Arc::clone(&state.streams);
+    tasks.spawn(Arc::clone(&state.live_tokens).follow(
+        db.clone(),
+        move |live| streams.end_unless_live(&live.ids()),
+        shutdown.clone(),
+    ));
 
     let (api_probe, api_probes) = probe("api");
     let router = crate::api::router(state.clone());

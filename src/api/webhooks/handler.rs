@@ -97,9 +97,12 @@ pub async fn receive(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no app named `{app}`")))?;
     let scope = Scope::Webhook(target.app_id);
-    if let Err(wait) = state.auth_failures.check(client, scope, Instant::now()) {
-        return Ok(crate::api::auth::rate_limited(client, wait));
-    }
+    // Set aside before the signature is checked, so simultaneous guesses cannot outrun the
+    // limit; given back when the signature is good or nothing was checked.
+    let reservation = match state.auth_failures.reserve(client, scope, Instant::now()) {
+        Ok(reservation) => reservation,
+        Err(wait) => return Ok(crate::api::auth::rate_limited(client, wait)),
+    };
     let body = read_body(&parts.headers, body, BODY_LIMIT).await?;
     let sealed = target.sealed_secret.as_deref().ok_or_else(|| {
         ApiError::new(
@@ -122,14 +125,13 @@ pub async fn receive(
         .map_err(ApiError::internal)?;
 
     if let Err(e) = provider.verify(&parts.headers, &body, &secret) {
-        state
-            .auth_failures
-            .record_failure(client, scope, Instant::now());
+        reservation.failed();
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
         tracing::warn!(provider = provider.as_str(), app = %app, %client, %peer, reason = %e, "webhook refused");
         return Err(ApiError::unauthorized(e.to_string()));
     }
     drop(secret);
+    reservation.succeeded();
 
     let delivery_id = provider.delivery_id(&parts.headers).map_err(invalid)?;
     let event = provider.event(&parts.headers, &body).map_err(invalid)?;
