@@ -185,6 +185,13 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     if let Err(e) = state.live_tokens.refresh(&db).await {
         tracing::warn!(error = %e, "cannot read the live API tokens; retrying in the background");
     }
+    let config = Arc::clone(&state.config);
+    tasks.spawn(crate::db::retention::run(
+        db.clone(),
+        move || config.load().engine.keep_deployments.get(),
+        engine.logs().finished(),
+        shutdown.clone(),
+    ));
     let streams = Arc::clone(&state.streams);
     tasks.spawn(Arc::clone(&state.live_tokens).follow(
         db.clone(),
