@@ -6,10 +6,10 @@
 //! gives the place back when the body is dropped (the client went away or the stream ended).
 //! A revocation through the API ends the token's streams at once ([`Streams::end_token`]); one
 //! made on the host with `rivetr token revoke` is seen at the next reading of the live tokens
-//! ([`crate::auth::live::REFRESH`]), after which [`Streams::end_unless_live`] ends them. An
+//! ([`crate::auth::live::REFRESH`]), after which [`Streams::end_revoked`] ends them. An
 //! ended stream sends a last `event: error` saying why, then closes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -68,10 +68,10 @@ impl Streams {
         }
     }
 
-    /// Ends the streams of every token that is not in `live`.
-    pub fn end_unless_live(&self, live: &HashSet<i64>) {
+    /// Ends the streams of every token `revoked` says was revoked.
+    pub fn end_revoked(&self, revoked: impl Fn(i64) -> bool) {
         for (id, entry) in self.lock().iter() {
-            if !live.contains(id) && !entry.revoked.is_cancelled() {
+            if revoked(*id) && !entry.revoked.is_cancelled() {
                 tracing::info!(
                     token = id,
                     streams = entry.open,
@@ -169,7 +169,7 @@ mod tests {
         let kept = streams.open(8, 4).unwrap();
         let never_ending = futures_util::stream::pending::<Result<Event, Infallible>>();
         let mut stream = Box::pin(guarded(never_ending, guard));
-        streams.end_unless_live(&HashSet::from([8]));
+        streams.end_revoked(|id| id == 7);
         assert!(stream.next().await.is_some(), "the last event");
         assert!(stream.next().await.is_none(), "then the end");
         drop(stream);

@@ -6,8 +6,8 @@
 //! - may an address that has used up its failed attempts have its token looked up at all?
 //!   Only when the token's hash is here; any other token is refused unchecked, so a limited
 //!   address cannot make Rivetr test its guesses (see `api::auth`);
-//! - is the token behind an open log stream still live? Streams of a token that left this set
-//!   are ended (see `api::streams`).
+//! - has the token behind an open log stream been revoked? Its streams are ended (see
+//!   `api::streams`).
 //!
 //! It is read again after every change made through the API and every [`REFRESH`] (tokens
 //! created or revoked by `rivetr token` on the host change the database behind the daemon's
@@ -25,27 +25,36 @@ use crate::db::{Db, DbError};
 /// How often the set is read again from the database.
 pub const REFRESH: Duration = Duration::from_secs(2);
 
-/// The live tokens: hash -> id.
+/// The tokens at the last reading.
 #[derive(Debug, Default)]
 pub struct LiveTokens {
-    by_hash: RwLock<HashMap<[u8; 32], i64>>,
+    known: RwLock<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Live tokens: hash -> id.
+    live: HashMap<[u8; 32], i64>,
+    /// Ids of revoked tokens (rows stay after a revocation).
+    revoked: HashSet<i64>,
 }
 
 impl LiveTokens {
     /// True when `hash` is the hash of a token that was live at the last reading.
     pub fn contains(&self, hash: &[u8; 32]) -> bool {
-        self.read().contains_key(hash)
+        self.read().live.contains_key(hash)
     }
 
-    /// The ids of the live tokens.
-    pub fn ids(&self) -> HashSet<i64> {
-        self.read().values().copied().collect()
+    /// True when token `id` was revoked at the last reading. (A token made after that reading
+    /// is neither live nor revoked here.)
+    pub fn is_revoked(&self, id: i64) -> bool {
+        self.read().revoked.contains(&id)
     }
 
     /// Reads the set again from the database.
     pub async fn refresh(&self, db: &Db) -> Result<(), DbError> {
-        let fresh = db.call(read_live).await?;
-        *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let fresh = db.call(read_tokens).await?;
+        *self.known.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 
@@ -69,25 +78,37 @@ impl LiveTokens {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<[u8; 32], i64>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Known> {
         // Held for a lookup only, never across an await.
-        self.by_hash.read().unwrap_or_else(|e| e.into_inner())
+        self.known.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn read_live(c: &mut Connection) -> Result<HashMap<[u8; 32], i64>, rusqlite::Error> {
+fn read_tokens(c: &mut Connection) -> Result<Known, rusqlite::Error> {
     let mut stmt =
-        c.prepare_cached("SELECT token_hash, id FROM api_tokens WHERE revoked_at IS NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut live = HashMap::new();
+        c.prepare_cached("SELECT token_hash, id, revoked_at IS NOT NULL FROM api_tokens")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, bool>(2)?,
+        ))
+    })?;
+    let mut known = Known::default();
     for row in rows {
-        let (hash, id) = row?;
-        // Every hash Rivetr writes is 32 bytes; anything else cannot match a token.
-        if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
-            live.insert(hash, id);
+        match row? {
+            (_, id, true) => {
+                known.revoked.insert(id);
+            }
+            (hash, id, false) => {
+                // Every hash Rivetr writes is 32 bytes; anything else cannot match a token.
+                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    known.live.insert(hash, id);
+                }
+            }
         }
     }
-    Ok(live)
+    Ok(known)
 }
 
 #[cfg(test)]
@@ -100,7 +121,6 @@ mod tests {
         let (db, _) = Db::open(&dir.path().join("rivetr.db")).unwrap();
         let live = LiveTokens::default();
         live.refresh(&db).await.unwrap();
-        assert!(live.ids().is_empty());
 
         let a = crate::auth::create(&db, "a").await.unwrap().unwrap();
         let b = crate::auth::create(&db, "b").await.unwrap().unwrap();
@@ -108,7 +128,8 @@ mod tests {
         assert!(!live.contains(&hash_a), "not read yet");
         live.refresh(&db).await.unwrap();
         assert!(live.contains(&hash_a));
-        assert_eq!(live.ids(), HashSet::from([a.row.id, b.row.id]));
+        assert!(live.contains(&crate::auth::hash(b.token.expose())));
+        assert!(!live.is_revoked(a.row.id));
 
         let id = a.row.id;
         db.call(move |c| crate::db::tokens::revoke(c, id))
@@ -117,6 +138,7 @@ mod tests {
             .unwrap();
         live.refresh(&db).await.unwrap();
         assert!(!live.contains(&hash_a));
-        assert_eq!(live.ids(), HashSet::from([b.row.id]));
+        assert!(live.is_revoked(a.row.id));
+        assert!(!live.is_revoked(b.row.id));
     }
 }

@@ -44,8 +44,8 @@ pub struct EngineSettings {
     pub max_concurrent_builds: usize,
     /// Images of this many successful deployments per app are kept, for rollbacks.
     pub keep_images: usize,
-    /// Deployments (with their logs) kept per app: the newest this many, plus the one serving
-    /// and those whose image is kept for a rollback. Older ones are deleted in the background.
+    /// Deployments (with their logs) kept per app: the newest this many, plus the one serving,
+    /// the unfinished ones and the rollback targets. Older ones are deleted in the background.
     pub keep_deployments: NonZeroUsize,
     /// After a switch, the old version keeps serving requests in flight this long, unless
     /// the app's deploy.toml says otherwise.

@@ -2,10 +2,15 @@
 //! `rivetr.db` stops growing without anyone running `VACUUM`.
 //!
 //! Kept per app: the newest `[engine] keep_deployments` deployments with their log lines, and
-//! whatever the app still needs however old: the deployment serving (`running`), those whose
-//! image is kept for a rollback (`replaced` with an image; the engine clears the image when it
-//! removes it), and every deployment not finished yet. Webhook deliveries are kept
-//! [`DELIVERY_DAYS`] days: long enough to recognise any retry a forge makes.
+//! whatever the app still needs however old: the deployment serving (`running`), every
+//! deployment not finished yet, and the rollback targets: the newest `[engine] keep_images`
+//! successful deployments with an image (the ones whose images the engine keeps), and any
+//! replaced deployment whose image Rivetr built and has not removed yet (it went through the
+//! build stage and still names an image: the engine clears the column when it removes the
+//! image, so the row is never lost before its image is). An image app's deployments name an
+//! image Rivetr did not build and never removes, so beyond `keep_images` they are not kept
+//! for it. Webhook deliveries are kept [`DELIVERY_DAYS`] days: long enough to recognise any
+//! retry a forge makes.
 //!
 //! The task ([`run`]) prunes after deployments finish and every [`SWEEP_EVERY`]. It works in
 //! small batches, each one short call through [`Db::call`] (off the async threads), with a
@@ -39,6 +44,16 @@ const VACUUM_PAGES: u32 = 256;
 /// Between two batches, the connection is left to others this long.
 const PAUSE: Duration = Duration::from_millis(5);
 
+/// How much each app keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// `[engine] keep_deployments`: the newest this many deployments.
+    pub deployments: usize,
+    /// `[engine] keep_images`: the newest this many successful deployments are the rollback
+    /// targets, as the engine keeps their images.
+    pub images: usize,
+}
+
 /// What one prune removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pruned {
@@ -58,10 +73,11 @@ impl Pruned {
 }
 
 /// Prunes after every `finished` notification (a deployment ended) and every
-/// [`SWEEP_EVERY`], keeping `keep()` deployments per app, until `shutdown`.
+/// [`SWEEP_EVERY`], keeping what `keep()` says (read each time, so a reload applies), until
+/// `shutdown`.
 pub async fn run(
     db: Db,
-    keep: impl Fn() -> usize + Send,
+    keep: impl Fn() -> Keep + Send,
     finished: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -97,7 +113,7 @@ pub async fn run(
 }
 
 /// One full prune: old deliveries, old deployments of every app, then the freed pages.
-pub async fn prune(db: &Db, keep: usize, stop: &CancellationToken) -> Result<Pruned, DbError> {
+pub async fn prune(db: &Db, keep: Keep, stop: &CancellationToken) -> Result<Pruned, DbError> {
     let mut pruned = Pruned::default();
     loop {
         let (n, took) = timed(db, delete_old_deliveries).await?;
@@ -251,22 +267,33 @@ fn apps_with_deployments(c: &mut Connection) -> Result<Vec<i64>, rusqlite::Error
     stmt.query_map([], |r| r.get(0))?.collect()
 }
 
-/// Deployments of `app` that may go: older than its newest `keep`, finished, not serving, and
-/// without an image kept for a rollback. Oldest first, a batch at a time.
-pub fn prunable(c: &mut Connection, app: i64, keep: usize) -> Result<Vec<i64>, rusqlite::Error> {
+/// Deployments of `app` that may go, oldest first, a batch at a time: older than its newest
+/// `keep.deployments`, finished, not serving, and not a rollback target (see [`Keep`]).
+pub fn prunable(c: &mut Connection, app: i64, keep: Keep) -> Result<Vec<i64>, rusqlite::Error> {
     let mut stmt = c.prepare_cached(
         "SELECT id FROM deployments
          WHERE app_id = ?1
            AND id < (SELECT id FROM deployments WHERE app_id = ?1
                      ORDER BY id DESC LIMIT 1 OFFSET ?2)
            AND status IN ('failed', 'cancelled', 'superseded', 'replaced')
-           AND NOT (status = 'replaced' AND image IS NOT NULL)
+           AND NOT (status = 'replaced' AND image IS NOT NULL AND (
+                   building_at IS NOT NULL
+                   OR id IN (SELECT id FROM deployments
+                             WHERE app_id = ?1 AND status IN ('running', 'replaced')
+                               AND image IS NOT NULL
+                             ORDER BY id DESC LIMIT ?3)))
          ORDER BY id
-         LIMIT ?3",
+         LIMIT ?4",
     )?;
-    let newest_kept = keep.max(1) - 1;
+    let newest_kept = keep.deployments.max(1) - 1;
+    let images = keep.images.max(1);
     stmt.query_map(
-        params![app, newest_kept as i64, BATCH_DEPLOYMENTS as i64],
+        params![
+            app,
+            newest_kept as i64,
+            images as i64,
+            BATCH_DEPLOYMENTS as i64
+        ],
         |r| r.get(0),
     )?
     .collect()
@@ -302,6 +329,11 @@ fn checkpoint(c: &mut Connection) -> Result<(), rusqlite::Error> {
 mod tests {
     use super::*;
 
+    const KEEP3: Keep = Keep {
+        deployments: 3,
+        images: 2,
+    };
+
     fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let (db, _) = Db::open(&dir.path().join("rivetr.db")).unwrap();
@@ -336,7 +368,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keeps_the_newest_the_serving_the_rollback_targets_and_the_unfinished() {
+    async fn keeps_the_newest_the_serving_the_rollback_targets_the_unremoved_and_the_unfinished() {
         let (_dir, db) = db();
         let (kept, gone) = db
             .call(|c| {
@@ -348,11 +380,20 @@ mod tests {
                     "INSERT INTO apps (id, name, image) VALUES (2, 'b', 'x')",
                     [],
                 )?;
-                let serving = deployment(c, "running", Some("img:1"), 3);
-                let target = deployment(c, "replaced", Some("img:2"), 3);
+                // An image app's old deployment: its image is not Rivetr's to remove.
+                let old_external = deployment(c, "replaced", Some("ext:1"), 3);
+                // A built image the engine has not removed yet (still draining, say).
+                let built = deployment(c, "replaced", Some("rivetr/a:2"), 3);
+                c.execute(
+                    "UPDATE deployments SET building_at = 'x' WHERE id = ?1",
+                    [built],
+                )?;
                 let replaced_no_image = deployment(c, "replaced", None, 3);
+                // The rollback target: the newest successful deployment but the serving one.
+                let target = deployment(c, "replaced", Some("ext:1"), 3);
+                let serving = deployment(c, "running", Some("ext:1"), 3);
                 let stuck = deployment(c, "building", None, 3);
-                let mut old = vec![replaced_no_image];
+                let mut old = vec![old_external, replaced_no_image];
                 for _ in 0..4 {
                     old.push(deployment(c, "failed", None, 2500));
                 }
@@ -365,15 +406,15 @@ mod tests {
                     [],
                     |r| r.get(0),
                 )?;
-                let mut kept = vec![serving, target, stuck, other];
+                let mut kept = vec![built, serving, target, stuck, other];
                 kept.extend(newest);
                 Ok((kept, old))
             })
             .await
             .unwrap();
-        let pruned = prune(&db, 3, &CancellationToken::new()).await.unwrap();
+        let pruned = prune(&db, KEEP3, &CancellationToken::new()).await.unwrap();
         assert_eq!(pruned.deployments, gone.len());
-        assert_eq!(pruned.log_lines, 3 + 4 * 2500 + 1);
+        assert_eq!(pruned.log_lines, 3 + 3 + 4 * 2500 + 1);
         assert!(pruned.pages_freed > 0, "{pruned:?}");
         let (left, orphans, other_app, free) = db
             .call(|c| {
@@ -399,7 +440,7 @@ mod tests {
         assert_eq!(left, expected);
         assert_eq!((orphans, other_app, free), (0, 1, 0));
         // Nothing more to do the second time.
-        let again = prune(&db, 3, &CancellationToken::new()).await.unwrap();
+        let again = prune(&db, KEEP3, &CancellationToken::new()).await.unwrap();
         assert!(!again.anything(), "{again:?}");
         assert_eq!(again.pages_freed, 0);
     }
@@ -418,7 +459,17 @@ mod tests {
                 Ok(())
             })
             .await
-            .and(prune(&db, 50, &CancellationToken::new()).await)
+            .and(
+                prune(
+                    &db,
+                    Keep {
+                        deployments: 50,
+                        images: 3,
+                    },
+                    &CancellationToken::new(),
+                )
+                .await,
+            )
             .unwrap();
         assert_eq!(left.deliveries, 1);
         let ids: Vec<String> = db

@@ -188,14 +188,20 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let config = Arc::clone(&state.config);
     tasks.spawn(crate::db::retention::run(
         db.clone(),
-        move || config.load().engine.keep_deployments.get(),
+        move || {
+            let engine = &config.load().engine;
+            crate::db::retention::Keep {
+                deployments: engine.keep_deployments.get(),
+                images: engine.keep_images,
+            }
+        },
         engine.logs().finished(),
         shutdown.clone(),
     ));
     let streams = Arc::clone(&state.streams);
     tasks.spawn(Arc::clone(&state.live_tokens).follow(
         db.clone(),
-        move |live| streams.end_unless_live(&live.ids()),
+        move |tokens| streams.end_revoked(|id| tokens.is_revoked(id)),
         shutdown.clone(),
     ));
 

@@ -97,12 +97,9 @@ pub async fn receive(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no app named `{app}`")))?;
     let scope = Scope::Webhook(target.app_id);
-    // Set aside before the signature is checked, so simultaneous guesses cannot outrun the
-    // limit; given back when the signature is good or nothing was checked.
-    let reservation = match state.auth_failures.reserve(client, scope, Instant::now()) {
-        Ok(reservation) => reservation,
-        Err(wait) => return Ok(crate::api::auth::rate_limited(client, wait)),
-    };
+    if let Err(wait) = state.auth_failures.check(client, scope, Instant::now()) {
+        return Ok(crate::api::auth::rate_limited(client, wait));
+    }
     let body = read_body(&parts.headers, body, BODY_LIMIT).await?;
     let sealed = target.sealed_secret.as_deref().ok_or_else(|| {
         ApiError::new(
@@ -124,6 +121,13 @@ pub async fn receive(
         )
         .map_err(ApiError::internal)?;
 
+    // A failure is set aside just before the signature is checked (nothing is awaited in
+    // between), so deliveries read at the same time cannot outrun the limit; it is given back
+    // when the signature is good.
+    let reservation = match state.auth_failures.reserve(client, scope, Instant::now()) {
+        Ok(reservation) => reservation,
+        Err(wait) => return Ok(crate::api::auth::rate_limited(client, wait)),
+    };
     if let Err(e) = provider.verify(&parts.headers, &body, &secret) {
         reservation.failed();
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
