@@ -32,6 +32,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# On failure, keep the instances' logs to read.
+trap 'trap - EXIT; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+      podman_ rmi -f "$image" >/dev/null 2>&1 || true; echo "logs kept in $work/*/log" >&2' ERR
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 mkdir -p "$work/image"
@@ -85,6 +88,7 @@ def sizes(name):
 
 lock = threading.Lock()
 report = {}
+failures = []
 
 def drive(name, api):
     token = open(os.path.join(work, name, "data", "initial-admin-token")).read().strip()
@@ -98,7 +102,12 @@ def drive(name, api):
             time.sleep(0.02)
             d = call(api, token, "GET", f"/api/deployments/{d['id']}")
         if d["status"] != "running":
-            sys.exit(f"{name}: deployment {d['id']} ended {d['status']}: {d.get('reason')}")
+            logs = call(api, token, "GET", f"/api/deployments/{d['id']}/logs")
+            with lock:
+                failures.append(f"{name}: deployment {d['id']} ({i} of {deploys}) ended "
+                                f"{d['status']}: {d.get('reason')}\n" +
+                                "\n".join(f"  [{l['stream']}] {l['line']}" for l in logs))
+            return
         if i % step == 0 or i == deploys:
             db, wal, rows, pages, free, mode = sizes(name)
             with lock:
@@ -111,6 +120,8 @@ def drive(name, api):
 threads = [threading.Thread(target=drive, args=(n, a)) for n, a in instances]
 for t in threads: t.start()
 for t in threads: t.join()
+if failures:
+    sys.exit("\n".join(failures))
 time.sleep(3)  # the last prune after the last deployment
 print()
 print(f"after {deploys} deployments of one image app on Podman:")

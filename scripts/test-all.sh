@@ -14,8 +14,9 @@ export CI="${CI:-}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
-# systemd: systemd-socket-activate; pebble: the ACME test CA.
-ensure_packages systemd git sqlite3 pebble
+# systemd: systemd-socket-activate; pebble: the ACME test CA; python3: a client that writes a
+# whole request body before reading (urllib), for the regression tests.
+ensure_packages systemd git sqlite3 pebble python3
 
 step "cargo fmt --check"
 cargo fmt --check
