@@ -35,8 +35,9 @@ pub const DELIVERY_DAYS: u32 = 30;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// After a deployment finishes, wait this long for others to finish before pruning.
 const SETTLE: Duration = Duration::from_secs(1);
-/// Rows deleted per statement: a few milliseconds of holding the connection.
-const BATCH_ROWS: usize = 1000;
+/// Rows deleted per statement: a few milliseconds of holding the connection. (Measured on a
+/// loaded 2-CPU VM: 250 log lines took 2.6 ms at the median, 1000 took 41 ms.)
+const BATCH_ROWS: usize = 250;
 /// Deployments chosen per query.
 const BATCH_DEPLOYMENTS: usize = 20;
 /// Pages given back per `incremental_vacuum` step (4 KiB each).
@@ -64,9 +65,19 @@ pub struct Pruned {
     pub pages_freed: u64,
     /// The longest the connection was held by one batch.
     pub longest_batch: Duration,
+    /// Batches run, and how long they held the connection in all.
+    pub batches: usize,
+    pub held: Duration,
 }
 
 impl Pruned {
+    /// Counts one batch that held the connection for `took`.
+    fn count(&mut self, took: Duration) {
+        self.batches += 1;
+        self.held += took;
+        self.longest_batch = self.longest_batch.max(took);
+    }
+
     fn anything(&self) -> bool {
         self.deployments + self.log_lines + self.deliveries > 0
     }
@@ -89,6 +100,11 @@ pub async fn run(
                 log_lines = p.log_lines,
                 deliveries = p.deliveries,
                 pages_freed = p.pages_freed,
+                batches = p.batches,
+                mean_batch_ms = format!(
+                    "{:.1}",
+                    p.held.as_secs_f64() * 1000.0 / p.batches.max(1) as f64
+                ),
                 longest_batch_ms = p.longest_batch.as_millis() as u64,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "pruned old deployments and webhook deliveries"
@@ -118,7 +134,7 @@ pub async fn prune(db: &Db, keep: Keep, stop: &CancellationToken) -> Result<Prun
     loop {
         let (n, took) = timed(db, delete_old_deliveries).await?;
         pruned.deliveries += n;
-        pruned.longest_batch = pruned.longest_batch.max(took);
+        pruned.count(took);
         if n < BATCH_ROWS || stopping(stop).await {
             break;
         }
@@ -127,7 +143,7 @@ pub async fn prune(db: &Db, keep: Keep, stop: &CancellationToken) -> Result<Prun
     for app in apps {
         loop {
             let (ids, took) = timed(db, move |c| prunable(c, app, keep)).await?;
-            pruned.longest_batch = pruned.longest_batch.max(took);
+            pruned.count(took);
             if ids.is_empty() {
                 break;
             }
@@ -160,7 +176,7 @@ async fn delete_deployment(
     loop {
         let (n, took) = timed(db, move |c| delete_log_batch(c, id)).await?;
         pruned.log_lines += n;
-        pruned.longest_batch = pruned.longest_batch.max(took);
+        pruned.count(took);
         if n < BATCH_ROWS {
             break;
         }
@@ -173,7 +189,7 @@ async fn delete_deployment(
     })
     .await?;
     pruned.deployments += n;
-    pruned.longest_batch = pruned.longest_batch.max(took);
+    pruned.count(took);
     stopping(stop).await;
     Ok(())
 }
@@ -187,13 +203,13 @@ async fn give_back_pages(
     loop {
         let (freed, took) = timed(db, vacuum_step).await?;
         pruned.pages_freed += freed;
-        pruned.longest_batch = pruned.longest_batch.max(took);
+        pruned.count(took);
         if freed == 0 || stopping(stop).await {
             break;
         }
     }
     let (_, took) = timed(db, checkpoint).await?;
-    pruned.longest_batch = pruned.longest_batch.max(took);
+    pruned.count(took);
     Ok(())
 }
 
