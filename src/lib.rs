@@ -42,6 +42,12 @@ pub struct AppState {
     pub secrets: Arc<secrets::Secrets>,
     /// Failed authentications per client address (API tokens and webhook signatures).
     pub auth_failures: Arc<auth::FailureLimiter>,
+    /// The hashes of the live API tokens, for the failure limit and the log streams.
+    pub live_tokens: Arc<auth::LiveTokens>,
+    /// Checks the client address Rivetr's own proxy hands the API (`[server] domain`).
+    pub client_handover: Arc<proxy::handover::ClientHandover>,
+    /// The open log streams of each token.
+    pub streams: Arc<api::streams::Streams>,
     /// The container engine, or what was tried; it can appear after startup.
     pub runtime: runtime::SharedDetection,
     pub engine: engine::Engine,
@@ -64,6 +70,10 @@ impl AppState {
             started: Instant::now(),
             secrets,
             auth_failures: Arc::new(auth::FailureLimiter::default()),
+            live_tokens: Arc::new(auth::LiveTokens::default()),
+            // Replaced by the proxy's when there is one; a fresh secret matches no request.
+            client_handover: Arc::new(proxy::handover::ClientHandover::new()),
+            streams: Arc::new(api::streams::Streams::default()),
             runtime,
             deployer: Arc::new(engine.clone()),
             engine,

@@ -6,6 +6,18 @@
 //! remembering to. Paths outside `/api` (the forge webhooks) authenticate by their own
 //! signatures. A token is looked up on every request, with no cache, so a revoked token fails
 //! on its next request. Failures are logged with the client's address, never with the token.
+//!
+//! The limit on failed attempts stops guessing and nothing else. A failure is set aside
+//! before each token is looked up (so simultaneous guesses cannot outrun the limit) and given
+//! back when the token is good. Once an address has none left, a token from it is looked up
+//! only if its hash is among the live tokens held in memory ([`crate::auth::live`]): a valid
+//! token still goes through, while every other token (wrong, revoked, malformed) gets 429
+//! without a database lookup, so the address cannot have its guesses tested. A request with
+//! no credentials is not a guess: it gets 401 whatever the limit.
+//!
+//! The client is the connection's peer, unless Rivetr's own proxy handed the real client over
+//! ([`crate::proxy::handover`], authenticated by a secret only this process knows), or a
+//! `[server] trusted_proxies` entry names it in `X-Forwarded-For`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -48,9 +60,12 @@ pub fn is_protected(path: &str) -> bool {
     (path == "/api" || path.starts_with("/api/")) && !PUBLIC_PATHS.contains(&path)
 }
 
-/// The address a request is attributed to: its peer, or the client named by a trusted
-/// proxy's `X-Forwarded-For`.
+/// The address a request is attributed to: the client Rivetr's own proxy handed over, else
+/// its peer, or the client named by a trusted proxy's `X-Forwarded-For`.
 pub fn client_of(state: &AppState, req_headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+    if let Some(client) = state.client_handover.client(req_headers) {
+        return client;
+    }
     let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
     let config = state.config.load();
     crate::auth::client_ip(peer, req_headers, &config.server.trusted_proxies)
@@ -166,23 +181,56 @@ async fn authenticate(
     headers: &HeaderMap,
     client: IpAddr,
 ) -> Result<Caller, Refusal> {
-    let limiter = &state.auth_failures;
-    limiter
-        .check(client, Scope::Api, Instant::now())
-        .map_err(Refusal::Limited)?;
-    let fail = |why: &'static str| {
-        limiter.record_failure(client, Scope::Api, Instant::now());
-        Refusal::Failed(why)
-    };
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Err(Refusal::Missing);
     };
-    let token = match bearer_token(value) {
-        Some(token) => token,
-        None => return Err(fail("the Authorization header must be `Bearer <token>`")),
-    };
+    match state
+        .auth_failures
+        .reserve(client, Scope::Api, Instant::now())
+    {
+        Ok(reservation) => match check_token(state, value).await {
+            Ok(caller) => {
+                reservation.succeeded();
+                Ok(caller)
+            }
+            Err(Refusal::Failed(why)) => {
+                reservation.failed();
+                Err(Refusal::Failed(why))
+            }
+            // Rivetr failed, not the client: the reservation is given back when dropped.
+            Err(other) => Err(other),
+        },
+        Err(wait) => admit_known_token(state, value, wait).await,
+    }
+}
+
+/// For an address out of failed attempts: a token whose hash is live in memory is looked up
+/// (and goes through if the database agrees); anything else is refused without a lookup.
+async fn admit_known_token(
+    state: &AppState,
+    value: &HeaderValue,
+    wait: std::time::Duration,
+) -> Result<Caller, Refusal> {
+    let known = bearer_token(value)
+        .filter(|t| crate::auth::well_formed(t))
+        .is_some_and(|t| state.live_tokens.contains(&crate::auth::hash(t)));
+    if !known {
+        return Err(Refusal::Limited(wait));
+    }
+    match check_token(state, value).await {
+        Ok(caller) => Ok(caller),
+        Err(Refusal::Failed(_)) => Err(Refusal::Limited(wait)),
+        Err(other) => Err(other),
+    }
+}
+
+/// Looks the token of an `Authorization` value up: the caller, or why not.
+async fn check_token(state: &AppState, value: &HeaderValue) -> Result<Caller, Refusal> {
+    let token = bearer_token(value).ok_or(Refusal::Failed(
+        "the Authorization header must be `Bearer <token>`",
+    ))?;
     if !crate::auth::well_formed(token) {
-        return Err(fail(
+        return Err(Refusal::Failed(
             "malformed token: a Rivetr token is `rvt_` and 64 hex digits",
         ));
     }
@@ -197,8 +245,8 @@ async fn authenticate(
             token_id: id,
             token_name: name,
         }),
-        Lookup::Revoked { .. } => Err(fail("this token has been revoked")),
-        Lookup::Unknown => Err(fail("unknown token")),
+        Lookup::Revoked { .. } => Err(Refusal::Failed("this token has been revoked")),
+        Lookup::Unknown => Err(Refusal::Failed("unknown token")),
     }
 }
 

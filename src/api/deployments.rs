@@ -1,10 +1,13 @@
 //! Deployments: trigger, list, show, cancel, roll back, and their logs (a JSON array, or
 //! Server-Sent Events that send the backlog, then live lines, then the final status). Also
-//! the app's own output, streamed from its containers.
+//! the app's own output, streamed from its containers. Every event stream counts against its
+//! token's `[server] log_streams_per_token` and ends when the token is revoked
+//! ([`super::streams`]); `tail` is at most [`MAX_TAIL`].
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json as JsonResponse;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -15,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::apps::{engine_error, find_app};
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
+use super::streams::{StreamGuard, guarded};
 use crate::AppState;
 use crate::db::deployment_logs::LogLine;
 use crate::db::deployments::Deployment;
@@ -51,9 +56,12 @@ pub struct LogParams {
     pub follow: Option<String>,
 }
 
+/// The most lines `tail` may ask for; more is refused with 422.
+pub const MAX_TAIL: u64 = 10_000;
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AppLogParams {
-    /// The last N lines already written; default 100.
+    /// The last N lines already written; default 100, at most 10000.
     pub tail: Option<u64>,
     /// `1`: keep streaming new lines.
     pub follow: Option<String>,
@@ -291,10 +299,12 @@ fn wants_follow(v: &Option<String>) -> bool {
     responses(
         (status = 200, description = "The lines so far (or an event stream with follow=1)", body = Vec<LogLineView>),
         (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 429, description = "The token has its most log streams open already", body = ErrorBody),
     )
 )]
 pub async fn deployment_logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     Query(params): Query<LogParams>,
 ) -> Result<Response, ApiError> {
@@ -308,9 +318,16 @@ pub async fn deployment_logs(
         let lines: Vec<LogLineView> = lines.into_iter().map(Into::into).collect();
         return Ok(JsonResponse(lines).into_response());
     }
-    Ok(Sse::new(follow_deployment(state, id))
+    let guard = open_stream(&state, &caller)?;
+    Ok(Sse::new(guarded(follow_deployment(state, id), guard))
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// Takes one of the caller's log stream places.
+fn open_stream(state: &AppState, caller: &Caller) -> Result<StreamGuard, ApiError> {
+    let limit = state.config.load().server.log_streams_per_token.get();
+    state.streams.open(caller.token_id, limit)
 }
 
 fn line_event(l: LogLine) -> Event {
@@ -396,8 +413,16 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    // Detached on purpose: it ends when the client goes away (sends fail) or the stream ends.
-    tokio::spawn(f(tx));
+    let gone = tx.clone();
+    let work = f(tx);
+    // Detached on purpose: it ends when the stream ends or the client goes away (the
+    // receiver is dropped), even while it waits for a line that may never come.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = work => {}
+            _ = gone.closed() => {}
+        }
+    });
     futures_util::stream::unfold(
         rx,
         |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
@@ -416,16 +441,27 @@ where
         (status = 200, description = "An event stream of the app's output lines"),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 409, description = "Never deployed", body = ErrorBody),
+        (status = 422, description = "`tail` over 10000", body = ErrorBody),
+        (status = 429, description = "The token has its most log streams open already", body = ErrorBody),
     )
 )]
 pub async fn app_logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     Query(params): Query<AppLogParams>,
 ) -> Result<Response, ApiError> {
+    let tail = params.tail.unwrap_or(100);
+    if tail > MAX_TAIL {
+        return Err(ApiError::invalid_value(
+            "tail",
+            format!("{tail} lines is more than the {MAX_TAIL} a request may ask for"),
+        ));
+    }
+    let guard = open_stream(&state, &caller)?;
     let options = crate::runtime::LogOptions {
         follow: wants_follow(&params.follow),
-        tail: Some(params.tail.unwrap_or(100)),
+        tail: Some(tail),
         since: None,
     };
     let lines = state
@@ -444,7 +480,7 @@ pub async fn app_logs(
             Err(e) => Event::default().event("error").data(e.to_string()),
         })
     });
-    Ok(Sse::new(events)
+    Ok(Sse::new(guarded(events, guard))
         .keep_alive(KeepAlive::default())
         .into_response())
 }

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod git_access;
 mod health;
 pub mod openapi;
+pub mod streams;
 pub mod tokens;
 pub mod webhooks;
 

@@ -116,6 +116,7 @@ pub async fn create_token(
         })?;
     let by = caller.map(|Extension(c)| c.token_name).unwrap_or_default();
     tracing::info!(id = created.row.id, name = %created.row.name, by = %by, "API token created");
+    refresh_live_tokens(&state).await;
     let body = CreatedTokenBody {
         token: created.token.expose().to_owned(),
         info: created.row.into(),
@@ -152,6 +153,8 @@ pub async fn revoke_token(
         Ok(row) => {
             let by = caller.map(|Extension(c)| c.token_name).unwrap_or_default();
             tracing::info!(id, name = %row.name, by = %by, "API token revoked");
+            state.streams.end_token(id);
+            refresh_live_tokens(&state).await;
             Ok(JsonResponse(row.into()))
         }
         Err(Refused::NotFound) => Err(ApiError::not_found(format!("no token with id {id}"))),
@@ -159,5 +162,13 @@ pub async fn revoke_token(
             "token {id} was already revoked at {at}"
         ))),
         Err(Refused::NameTaken) => Err(ApiError::internal("revoke reported a name conflict")),
+    }
+}
+
+/// Reads the live tokens again after a change, so the change counts from the next request.
+async fn refresh_live_tokens(state: &AppState) {
+    if let Err(e) = state.live_tokens.refresh(&state.db).await {
+        // The periodic reading catches up within seconds.
+        tracing::warn!(error = %e, "cannot read the live API tokens");
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! A token is `rvt_` followed by 64 lowercase hex digits (32 random bytes). The database
 //! keeps only its SHA-256 ([`crate::db::tokens`]); the token is shown once, when created.
-//! HTTP concerns (headers, status codes) live in `api::auth`; this module is shared by the API,
+//! [`live`] keeps the hashes of the live tokens in memory. HTTP concerns (headers, status
+//! codes) live in `api::auth`; this module is shared by the API,
 //! the daemon's startup and the `rivetr token` command, and never logs a token.
 
 pub mod admin;
 pub mod client;
 pub mod initial;
+pub mod live;
 pub mod ratelimit;
 
 use sha2::{Digest, Sha256};
@@ -19,7 +21,8 @@ use crate::secrets::{SecretString, SecretsError};
 
 pub use client::{TrustedProxy, client_ip};
 pub use initial::{INITIAL_TOKEN_FILE, ensure_initial_token};
-pub use ratelimit::{FailureLimiter, Scope};
+pub use live::LiveTokens;
+pub use ratelimit::{FailureLimiter, Reservation, Scope};
 
 /// Every token starts with this, so it is recognisable in a leaked file or a secret scanner.
 pub const TOKEN_PREFIX: &str = "rvt_";

@@ -2,10 +2,14 @@
 //! [`Scope`].
 //!
 //! Each address may fail [`BURST`] times; one more failure is allowed back every
-//! [`REFILL`]. An address whose bucket is empty is refused (429) before its credentials are
-//! even looked at, so a correct guess made while limited teaches the guesser nothing. IPv6
-//! clients are grouped by /64, the block one host usually gets, so rotating addresses inside it
-//! does not reset the limit. Successful requests cost nothing.
+//! [`REFILL`]. A credential is checked only after a failure has been set aside for it
+//! ([`FailureLimiter::reserve`]), and the failure is given back when the credential was good:
+//! so guesses sent all at once cannot outrun the limit, each having to take its place in the
+//! bucket before any of them is looked at. What an address whose bucket is empty may still do
+//! is decided by the caller (the API still accepts a token it knows to be live, see
+//! `api::auth`; webhooks are refused). IPv6 clients are grouped by /64, the block one host
+//! usually gets, so rotating addresses inside it does not reset the limit. Successful
+//! requests cost nothing and leave nothing behind.
 //!
 //! API tokens and each app's webhook are counted apart: forges send every customer's hooks
 //! from a few shared addresses and GitHub never retries a refused delivery, so one hook with
@@ -79,19 +83,56 @@ impl FailureLimiter {
         Err(Duration::from_secs_f64(wait.max(0.0)))
     }
 
-    /// Counts one failed authentication from `ip` in `scope`.
-    pub fn record_failure(&self, ip: IpAddr, scope: Scope, now: Instant) {
+    /// Sets one failure aside for `ip` in `scope` before its credential is checked:
+    /// `Err(retry_after)` when none is left. The [`Reservation`] says how the check went.
+    pub fn reserve(
+        &self,
+        ip: IpAddr,
+        scope: Scope,
+        now: Instant,
+    ) -> Result<Reservation<'_>, Duration> {
         let key = (group(ip), scope);
         let mut buckets = self.lock();
+        let bucket = self.bucket(&mut buckets, key, now);
+        if bucket.allowance < 1.0 {
+            let wait = self.refill.as_secs_f64() * (1.0 - bucket.allowance);
+            return Err(Duration::from_secs_f64(wait.max(0.0)));
+        }
+        bucket.allowance -= 1.0;
+        Ok(Reservation {
+            limiter: self,
+            key,
+            settled: false,
+        })
+    }
+
+    /// Gives back a failure set aside; a bucket full again is forgotten.
+    fn give_back(&self, key: (IpAddr, Scope)) {
+        let mut buckets = self.lock();
+        if let Some(bucket) = buckets.get_mut(&key) {
+            bucket.allowance = (bucket.allowance + 1.0).min(self.burst);
+            if bucket.allowance >= self.burst {
+                buckets.remove(&key);
+            }
+        }
+    }
+
+    /// The bucket of `key`, refilled up to `now`; made full if there was none.
+    fn bucket<'m>(
+        &self,
+        buckets: &'m mut HashMap<(IpAddr, Scope), Bucket>,
+        key: (IpAddr, Scope),
+        now: Instant,
+    ) -> &'m mut Bucket {
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&key) {
-            self.prune(&mut buckets, now);
+            self.prune(buckets, now);
         }
         let bucket = buckets.entry(key).or_insert(Bucket {
             allowance: self.burst,
             updated: now,
         });
         self.refill(bucket, now);
-        bucket.allowance = (bucket.allowance - 1.0).max(0.0);
+        bucket
     }
 
     fn refill(&self, bucket: &mut Bucket, now: Instant) {
@@ -117,6 +158,38 @@ impl FailureLimiter {
         // Held only for a map operation, never across an await; a panic inside one leaves
         // the map consistent enough to keep counting.
         self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A failure set aside by [`FailureLimiter::reserve`] while a credential is checked. It stands
+/// if the credential was wrong ([`Reservation::failed`]) and is given back if it was good
+/// ([`Reservation::succeeded`]) or if the check never finished (the request was abandoned, or
+/// Rivetr failed inside: neither tells the client anything).
+#[must_use = "a reservation says whether the credential was good"]
+pub struct Reservation<'a> {
+    limiter: &'a FailureLimiter,
+    key: (IpAddr, Scope),
+    settled: bool,
+}
+
+impl Reservation<'_> {
+    /// The credential was good: the failure set aside is given back.
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        self.limiter.give_back(self.key);
+    }
+
+    /// The credential was wrong: the failure stands.
+    pub fn failed(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.limiter.give_back(self.key);
+        }
     }
 }
 
@@ -151,7 +224,7 @@ mod tests {
         let a = ip("192.0.2.1");
         for _ in 0..3 {
             assert!(limiter.check(a, API, t0).is_ok());
-            limiter.record_failure(a, API, t0);
+            limiter.reserve(a, API, t0).unwrap().failed();
         }
         let wait = limiter.check(a, API, t0).unwrap_err();
         assert_eq!(wait, Duration::from_secs(10));
@@ -170,11 +243,53 @@ mod tests {
     fn ipv6_is_grouped_by_64_and_mapped_ipv4_by_address() {
         let limiter = FailureLimiter::new(1, Duration::from_secs(60));
         let t0 = Instant::now();
-        limiter.record_failure(ip("2001:db8:1:2::1"), API, t0);
+        limiter
+            .reserve(ip("2001:db8:1:2::1"), API, t0)
+            .unwrap()
+            .failed();
         assert!(limiter.check(ip("2001:db8:1:2:ffff::9"), API, t0).is_err());
         assert!(limiter.check(ip("2001:db8:1:3::1"), API, t0).is_ok());
-        limiter.record_failure(ip("::ffff:198.51.100.7"), API, t0);
+        limiter
+            .reserve(ip("::ffff:198.51.100.7"), API, t0)
+            .unwrap()
+            .failed();
         assert!(limiter.check(ip("198.51.100.7"), API, t0).is_err());
+    }
+
+    #[test]
+    fn reservations_keep_simultaneous_checks_within_the_burst() {
+        let limiter = FailureLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let a = ip("192.0.2.9");
+        // Three checks in flight at once take the whole burst; a fourth must wait.
+        let held: Vec<_> = (0..3)
+            .map(|_| limiter.reserve(a, API, t0).unwrap())
+            .collect();
+        assert!(limiter.reserve(a, API, t0).is_err());
+        let mut held = held.into_iter();
+        // A good credential gives its place back, a wrong one keeps it.
+        held.next().unwrap().succeeded();
+        held.next().unwrap().failed();
+        // An abandoned check gives its place back too.
+        drop(held.next());
+        let r = limiter.reserve(a, API, t0).unwrap();
+        r.failed();
+        // 3 - 1 (failed) - 1 (failed) = 1 left.
+        limiter.reserve(a, API, t0).unwrap().failed();
+        assert!(limiter.reserve(a, API, t0).is_err());
+    }
+
+    #[test]
+    fn successful_checks_leave_nothing_behind() {
+        let limiter = FailureLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            limiter
+                .reserve(IpAddr::V4(i.into()), API, t0)
+                .unwrap()
+                .succeeded();
+        }
+        assert!(limiter.lock().is_empty());
     }
 
     #[test]
@@ -182,7 +297,10 @@ mod tests {
         let limiter = FailureLimiter::new(2, Duration::from_secs(60));
         let t0 = Instant::now();
         for i in 0..(MAX_TRACKED as u32 + 10) {
-            limiter.record_failure(IpAddr::V4(i.into()), API, t0);
+            limiter
+                .reserve(IpAddr::V4(i.into()), API, t0)
+                .unwrap()
+                .failed();
         }
         assert!(limiter.lock().len() <= MAX_TRACKED);
     }

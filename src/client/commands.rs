@@ -504,6 +504,15 @@ pub async fn follow_deployment(
                 end = Some(client.parse(event.data.as_bytes())?);
                 break;
             }
+            // The server ended the stream early (its token was revoked).
+            "error" => {
+                return Err(ClientError::Stream {
+                    message: format!(
+                        "the log stream of deployment {} ended: {}",
+                        d.id, event.data
+                    ),
+                });
+            }
             _ => {}
         }
     }

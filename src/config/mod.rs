@@ -14,6 +14,7 @@ mod error;
 mod proxy;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub struct EngineSettings {
     pub max_concurrent_builds: usize,
     /// Images of this many successful deployments per app are kept, for rollbacks.
     pub keep_images: usize,
+    /// Deployments (with their logs) kept per app: the newest this many, plus the one serving,
+    /// the unfinished ones and the rollback targets. Older ones are deleted in the background.
+    pub keep_deployments: NonZeroUsize,
     /// After a switch, the old version keeps serving requests in flight this long, unless
     /// the app's deploy.toml says otherwise.
     pub drain_seconds: u64,
@@ -80,6 +84,7 @@ impl Default for EngineSettings {
         EngineSettings {
             max_concurrent_builds: 2,
             keep_images: 3,
+            keep_deployments: NonZeroUsize::new(50).expect("50 is not zero"),
             drain_seconds: 10,
             stop_timeout_seconds: 10,
         }
@@ -103,6 +108,8 @@ pub struct ServerConfig {
     /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client, for the
     /// limit on failed authentications and the logs. Empty: the peer address is the client.
     pub trusted_proxies: Vec<crate::auth::TrustedProxy>,
+    /// Log streams (Server-Sent Events) one API token may hold open at once.
+    pub log_streams_per_token: NonZeroUsize,
 }
 
 /// `[log]`: what gets logged.
@@ -174,6 +181,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 30,
             domain: String::new(),
             trusted_proxies: Vec::new(),
+            log_streams_per_token: NonZeroUsize::new(8).expect("8 is not zero"),
         }
     }
 }
@@ -471,6 +479,21 @@ mod tests {
             err.contains("RIVETR_RUNTIME_SOCKET") && err.contains("unix:///"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn counts_that_must_not_be_zero_are_refused_with_their_key() {
+        let err = parse("[engine]\n\nkeep_deployments = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.toml:3"), "{err}");
+        assert!(err.contains("engine.keep_deployments"), "{err}");
+        let err = parse("[server]\nlog_streams_per_token = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.log_streams_per_token"), "{err}");
+        let config = parse("[engine]\nkeep_deployments = 7\n").unwrap();
+        assert_eq!(config.engine.keep_deployments.get(), 7);
     }
 
     #[test]

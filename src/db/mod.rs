@@ -3,7 +3,8 @@
 //! One file (`rivetr.db` in the state directory) in WAL mode, with foreign keys on and a busy
 //! timeout. All access goes through [`Db::call`], which runs the closure on tokio's blocking
 //! pool, so no rusqlite call ever blocks an async worker and no lock is held across `.await`.
-//! Each table's queries live in their own file in this folder as later subsystems add them.
+//! Each table's queries live in their own file in this folder as later subsystems add them;
+//! [`retention`] deletes what is no longer kept, so the file stops growing.
 
 pub mod apps;
 pub mod deploy_keys;
@@ -12,6 +13,7 @@ pub mod deployments;
 pub mod env_vars;
 pub mod known_hosts;
 mod migrate;
+pub mod retention;
 pub mod secret_key;
 pub mod tokens;
 pub mod webhooks;
@@ -123,9 +125,17 @@ impl Db {
     }
 }
 
+/// The WAL is truncated back to this after a checkpoint: a large transaction (a long build
+/// log, a VACUUM) must not leave a file of its size behind.
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Before anything is written, so that a new database is created with it (an existing one
+    // keeps its mode until retention converts it; see `retention`).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())

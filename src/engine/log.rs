@@ -63,9 +63,18 @@ impl Redactor {
 #[derive(Default)]
 pub struct LogHub {
     channels: Mutex<HashMap<i64, broadcast::Sender<LogEvent>>>,
+    /// Notified whenever a deployment reaches its final status (the database's retention
+    /// prunes then).
+    finished: Arc<tokio::sync::Notify>,
 }
 
 impl LogHub {
+    /// Notified each time a deployment finishes; a notification sent while nobody waits is
+    /// kept for the next wait.
+    pub fn finished(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.finished)
+    }
+
     /// Follows a deployment's lines from now on; `None` when it is not running (then the
     /// table holds everything there will be).
     pub fn subscribe(&self, deployment: i64) -> Option<broadcast::Receiver<LogEvent>> {
@@ -179,6 +188,7 @@ impl DeployLog {
             });
         }
         hub.close(self.deployment);
+        hub.finished.notify_one();
     }
 }
 

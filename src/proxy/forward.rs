@@ -15,8 +15,9 @@ use hyper_util::rt::TokioIo;
 
 use super::Proxy;
 use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::handover;
 use super::pages;
-use super::routes::Route;
+use super::routes::{Owner, Route};
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,19 +190,25 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// The request headers as the app receives them.
+/// The request headers as the app receives them. `handover` is the client hand-over for
+/// Rivetr's own API (see [`super::handover`]); any copy the client sent is dropped.
 fn upstream_headers(
     parts: &mut Parts,
     host: &str,
     peer: &Peer,
     scheme: Scheme,
     upgrade: Option<&HeaderValue>,
+    handover: Option<HeaderValue>,
 ) -> HeaderMap {
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
+    headers.remove(handover::HEADER);
     let forwarded = Forwarded::of(&headers, host, peer, scheme);
     for (name, value) in forwarded.fields() {
         headers.insert(name, value.clone());
+    }
+    if let Some(handover) = handover {
+        headers.insert(handover::HEADER, handover);
     }
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -214,6 +221,7 @@ fn upstream_headers(
 /// they were read (a header map, or the raw head the plain-HTTP server parsed): the same
 /// fields as [`upstream_headers`] gives, without building a second header map. `target` is
 /// in origin form; `host` is the request's host, sent as `Host` when the client sent none.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn write_upstream_head<'a, I>(
     out: &mut Vec<u8>,
     method: &[u8],
@@ -222,6 +230,7 @@ pub(super) fn write_upstream_head<'a, I>(
     host: &str,
     peer: &Peer,
     scheme: Scheme,
+    handover: Option<&HeaderValue>,
 ) where
     I: Iterator<Item = (&'a [u8], &'a [u8])>,
 {
@@ -242,6 +251,7 @@ pub(super) fn write_upstream_head<'a, I>(
     let dropped = |name: &[u8]| {
         HOP_BY_HOP.iter().any(|h| is(name, h))
             || SET_BY_PROXY.iter().any(|h| is(name, h))
+            || is(name, &handover::HEADER)
             || named.iter().any(|n| name.eq_ignore_ascii_case(n))
     };
     for (name, value) in fields() {
@@ -266,6 +276,13 @@ pub(super) fn write_upstream_head<'a, I>(
     h1::write_field(out, b"x-forwarded-proto", scheme.as_str().as_bytes());
     h1::write_field(out, b"x-forwarded-host", original_host);
     h1::write_field(out, b"x-real-ip", peer.ip.as_bytes());
+    if let Some(handover) = handover {
+        h1::write_field(
+            out,
+            handover::HEADER.as_str().as_bytes(),
+            handover.as_bytes(),
+        );
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -295,6 +312,12 @@ impl BodySource {
 }
 
 impl Proxy {
+    /// The client hand-over header for a request on `route`: only for Rivetr's own API
+    /// (`[server] domain`), never for an app or a configured route.
+    pub(super) fn handover_for(&self, route: &Route, peer: &Peer) -> Option<HeaderValue> {
+        (route.spec.owner == Owner::Server).then(|| self.handover.value_for(peer.addr.ip()))
+    }
+
     /// Sends the request to one of the route's upstreams and returns the app's response, or
     /// a 502/504 page of the proxy's own.
     pub(super) async fn forward(
@@ -314,7 +337,14 @@ impl Proxy {
                 .forward_lean(pool, route, &parts, host, peer, scheme)
                 .await;
         }
-        let headers = upstream_headers(&mut parts, host, peer, scheme, upgrade.as_ref());
+        let headers = upstream_headers(
+            &mut parts,
+            host,
+            peer,
+            scheme,
+            upgrade.as_ref(),
+            self.handover_for(route, peer),
+        );
         // Origin form for the app: an absolute-form or HTTP/2 target keeps only its path.
         let target = match parts.uri.path_and_query() {
             Some(_) if parts.uri.scheme().is_none() => parts.uri.clone(),
@@ -383,6 +413,7 @@ impl Proxy {
                 .iter()
                 .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
         };
+        let handover = self.handover_for(route, peer);
         let write_head = |out: &mut Vec<u8>| {
             write_upstream_head(
                 out,
@@ -392,6 +423,7 @@ impl Proxy {
                 host,
                 peer,
                 scheme,
+                handover.as_ref(),
             )
         };
         self.exchange_lean(pool, route, host, &parts.method, &write_head)
@@ -531,6 +563,64 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forged_request() -> Parts {
+        let (parts, ()) = Request::builder()
+            .uri("/api/tokens")
+            .header(header::HOST, "rivetr.example")
+            .header(handover::HEADER, "192.0.2.1 forged")
+            .header("x-kept", "yes")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn a_client_copy_of_the_handover_is_replaced_or_dropped_on_both_paths() {
+        let peer = Peer::new("203.0.113.9:4000".parse().unwrap());
+        let ours = HeaderValue::from_static("203.0.113.9 genuine");
+        for handover in [Some(ours.clone()), None] {
+            let mut parts = forged_request();
+            let headers = upstream_headers(
+                &mut parts,
+                "rivetr.example",
+                &peer,
+                Scheme::Https,
+                None,
+                handover.clone(),
+            );
+            let sent: Vec<_> = headers.get_all(handover::HEADER).iter().collect();
+            assert_eq!(sent, handover.iter().collect::<Vec<_>>());
+            assert_eq!(headers["x-kept"], "yes");
+
+            let parts = forged_request();
+            let mut head = Vec::new();
+            write_upstream_head(
+                &mut head,
+                b"GET",
+                b"/api/tokens",
+                || {
+                    parts
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+                },
+                "rivetr.example",
+                &peer,
+                Scheme::Http,
+                handover.as_ref(),
+            );
+            let head = String::from_utf8(head).unwrap();
+            assert!(!head.contains("forged"), "{head}");
+            assert_eq!(
+                head.contains("x-rivetr-client: 203.0.113.9 genuine\r\n"),
+                handover.is_some(),
+                "{head}"
+            );
+            assert!(head.contains("x-kept: yes\r\n"), "{head}");
+        }
+    }
 
     #[test]
     fn strips_standard_and_connection_named_headers() {

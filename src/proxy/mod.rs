@@ -18,11 +18,14 @@
 //! - [`metrics`], [`shard`]: per-route counters, and the per-worker copies that keep the
 //!   request path from writing to memory other workers write.
 //! - [`tls`], [`acme`]: certificates by SNI, manual or from an ACME CA.
+//! - [`handover`]: the client's address, handed to Rivetr's own API in a way no client can
+//!   forge.
 
 pub mod acme;
 pub mod body;
 pub mod forward;
 pub mod h1;
+pub mod handover;
 pub mod host;
 pub mod metrics;
 mod pages;
@@ -76,6 +79,8 @@ pub struct Proxy {
     pub routes: Arc<RouteTable>,
     pub certs: Arc<CertStore>,
     settings: Settings,
+    /// Authenticates the client address handed to the API behind `[server] domain`.
+    handover: Arc<handover::ClientHandover>,
 }
 
 impl Proxy {
@@ -91,7 +96,13 @@ impl Proxy {
                 failover: Duration::from_secs(config.failover_seconds),
                 https_port,
             },
+            handover: Arc::new(handover::ClientHandover::new()),
         }
+    }
+
+    /// What the API needs to believe the client address this proxy hands it.
+    pub fn handover(&self) -> Arc<handover::ClientHandover> {
+        Arc::clone(&self.handover)
     }
 
     /// A connection pool for one worker thread.

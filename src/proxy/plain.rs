@@ -196,6 +196,7 @@ async fn answer(
             .for_this_thread()
             .lookup(&request.host)?,
     );
+    let handover = proxy.handover_for(&route, peer);
     let write_head = |out: &mut Vec<u8>| {
         write_upstream_head(
             out,
@@ -205,6 +206,7 @@ async fn answer(
             &request.host,
             peer,
             Scheme::Http,
+            handover.as_ref(),
         )
     };
     let logged = super::request_started(&route, || {

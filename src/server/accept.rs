@@ -4,7 +4,8 @@
 //! also answers liveness probes from the watchdog, proving that it is still being polled, and
 //! on shutdown it stops accepting at once (with socket activation, new connections then wait
 //! in systemd's socket for the next start), lets connections in flight finish within the grace
-//! period, and cuts the rest.
+//! period, and cuts the rest. Every connection hyper serves closes gracefully
+//! ([`super::linger`]): a client still sending when Rivetr answers early reads the answer.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::linger::Lingering;
 use crate::proxy::Worker;
 use crate::proxy::plain::{self, Served};
 
@@ -276,16 +278,19 @@ pub async fn serve<F, S, B>(
             let served = match (tls, lean) {
                 (None, Some(worker)) => {
                     match plain::serve(worker, stream, peer, shutdown.clone(), first_request_wait).await {
+                        // The lean path serves only requests without a body: nothing is left
+                        // unread when it closes.
                         Served::Ended(result) => result.map_err(Into::into),
                         Served::HandOver(stream) => {
                             // A request head has arrived already.
                             started.cancel();
-                            with_hyper!(stream)
+                            with_hyper!(Lingering::new(stream))
                         }
                     }
                 }
-                (None, None) => with_hyper!(stream),
+                (None, None) => with_hyper!(Lingering::new(stream)),
                 (Some(acceptor), _) => {
+                    let stream = Lingering::new(stream);
                     let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
                         return;
                     };
@@ -335,12 +340,15 @@ pub async fn serve<F, S, B>(
 
 /// Completes a TLS handshake; `None` when it fails, times out, or was an ACME TLS-ALPN-01
 /// validation (which carries no HTTP).
-async fn handshake(
+async fn handshake<IO>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: IO,
     name: &'static str,
     peer: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<IO>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             if crate::proxy::tls::is_acme_challenge(stream.get_ref().1.alpn_protocol()) {

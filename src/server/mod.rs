@@ -4,6 +4,7 @@
 //! `main` decides exit codes; this module returns typed errors and never exits the process.
 
 pub(crate) mod accept;
+mod linger;
 mod workers;
 
 use arc_swap::ArcSwap;
@@ -179,9 +180,32 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let state = AppState {
         started,
+        client_handover: proxy.handover(),
         ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
     let grace = state.config.load().shutdown_grace();
+    if let Err(e) = state.live_tokens.refresh(&db).await {
+        tracing::warn!(error = %e, "cannot read the live API tokens; retrying in the background");
+    }
+    let config = Arc::clone(&state.config);
+    tasks.spawn(crate::db::retention::run(
+        db.clone(),
+        move || {
+            let engine = &config.load().engine;
+            crate::db::retention::Keep {
+                deployments: engine.keep_deployments.get(),
+                images: engine.keep_images,
+            }
+        },
+        engine.logs().finished(),
+        shutdown.clone(),
+    ));
+    let streams = Arc::clone(&state.streams);
+    tasks.spawn(Arc::clone(&state.live_tokens).follow(
+        db.clone(),
+        move |tokens| streams.end_revoked(|id| tokens.is_revoked(id)),
+        shutdown.clone(),
+    ));
 
     let (api_probe, api_probes) = probe("api");
     let router = crate::api::router(state.clone());

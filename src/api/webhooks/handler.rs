@@ -121,15 +121,21 @@ pub async fn receive(
         )
         .map_err(ApiError::internal)?;
 
+    // A failure is set aside just before the signature is checked (nothing is awaited in
+    // between), so deliveries read at the same time cannot outrun the limit; it is given back
+    // when the signature is good.
+    let reservation = match state.auth_failures.reserve(client, scope, Instant::now()) {
+        Ok(reservation) => reservation,
+        Err(wait) => return Ok(crate::api::auth::rate_limited(client, wait)),
+    };
     if let Err(e) = provider.verify(&parts.headers, &body, &secret) {
-        state
-            .auth_failures
-            .record_failure(client, scope, Instant::now());
+        reservation.failed();
         let peer = peer.map(|p| p.to_string()).unwrap_or_default();
         tracing::warn!(provider = provider.as_str(), app = %app, %client, %peer, reason = %e, "webhook refused");
         return Err(ApiError::unauthorized(e.to_string()));
     }
     drop(secret);
+    reservation.succeeded();
 
     let delivery_id = provider.delivery_id(&parts.headers).map_err(invalid)?;
     let event = provider.event(&parts.headers, &body).map_err(invalid)?;
