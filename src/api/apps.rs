@@ -359,11 +359,22 @@ fn check_git_url(url: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A host has one owner: the configuration (`[server] domain`, `[[proxy.routes]]`) or one app.
+/// Hosts compare exactly, so an app may hold `a.example.com` under a configured
+/// `*.example.com` (the exact name wins the lookup), but not the same wildcard.
 async fn check_domains_free(
     state: &AppState,
     domains: &[String],
     except: Option<i64>,
 ) -> Result<(), ApiError> {
+    let config = state.config.load();
+    for d in domains {
+        if let Some(holder) = config.host_holder(d) {
+            return Err(ApiError::conflict(format!(
+                "domain `{d}` belongs to {holder} in Rivetr's configuration"
+            )));
+        }
+    }
     for d in domains {
         let name = d.clone();
         let owner = state
@@ -411,7 +422,7 @@ async fn store_credential(
     responses(
         (status = 201, description = "Created; the webhook secret is shown this once", body = CreatedApp),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 409, description = "Name or domain already taken", body = ErrorBody),
+        (status = 409, description = "Name taken, or a domain held by another app or by the configuration", body = ErrorBody),
         (status = 422, description = "An invalid value, named", body = ErrorBody),
     )
 )]
@@ -524,7 +535,7 @@ pub async fn get_app(
     responses(
         (status = 200, description = "The changed app", body = AppView),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 409, description = "A domain is already served by another app", body = ErrorBody),
+        (status = 409, description = "A domain is held by another app or by the configuration", body = ErrorBody),
         (status = 422, description = "An invalid value, named", body = ErrorBody),
     )
 )]

@@ -289,6 +289,37 @@ impl Config {
         Ok(())
     }
 
+    /// What in this configuration holds `host` (lower case, as routes are keyed), if
+    /// anything: `[server] domain` or a `[[proxy.routes]]` entry. Hosts compare exactly: a
+    /// wildcard holds itself, not the names under it.
+    pub fn host_holder(&self, host: &str) -> Option<&'static str> {
+        if !self.server.domain.is_empty() && self.server.domain.eq_ignore_ascii_case(host) {
+            return Some("[server] domain");
+        }
+        self.proxy
+            .routes
+            .iter()
+            .any(|r| r.host.eq_ignore_ascii_case(host))
+            .then_some("[[proxy.routes]]")
+    }
+
+    /// This configuration without what it declares for the hosts in `taken` (held by apps):
+    /// those routes are dropped, and `[server] domain` emptied. Returns the hosts dropped.
+    pub fn without_hosts(&mut self, taken: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.proxy.routes.retain(|r| {
+            let keep = !taken(&r.host);
+            if !keep {
+                dropped.push(r.host.clone());
+            }
+            keep
+        });
+        if !self.server.domain.is_empty() && taken(&self.server.domain.to_ascii_lowercase()) {
+            dropped.push(std::mem::take(&mut self.server.domain));
+        }
+        dropped
+    }
+
     /// The state directory: the configured one, else `$STATE_DIRECTORY` (systemd's
     /// `StateDirectory=`, first entry), else `./data`.
     pub fn state_dir(&self) -> PathBuf {

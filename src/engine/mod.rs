@@ -417,7 +417,11 @@ impl Shared {
                 })
                 .collect()
         };
-        self.routes.set_owner(&owner, specs);
+        // The API refuses an app a host the configuration holds; this catches a reload that
+        // raced with the app's change. The holder keeps the host either way.
+        for conflict in self.routes.set_owner(&owner, specs) {
+            tracing::error!(app = %app.name, host = %conflict.host, holder = %conflict.holder, "not routing the app's domain: {conflict}");
+        }
     }
 }
 

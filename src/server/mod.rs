@@ -90,7 +90,7 @@ pub struct Options {
 pub async fn run(opts: Options) -> Result<(), ServerError> {
     let Options {
         config_path,
-        config,
+        mut config,
         sockets,
         watchdog,
         log,
@@ -145,6 +145,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let shutdown = CancellationToken::new();
     let proxy = Arc::new(Proxy::new(&config.proxy, addrs.https.map(|a| a.port())));
+    leave_out_app_hosts(&mut config, &db).await?;
     proxy.apply_config(&config, addrs.api)?;
     let mut tasks = tokio::task::JoinSet::new();
     if config.acme.enabled {
@@ -265,7 +266,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
-                reload(&state, config_path.as_deref(), &log, &proxy, addrs.api);
+                reload(&state, config_path.as_deref(), &log, &proxy, addrs.api).await;
                 notify::ready(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);
             }
             _ = runtime_found.notified() => {
@@ -437,8 +438,54 @@ async fn status_line(
     )
 }
 
+/// Every app's domains (lower case), with the app that holds each.
+async fn app_hosts(db: &Db) -> Result<std::collections::HashMap<String, String>, DbError> {
+    let apps = db.call(|c| crate::db::apps::list(c)).await?;
+    Ok(apps
+        .into_iter()
+        .flat_map(|app| {
+            app.domains
+                .into_iter()
+                .map(move |d| (d.to_ascii_lowercase(), app.name.clone()))
+        })
+        .collect())
+}
+
+/// At start there is no older configuration to keep: a route or `[server] domain` for a host
+/// an app holds is left out, and the app keeps the host (a reload refuses such a file whole).
+async fn leave_out_app_hosts(config: &mut Config, db: &Db) -> Result<(), ServerError> {
+    let hosts = app_hosts(db).await?;
+    for host in config.without_hosts(&|h| hosts.contains_key(h)) {
+        tracing::error!(
+            host,
+            app = %hosts[&host.to_ascii_lowercase()],
+            "the configuration claims a domain of an app; left out, the app keeps it (change one of them, then reload)"
+        );
+    }
+    Ok(())
+}
+
+/// Why `new` cannot be applied while the apps hold the hosts they do, if it cannot.
+async fn app_host_conflicts(new: &Config, db: &Db) -> Result<(), String> {
+    let hosts = app_hosts(db)
+        .await
+        .map_err(|e| format!("cannot read the apps' domains: {e}"))?;
+    let mut conflicts: Vec<String> = hosts
+        .iter()
+        .filter_map(|(host, app)| {
+            new.host_holder(host)
+                .map(|holder| format!("`{host}` in {holder} is a domain of app `{app}`"))
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    conflicts.sort();
+    Err(conflicts.join("; "))
+}
+
 /// SIGHUP: reads the configuration again and applies what can change while running.
-fn reload(
+async fn reload(
     state: &AppState,
     path: Option<&std::path::Path>,
     log: &LogHandle,
@@ -453,6 +500,10 @@ fn reload(
             return;
         }
     };
+    if let Err(e) = app_host_conflicts(&new, &state.db).await {
+        tracing::error!(error = %e, "reload refused; keeping the running configuration");
+        return;
+    }
     if let Err(e) = proxy.apply_config(&new, api_addr) {
         tracing::error!(error = %e, "reload refused; keeping the running configuration");
         return;
