@@ -14,6 +14,13 @@ mod issue_11_support {
     pub use serde_json::json;
     pub use std::time::{Duration, Instant};
 
+    /// Held by tests that must not run at the same time: one that measures how fast a restart
+    /// serves, one that keeps both CPUs busy with a release build.
+    pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `[[proxy.routes]]` for `host` to `upstream`, plain HTTP.
     pub fn route(host: &str, upstream: std::net::SocketAddr) -> String {
         format!(
@@ -48,6 +55,17 @@ mod issue_11_support {
             ],
             body.as_bytes(),
         )
+    }
+
+    /// The timestamp of the first line of Rivetr's log containing `needle`.
+    pub fn log_time(log: &str, needle: &str) -> time::OffsetDateTime {
+        let line = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"));
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("no timestamp ({e}) in {line:?}"))
     }
 
     /// (status, body) of a GET through the proxy's plain-HTTP listener for `host`.
@@ -153,4 +171,151 @@ fn issue_11_an_app_and_the_configuration_never_share_a_host() {
         through_proxy(&rivetr, "new.example.org"),
         (200, "configured".to_owned())
     );
+}
+
+/// Defect 12: after a restart, READY and serving waited for the removal of leftover
+/// containers, a stop timeout each (with two leftovers, traffic queued for 21 s). The
+/// running version must serve within a second whatever is left over; leftovers go in the
+/// background, and a shutdown during that cleanup is prompt and clean.
+#[test]
+fn issue_11_a_restart_serves_at_once_and_removes_leftovers_in_the_background() {
+    use issue_11_support::*;
+    let Some(socket) = podman_socket("restart with leftovers") else {
+        return;
+    };
+    let podman = |args: &[&str]| {
+        let out = std::process::Command::new("podman")
+            .args(["--remote", "--url", &socket])
+            .args(args)
+            .output()
+            .expect("podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let _alone = alone();
+    let mut p = Platform::start(&socket, &[]);
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("leftover"), repo.path(), json!({}));
+    let id = p.deploy(&app, None);
+    assert_eq!(p.wait_done(id)["status"], "running", "{}", p.logs(id));
+    let host = format!("{app}.test");
+    let serving = p.containers(&app);
+    assert_eq!(serving.len(), 1, "{serving:?}");
+    let instance = podman(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"io.rivetr.instance\"}}",
+        &serving[0].0,
+    ]);
+    assert!(!instance.is_empty());
+
+    // A crash leaves containers of deployments that never finished; their processes ignore
+    // SIGTERM, so each removal takes its whole stop timeout (10 s).
+    let leftovers = 3;
+    let make_leftovers = |round: u32| {
+        for i in 0..leftovers {
+            let deployment = format!("{}", 900 + round * 10 + i);
+            podman(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("rivetr-{app}-{deployment}-0"),
+                "--label",
+                &format!("io.rivetr.instance={instance}"),
+                "--label",
+                &format!("io.rivetr.app={app}"),
+                "--label",
+                &format!("io.rivetr.deployment={deployment}"),
+                "--stop-timeout",
+                "10",
+                "localhost/busybox:test",
+                "sh",
+                "-c",
+                "trap '' TERM; while :; do sleep 1; done",
+            ]);
+        }
+    };
+    p.kill9();
+    make_leftovers(0);
+    assert_eq!(p.containers(&app).len(), 1 + leftovers as usize);
+
+    let started = Instant::now();
+    p.restart_without_waiting();
+    let http = p.http();
+    let until_serving = wait_for(
+        "the app to serve after the restart",
+        Duration::from_secs(90),
+        || {
+            // Connections made before the accept loops run wait in the backlog: the answer
+            // comes when the proxy serves.
+            let mut s = std::net::TcpStream::connect(http).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(90))).ok()?;
+            use std::io::{Read, Write};
+            write!(
+                s,
+                "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).ok()?;
+            (answer.starts_with("HTTP/1.1 200") && answer.ends_with("v1\n"))
+                .then(|| started.elapsed())
+        },
+    );
+    // The engine's own part (Podman computes its whole /info for Rivetr to learn its
+    // version and whether it is rootless) depends on the machine, not on the leftovers; the
+    // rest is Rivetr's, and is where the leftovers used to be removed.
+    let log = p.rivetr.log();
+    let engine_answered = log_time(&log, "container runtime found");
+    let serving_logged = log_time(&log, "rivetr is serving");
+    let rivetr_part = (serving_logged - engine_answered).unsigned_abs();
+    println!(
+        "restart to serving with {leftovers} leftover containers that ignore SIGTERM: {} ms \
+         ({} ms from the engine's answer to serving)",
+        until_serving.as_millis(),
+        rivetr_part.as_millis()
+    );
+    assert!(
+        rivetr_part < Duration::from_secs(1),
+        "serving came {rivetr_part:?} after the engine answered:\n{log}"
+    );
+    assert!(
+        until_serving < Duration::from_secs(10),
+        "the restart took {until_serving:?} to serve:\n{log}"
+    );
+
+    // Shutdown while the cleanup runs: prompt, clean, and says what it left.
+    p.rivetr.wait_log(
+        "removing a container that belongs to no running deployment",
+        Duration::from_secs(10),
+    );
+    let asked = Instant::now();
+    p.rivetr.signal(libc::SIGTERM);
+    let status = p.rivetr.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}:\n{}", p.rivetr.log());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for the cleanup",
+        asked.elapsed()
+    );
+    assert!(
+        p.rivetr.log().contains("leftover cleanup interrupted"),
+        "{}",
+        p.rivetr.log()
+    );
+
+    // The next start finishes the job: only the serving container remains.
+    make_leftovers(1);
+    p.restart();
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
+    wait_for(
+        "the leftovers to be removed",
+        Duration::from_secs(90),
+        || (p.containers(&app) == serving).then_some(()),
+    );
+    assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
 }

@@ -171,7 +171,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         EngineConfig::from_config(&config, state_dir.clone()),
         shutdown.clone(),
     );
-    // Routes of deployed apps come back before READY, so a restart serves them at once.
+    // Routes of deployed apps come back before READY, so a restart serves them at once;
+    // leftovers of interrupted deployments are removed after, in the background.
     if let Err(e) = engine.reconcile().await {
         tracing::error!(error = %e, "reconciling with the container engine failed; apps may be unrouted");
     }
@@ -283,6 +284,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     workers.join().await;
+    engine.wait_background().await;
     tracing::info!("stopped");
     Ok(())
 }
