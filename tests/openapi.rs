@@ -41,6 +41,7 @@ fn the_document_is_public_and_every_operation_in_it_is_served_and_guarded() {
         "/api/tokens",
         "/api/tokens/{id}",
         "/api/apps/{app}/webhook-secret",
+        "/api/certificates",
         "/webhooks/{provider}/{app}",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");

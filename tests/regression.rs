@@ -319,3 +319,120 @@ fn issue_11_a_restart_serves_at_once_and_removes_leftovers_in_the_background() {
     );
     assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
 }
+
+/// Defect 13: certificates were ordered from the CA for names that can never be public
+/// (`hello.localhost`, `*.test`, IP addresses, ...) and failed orders were retried after
+/// 1 s, 2 s, ..., burning the CA's rate limits. Reserved names are never ordered (said once
+/// in the log, and in `GET /api/certificates`); a failed order waits at least an hour; each
+/// domain's state shows in the API.
+#[test]
+fn issue_11_no_orders_for_reserved_names_and_an_hour_between_failed_orders() {
+    use issue_11_support::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A CA that answers nothing: every connection to it is counted and closed, so every
+    // order fails at its first request.
+    let ca = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ca_addr = ca.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in ca.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let upstream = Backend::start("app");
+    let reserved = [
+        "hello.localhost",
+        "app.test",
+        "printer.local",
+        "db.internal",
+        "docs.example",
+        "x.invalid",
+        "10.1.2.3",
+    ];
+    let public = "shop.rivetr-regression.net";
+    let mut config =
+        format!("[acme]\nenabled = true\ndirectory_url = \"https://{ca_addr}/directory\"\n\n");
+    for host in reserved.iter().chain([&public]) {
+        config += &format!(
+            "[[proxy.routes]]\nhost = \"{host}\"\nupstreams = [\"{}\"]\n\n",
+            upstream.addr
+        );
+    }
+    let dir = TestDir::new();
+    let (rivetr, api) = start_with(&dir, &config, &[("RIVETR_ACME_ENABLED", "true")]);
+
+    wait_for(
+        "the public name's order to fail",
+        Duration::from_secs(30),
+        || {
+            let r = api.get("/api/certificates");
+            (r.status == 200
+                && r.json()
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["domain"] == public && c["status"] == "failed"))
+            .then_some(())
+        },
+    );
+    let after_first_failure = connections.load(Ordering::SeqCst);
+    assert!(
+        after_first_failure >= 1,
+        "the public name was never ordered"
+    );
+    // Long enough for the old backoff to try twice more (after 1 s, then 2 s).
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        after_first_failure,
+        "a failed order was retried within seconds"
+    );
+    // A reload re-applies the routes; reserved names are still said only once.
+    rivetr.signal(libc::SIGHUP);
+    rivetr.wait_log("configuration reloaded", Duration::from_secs(10));
+
+    let certificates = api.get("/api/certificates").json();
+    let by_domain = |d: &str| {
+        certificates
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["domain"] == d)
+            .unwrap_or_else(|| panic!("no certificate state for {d}: {certificates}"))
+            .clone()
+    };
+    for host in reserved {
+        let c = by_domain(host);
+        assert_eq!(c["status"], "reserved", "{c}");
+        assert!(c["reason"].as_str().is_some_and(|r| !r.is_empty()), "{c}");
+        let said = rivetr
+            .log()
+            .lines()
+            .filter(|l| l.contains("never be public") && l.contains(host))
+            .count();
+        assert_eq!(said, 1, "{host} said {said} times:\n{}", rivetr.log());
+    }
+    let shop = by_domain(public);
+    assert_eq!(shop["source"], "acme", "{shop}");
+    assert!(
+        shop["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{shop}"
+    );
+    assert!(shop["valid_until"].is_null(), "{shop}");
+    let next = time::OffsetDateTime::parse(
+        shop["next_attempt"].as_str().expect("next_attempt"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = next - time::OffsetDateTime::now_utc();
+    assert!(
+        wait > time::Duration::minutes(59),
+        "next attempt in only {wait}: {shop}"
+    );
+    // No route to the CA was ever opened for a reserved name: one connection per failed
+    // order of the public name.
+    assert_eq!(after_first_failure, 1, "{}", rivetr.log());
+}

@@ -101,6 +101,8 @@ pub struct AppView {
     pub stopped: bool,
     /// The deployment in service, if any.
     pub running_deployment: Option<i64>,
+    /// The certificate of each domain, in the order of `domains`.
+    pub certificates: Vec<super::certificates::CertificateView>,
     pub webhooks: WebhookUrls,
     pub created_at: String,
     pub updated_at: String,
@@ -153,6 +155,7 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         .map_err(ApiError::internal)?
         .map(|d| d.id);
     let base = secret::base_url(state, headers);
+    let certificates = super::certificates::for_domains(state, &app.domains);
     Ok(AppView {
         webhooks: secret::urls(&base, &app.name),
         git_credential: app.git_credential.is_some(),
@@ -175,6 +178,7 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         replicas: app.replicas,
         stopped: app.stopped,
         running_deployment: running,
+        certificates,
         created_at: app.created_at,
         updated_at: app.updated_at,
     })

@@ -8,6 +8,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod certificates;
 pub mod deployments;
 pub mod enqueue;
 pub mod env;
@@ -46,6 +47,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::start_app))
         .routes(routes!(apps::stop_app))
         .routes(routes!(apps::restart_app))
+        .routes(routes!(certificates::list_certificates))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

@@ -179,6 +179,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let state = AppState {
         started,
+        certificates: Arc::clone(&proxy.certs),
         ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
     let grace = state.config.load().shutdown_grace();
