@@ -436,3 +436,36 @@ fn issue_11_no_orders_for_reserved_names_and_an_hour_between_failed_orders() {
     // order of the public name.
     assert_eq!(after_first_failure, 1, "{}", rivetr.log());
 }
+
+/// Defect 17: `rivetr.toml` said `workers = 0` is one per CPU while the code uses half, and
+/// the packaged `/etc/rivetr/rivetr.toml`, which claims to show every key, left out
+/// `[acme]`, `[engine]`, most of `[proxy]`, `domain` and `trusted_proxies`. Every key the
+/// config type accepts (read from the type, not from a list) must be shown in both files.
+#[test]
+fn issue_11_both_config_files_show_every_key_the_config_accepts() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["rivetr.toml", "packaging/rivetr.toml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let missing = rivetr::config::keys::undocumented(&text);
+        assert!(
+            missing.is_empty(),
+            "{file} does not show every key:\n{}",
+            missing.join("\n")
+        );
+        rivetr::config::Config::parse(file, &text, Vec::new())
+            .unwrap_or_else(|e| panic!("{file} is refused: {e}"));
+        // What the comment above `workers` says 0 means is what the code does.
+        let workers_doc: String = text
+            .split("\nworkers = ")
+            .next()
+            .unwrap()
+            .rsplit("\n\n")
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(
+            workers_doc.contains("half the") && !workers_doc.contains("one per CPU"),
+            "{file} documents workers = 0 as: {workers_doc}"
+        );
+    }
+}
