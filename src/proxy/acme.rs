@@ -257,6 +257,10 @@ impl AcmeManager {
                     _ = token.cancelled() => return,
                     event = state.next() => event,
                 };
+                // Removed meanwhile: its state is gone and must not come back.
+                if token.is_cancelled() {
+                    return;
+                }
                 match event {
                     Some(Ok(EventOk::DeployedCachedCert)) => {
                         cert.mark_ready();
