@@ -485,7 +485,25 @@ fn issue_11_the_package_build_uses_cargo_target_dir() {
         .expect("the binary is in <target>/debug");
     let dir = TestDir::new();
     let dist = dir.path().join("dist");
-    let out = std::process::Command::new(root.join("packaging/build.sh"))
+    let mut build = std::process::Command::new(root.join("packaging/build.sh"));
+    // Without what cargo sets for a test process: build scripts (ring's) watch OUT_DIR,
+    // CARGO_MANIFEST_DIR and CARGO_PKG_*, and with them set the release build made here would
+    // not be the one scripts/test-env/package-e2e.sh finds up to date afterwards.
+    for (name, _) in std::env::vars() {
+        let set_by_cargo = [
+            "CARGO",
+            "OUT_DIR",
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ]
+        .contains(&name.as_str())
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_");
+        if set_by_cargo {
+            build.env_remove(name);
+        }
+    }
+    let out = build
         .arg("--out")
         .arg(&dist)
         .current_dir(root)
