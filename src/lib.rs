@@ -53,6 +53,8 @@ pub struct AppState {
     pub engine: engine::Engine,
     /// Where the API queues deployments: the engine (a trait, so handlers stay testable).
     pub deployer: Arc<dyn api::enqueue::Deployer>,
+    /// The proxy's certificates, read for their states (valid until, errors, next attempt).
+    pub certificates: Arc<proxy::tls::CertStore>,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             runtime,
             deployer: Arc::new(engine.clone()),
             engine,
+            certificates: proxy::tls::CertStore::new(),
         }
     }
 }

@@ -44,6 +44,7 @@ fn the_document_is_public_and_every_operation_in_it_is_served_and_guarded() {
         "/api/apps/{app}/deploy-key",
         "/api/apps/{app}/known-hosts",
         "/api/apps/{app}/git-credential",
+        "/api/certificates",
         "/webhooks/{provider}/{app}",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");

@@ -106,6 +106,8 @@ pub struct AppView {
     pub stopped: bool,
     /// The deployment in service, if any.
     pub running_deployment: Option<i64>,
+    /// The certificate of each domain, in the order of `domains`.
+    pub certificates: Vec<super::certificates::CertificateView>,
     pub webhooks: WebhookUrls,
     pub created_at: String,
     pub updated_at: String,
@@ -163,6 +165,7 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         .await
         .map_err(ApiError::internal)?;
     let base = secret::base_url(state, headers);
+    let certificates = super::certificates::for_domains(state, &app.domains);
     Ok(AppView {
         deploy_key,
         webhooks: secret::urls(&base, &app.name),
@@ -186,6 +189,7 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         replicas: app.replicas,
         stopped: app.stopped,
         running_deployment: running,
+        certificates,
         created_at: app.created_at,
         updated_at: app.updated_at,
     })
@@ -328,11 +332,22 @@ fn check_git_url(url: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid_value("git_url", e.to_string()))
 }
 
+/// A host has one owner: the configuration (`[server] domain`, `[[proxy.routes]]`) or one app.
+/// Hosts compare exactly, so an app may hold `a.example.com` under a configured
+/// `*.example.com` (the exact name wins the lookup), but not the same wildcard.
 async fn check_domains_free(
     state: &AppState,
     domains: &[String],
     except: Option<i64>,
 ) -> Result<(), ApiError> {
+    let config = state.config.load();
+    for d in domains {
+        if let Some(holder) = config.host_holder(d) {
+            return Err(ApiError::conflict(format!(
+                "domain `{d}` belongs to {holder} in Rivetr's configuration"
+            )));
+        }
+    }
     for d in domains {
         let name = d.clone();
         let owner = state
@@ -380,7 +395,7 @@ pub(super) async fn store_credential(
     responses(
         (status = 201, description = "Created; the webhook secret is shown this once", body = CreatedApp),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 409, description = "Name or domain already taken", body = ErrorBody),
+        (status = 409, description = "Name taken, or a domain held by another app or by the configuration", body = ErrorBody),
         (status = 422, description = "An invalid value, named", body = ErrorBody),
     )
 )]
@@ -493,7 +508,7 @@ pub async fn get_app(
     responses(
         (status = 200, description = "The changed app", body = AppView),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 409, description = "A domain is already served by another app", body = ErrorBody),
+        (status = 409, description = "A domain is held by another app or by the configuration", body = ErrorBody),
         (status = 422, description = "An invalid value, named", body = ErrorBody),
     )
 )]

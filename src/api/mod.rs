@@ -8,6 +8,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod certificates;
 pub mod deployments;
 pub mod enqueue;
 pub mod env;
@@ -61,6 +62,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             git_access::set_git_credential,
             git_access::delete_git_credential
         ))
+        .routes(routes!(certificates::list_certificates))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

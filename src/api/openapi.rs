@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         (name = "meta", description = "Health and this document"),
         (name = "tokens", description = "API tokens"),
         (name = "webhooks", description = "Forge webhooks and their secrets"),
+        (name = "certificates", description = "Where each domain's TLS certificate stands"),
     )
 )]
 pub(super) struct ApiDoc;

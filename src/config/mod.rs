@@ -11,6 +11,7 @@
 
 mod env;
 mod error;
+pub mod keys;
 mod proxy;
 
 use std::net::SocketAddr;
@@ -102,8 +103,8 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     /// How long in-flight requests may run after SIGTERM before they are cut off.
     pub shutdown_grace_seconds: u64,
-    /// A host name under which the proxy also serves Rivetr's own API and dashboard, with
-    /// its own certificate. Empty: only on `api_listen`.
+    /// A host name under which the proxy also serves Rivetr's own API, with its own
+    /// certificate. Empty: only on `api_listen`.
     pub domain: String,
     /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client, for the
     /// limit on failed authentications and the logs. Empty: the peer address is the client.
@@ -322,6 +323,37 @@ impl Config {
         Ok(())
     }
 
+    /// What in this configuration holds `host` (lower case, as routes are keyed), if
+    /// anything: `[server] domain` or a `[[proxy.routes]]` entry. Hosts compare exactly: a
+    /// wildcard holds itself, not the names under it.
+    pub fn host_holder(&self, host: &str) -> Option<&'static str> {
+        if !self.server.domain.is_empty() && self.server.domain.eq_ignore_ascii_case(host) {
+            return Some("[server] domain");
+        }
+        self.proxy
+            .routes
+            .iter()
+            .any(|r| r.host.eq_ignore_ascii_case(host))
+            .then_some("[[proxy.routes]]")
+    }
+
+    /// This configuration without what it declares for the hosts in `taken` (held by apps):
+    /// those routes are dropped, and `[server] domain` emptied. Returns the hosts dropped.
+    pub fn without_hosts(&mut self, taken: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.proxy.routes.retain(|r| {
+            let keep = !taken(&r.host);
+            if !keep {
+                dropped.push(r.host.clone());
+            }
+            keep
+        });
+        if !self.server.domain.is_empty() && taken(&self.server.domain.to_ascii_lowercase()) {
+            dropped.push(std::mem::take(&mut self.server.domain));
+        }
+        dropped
+    }
+
     /// The state directory: the configured one, else `$STATE_DIRECTORY` (systemd's
     /// `StateDirectory=`, first entry), else `./data`.
     pub fn state_dir(&self) -> PathBuf {
@@ -363,33 +395,22 @@ mod tests {
     }
 
     #[test]
-    fn shipped_rivetr_toml_documents_every_key() {
-        let text = include_str!("../../rivetr.toml");
-        let defaults = toml::Table::try_from(Config::default()).unwrap();
-        for (section, table) in &defaults {
-            let table = table.as_table().unwrap();
-            assert!(
-                text.contains(&format!("[{section}]")),
-                "rivetr.toml lacks [{section}]"
-            );
-            for (key, value) in table {
-                let plain_key = text.contains(&format!("\n{key} = "));
-                if value.as_array().is_some_and(|a| a.is_empty()) && !plain_key {
-                    // An array of tables, documented as a commented-out example.
-                    assert!(
-                        text.contains(&format!("[[{section}.{key}]]")),
-                        "rivetr.toml lacks an example of [[{section}.{key}]]"
-                    );
-                    continue;
-                }
-                let var = format!("RIVETR_{}_{}", section, key).to_uppercase();
-                assert!(
-                    text.contains(&format!("\n{key} = ")),
-                    "rivetr.toml lacks {section}.{key}"
-                );
-                assert!(text.contains(&var), "rivetr.toml does not mention {var}");
-            }
+    fn both_shipped_config_files_document_every_key() {
+        for (file, text) in [
+            ("rivetr.toml", include_str!("../../rivetr.toml")),
+            (
+                "packaging/rivetr.toml",
+                include_str!("../../packaging/rivetr.toml"),
+            ),
+        ] {
+            let missing = keys::undocumented(text);
+            assert!(missing.is_empty(), "{file} lacks:\n{}", missing.join("\n"));
         }
+    }
+
+    #[test]
+    fn the_packaged_config_is_valid() {
+        parse(include_str!("../../packaging/rivetr.toml")).unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! routes Rivetr does not deploy itself, and how certificates are obtained.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -162,6 +163,10 @@ pub struct AcmeSettings {
     /// A PEM file of extra root certificates to trust when talking to the CA (a private CA,
     /// or Pebble in tests). Empty: only the public web roots.
     pub extra_root_ca: PathBuf,
+    /// After a failed order for a domain, the next attempt waits this long, doubling with
+    /// each failure in a row up to a day. The default (an hour) keeps within the CA's limit
+    /// on failed validations; lower it only for a test CA.
+    pub retry_after_failure_seconds: NonZeroU64,
 }
 
 impl Default for AcmeSettings {
@@ -172,6 +177,7 @@ impl Default for AcmeSettings {
             contact_email: String::new(),
             challenge: Challenge::TlsAlpn01,
             extra_root_ca: PathBuf::new(),
+            retry_after_failure_seconds: NonZeroU64::new(3600).expect("3600 is not zero"),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! app's entries of the [`RouteTable`]). Every stage is recorded in `deployments` with a
 //! timestamp and every line of output in `deployment_logs` (see [`log`]). After a crash,
 //! [`Engine::reconcile`] rebuilds the routes from what the engine and the database say,
-//! without stopping anything that serves.
+//! without stopping anything that serves, and removes leftovers in the background.
 
 mod context;
 pub mod deploy_toml;
@@ -131,6 +131,9 @@ pub(crate) struct Shared {
     app_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// Old versions draining after a switch.
     drains: TaskTracker,
+    /// Work that follows a start in the background (removing leftovers), waited for at
+    /// shutdown.
+    background: TaskTracker,
     shutdown: CancellationToken,
 }
 
@@ -158,6 +161,7 @@ impl Engine {
             queue: tx,
             app_locks: Mutex::new(HashMap::new()),
             drains: TaskTracker::new(),
+            background: TaskTracker::new(),
             shutdown,
         });
         // Detached on purpose: it ends when the shutdown token is cancelled.
@@ -346,9 +350,17 @@ impl Engine {
         Ok(Box::pin(futures_util::stream::select_all(streams)))
     }
 
-    /// After a start (and after a crash): see [`reconcile`].
+    /// After a start (and after a crash): see [`reconcile`]. Returns once the apps are routed
+    /// again; leftovers are removed afterwards, in the background.
     pub async fn reconcile(&self) -> Result<ReconcileReport, EngineError> {
         reconcile::run(&self.shared).await
+    }
+
+    /// Waits for the background work of [`Engine::reconcile`]; call it after the shutdown
+    /// token is cancelled, which cuts that work short.
+    pub async fn wait_background(&self) {
+        self.shared.background.close();
+        self.shared.background.wait().await;
     }
 
     async fn app(&self, name: &str) -> Result<App, EngineError> {
@@ -425,7 +437,11 @@ impl Shared {
                 })
                 .collect()
         };
-        self.routes.set_owner(&owner, specs);
+        // The API refuses an app a host the configuration holds; this catches a reload that
+        // raced with the app's change. The holder keeps the host either way.
+        for conflict in self.routes.set_owner(&owner, specs) {
+            tracing::error!(app = %app.name, host = %conflict.host, holder = %conflict.holder, "not routing the app's domain: {conflict}");
+        }
     }
 }
 

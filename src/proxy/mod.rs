@@ -60,6 +60,16 @@ const ACME_HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 pub enum ProxyError {
     #[error("route `{host}`: {source}")]
     Certificate { host: String, source: TlsError },
+    #[error("{}", describe_conflicts(.0))]
+    HostTaken(Vec<routes::Conflict>),
+}
+
+fn describe_conflicts(conflicts: &[routes::Conflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Timeouts and failover, fixed at start.
@@ -112,7 +122,7 @@ impl Proxy {
 
     /// Applies the routes the configuration declares (`[[proxy.routes]]`, and `[server]
     /// domain` pointing at the API on `api_addr`), loading manual certificates first: if one
-    /// cannot be loaded nothing changes.
+    /// cannot be loaded, or a host is an app's, nothing changes.
     pub fn apply_config(
         &self,
         config: &Config,
@@ -157,16 +167,13 @@ impl Proxy {
             }],
             _ => Vec::new(),
         };
+        self.routes
+            .set_owners(
+                &[Owner::Config, Owner::Server],
+                configured.into_iter().chain(server).collect(),
+            )
+            .map_err(ProxyError::HostTaken)?;
         self.certs.set_manual(manual);
-        self.routes.update(|current| {
-            current
-                .iter()
-                .filter(|s| s.owner != Owner::Config && s.owner != Owner::Server)
-                .cloned()
-                .chain(configured)
-                .chain(server)
-                .collect()
-        });
         Ok(())
     }
 

@@ -3,7 +3,15 @@
 //! The table is an immutable [`Routes`] value behind an `ArcSwap`. The proxy reads it with one
 //! atomic load per request and takes no lock; writers build a whole new table and store it in
 //! one atomic swap, so a request sees either the old routes or the new ones, never a mix.
-//! [`RouteTable::replace`] and [`RouteTable::update`] are the only ways to change it.
+//! [`RouteTable::replace`], [`RouteTable::set_owner`] and [`RouteTable::set_owners`] are the
+//! only ways to change it.
+//!
+//! A host has exactly one owner (an app, `[[proxy.routes]]`, or `[server] domain`): a claim
+//! on a host another owner holds is refused and reported as a [`Conflict`], never a silent
+//! takeover, whichever order deploys and reloads come in. Hosts are compared exactly: the
+//! wildcard `*.example.com` and the name `a.example.com` are different hosts (the name wins
+//! the lookup for itself), so they may have different owners; two identical wildcards are the
+//! same host.
 //!
 //! State that must outlive a swap (per-route counters, which upstream recently refused
 //! connections) is kept in a registry and handed to each new table when it is built, off the
@@ -26,10 +34,40 @@ use crate::config::TlsMode;
 pub enum Owner {
     /// `[[proxy.routes]]` in the configuration file.
     Config,
-    /// `[server] domain`: Rivetr's own API and dashboard.
+    /// `[server] domain`: Rivetr's own API.
     Server,
     /// A deployed app, by name.
     App(String),
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Config => f.write_str("a [[proxy.routes]] entry of the configuration"),
+            Owner::Server => f.write_str("[server] domain of the configuration"),
+            Owner::App(name) => write!(f, "app `{name}`"),
+        }
+    }
+}
+
+/// A claim on a host that another owner holds, refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub host: String,
+    /// Who holds the host and keeps it.
+    pub holder: Owner,
+    /// Who asked for it.
+    pub claimant: Owner,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "host `{}` of {} belongs to {}",
+            self.host, self.claimant, self.holder
+        )
+    }
 }
 
 /// A route as declared: plain data, compared and diffed freely.
@@ -149,6 +187,34 @@ impl Routes {
     }
 }
 
+/// The specs of `current` not owned by `owners`, plus those of `specs` whose host none of the
+/// former holds; and the conflicts, for those that were left out.
+fn claim(
+    current: &[RouteSpec],
+    owners: &[Owner],
+    specs: Vec<RouteSpec>,
+) -> (Vec<RouteSpec>, Vec<Conflict>) {
+    let others: Vec<RouteSpec> = current
+        .iter()
+        .filter(|s| !owners.contains(&s.owner))
+        .cloned()
+        .collect();
+    let held: HashMap<&str, &Owner> = others.iter().map(|s| (s.host.as_str(), &s.owner)).collect();
+    let mut conflicts = Vec::new();
+    let mut granted = Vec::new();
+    for spec in specs {
+        match held.get(spec.host.as_str()) {
+            Some(&holder) => conflicts.push(Conflict {
+                host: spec.host.clone(),
+                holder: holder.clone(),
+                claimant: spec.owner.clone(),
+            }),
+            None => granted.push(spec),
+        }
+    }
+    (others.into_iter().chain(granted).collect(), conflicts)
+}
+
 /// One spec per host, in first-seen order; a later spec for the same host wins.
 fn dedup_by_host(specs: Vec<RouteSpec>) -> Vec<RouteSpec> {
     let mut by_host: HashMap<String, RouteSpec> = HashMap::new();
@@ -249,7 +315,7 @@ impl RouteTable {
     }
 
     /// Replaces the table with `f(current specs)`; concurrent updates are serialised.
-    pub fn update(&self, f: impl FnOnce(&[RouteSpec]) -> Vec<RouteSpec>) {
+    fn update(&self, f: impl FnOnce(&[RouteSpec]) -> Vec<RouteSpec>) {
         let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let specs = f(self.current.load().specs());
         let tables = self.build(&mut registry, specs);
@@ -257,16 +323,31 @@ impl RouteTable {
         self.changes.send_modify(|v| *v += 1);
     }
 
-    /// Replaces the routes of one owner, keeping everyone else's.
-    pub fn set_owner(&self, owner: &Owner, specs: Vec<RouteSpec>) {
+    /// Replaces the routes of one owner, keeping everyone else's. Specs for hosts another
+    /// owner holds are left out and returned: the holder keeps them.
+    pub fn set_owner(&self, owner: &Owner, specs: Vec<RouteSpec>) -> Vec<Conflict> {
+        let mut refused = Vec::new();
         self.update(|current| {
-            current
-                .iter()
-                .filter(|s| &s.owner != owner)
-                .cloned()
-                .chain(specs)
-                .collect()
+            let (kept, conflicts) = claim(current, std::slice::from_ref(owner), specs);
+            refused = conflicts;
+            kept
         });
+        refused
+    }
+
+    /// Replaces the routes of every owner in `owners` with `specs` (whose owners must be among
+    /// them), all or nothing: when a spec claims a host an owner outside `owners` holds,
+    /// nothing changes and the conflicts are returned.
+    pub fn set_owners(&self, owners: &[Owner], specs: Vec<RouteSpec>) -> Result<(), Vec<Conflict>> {
+        let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, conflicts) = claim(self.current.load().specs(), owners, specs);
+        if !conflicts.is_empty() {
+            return Err(conflicts);
+        }
+        let tables = self.build(&mut registry, next);
+        self.current.store(Arc::new(tables));
+        self.changes.send_modify(|v| *v += 1);
+        Ok(())
     }
 
     /// Counters of every route the table has served, by host.
@@ -432,5 +513,87 @@ mod tests {
         table.set_owner(&app, vec![]);
         assert_eq!(port_for(&table, "blog.test"), None);
         assert_eq!(table.load().len(), 1);
+    }
+
+    fn owned(host: &str, port: u16, owner: &Owner) -> RouteSpec {
+        RouteSpec {
+            owner: owner.clone(),
+            ..spec(host, &[port])
+        }
+    }
+
+    #[test]
+    fn an_app_cannot_take_a_configured_host_and_the_config_cannot_take_an_apps() {
+        let table = RouteTable::new();
+        let app = Owner::App("blog".into());
+        table
+            .set_owners(
+                &[Owner::Config, Owner::Server],
+                vec![
+                    owned("grafana.test", 1, &Owner::Config),
+                    owned("paas.test", 2, &Owner::Server),
+                ],
+            )
+            .unwrap();
+
+        // The app's deploy keeps what is free and is refused the rest.
+        let refused = table.set_owner(
+            &app,
+            vec![
+                owned("blog.test", 3, &app),
+                owned("grafana.test", 3, &app),
+                owned("paas.test", 3, &app),
+            ],
+        );
+        assert_eq!(
+            refused
+                .iter()
+                .map(|c| (c.host.as_str(), c.holder.clone()))
+                .collect::<Vec<_>>(),
+            [
+                ("grafana.test", Owner::Config),
+                ("paas.test", Owner::Server)
+            ]
+        );
+        assert_eq!(port_for(&table, "grafana.test"), Some(1));
+        assert_eq!(port_for(&table, "paas.test"), Some(2));
+        assert_eq!(port_for(&table, "blog.test"), Some(3));
+
+        // A reload claiming the app's host changes nothing at all.
+        let err = table
+            .set_owners(
+                &[Owner::Config, Owner::Server],
+                vec![
+                    owned("new.test", 4, &Owner::Config),
+                    owned("blog.test", 4, &Owner::Config),
+                ],
+            )
+            .unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].holder, app);
+        assert_eq!(
+            err[0].to_string(),
+            "host `blog.test` of a [[proxy.routes]] entry of the configuration belongs to app `blog`"
+        );
+        assert_eq!(port_for(&table, "blog.test"), Some(3));
+        assert_eq!(port_for(&table, "new.test"), None);
+        assert_eq!(port_for(&table, "grafana.test"), Some(1));
+    }
+
+    #[test]
+    fn a_wildcard_and_a_name_under_it_are_different_hosts_but_equal_wildcards_conflict() {
+        let table = RouteTable::new();
+        let app = Owner::App("shop".into());
+        table
+            .set_owners(&[Owner::Config], vec![owned("*.w.test", 1, &Owner::Config)])
+            .unwrap();
+        let refused = table.set_owner(
+            &app,
+            vec![owned("a.w.test", 2, &app), owned("*.w.test", 2, &app)],
+        );
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].host, "*.w.test");
+        assert_eq!(port_for(&table, "a.w.test"), Some(2));
+        assert_eq!(port_for(&table, "b.w.test"), Some(1));
     }
 }

@@ -6,11 +6,16 @@
 //! covers every name under it. The rustls config also offers the `acme-tls/1` protocol, so
 //! the same https listener answers TLS-ALPN-01 challenges (the per-domain ACME resolver picks
 //! the challenge certificate for those handshakes).
+//!
+//! The store also keeps where each domain's certificate stands ([`CertificateState`]: valid
+//! until when, the last error, the next attempt), written by the ACME tasks and read by the
+//! API as a snapshot; nothing of it is on the handshake path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -98,6 +103,63 @@ impl AcmeCert {
     }
 }
 
+/// Where a certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertSource {
+    Acme,
+    Manual,
+}
+
+/// Where a domain's certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Being ordered; none yet.
+    Pending,
+    /// A certificate is served (it may be being renewed: see `last_error`).
+    Valid,
+    /// No certificate: the last order failed, and the next waits until `next_attempt`.
+    Failed,
+    /// Never ordered: the name can never be public (see `reason`).
+    Reserved,
+}
+
+/// One domain's certificate, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateState {
+    pub domain: String,
+    pub source: CertSource,
+    pub status: CertStatus,
+    /// The end of the served certificate's validity.
+    pub valid_until: Option<SystemTime>,
+    /// The last failed order, until an order succeeds.
+    pub last_error: Option<String>,
+    /// When the next order will be tried after a failure.
+    pub next_attempt: Option<SystemTime>,
+    /// Why a reserved name is never ordered.
+    pub reason: Option<String>,
+}
+
+impl CertificateState {
+    fn new(domain: &str, source: CertSource, status: CertStatus) -> CertificateState {
+        CertificateState {
+            domain: domain.to_owned(),
+            source,
+            status,
+            valid_until: None,
+            last_error: None,
+            next_attempt: None,
+            reason: None,
+        }
+    }
+}
+
+/// The `notAfter` of a DER certificate.
+pub fn not_after(der: &[u8]) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
 #[derive(Debug, Default, Clone)]
 struct Certs {
     manual: HashMap<String, Arc<CertifiedKey>>,
@@ -109,6 +171,8 @@ struct Certs {
 pub struct CertStore {
     certs: ArcSwap<Certs>,
     writer: Mutex<()>,
+    /// ACME domains' states, by domain; written by their tasks, read by the API.
+    acme_states: Mutex<BTreeMap<String, CertificateState>>,
 }
 
 impl CertStore {
@@ -138,6 +202,55 @@ impl CertStore {
         self.modify(|c| {
             c.acme.remove(host);
         });
+    }
+
+    /// Changes the ACME state of `domain` (a new one starts as pending).
+    pub fn update_acme_state(&self, domain: &str, f: impl FnOnce(&mut CertificateState)) {
+        let mut states = self.acme_states.lock().unwrap_or_else(|e| e.into_inner());
+        let state = states.entry(domain.to_owned()).or_insert_with(|| {
+            CertificateState::new(domain, CertSource::Acme, CertStatus::Pending)
+        });
+        f(state);
+    }
+
+    /// Records that `domain` is never ordered, and why.
+    pub fn set_reserved(&self, domain: &str, reason: &str) {
+        self.update_acme_state(domain, |s| {
+            *s = CertificateState {
+                reason: Some(reason.to_owned()),
+                ..CertificateState::new(domain, CertSource::Acme, CertStatus::Reserved)
+            }
+        });
+    }
+
+    /// Forgets the ACME state of a domain no route wants any more.
+    pub fn forget_acme_state(&self, domain: &str) {
+        let mut states = self.acme_states.lock().unwrap_or_else(|e| e.into_inner());
+        states.remove(domain);
+    }
+
+    /// Every domain's certificate state: the ACME domains, then the manual certificates,
+    /// each sorted by domain.
+    pub fn certificate_states(&self) -> Vec<CertificateState> {
+        let mut all: Vec<CertificateState> = self
+            .acme_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let certs = self.certs.load();
+        let mut manual: Vec<CertificateState> = certs
+            .manual
+            .iter()
+            .map(|(domain, key)| CertificateState {
+                valid_until: key.cert.first().and_then(|der| not_after(der)),
+                ..CertificateState::new(domain, CertSource::Manual, CertStatus::Valid)
+            })
+            .collect();
+        manual.sort_by(|a, b| a.domain.cmp(&b.domain));
+        all.extend(manual);
+        all
     }
 
     /// The domains with an ACME entry.

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::compat::{Compat, socket_path};
+use super::compat::socket_path;
+use super::raw::RawClient;
 use super::{ContainerRuntime, DockerRuntime, EngineInfo, EngineKind, PodmanRuntime, RuntimeError};
 use crate::config::{EngineChoice, RuntimeConfig};
 use crate::systemd::dbus::{self, Bus};
@@ -295,16 +296,19 @@ fn short(e: &RuntimeError) -> String {
     }
 }
 
-/// Which engine serves the socket at `path`: Podman lists a "Podman Engine" component in
-/// `/version`.
+/// Which engine serves the socket at `path`: Podman's `/_ping` carries a
+/// `Libpod-Api-Version` header. (`/_ping` answers at once; Podman computes its whole `/info`
+/// for `/version`, which took most of a second on a busy machine and held up every start.)
 async fn probe(path: &Path) -> Result<EngineKind, RuntimeError> {
-    let version = Compat::new(path)?.version(PROBE_TIMEOUT).await?;
-    let podman = version
-        .components
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.name.to_ascii_lowercase().contains("podman"));
-    Ok(if podman {
+    let (status, headers) = RawClient::new(path, PROBE_TIMEOUT)
+        .headers("/_ping")
+        .await?;
+    if !(200..300).contains(&status) {
+        return Err(RuntimeError::Protocol(format!(
+            "/_ping answered {status}: not a Docker-compatible engine"
+        )));
+    }
+    Ok(if headers.contains_key("libpod-api-version") {
         EngineKind::Podman
     } else {
         EngineKind::Docker

@@ -92,8 +92,9 @@ fn reports_oom(version: &str) -> bool {
 #[async_trait::async_trait]
 impl ContainerRuntime for PodmanRuntime {
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {
-        let info = self.libpod.info().await?;
-        let version = self.compat.version(CALL_TIMEOUT).await?;
+        // Both are slow on Podman (each computes the engine's whole `/info`): ask at once.
+        let (info, version) =
+            tokio::try_join!(self.libpod.info(), self.compat.version(CALL_TIMEOUT))?;
         let rootless = info.host.security.rootless;
         let engine_reports_oom = reports_oom(&info.version.version);
         let cgroup_version = Some(info.host.cgroup_version).filter(|v| !v.is_empty());

@@ -40,9 +40,7 @@ impl RawClient {
         path_and_query: &str,
         subject: Subject<'_>,
     ) -> Result<T, RuntimeError> {
-        let (status, body) = tokio::time::timeout(self.timeout, self.exchange(path_and_query))
-            .await
-            .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))??;
+        let (status, _, body) = self.timed_exchange(path_and_query).await?;
         if !(200..300).contains(&status) {
             return Err(RuntimeError::from_engine(
                 status,
@@ -56,7 +54,28 @@ impl RawClient {
         })
     }
 
-    async fn exchange(&self, path_and_query: &str) -> Result<(u16, Bytes), RuntimeError> {
+    /// GETs `path_and_query` and returns the status and the headers of the answer.
+    pub(crate) async fn headers(
+        &self,
+        path_and_query: &str,
+    ) -> Result<(u16, hyper::HeaderMap), RuntimeError> {
+        let (status, headers, _) = self.timed_exchange(path_and_query).await?;
+        Ok((status, headers))
+    }
+
+    async fn timed_exchange(
+        &self,
+        path_and_query: &str,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), RuntimeError> {
+        tokio::time::timeout(self.timeout, self.exchange(path_and_query))
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    async fn exchange(
+        &self,
+        path_and_query: &str,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), RuntimeError> {
         let stream = tokio::net::UnixStream::connect(&self.path)
             .await
             .map_err(|e| self.unreachable(e.to_string()))?;
@@ -72,8 +91,9 @@ impl RawClient {
         let exchange = async move {
             let response = sender.send_request(request).await?;
             let status = response.status().as_u16();
+            let headers = response.headers().clone();
             let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
+            Ok::<_, hyper::Error>((status, headers, body))
         };
         let (answer, _conn) = tokio::join!(exchange, conn);
         answer.map_err(|e| self.unreachable(e.to_string()))

@@ -91,7 +91,7 @@ pub struct Options {
 pub async fn run(opts: Options) -> Result<(), ServerError> {
     let Options {
         config_path,
-        config,
+        mut config,
         sockets,
         watchdog,
         log,
@@ -148,6 +148,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let shutdown = CancellationToken::new();
     let proxy = Arc::new(Proxy::new(&config.proxy, addrs.https.map(|a| a.port())));
+    leave_out_app_hosts(&mut config, &db).await?;
     proxy.apply_config(&config, addrs.api)?;
     let mut tasks = tokio::task::JoinSet::new();
     if config.acme.enabled {
@@ -173,7 +174,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         EngineConfig::from_config(&config, state_dir.clone()),
         shutdown.clone(),
     );
-    // Routes of deployed apps come back before READY, so a restart serves them at once.
+    // Routes of deployed apps come back before READY, so a restart serves them at once;
+    // leftovers of interrupted deployments are removed after, in the background.
     if let Err(e) = engine.reconcile().await {
         tracing::error!(error = %e, "reconciling with the container engine failed; apps may be unrouted");
     }
@@ -181,6 +183,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let state = AppState {
         started,
         client_handover: proxy.handover(),
+        certificates: Arc::clone(&proxy.certs),
         ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
     let grace = state.config.load().shutdown_grace();
@@ -308,6 +311,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     workers.join().await;
+    engine.wait_background().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -463,6 +467,52 @@ async fn status_line(
     )
 }
 
+/// Every app's domains (lower case), with the app that holds each.
+async fn app_hosts(db: &Db) -> Result<std::collections::HashMap<String, String>, DbError> {
+    let apps = db.call(|c| crate::db::apps::list(c)).await?;
+    Ok(apps
+        .into_iter()
+        .flat_map(|app| {
+            app.domains
+                .into_iter()
+                .map(move |d| (d.to_ascii_lowercase(), app.name.clone()))
+        })
+        .collect())
+}
+
+/// At start there is no older configuration to keep: a route or `[server] domain` for a host
+/// an app holds is left out, and the app keeps the host (a reload refuses such a file whole).
+async fn leave_out_app_hosts(config: &mut Config, db: &Db) -> Result<(), ServerError> {
+    let hosts = app_hosts(db).await?;
+    for host in config.without_hosts(&|h| hosts.contains_key(h)) {
+        tracing::error!(
+            host,
+            app = %hosts[&host.to_ascii_lowercase()],
+            "the configuration claims a domain of an app; left out, the app keeps it (change one of them, then reload)"
+        );
+    }
+    Ok(())
+}
+
+/// Why `new` cannot be applied while the apps hold the hosts they do, if it cannot.
+async fn app_host_conflicts(new: &Config, db: &Db) -> Result<(), String> {
+    let hosts = app_hosts(db)
+        .await
+        .map_err(|e| format!("cannot read the apps' domains: {e}"))?;
+    let mut conflicts: Vec<String> = hosts
+        .iter()
+        .filter_map(|(host, app)| {
+            new.host_holder(host)
+                .map(|holder| format!("`{host}` in {holder} is a domain of app `{app}`"))
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    conflicts.sort();
+    Err(conflicts.join("; "))
+}
+
 /// SIGHUP: reads the configuration again and applies what can change while running.
 async fn reload(
     state: &AppState,
@@ -485,6 +535,10 @@ async fn reload(
             return;
         }
     };
+    if let Err(e) = app_host_conflicts(&new, &state.db).await {
+        tracing::error!(error = %e, "reload refused; keeping the running configuration");
+        return;
+    }
     if let Err(e) = proxy.apply_config(&new, api_addr) {
         tracing::error!(error = %e, "reload refused; keeping the running configuration");
         return;

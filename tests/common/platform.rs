@@ -90,6 +90,14 @@ impl Platform {
         self.rivetr = rivetr;
     }
 
+    /// Starts Rivetr again on the same state and ports without waiting for it, to time how
+    /// soon it serves.
+    pub fn restart_without_waiting(&mut self) {
+        let mut launch = Launch::serve();
+        launch.env = self.env.clone();
+        self.rivetr = launch.start(&self.dir);
+    }
+
     /// `kill -9`, and wait until it is gone.
     pub fn kill9(&mut self) {
         self.rivetr.signal(libc::SIGKILL);
