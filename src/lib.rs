@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod generate;
+pub mod host;
 pub mod limits;
 pub mod logging;
 pub mod proxy;
@@ -52,7 +53,7 @@ pub struct AppState {
     pub runtime: runtime::SharedDetection,
     pub engine: engine::Engine,
     /// Where the API queues deployments: the engine (a trait, so handlers stay testable).
-    pub deployer: Arc<dyn api::enqueue::Deployer>,
+    pub deployer: Arc<dyn engine::Deployer>,
     /// The proxy's certificates, read for their states (valid until, errors, next attempt).
     pub certificates: Arc<proxy::tls::CertStore>,
 }

@@ -2158,3 +2158,139 @@ fn issue_11_the_package_build_uses_cargo_target_dir() {
         "the packaged binary is not the one built in CARGO_TARGET_DIR"
     );
 }
+
+mod issue_11_layering {
+    //! Issue 11, defect 18: dependencies between modules point one way (webhook -> api ->
+    //! engine -> runtime -> proxy, with config, db and systemd below), and the command-line
+    //! client, the other side of the API, imports nothing of the server's.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// Every `crate::<module>` a top-level module of `src/` names outside its unit tests and
+    /// comments, as (from, to) -> the files that do it.
+    fn module_edges() -> BTreeMap<(String, String), BTreeSet<String>> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut edges: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let rel = path
+                    .strip_prefix(&src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let from = rel
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(".rs")
+                    .to_owned();
+                if from == "main" {
+                    continue; // the binary sits above everything
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+                for line in code.lines() {
+                    let line = line.split("//").next().unwrap();
+                    for (at, _) in line.match_indices("crate::") {
+                        let to: String = line[at + "crate::".len()..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        if !to.is_empty()
+                            && to != from
+                            && to.starts_with(|c: char| c.is_lowercase())
+                        {
+                            edges
+                                .entry((from.clone(), to))
+                                .or_default()
+                                .insert(rel.clone());
+                        }
+                    }
+                }
+            }
+        }
+        edges
+    }
+
+    fn reaches(edges: &BTreeMap<(String, String), BTreeSet<String>>, from: &str, to: &str) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.to_owned()];
+        while let Some(m) = todo.pop() {
+            if m == to {
+                return true;
+            }
+            if seen.insert(m.clone()) {
+                todo.extend(
+                    edges
+                        .keys()
+                        .filter(|(a, _)| *a == m)
+                        .map(|(_, b)| b.clone()),
+                );
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn issue_11_module_dependencies_have_no_cycle() {
+        let edges = module_edges();
+        assert!(
+            edges.contains_key(&("api".to_owned(), "engine".to_owned())),
+            "the scan found no api -> engine import: it is not reading the sources"
+        );
+        let cycles: Vec<String> = edges
+            .iter()
+            .filter(|((a, b), _)| reaches(&edges, b, a))
+            .map(|((a, b), files)| format!("{a} -> {b} (in {files:?})"))
+            .collect();
+        assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
+    }
+
+    #[test]
+    fn issue_11_lower_modules_and_the_client_import_nothing_above_them() {
+        let edges = module_edges();
+        let forbidden = |from: &str, above: &[&str]| -> Vec<String> {
+            edges
+                .iter()
+                .filter(|((a, b), _)| a == from && above.contains(&b.as_str()))
+                .map(|((a, b), files)| format!("{a} -> {b} (in {files:?})"))
+                .collect()
+        };
+        let mut wrong = Vec::new();
+        for low in ["config", "db", "systemd", "host", "limits"] {
+            wrong.extend(forbidden(
+                low,
+                &[
+                    "api", "auth", "engine", "runtime", "proxy", "server", "client", "secrets",
+                ],
+            ));
+        }
+        wrong.extend(forbidden("engine", &["api", "server", "client"]));
+        wrong.extend(forbidden("runtime", &["api", "engine", "proxy", "server"]));
+        wrong.extend(forbidden(
+            "proxy",
+            &["api", "engine", "runtime", "db", "server"],
+        ));
+        wrong.extend(forbidden(
+            "client",
+            &[
+                "api", "engine", "runtime", "proxy", "server", "db", "auth", "secrets",
+            ],
+        ));
+        assert!(
+            wrong.is_empty(),
+            "imports against the layering:\n{}",
+            wrong.join("\n")
+        );
+    }
+}

@@ -257,7 +257,7 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
     if let Some(domains) = body.domains {
         let mut checked: Vec<String> = Vec::new();
         for (i, d) in domains.iter().enumerate() {
-            let d = crate::proxy::host::validate_route_host(d)
+            let d = crate::host::validate_route_host(d)
                 .map_err(|e| ApiError::invalid_value(&format!("domains[{i}]"), e))?;
             if checked.contains(&d) {
                 return Err(ApiError::invalid_value(

@@ -26,6 +26,7 @@ use crate::AppState;
 use crate::db::deployment_logs::LogLine;
 use crate::db::deployments::Deployment;
 use crate::engine::log::LogEvent;
+use crate::engine::{DeployRequest, Trigger};
 
 /// `POST /api/apps/{app}/deployments` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -180,9 +181,17 @@ pub async fn deploy(
             format!("`{r}` is not a branch or commit"),
         ));
     }
+    let app = find_app(&state, &app).await?;
+    let request = DeployRequest {
+        app_id: app.id,
+        app: app.name,
+        git_ref,
+        commit_sha: None,
+        trigger: Trigger::Api,
+    };
     let d = state
-        .engine
-        .deploy(&app, "api", git_ref)
+        .deployer
+        .enqueue(request)
         .await
         .map_err(engine_error)?;
     Ok((StatusCode::ACCEPTED, JsonResponse(d.into())))

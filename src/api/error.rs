@@ -56,11 +56,6 @@ impl ApiError {
         )
     }
 
-    /// 501 for a feature whose implementation has not landed yet.
-    pub fn not_implemented(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", message)
-    }
-
     /// A failure inside Rivetr: the client gets a generic message, the log gets the cause.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error while serving a request");

@@ -1,7 +1,7 @@
 //! The REST API: axum routers, one module per resource, merged here.
 //!
 //! The API reads and writes the database and hands work to the engine (through
-//! [`enqueue::Deployer`]); it never talks to a container engine itself. Errors reach clients
+//! [`crate::engine::Deployer`]); it never talks to a container engine itself. Errors reach clients
 //! as `{"error": {"code", "message"}}` (see [`error`]; [`extract`] makes rejections and
 //! bare error responses speak it too). Every `/api` route but two needs a bearer token
 //! ([`auth`]); the forge webhooks authenticate by signature ([`webhooks`]).
@@ -10,7 +10,6 @@ pub mod apps;
 pub mod auth;
 pub mod certificates;
 pub mod deployments;
-pub mod enqueue;
 pub mod env;
 pub mod error;
 pub mod extract;

@@ -19,7 +19,7 @@ use crate::db::tokens::{Refused, TokenRow};
 use crate::db::{Db, DbError};
 use crate::secrets::{SecretString, SecretsError};
 
-pub use client::{TrustedProxy, client_ip};
+pub use client::client_ip;
 pub use initial::{INITIAL_TOKEN_FILE, ensure_initial_token};
 pub use live::LiveTokens;
 pub use ratelimit::{FailureLimiter, Reservation, Scope};

@@ -4,6 +4,10 @@
 
 use super::types::{App, Deployment, EnvVar, KnownHost, LogLine};
 
+/// What a secret value is printed as. The API already masks secret values; the client does
+/// not rely on that alone.
+const SECRET_SHOWN_AS: &str = "********";
+
 /// Columns separated by two spaces, each as wide as its widest cell; the last one unpadded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -175,7 +179,7 @@ pub fn env(vars: &[EnvVar]) -> String {
                 },
                 // The API masks secret values; never trust that alone.
                 if v.secret {
-                    crate::api::env::MASK.to_owned()
+                    SECRET_SHOWN_AS.to_owned()
                 } else {
                     one_line(&v.value)
                 },

@@ -295,7 +295,9 @@ fn tls_connector(
             roots.add(cert).map_err(|e| err(e.to_string()))?;
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(crate::proxy::tls::provider())
+    // ring, as everywhere in Rivetr (Cargo.toml enables no other provider).
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)

@@ -13,6 +13,7 @@ mod env;
 mod error;
 pub mod keys;
 mod proxy;
+mod trusted_proxy;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, deserialize_with_location as parse_toml};
 pub use proxy::{AcmeSettings, Challenge, ProxyConfig, RouteConfig, TlsMode};
+pub use trusted_proxy::{TrustedProxy, canonical_ip};
 
 /// The whole configuration, one field per `[section]`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -108,7 +110,7 @@ pub struct ServerConfig {
     pub domain: String,
     /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client, for the
     /// limit on failed authentications and the logs. Empty: the peer address is the client.
-    pub trusted_proxies: Vec<crate::auth::TrustedProxy>,
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Log streams (Server-Sent Events) one API token may hold open at once.
     pub log_streams_per_token: NonZeroUsize,
 }
@@ -305,9 +307,9 @@ impl Config {
             }
         }
         if !self.server.domain.is_empty() {
-            let domain = crate::proxy::host::validate_route_host(&self.server.domain)
+            let domain = crate::host::validate_route_host(&self.server.domain)
                 .map_err(|e| error::located(source, text, "domain", 1, "server.domain", e))?;
-            if crate::proxy::host::is_wildcard(&domain) || seen.contains(domain.as_str()) {
+            if crate::host::is_wildcard(&domain) || seen.contains(domain.as_str()) {
                 return Err(error::located(
                     source,
                     text,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::proxy::host;
+use crate::host;
 
 /// `[proxy]`
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -23,6 +23,7 @@ mod pipeline;
 mod queue;
 mod reconcile;
 pub mod repo_files;
+pub mod request;
 pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +47,7 @@ use crate::runtime::{
 };
 use log::LogHub;
 pub use reconcile::ReconcileReport;
+pub use request::{DeployRequest, Deployer, Trigger};
 
 /// Label giving a container's replica number within its deployment.
 pub const LABEL_REPLICA: &str = "io.rivetr.replica";
@@ -192,19 +194,18 @@ impl Engine {
         answer.await.unwrap_or(0)
     }
 
-    /// Queues a deployment of `app` at `git_ref` (a branch or a commit id; `None`: the app's
-    /// branch). Returns it as queued.
-    pub async fn deploy(
-        &self,
-        app: &str,
-        trigger: &str,
-        git_ref: Option<String>,
-    ) -> Result<Deployment, EngineError> {
-        let app = self.app(app).await?;
+    /// Queues a deployment of the requested app at the request's commit, or its ref (a branch
+    /// or a commit id), or else the app's branch. Returns it as queued.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<Deployment, EngineError> {
+        let app = self.app(&request.app).await?;
+        if app.id != request.app_id {
+            return Err(EngineError::AppNotFound(request.app));
+        }
         // Without an engine the deployment could only fail; refuse it before recording it.
         self.shared.runtime()?;
         let app_id = app.id;
-        let trigger = trigger_str(trigger);
+        let trigger = request.trigger.as_str();
+        let git_ref = request.commit_sha.or(request.git_ref);
         let d = self
             .shared
             .db
@@ -380,16 +381,6 @@ impl Engine {
     }
 }
 
-/// Triggers are a small fixed vocabulary; anything else is recorded as `api`.
-fn trigger_str(t: &str) -> &'static str {
-    match t {
-        "webhook" => "webhook",
-        "rollback" => "rollback",
-        "cli" => "cli",
-        _ => "api",
-    }
-}
-
 impl Shared {
     fn runtime(&self) -> Result<Arc<dyn ContainerRuntime>, EngineError> {
         let detection = self.runtime.load();
@@ -428,7 +419,7 @@ impl Shared {
                 .map(|d| RouteSpec {
                     host: d.to_ascii_lowercase(),
                     upstreams: upstreams.clone(),
-                    tls: if crate::proxy::host::is_wildcard(d) {
+                    tls: if crate::host::is_wildcard(d) {
                         TlsMode::None
                     } else {
                         self.config.domain_tls
@@ -526,29 +517,11 @@ fn legacy_container_name(app: &str, deployment: i64, replica: u32) -> String {
     format!("rivetr-{app}-{deployment}-{replica}")
 }
 
-impl crate::api::enqueue::Deployer for Engine {
+impl Deployer for Engine {
     fn enqueue(
         &self,
-        request: crate::api::enqueue::DeployRequest,
-    ) -> futures_util::future::BoxFuture<
-        '_,
-        Result<crate::api::enqueue::Queued, crate::api::enqueue::DeployError>,
-    > {
-        use crate::api::enqueue::{DeployError, Queued};
-        Box::pin(async move {
-            let git_ref = request.commit_sha.or(request.git_ref);
-            match self
-                .deploy(&request.app, request.trigger.as_str(), git_ref)
-                .await
-            {
-                Ok(d) => Ok(Queued {
-                    deployment_id: d.id,
-                }),
-                Err(EngineError::AppNotFound(name)) => {
-                    Err(DeployError::Refused(format!("no app named `{name}`")))
-                }
-                Err(e) => Err(DeployError::Unavailable(e.to_string())),
-            }
-        })
+        request: DeployRequest,
+    ) -> futures_util::future::BoxFuture<'_, Result<Deployment, EngineError>> {
+        Box::pin(self.deploy(request))
     }
 }

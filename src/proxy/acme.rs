@@ -395,7 +395,7 @@ fn acme_domains(table: &RouteTable) -> BTreeSet<String> {
         .load()
         .specs()
         .iter()
-        .filter(|s| s.tls == TlsMode::Acme && !super::host::is_wildcard(&s.host))
+        .filter(|s| s.tls == TlsMode::Acme && !crate::host::is_wildcard(&s.host))
         .map(|s| s.host.clone())
         .collect()
 }

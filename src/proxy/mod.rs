@@ -26,7 +26,6 @@ pub mod body;
 pub mod forward;
 pub mod h1;
 pub mod handover;
-pub mod host;
 pub mod metrics;
 mod pages;
 pub mod plain;
@@ -285,7 +284,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
         Some(h) => h.to_str().ok()?,
         None => req.uri().authority()?.as_str(),
     };
-    host::normalize(raw)
+    crate::host::normalize(raw)
 }
 
 /// What one proxy worker thread serves with: the shared proxy and the worker's own pool.

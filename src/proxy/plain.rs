@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::ProxyBody;
 use super::forward::{Peer, Scheme, write_upstream_head};
-use super::{ACME_HTTP01_PREFIX, Worker, h1, host};
+use super::{ACME_HTTP01_PREFIX, Worker, h1};
+use crate::host;
 
 /// A request head longer than this is left to hyper (which accepts more, or refuses it).
 const MAX_HEAD: usize = 16 * 1024;

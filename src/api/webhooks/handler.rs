@@ -7,7 +7,7 @@
 //! and the event (400 naming the header or field). Then [`super::decide`]: a ping answers 200,
 //! anything that does not deploy 202 with the reason, and a push to the app's branch claims
 //! the delivery id (a repeat answers 200 and queues nothing) and goes to the engine through
-//! [`crate::api::enqueue::Deployer`]. If the engine refuses, the claim is released so the
+//! [`crate::engine::Deployer`]. If the engine refuses, the claim is released so the
 //! forge's retry is not mistaken for a repeat.
 
 use std::net::SocketAddr;
@@ -21,10 +21,11 @@ use utoipa::ToSchema;
 
 use super::{BODY_LIMIT, Decision, Provider, WebhookError};
 use crate::AppState;
-use crate::api::enqueue::{DeployRequest, Trigger};
+use crate::api::apps::engine_error;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Path, read_body};
 use crate::auth::Scope;
+use crate::engine::{DeployRequest, Trigger};
 use crate::secrets::Purpose;
 
 /// The answer to a delivery the signature check let through.
@@ -70,7 +71,7 @@ fn answer(
         (status = 404, description = "Unknown provider or app", body = ErrorBody),
         (status = 413, description = "Body over 5 MB", body = ErrorBody),
         (status = 429, description = "Too many failed signatures from this address for this app", body = ErrorBody),
-        (status = 501, description = "The deployment engine is not wired into this build", body = ErrorBody),
+        (status = 503, description = "No container engine, or the engine is stopping: nothing was queued", body = ErrorBody),
     )
 )]
 pub async fn receive(
@@ -202,7 +203,7 @@ async fn deploy(state: &AppState, request: DeployRequest) -> Result<Response, Ap
     match state.deployer.enqueue(request).await {
         Ok(queued) => {
             let id = delivery_id.clone();
-            let deployment_id = queued.deployment_id;
+            let deployment_id = queued.id;
             state
                 .db
                 .call(move |c| {
@@ -231,7 +232,7 @@ async fn deploy(state: &AppState, request: DeployRequest) -> Result<Response, Ap
                 .call(move |c| crate::db::webhooks::release_delivery(c, app_id, provider, &id))
                 .await
                 .map_err(ApiError::internal)?;
-            Err(e.into())
+            Err(engine_error(e))
         }
     }
 }

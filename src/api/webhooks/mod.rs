@@ -5,7 +5,7 @@
 //! [`Event`]. [`decide`] turns an event into what Rivetr does about it, and [`handler`] is the
 //! HTTP side: it finds the app and its encrypted secret, limits failures, deduplicates
 //! deliveries and hands a deployable push to the engine through
-//! [`crate::api::enqueue::Deployer`]. [`secret`] makes and rotates an app's webhook secret.
+//! [`crate::engine::Deployer`]. [`secret`] makes and rotates an app's webhook secret.
 //!
 //! Nothing here logs a secret or a signature.
 

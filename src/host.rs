@@ -1,4 +1,8 @@
 //! Host names: normalising the `Host` of a request and validating the hosts routes are for.
+//!
+//! A leaf module: the configuration ([`crate::config`]), the API (app domains), the engine
+//! (app routes) and the proxy (request routing) all speak of hosts the same way, and none of
+//! them has to import another for it.
 
 /// The host of a request in the form routes are keyed by: lower case, without a port and
 /// without a trailing dot. `None` for something that cannot be a host name.
