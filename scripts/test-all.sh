@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-}"
+# Everything is built under target/ci rather than cargo's default target/: the packages are
+# built from whatever CARGO_TARGET_DIR says, and a script that read target/release instead
+# (issue 11, defect 15) fails here instead of packaging a stale binary.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/ci}"
 
 . scripts/test-env/packages.sh
 
