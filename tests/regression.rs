@@ -1889,6 +1889,9 @@ fn issue_11_a_restart_serves_at_once_and_removes_leftovers_in_the_background() {
     // The engine's own part (Podman computes its whole /info for Rivetr to learn its
     // version and whether it is rootless) depends on the machine, not on the leftovers; the
     // rest is Rivetr's, and is where the leftovers used to be removed.
+    // The proxy can answer before the line saying so is written.
+    p.rivetr
+        .wait_log("rivetr is serving", Duration::from_secs(10));
     let log = p.rivetr.log();
     let engine_answered = log_time(&log, "container runtime found");
     let serving_logged = log_time(&log, "rivetr is serving");
