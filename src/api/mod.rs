@@ -107,8 +107,20 @@ pub fn service(
     )
 }
 
-async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+/// Paths no route matched: the dashboard's (see [`crate::ui`]) outside `/api` and
+/// `/webhooks`, a JSON 404 everywhere else.
+async fn not_found(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::ui::is_dashboard_path(uri.path())
+        && let Some(res) = crate::ui::serve(&method, uri.path(), &headers)
+    {
+        return res;
+    }
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }
 
 #[cfg(test)]
