@@ -9,7 +9,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::api::{Api, initial_token};
+use common::api::{Api, initial_token, request};
+use common::platform::{GitRepo, Platform, unique_name};
+use common::sse::Sse;
 use common::{Launch, Rivetr, TestDir};
 
 fn start(dir: &TestDir) -> (Rivetr, Api) {
@@ -215,4 +217,235 @@ fn assets_are_precompressed_immutable_and_revalidated_by_etag() {
     let missing = fetch(rivetr.api(), "GET", "/assets/index-00000000.js", &[]);
     assert_eq!(missing.status, 404);
     assert_security_headers(&missing, "404");
+}
+
+/// `rivetr_session=<value>` from a Set-Cookie header.
+fn session_cookie(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+fn sign_in(addr: SocketAddr, token: &str, extra: &[(&str, &str)]) -> common::api::Resp {
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend_from_slice(extra);
+    request(
+        addr,
+        "POST",
+        "/api/session",
+        &headers,
+        format!("{{\"token\": \"{token}\"}}").as_bytes(),
+    )
+}
+
+#[test]
+fn a_token_becomes_a_strict_http_only_session_that_ends_on_sign_out_and_revocation() {
+    let dir = TestDir::new();
+    let (rivetr, api) = start(&dir);
+    let addr = rivetr.api();
+
+    let bad = sign_in(addr, &format!("rvt_{}", "0".repeat(64)), &[]);
+    assert_eq!(bad.status, 401, "{}", bad.body);
+    assert!(bad.header("set-cookie").is_none());
+
+    let ok = sign_in(addr, &api.token, &[]);
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    assert_eq!(ok.json()["token_name"], "initial-admin");
+    let set = ok.header("set-cookie").unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    assert!(!set.contains(&api.token), "the token is not the cookie");
+    let cookie = session_cookie(&set);
+    let value = cookie.strip_prefix("rivetr_session=").unwrap().to_owned();
+
+    // Stored hashed: the row holds SHA-256 of the value, and the value is nowhere.
+    let db = common::api::open_db(dir.path());
+    let stored: Vec<u8> = db
+        .query_row("SELECT secret_hash FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, rivetr::auth::hash(&value).to_vec());
+    drop(db);
+
+    // Over HTTPS (the proxy says so) the cookie is Secure.
+    let tls = sign_in(addr, &api.token, &[("X-Forwarded-Proto", "https")]);
+    assert!(tls.header("set-cookie").unwrap().contains("; Secure"));
+
+    // The cookie authenticates reads ...
+    let me = request(addr, "GET", "/api/session", &[("Cookie", &cookie)], b"");
+    assert_eq!(me.status, 200, "{}", me.body);
+    let apps = request(addr, "GET", "/api/apps", &[("Cookie", &cookie)], b"");
+    assert_eq!(apps.status, 200, "{}", apps.body);
+
+    // ... and changes only from the dashboard's own origin (or with its header).
+    let create = |headers: &[(&str, &str)], name: &str| {
+        let mut h = vec![
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        h.extend_from_slice(headers);
+        request(
+            addr,
+            "POST",
+            "/api/tokens",
+            &h,
+            format!("{{\"name\": \"{name}\"}}").as_bytes(),
+        )
+    };
+    let none = create(&[], "a");
+    assert_eq!(none.status, 403, "{}", none.body);
+    assert_eq!(none.code(), "forbidden");
+    let evil = create(&[("Origin", "http://evil.test")], "b");
+    assert_eq!(evil.status, 403, "{}", evil.body);
+    let other_port = create(&[("Origin", "http://localhost:1")], "c");
+    assert_eq!(other_port.status, 403, "{}", other_port.body);
+    let same = create(&[("Origin", "http://localhost")], "d");
+    assert_eq!(same.status, 201, "{}", same.body);
+    let header = create(&[("X-Rivetr-Request", "1")], "e");
+    assert_eq!(header.status, 201, "{}", header.body);
+    // Bearer clients are unaffected: no Origin needed.
+    assert_eq!(
+        api.post_json("/api/tokens", "{\"name\": \"f\"}").status,
+        201
+    );
+
+    // Sign-out ends the session; the old cookie no longer works.
+    let out = request(
+        addr,
+        "DELETE",
+        "/api/session",
+        &[("Cookie", &cookie), ("Origin", "http://localhost")],
+        b"",
+    );
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let after = request(addr, "GET", "/api/apps", &[("Cookie", &cookie)], b"");
+    assert_eq!(after.status, 401, "{}", after.body);
+
+    // Revoking the token ends its sessions.
+    let token = same.json()["token"].as_str().unwrap().to_owned();
+    let id = same.json()["id"].as_i64().unwrap();
+    let second = session_cookie(sign_in(addr, &token, &[]).header("set-cookie").unwrap());
+    let before = request(addr, "GET", "/api/apps", &[("Cookie", &second)], b"");
+    assert_eq!(before.status, 200);
+    assert_eq!(api.delete(&format!("/api/tokens/{id}")).status, 200);
+    let revoked = request(addr, "GET", "/api/apps", &[("Cookie", &second)], b"");
+    assert_eq!(revoked.status, 401, "{}", revoked.body);
+    assert_eq!(
+        sign_in(addr, &token, &[]).status,
+        401,
+        "a revoked token cannot sign in"
+    );
+
+    // Failed sign-ins count toward the client's limit, shared with bearer tokens.
+    for _ in 0..12 {
+        sign_in(addr, "not-a-token", &[]);
+    }
+    let limited = sign_in(addr, &api.token, &[]);
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.header("retry-after").is_some());
+    let bearer = request(
+        addr,
+        "GET",
+        "/api/apps",
+        &[("Authorization", "Bearer rvt_wrong")],
+        b"",
+    );
+    assert_eq!(bearer.status, 429);
+}
+
+#[test]
+fn the_event_stream_reports_deployments_and_the_log_resumes_after_last_event_id() {
+    let Some(socket) = common::platform::podman_socket("dashboard events") else {
+        return;
+    };
+    let platform = Platform::start(&socket, &[]);
+    let addr = platform.rivetr.api();
+    let cookie = session_cookie(
+        sign_in(addr, &platform.token, &[])
+            .header("set-cookie")
+            .unwrap(),
+    );
+    let mut events = Sse::open(addr, "/api/events", &[("Cookie", &cookie)]);
+    assert_eq!(events.status, 200);
+    assert_eq!(events.next().unwrap().event, "ready");
+
+    let repo = GitRepo::new("<h1>events</h1>\n");
+    let app = platform.create_app(&unique_name("ev"), repo.path(), serde_json::json!({}));
+    let created = events.next().unwrap();
+    assert_eq!(created.event, "app");
+    assert_eq!(created.json()["app"], app.as_str());
+    assert_eq!(created.json()["status"], "created");
+
+    let id = platform.deploy(&app, None);
+    let mut seen = Vec::new();
+    let mut last_seq = created.id.clone().unwrap().parse::<u64>().unwrap();
+    loop {
+        let e = events.next().expect("the stream goes on");
+        let seq: u64 = e.id.clone().unwrap().parse().unwrap();
+        assert_eq!(seq, last_seq + 1, "ids rise by one: {e:?}");
+        last_seq = seq;
+        let data = e.json();
+        assert_eq!(data["deployment"], id, "{e:?}");
+        seen.push((e.event.clone(), data["status"].as_str().unwrap().to_owned()));
+        if e.event == "deployment_finished" {
+            break;
+        }
+    }
+    let expected: Vec<(String, String)> = [
+        ("deployment_created", "queued"),
+        ("deployment_stage", "cloning"),
+        ("deployment_stage", "building"),
+        ("deployment_stage", "starting"),
+        ("deployment_stage", "health_checking"),
+        ("deployment_stage", "switching"),
+        ("deployment_finished", "running"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+
+    // The log: read part of it, drop the connection, resume from the last id: together
+    // they are the whole log, in order, without a repeat.
+    let path = format!("/api/deployments/{id}/logs?follow=1");
+    let mut first = Sse::open(addr, &path, &[("Cookie", &cookie)]);
+    let mut got: Vec<i64> = Vec::new();
+    for _ in 0..3 {
+        let e = first.next().unwrap();
+        assert_eq!(e.event, "line");
+        let line_id: i64 = e.id.clone().unwrap().parse().unwrap();
+        assert_eq!(e.json()["id"], line_id, "the event id is the line's id");
+        got.push(line_id);
+    }
+    drop(first);
+    let last = got.last().unwrap().to_string();
+    let mut resumed = Sse::open(
+        addr,
+        &path,
+        &[("Cookie", &cookie), ("Last-Event-ID", &last)],
+    );
+    loop {
+        let e = resumed.next().expect("an end event");
+        if e.event == "end" {
+            assert_eq!(e.json()["status"], "running");
+            break;
+        }
+        got.push(e.id.unwrap().parse().unwrap());
+    }
+    let (_, all) = platform.api("GET", &format!("/api/deployments/{id}/logs"), None);
+    let all: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, all);
+    let bad = request(
+        addr,
+        "GET",
+        &path,
+        &[("Cookie", &cookie), ("Last-Event-ID", "yesterday")],
+        b"",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
 }

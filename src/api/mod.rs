@@ -3,8 +3,9 @@
 //! The API reads and writes the database and hands work to the engine (through
 //! [`enqueue::Deployer`]); it never talks to a container engine itself. Errors reach clients
 //! as `{"error": {"code", "message"}}` (see [`error`]; [`extract`] makes rejections and
-//! bare error responses speak it too). Every `/api` route but two needs a bearer token
-//! ([`auth`]); the forge webhooks authenticate by signature ([`webhooks`]).
+//! bare error responses speak it too). Every `/api` route but a few needs a bearer token
+//! ([`auth`]) or the dashboard's session cookie ([`session`]); the forge webhooks
+//! authenticate by signature ([`webhooks`]).
 
 pub mod apps;
 pub mod auth;
@@ -12,9 +13,12 @@ pub mod deployments;
 pub mod enqueue;
 pub mod env;
 pub mod error;
+pub mod events;
 pub mod extract;
 mod health;
 pub mod openapi;
+pub mod session;
+mod system;
 pub mod tokens;
 pub mod webhooks;
 
@@ -39,6 +43,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(
+            session::sign_in,
+            session::current,
+            session::sign_out
+        ))
+        .routes(routes!(events::events))
+        .routes(routes!(system::system))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(apps::list_apps, apps::create_app))

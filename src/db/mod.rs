@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod env_vars;
 mod migrate;
 pub mod secret_key;
+pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 
