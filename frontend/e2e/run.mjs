@@ -74,13 +74,23 @@ async function capture(p, name) {
   if (overflow > 1) violations.push(`${name}: the page is ${overflow}px wider than a 375px phone screen`);
   await p.setViewportSize(DESKTOP);
   const route = new URL(p.url()).pathname.replace(/\/\d+$/, "/:id");
-  if (!checked.has(route)) {
-    checked.add(route);
-    const result = await new AxeBuilder({ page: p }).analyze();
-    for (const v of result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
-      violations.push(`${name} (${route}): ${v.impact} ${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join("; ")}`);
+  const fresh = !checked.has(route);
+  checked.add(route);
+  // Dark theme (it follows the system): a screenshot, and the axe check in both themes.
+  for (const scheme of ["light", "dark"]) {
+    await p.emulateMedia({ colorScheme: scheme });
+    // Buttons and fields fade between colours (transition-colors): let them arrive.
+    await p.waitForTimeout(400);
+    if (scheme === "dark") await p.screenshot({ path: join(SHOTS, `${base}-dark.png`), fullPage: true, caret: "initial" });
+    if (fresh) {
+      const result = await new AxeBuilder({ page: p }).analyze();
+      for (const v of result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
+        const where = v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join("; ");
+        violations.push(`${name} (${route}, ${scheme}): ${v.impact} ${v.id}: ${v.help} — ${where}`);
+      }
     }
   }
+  await p.emulateMedia({ colorScheme: "light" });
 }
 
 let current = "";
@@ -277,6 +287,8 @@ try {
     const other = await context.newPage();
     await other.goto(`${BASE}/apps/${APP}`);
     await other.locator('[data-live="on"]').waitFor();
+    // The two deployments so far (the first, the broken one) are listed.
+    await other.locator("li[data-deployment]").nth(1).waitFor();
     const before = await other.locator("li[data-deployment]").count();
     await page.getByRole("button", { name: "Deploy now" }).click();
     const link = page.getByRole("status").getByRole("link");

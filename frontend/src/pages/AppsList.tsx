@@ -40,7 +40,15 @@ export function AppsList() {
                     <Link to={`/apps/${enc(a.name)}`} className="font-medium underline-offset-4 hover:underline">
                       {a.name}
                     </Link>
-                    <div className="mt-0.5 truncate text-xs text-muted-foreground md:hidden">{a.domains.join(", ")}</div>
+                    <ul className="mt-0.5 grid gap-0.5 text-xs md:hidden">
+                      {a.domains.map((d) => (
+                        <li key={d} className="truncate">
+                          <a className="text-primary underline-offset-4 hover:underline" href={`//${d}`} target="_blank" rel="noreferrer">
+                            {d}
+                          </a>
+                        </li>
+                      ))}
+                    </ul>
                   </td>
                   <td className="px-4 py-3">
                     <StatusBadge status={a.status} />

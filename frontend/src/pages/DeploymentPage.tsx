@@ -46,7 +46,7 @@ export function DeploymentPage() {
               Cancel
             </Button>
           )}
-          {d && (status === "running" || status === "replaced") && d.image && (
+          {d && status === "replaced" && d.image && (
             <Button variant="outline" onClick={() => rollback.mutate()} disabled={rollback.isPending}>
               Roll back to this deployment
             </Button>

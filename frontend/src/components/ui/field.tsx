@@ -21,7 +21,7 @@ export function Field({
 }) {
   const described = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(" ") || undefined;
   return (
-    <div className={cn("grid gap-1.5", className)}>
+    <div className={cn("grid content-start gap-1.5", className)}>
       <Label htmlFor={id}>{label}</Label>
       {React.cloneElement(children, { id, "aria-invalid": error ? true : undefined, "aria-describedby": described })}
       {hint && (
