@@ -14,11 +14,18 @@ export CI="${CI:-}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
-# systemd: systemd-socket-activate; pebble: the ACME test CA.
-ensure_packages systemd git sqlite3 pebble
+# systemd: systemd-socket-activate; pebble: the ACME test CA; chromium: the dashboard's
+# end-to-end test (tests/dashboard_e2e.rs drives it with playwright-core).
+ensure_packages systemd git sqlite3 pebble chromium fonts-dejavu-core
+# The dashboard's end-to-end test saves its screenshots here (printed again at the end).
+export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
 
 step "cargo fmt --check"
 cargo fmt --check
+
+step "dashboard: npm ci, typecheck (tsc --noEmit), component tests (vitest)"
+# Node.js 20.19+ and npm build the dashboard (build.rs); they come with the machine.
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm test --silent)
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
@@ -28,5 +35,7 @@ scripts/test-env/engines.sh cargo test --all-targets --locked
 
 step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
 scripts/test-env/package-e2e.sh
+
+step "dashboard screenshots (desktop, phone and dark, per step of the e2e test): $RIVETR_E2E_SHOTS"
 
 step "all tests passed"

@@ -449,3 +449,45 @@ fn the_event_stream_reports_deployments_and_the_log_resumes_after_last_event_id(
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+/// The dashboard's API types (`frontend/src/lib/api-types.ts`) are generated from the
+/// running binary's `/api/openapi.json` with openapi-typescript; this fails when they differ,
+/// so the API and the dashboard cannot drift apart. `RIVETR_UPDATE_API_TYPES=1` rewrites the
+/// file instead.
+#[test]
+fn the_dashboards_api_types_match_what_the_binary_documents() {
+    let dir = TestDir::new();
+    let (rivetr, _) = start(&dir);
+    let doc = fetch(rivetr.api(), "GET", "/api/openapi.json", &[]);
+    assert_eq!(doc.status, 200);
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(&spec, &doc.body).unwrap();
+    let generated = dir.path().join("api-types.ts");
+    let frontend = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend");
+    let out = Command::new("node")
+        .arg("node_modules/openapi-typescript/bin/cli.js")
+        .arg(&spec)
+        .arg("--output")
+        .arg(&generated)
+        .current_dir(&frontend)
+        .output()
+        .expect("node runs openapi-typescript (installed by the dashboard's build)");
+    assert!(
+        out.status.success(),
+        "openapi-typescript failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = std::fs::read_to_string(&generated).unwrap();
+    let committed_path = frontend.join("src/lib/api-types.ts");
+    if std::env::var("RIVETR_UPDATE_API_TYPES").is_ok_and(|v| v == "1") {
+        std::fs::write(&committed_path, &fresh).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "frontend/src/lib/api-types.ts differs from what this binary documents at \
+         /api/openapi.json; regenerate it with\n    RIVETR_UPDATE_API_TYPES=1 cargo test --test \
+         dashboard the_dashboards_api_types\nand commit it"
+    );
+}

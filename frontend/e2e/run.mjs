@@ -278,7 +278,8 @@ try {
   await step("a second tab sees the new deployment without reload", async () => {
     commit(
       {
-        Dockerfile: "FROM localhost/busybox:test\nCOPY www /www\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+        // `seq` makes a build log of over 10,000 lines, which the page must keep up with.
+        Dockerfile: "FROM localhost/busybox:test\nRUN seq 1 10000\nCOPY www /www\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
         "www/index.html": "<h1>version two</h1>\n",
       },
       "version two",
@@ -299,6 +300,30 @@ try {
     if (seenIn > 1_000) throw new Error(`the second tab saw the deployment after ${seenIn} ms`);
     const after = await other.locator("li[data-deployment]").count();
     if (after !== before + 1) throw new Error(`second tab: ${before} then ${after} deployments`);
+    // Meanwhile the first tab follows the deployment's log of 10,000+ lines: every line
+    // arrives, only the visible ones are in the page, and the tab never freezes (the longest
+    // gap between two animation frames stays short).
+    await page.evaluate(() => {
+      const w = window;
+      w.__maxGap = 0;
+      let last = performance.now();
+      const tick = (t) => {
+        w.__maxGap = Math.max(w.__maxGap, t - last);
+        last = t;
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    });
+    await link.click();
+    await followDeployment(page, "running");
+    const lines = Number(await page.getByRole("log").getAttribute("data-lines"));
+    if (lines < 10_000) throw new Error(`only ${lines} log lines arrived`);
+    const rows = await page.locator("[data-line-id]").count();
+    if (rows > 300) throw new Error(`${rows} log lines in the page at once`);
+    const maxGap = await page.evaluate(() => window.__maxGap);
+    console.log(`     ${lines} log lines; longest frame gap while streaming ${maxGap.toFixed(0)} ms; ${rows} lines in the page`);
+    if (maxGap > 1_000) throw new Error(`the tab froze for ${maxGap.toFixed(0)} ms while the log streamed`);
+    await capture(page, "long-log");
     // It also follows the deployment to its end, still without a reload.
     await other.locator(`li[data-deployment="${second}"][data-status="running"]`).waitFor({ timeout: 180_000 });
     await capture(other, "second-tab");

@@ -86,11 +86,11 @@ export function SystemPage() {
                   <tbody>
                     {s.proxy.map((r) => (
                       <tr key={r.host} className="border-t">
-                        <td className="py-1 pr-4">{r.host}</td>
+                        <td className="break-all py-1 pr-4">{r.host}</td>
                         <td className="py-1 pr-4">{r.requests}</td>
                         <td className="py-1 pr-4">{r.responses_5xx}</td>
-                        <td className="py-1 pr-4">{bytes(r.bytes_in)}</td>
-                        <td className="py-1">{bytes(r.bytes_out)}</td>
+                        <td className="whitespace-nowrap py-1 pr-4">{bytes(r.bytes_in)}</td>
+                        <td className="whitespace-nowrap py-1">{bytes(r.bytes_out)}</td>
                       </tr>
                     ))}
                   </tbody>
