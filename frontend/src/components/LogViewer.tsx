@@ -43,7 +43,11 @@ export function LogViewer({
   useEffect(() => {
     const el = box.current;
     if (!el || typeof ResizeObserver === "undefined") return;
-    const ro = new ResizeObserver(() => setHeight(el.clientHeight || 480));
+    const ro = new ResizeObserver(() => {
+      setHeight(el.clientHeight || 480);
+      // A reader following the newest line keeps following it when the box changes size.
+      if (stick.current) el.scrollTop = el.scrollHeight;
+    });
     ro.observe(el);
     return () => ro.disconnect();
   }, []);
