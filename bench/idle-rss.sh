@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/rivetr"
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api=$(free_port); http=$(free_port)
 (cd "$work" && RIVETR_SERVER_API_LISTEN=127.0.0.1:$api RIVETR_PROXY_HTTP_LISTEN=127.0.0.1:$http \
-    exec "$OLDPWD/target/release/rivetr" serve 2>"$work/log") &
+    exec "$bin" serve 2>"$work/log") &
 pid=$!
 for _ in $(seq 1 200); do
     curl -fsS "http://127.0.0.1:$api/api/health" >/dev/null 2>&1 && break

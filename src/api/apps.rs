@@ -104,13 +104,30 @@ pub struct AppView {
     pub resources: ResourcesView,
     pub replicas: u32,
     pub stopped: bool,
+    /// `running`, `deploying` (a deployment is under way), `failed` (the last deployment
+    /// failed and no version serves), `stopped`, or `new` (never deployed).
+    pub status: String,
     /// The deployment in service, if any.
     pub running_deployment: Option<i64>,
     /// The certificate of each domain, in the order of `domains`.
     pub certificates: Vec<super::certificates::CertificateView>,
+    /// The commit of the deployment in service.
+    pub current_commit: Option<String>,
+    /// The newest deployment, whatever its status.
+    pub latest_deployment: Option<LatestDeployment>,
     pub webhooks: WebhookUrls,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The newest deployment of an app, in short.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatestDeployment {
+    pub id: i64,
+    pub status: String,
+    pub queued_at: String,
+    /// When it ended (running, failed, ...), if it has.
+    pub finished_at: Option<String>,
 }
 
 /// `POST /api/apps` answer: the app and, this once, its webhook secret.
@@ -151,14 +168,45 @@ pub(super) async fn find_app(state: &AppState, name: &str) -> Result<App, ApiErr
         .ok_or_else(|| ApiError::not_found(format!("no app named `{name}`")))
 }
 
+/// What the app is doing, from its flag and its deployments.
+fn app_status(
+    stopped: bool,
+    running: Option<&crate::db::deployments::Deployment>,
+    latest: Option<&crate::db::deployments::Deployment>,
+) -> &'static str {
+    if stopped {
+        "stopped"
+    } else if latest.is_some_and(|d| !d.status.is_final()) {
+        "deploying"
+    } else if running.is_some() {
+        "running"
+    } else if latest.is_some() {
+        "failed"
+    } else {
+        "new"
+    }
+}
+
 async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView, ApiError> {
     let id = app.id;
-    let running = state
+    let (running, latest) = state
         .db
-        .call(move |c| crate::db::deployments::running(c, id))
+        .call(move |c| {
+            let running = crate::db::deployments::running(c, id)?;
+            let latest = crate::db::deployments::list_for_app(c, id, 1)?.pop();
+            Ok((running, latest))
+        })
         .await
-        .map_err(ApiError::internal)?
-        .map(|d| d.id);
+        .map_err(ApiError::internal)?;
+    let status = app_status(app.stopped, running.as_ref(), latest.as_ref()).to_owned();
+    let current_commit = running.as_ref().and_then(|d| d.commit_sha.clone());
+    let running = running.map(|d| d.id);
+    let latest_deployment = latest.map(|d| LatestDeployment {
+        id: d.id,
+        status: d.status.as_str().to_owned(),
+        queued_at: d.queued_at,
+        finished_at: d.finished_at.or(d.running_at),
+    });
     let deploy_key = state
         .db
         .call(move |c| crate::db::deploy_keys::fingerprint(c, id))
@@ -188,8 +236,11 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         },
         replicas: app.replicas,
         stopped: app.stopped,
+        status,
         running_deployment: running,
         certificates,
+        current_commit,
+        latest_deployment,
         created_at: app.created_at,
         updated_at: app.updated_at,
     })
@@ -443,6 +494,7 @@ pub async fn create_app(
         .map_err(ApiError::internal)?;
     let app = find_app(&state, &name).await?;
     tracing::info!(app = %name, "app created");
+    state.engine.app_changed(&name, "created");
     Ok((
         StatusCode::CREATED,
         JsonResponse(CreatedApp {
@@ -556,6 +608,7 @@ pub async fn update_app(
         }
     }
     let app = find_app(&state, &name).await?;
+    state.engine.app_changed(&name, "updated");
     Ok(JsonResponse(view(&state, &headers, app).await?))
 }
 

@@ -33,8 +33,8 @@ use crate::AppState;
 use crate::auth::Scope;
 use crate::db::tokens::Lookup;
 
-/// The `/api` paths that need no token.
-pub const PUBLIC_PATHS: &[&str] = &["/api/health", "/api/openapi.json"];
+/// The `/api` paths that need no token (`/api/session` checks what it is given itself).
+pub const PUBLIC_PATHS: &[&str] = &["/api/health", "/api/openapi.json", "/api/session"];
 
 /// Query parameters that look like someone put a credential in the URL.
 const CREDENTIAL_PARAMS: &[&str] = &[
@@ -116,6 +116,19 @@ pub async fn require_token(
 ) -> Response {
     if !is_protected(req.uri().path()) {
         return next.run(req).await;
+    }
+    // The dashboard's session cookie, for requests without an Authorization header.
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    if let Some(outcome) =
+        super::session::caller_by_cookie(&state, &method, &path, req.headers()).await
+    {
+        return match outcome {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                next.run(req).await
+            }
+            Err(refusal) => refusal,
+        };
     }
     let peer = peer_of(&req);
     let client = client_of(&state, req.headers(), peer);

@@ -297,14 +297,19 @@ fn wants_follow(v: &Option<String>) -> bool {
 }
 
 /// A deployment's log: a JSON array, or with `follow=1` Server-Sent Events: every stored
-/// line (`event: line`), then new lines as they come, then `event: end` with the final
-/// status.
+/// line (`event: line`, with the line's id as the event's `id:`), then new lines as they
+/// come, then `event: end` with the final status. A `Last-Event-ID` header (sent by a
+/// browser's EventSource when it reconnects) resumes after that line: no gap, no repeat.
 #[utoipa::path(
     get,
     path = "/api/deployments/{id}/logs",
     tag = "deployments",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "The deployment's id"), LogParams),
+    params(
+        ("id" = i64, Path, description = "The deployment's id"),
+        LogParams,
+        ("Last-Event-ID" = Option<i64>, Header, description = "With follow=1: send only the lines after this one"),
+    ),
     responses(
         (status = 200, description = "The lines so far (or an event stream with follow=1)", body = Vec<LogLineView>),
         (status = 404, description = "No such deployment", body = ErrorBody),
@@ -316,6 +321,7 @@ pub async fn deployment_logs(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     Query(params): Query<LogParams>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     state.engine.deployment(id).await.map_err(engine_error)?;
     if !wants_follow(&params.follow) {
@@ -328,7 +334,8 @@ pub async fn deployment_logs(
         return Ok(JsonResponse(lines).into_response());
     }
     let guard = open_stream(&state, &caller)?;
-    Ok(Sse::new(guarded(follow_deployment(state, id), guard))
+    let after = last_event_id(&headers)?;
+    Ok(Sse::new(guarded(follow_deployment(state, id, after), guard))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -337,6 +344,24 @@ pub async fn deployment_logs(
 fn open_stream(state: &AppState, caller: &Caller) -> Result<StreamGuard, ApiError> {
     let limit = state.config.load().server.log_streams_per_token.get();
     state.streams.open(caller.token_id, limit)
+}
+
+/// The line a reconnecting client last received; 0 for a first connection.
+fn last_event_id(headers: &axum::http::HeaderMap) -> Result<i64, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(0);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_header",
+                "header `Last-Event-ID`: the id of a log line (a whole number)",
+            )
+        })
 }
 
 fn line_event(l: LogLine) -> Event {
@@ -356,9 +381,13 @@ fn end_event(status: &str) -> Event {
 
 /// Backlog, then live lines, then the end. Subscribing before reading the backlog, and
 /// skipping live lines already in it, leaves neither a gap nor a duplicate.
-fn follow_deployment(state: AppState, id: i64) -> impl Stream<Item = Result<Event, Infallible>> {
+fn follow_deployment(
+    state: AppState,
+    id: i64,
+    after: i64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream(move |tx| async move {
-        let mut last = 0i64;
+        let mut last = after;
         loop {
             let live = state.engine.logs().subscribe(id);
             let backlog = state

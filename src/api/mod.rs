@@ -3,8 +3,9 @@
 //! The API reads and writes the database and hands work to the engine (through
 //! [`crate::engine::Deployer`]); it never talks to a container engine itself. Errors reach clients
 //! as `{"error": {"code", "message"}}` (see [`error`]; [`extract`] makes rejections and
-//! bare error responses speak it too). Every `/api` route but two needs a bearer token
-//! ([`auth`]); the forge webhooks authenticate by signature ([`webhooks`]).
+//! bare error responses speak it too). Every `/api` route but a few needs a bearer token
+//! ([`auth`]) or the dashboard's session cookie ([`session`]); the forge webhooks
+//! authenticate by signature ([`webhooks`]).
 
 pub mod apps;
 pub mod auth;
@@ -12,11 +13,14 @@ pub mod certificates;
 pub mod deployments;
 pub mod env;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod git_access;
 mod health;
 pub mod openapi;
 pub mod streams;
+pub mod session;
+mod system;
 pub mod tokens;
 pub mod webhooks;
 
@@ -41,6 +45,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(
+            session::sign_in,
+            session::current,
+            session::sign_out
+        ))
+        .routes(routes!(events::events))
+        .routes(routes!(system::system))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(apps::list_apps, apps::create_app))
@@ -123,8 +134,20 @@ pub fn service(
     )
 }
 
-async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+/// Paths no route matched: the dashboard's (see [`crate::ui`]) outside `/api` and
+/// `/webhooks`, a JSON 404 everywhere else.
+async fn not_found(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::ui::is_dashboard_path(uri.path())
+        && let Some(res) = crate::ui::serve(&method, uri.path(), &headers)
+    {
+        return res;
+    }
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }
 
 #[cfg(test)]

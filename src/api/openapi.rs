@@ -16,14 +16,19 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Rivetr",
-        description = "Rivetr's REST API. Every `/api` route except `/api/health` and \
-                       `/api/openapi.json` needs `Authorization: Bearer <token>`. Errors are \
+        description = "Rivetr's REST API. Every `/api` route except `/api/health`, \
+                       `/api/openapi.json` and `/api/session` needs `Authorization: Bearer \
+                       <token>`, or the dashboard's session cookie (from `POST /api/session`; \
+                       a change made with the cookie needs an `Origin` naming this host or an \
+                       `X-Rivetr-Request` header, else 403). Errors are \
                        `{\"error\": {\"code\", \"message\"}}`."
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "meta", description = "Health and this document"),
         (name = "tokens", description = "API tokens"),
+        (name = "session", description = "The dashboard's sign-in: a token exchanged for a session cookie"),
+        (name = "events", description = "A live stream of what changes: apps and deployments"),
         (name = "webhooks", description = "Forge webhooks and their secrets"),
         (name = "certificates", description = "Where each domain's TLS certificate stands"),
     )

@@ -38,6 +38,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub engine: EngineSettings,
     pub build: BuildSettings,
+    pub session: SessionConfig,
 }
 
 /// `[build]`: what one image build may use. They are also the most an app's `deploy.toml`
@@ -62,6 +63,46 @@ impl Default for BuildSettings {
             timeout_seconds: crate::limits::BuildTimeoutSeconds(1800),
         }
     }
+}
+
+/// `[session]`: how long a dashboard sign-in lasts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused this long ends.
+    #[serde(deserialize_with = "at_least_one")]
+    pub idle_minutes: u64,
+    /// A session ends this long after sign-in, however much it is used.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_hours: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_minutes: 720,
+            max_hours: 168,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The limits in seconds.
+    pub fn limits(&self) -> crate::db::sessions::Limits {
+        let secs = |n: u64, unit: u64| i64::try_from(n.saturating_mul(unit)).unwrap_or(i64::MAX);
+        crate::db::sessions::Limits {
+            idle: secs(self.idle_minutes, 60),
+            max: secs(self.max_hours, 3600),
+        }
+    }
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
 }
 
 /// `[engine]`: how deployments run.

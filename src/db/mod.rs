@@ -15,6 +15,7 @@ pub mod known_hosts;
 mod migrate;
 pub mod retention;
 pub mod secret_key;
+pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 

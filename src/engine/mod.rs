@@ -15,6 +15,7 @@
 
 mod context;
 pub mod deploy_toml;
+pub mod events;
 pub mod git;
 mod health;
 mod lifecycle;
@@ -126,6 +127,8 @@ pub(crate) struct Shared {
     runtime: SharedDetection,
     routes: Arc<RouteTable>,
     logs: Arc<LogHub>,
+    /// What changes, for `GET /api/events`.
+    events: events::Events,
     config: EngineConfig,
     builds: Semaphore,
     queue: mpsc::UnboundedSender<queue::Command>,
@@ -158,6 +161,7 @@ impl Engine {
             runtime,
             routes,
             logs: Arc::new(LogHub::default()),
+            events: events::Events::default(),
             builds: Semaphore::new(config.max_concurrent_builds.max(1)),
             config,
             queue: tx,
@@ -178,6 +182,37 @@ impl Engine {
 
     pub fn db(&self) -> &Db {
         &self.shared.db
+    }
+
+    /// Cancelled when Rivetr shuts down: long-lived streams end with it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Listens to what changes from now on (see [`events`]).
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<events::Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Tells listeners that `app` changed in a way the engine did not see (created or
+    /// edited through the API).
+    pub fn app_changed(&self, app: &str, what: &str) {
+        self.shared
+            .events
+            .send(events::EventKind::App, app, None, what);
+    }
+
+    /// Per-domain counters of the proxy's routes, for the API to report.
+    pub fn route_metrics(&self) -> Vec<(String, crate::proxy::metrics::MetricsSnapshot)> {
+        let mut all: Vec<_> = self
+            .shared
+            .routes
+            .metrics()
+            .into_iter()
+            .map(|(host, m)| (host, m.snapshot()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Deployments waiting for their turn.
@@ -214,6 +249,7 @@ impl Engine {
             })
             .await?;
         self.enqueue(d.clone())?;
+        self.shared.announce_created(&d);
         Ok(d)
     }
 
@@ -250,6 +286,7 @@ impl Engine {
             })
             .await?;
         self.enqueue(d.clone())?;
+        self.shared.announce_created(&d);
         Ok(d)
     }
 
@@ -289,19 +326,25 @@ impl Engine {
     /// Stops an app: its routes go, its containers stop (and are kept for a start).
     pub async fn stop_app(&self, app: &str) -> Result<(), EngineError> {
         let app = self.app(app).await?;
-        lifecycle::stop(&self.shared, &app).await
+        lifecycle::stop(&self.shared, &app).await?;
+        self.app_changed(&app.name, "stopped");
+        Ok(())
     }
 
     /// Starts a stopped app again from its running deployment.
     pub async fn start_app(&self, app: &str) -> Result<(), EngineError> {
         let app = self.app(app).await?;
-        lifecycle::start(&self.shared, &app).await
+        lifecycle::start(&self.shared, &app).await?;
+        self.app_changed(&app.name, "started");
+        Ok(())
     }
 
     pub async fn restart_app(&self, app: &str) -> Result<(), EngineError> {
         let app = self.app(app).await?;
         lifecycle::stop(&self.shared, &app).await?;
-        lifecycle::start(&self.shared, &app).await
+        lifecycle::start(&self.shared, &app).await?;
+        self.app_changed(&app.name, "started");
+        Ok(())
     }
 
     /// Deletes an app: cancels its deployments, removes its containers, images, routes and
@@ -317,7 +360,9 @@ impl Engine {
             })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?;
-        lifecycle::delete(&self.shared, &app).await
+        lifecycle::delete(&self.shared, &app).await?;
+        self.app_changed(&app.name, "deleted");
+        Ok(())
     }
 
     /// Puts the app's routes in line with its stored domains (after they change).
@@ -382,6 +427,32 @@ impl Engine {
 }
 
 impl Shared {
+    fn announce_created(&self, d: &Deployment) {
+        self.events.send(
+            events::EventKind::DeploymentCreated,
+            &d.app,
+            Some(d.id),
+            d.status.as_str(),
+        );
+    }
+
+    /// Tells listeners the deployment's status as now stored: a stage, or its end.
+    async fn announce_status(&self, id: i64) {
+        let found = self
+            .db
+            .call(move |c| crate::db::deployments::get(c, id))
+            .await;
+        if let Ok(Some(d)) = found {
+            let kind = if d.status.is_final() {
+                events::EventKind::DeploymentFinished
+            } else {
+                events::EventKind::DeploymentStage
+            };
+            self.events
+                .send(kind, &d.app, Some(d.id), d.status.as_str());
+        }
+    }
+
     fn runtime(&self) -> Result<Arc<dyn ContainerRuntime>, EngineError> {
         let detection = self.runtime.load();
         detection

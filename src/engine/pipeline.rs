@@ -95,6 +95,7 @@ async fn set_status(shared: &Shared, id: i64, status: Status) -> Result<(), Stop
         .db
         .call(move |c| deployments::set_status(c, id, status))
         .await?;
+    shared.announce_status(id).await;
     Ok(())
 }
 

@@ -141,6 +141,7 @@ fn start_ready(
         tokio::spawn(async move {
             let id = d.id;
             pipeline::run(&shared, d, cancel, commit).await;
+            shared.announce_status(id).await;
             let _ = done.send((app_id, id));
         });
     }
@@ -168,4 +169,5 @@ async fn end(shared: &Shared, id: i64, status: Status, reason: &str) {
     {
         tracing::error!(deployment = id, error = %e, "cannot record the end of a deployment");
     }
+    shared.announce_status(id).await;
 }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod backend;
 pub mod pebble;
 pub mod platform;
+pub mod sse;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
 

@@ -1,0 +1,434 @@
+// End-to-end test of the dashboard in Debian's Chromium, driven by playwright-core, against a
+// real `rivetr serve` on a real container engine. Started by tests/dashboard_e2e.rs, which
+// starts Rivetr and passes in:
+//   RIVETR_URL         the API listener (the dashboard), e.g. http://127.0.0.1:20001
+//   RIVETR_PROXY_PORT  the proxy's plain-HTTP port; app domains *.test resolve to 127.0.0.1
+//   RIVETR_TOKEN       the initial admin token, typed into the sign-in form
+//   RIVETR_E2E_REPO    a git repository of a tiny busybox web app, branch main
+//   RIVETR_E2E_APP     the name to give the app
+//   RIVETR_E2E_SHOTS   the folder for screenshots (desktop and phone width, per step)
+//   CHROMIUM           the browser (default /usr/bin/chromium)
+// Every page visited is checked with axe-core: a serious or critical violation fails the run.
+import { execFileSync } from "node:child_process";
+import http from "node:http";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { AxeBuilder } from "@axe-core/playwright";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const BASE = env("RIVETR_URL");
+const PROXY_PORT = env("RIVETR_PROXY_PORT");
+const TOKEN = env("RIVETR_TOKEN");
+const REPO = env("RIVETR_E2E_REPO");
+const APP = env("RIVETR_E2E_APP");
+const SHOTS = env("RIVETR_E2E_SHOTS");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const DESKTOP = { width: 1440, height: 900 };
+const PHONE = { width: 375, height: 812 };
+
+mkdirSync(SHOTS, { recursive: true });
+const profile = mkdtempSync(join(tmpdir(), "rivetr-e2e-profile-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: DESKTOP,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
+  ],
+});
+context.setDefaultTimeout(30_000);
+const page = context.pages()[0] ?? (await context.newPage());
+const consoleErrors = [];
+page.on("pageerror", (e) => consoleErrors.push(`${current}: Uncaught ${e.message}`));
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(`${current} (${page.url()}): ${m.text()}`);
+});
+
+let shot = 0;
+const checked = new Set();
+const violations = [];
+
+/** Screenshots at desktop and phone width, and an axe-core check of the page. */
+async function capture(p, name) {
+  shot += 1;
+  const base = `${String(shot).padStart(2, "0")}-${name}`;
+  await p.setViewportSize(DESKTOP);
+  await p.screenshot({ path: join(SHOTS, `${base}-desktop.png`), fullPage: true, caret: "initial" });
+  await p.setViewportSize(PHONE);
+  await p.waitForTimeout(100);
+  await p.screenshot({ path: join(SHOTS, `${base}-phone.png`), fullPage: true, caret: "initial" });
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 1) violations.push(`${name}: the page is ${overflow}px wider than a 375px phone screen`);
+  await p.setViewportSize(DESKTOP);
+  const route = new URL(p.url()).pathname.replace(/\/\d+$/, "/:id");
+  const fresh = !checked.has(route);
+  checked.add(route);
+  // Dark theme (it follows the system): a screenshot, and the axe check in both themes.
+  for (const scheme of ["light", "dark"]) {
+    await p.emulateMedia({ colorScheme: scheme });
+    // Buttons and fields fade between colours (transition-colors): let them arrive.
+    await p.waitForTimeout(400);
+    if (scheme === "dark") await p.screenshot({ path: join(SHOTS, `${base}-dark.png`), fullPage: true, caret: "initial" });
+    if (fresh) {
+      const result = await new AxeBuilder({ page: p }).analyze();
+      for (const v of result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
+        const where = v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join("; ");
+        violations.push(`${name} (${route}, ${scheme}): ${v.impact} ${v.id}: ${v.help} — ${where}`);
+      }
+    }
+  }
+  await p.emulateMedia({ colorScheme: "light" });
+}
+
+let current = "";
+async function step(name, f) {
+  current = name;
+  const t = Date.now();
+  await f();
+  console.log(`ok   ${name} (${Date.now() - t} ms)`);
+}
+
+function git(...args) {
+  return execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
+}
+function commit(files, message) {
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(join(REPO, path, ".."), { recursive: true });
+    writeFileSync(join(REPO, path), text);
+  }
+  git("add", "-A");
+  git("commit", "--quiet", "-m", message);
+  return git("rev-parse", "HEAD");
+}
+
+/** GET / of the app through Rivetr's proxy, by its domain. */
+function proxyGet() {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port: PROXY_PORT, path: "/", headers: { Host: `${APP}.test` } }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode, body }));
+    });
+    req.on("error", reject);
+  });
+}
+
+async function throughProxy(text) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const res = await proxyGet();
+    if (res.status === 200 && res.body.includes(text)) return;
+    if (Date.now() > deadline) throw new Error(`${APP}.test answered ${res.status} ${res.body.slice(0, 200)}; wanted "${text}"`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Waits on the deployment page until the stage is `status`, checking that the log grows
+ * while it runs (lines arrive one by one, not all at the end). */
+async function followDeployment(p, status) {
+  await p.getByRole("log").waitFor();
+  const counts = [];
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const n = Number(await p.getByRole("log").getAttribute("data-lines"));
+    counts.push(n);
+    const now = await p.getByTestId("deployment-status").locator("[data-status]").getAttribute("data-status").catch(() => null);
+    if (now === status) break;
+    if (now && ["failed", "cancelled", "running"].includes(now) && now !== status) {
+      throw new Error(`deployment ended ${now}, wanted ${status}`);
+    }
+    if (Date.now() > deadline) throw new Error(`deployment not ${status} after 180 s (last ${now})`);
+    await p.waitForTimeout(100);
+  }
+  await p.getByTestId("log-state").filter({ hasText: `ended: ${status}` }).waitFor();
+  return counts;
+}
+
+try {
+  await step("sign in with the initial token", async () => {
+    await page.goto(`${BASE}/apps`);
+    await page.waitForURL(/\/signin/);
+    await capture(page, "signin");
+    // Keyboard: Tab reaches the field, Enter submits.
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => document.activeElement?.id);
+    if (focused !== "token") throw new Error(`Tab focused ${focused}, not the token field`);
+    await page.keyboard.type(TOKEN);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(/\/apps$/);
+    await page.getByRole("heading", { name: "Apps" }).waitFor();
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+    if (stored.includes(TOKEN) || stored.includes("rivetr_session")) throw new Error("the token or the session is readable by the page");
+    await capture(page, "apps-empty");
+  });
+
+  await step("a bad field shows its error", async () => {
+    await page.getByRole("link", { name: "New app" }).click();
+    await page.getByLabel("Name", { exact: true }).fill(APP);
+    await page.getByLabel("Git URL").fill(`file://${REPO}`);
+    await page.getByLabel("Domains").fill(`${APP}.test`);
+    await page.getByLabel("Path", { exact: true }).fill("healthz");
+    await page.getByRole("button", { name: "Create app" }).click();
+    const path = page.getByLabel("Path", { exact: true });
+    await page.locator("#health_path-error").filter({ hasText: "a path starting with `/`" }).waitFor();
+    if ((await path.getAttribute("aria-invalid")) !== "true") throw new Error("the Path field is not marked invalid");
+    await capture(page, "new-app-error");
+  });
+
+  let first;
+  await step("create an app from a local git repository", async () => {
+    await page.getByLabel("Path", { exact: true }).fill("/");
+    await page.getByLabel("Interval (ms)").fill("200");
+    await page.getByRole("button", { name: "Create app" }).click();
+    await page.getByRole("heading", { name: `App ${APP} created` }).waitFor();
+    const secret = await page.getByTestId("secret").textContent();
+    if (!secret || secret.length < 20) throw new Error(`no webhook secret shown: ${secret}`);
+    await capture(page, "app-created");
+    await page.getByRole("link", { name: `Open ${APP}` }).click();
+    await page.getByRole("heading", { name: APP }).waitFor();
+  });
+
+  await step("deploy it and watch the log arrive line by line until it switches", async () => {
+    await page.getByRole("button", { name: "Deploy now" }).click();
+    const link = page.getByRole("status").getByRole("link");
+    first = Number((await link.textContent()).replace("#", ""));
+    await link.click();
+    await page.waitForURL(/\/deployments\/\d+$/);
+    const counts = await followDeployment(page, "running");
+    const distinct = new Set(counts.filter((n) => n > 0));
+    if (distinct.size < 3) throw new Error(`the log did not grow line by line: ${[...distinct].join(",")}`);
+    const text = await page.getByRole("log").textContent();
+    if (!/switched/.test(text)) throw new Error(`no switch in the log: ${text.slice(-300)}`);
+    await capture(page, "deployment-running");
+  });
+
+  await step("open the app through the proxy", async () => {
+    await throughProxy("version one");
+    const proxied = await context.newPage();
+    await proxied.goto(`http://${APP}.test:${PROXY_PORT}/`);
+    await proxied.getByText("version one").waitFor();
+    await proxied.screenshot({ path: join(SHOTS, "app-through-proxy.png") });
+    await proxied.close();
+    await page.goto(`${BASE}/apps`);
+    const row = page.locator(`tr[data-app="${APP}"]`);
+    await row.locator('[data-status="running"]').waitFor();
+    await capture(page, "apps-running");
+  });
+
+  await step("set a secret and see it masked", async () => {
+    await page.goto(`${BASE}/apps/${APP}/env`);
+    await page.getByLabel("Key", { exact: true }).fill("DB_PASSWORD");
+    await page.getByLabel("Secret", { exact: true }).check();
+    await page.getByLabel("Value", { exact: true }).fill("hunter2-very-secret");
+    await page.getByRole("button", { name: "Save variable" }).click();
+    const item = page.locator('li[data-key="DB_PASSWORD"]');
+    await item.waitFor();
+    const shown = await item.locator("[data-value]").textContent();
+    if (shown !== "********") throw new Error(`secret shown as ${shown}`);
+    await page.getByLabel("Key", { exact: true }).fill("LOG_LEVEL");
+    await page.getByLabel("Secret", { exact: true }).uncheck();
+    await page.getByLabel("Value", { exact: true }).fill("info");
+    await page.getByRole("button", { name: "Save variable" }).click();
+    await page.locator('li[data-key="LOG_LEVEL"] [data-value]').filter({ hasText: "info" }).waitFor();
+    if ((await page.content()).includes("hunter2-very-secret")) throw new Error("the secret value is in the page");
+    await capture(page, "env");
+  });
+
+  await step("webhook URLs and a rotated secret shown once", async () => {
+    await page.getByRole("link", { name: "Webhook" }).click();
+    await page.getByText(`/webhooks/github/${APP}`).waitFor();
+    await page.getByRole("button", { name: "Rotate the secret" }).click();
+    await page.getByTestId("secret").waitFor();
+    await capture(page, "webhook");
+  });
+
+  await step("runtime logs of the app's containers", async () => {
+    await page.getByRole("link", { name: "Logs" }).click();
+    await page.getByText("Following the app's output").waitFor();
+    await capture(page, "runtime-logs");
+    await page.getByRole("link", { name: "Settings" }).click();
+    await page.getByRole("button", { name: "Save" }).waitFor();
+    await capture(page, "settings");
+  });
+
+  await step("deploy a broken commit and see it fail while the old version keeps serving", async () => {
+    commit({ Dockerfile: "FROM localhost/busybox:test\nRUN false\n" }, "broken build");
+    await page.goto(`${BASE}/apps/${APP}`);
+    await page.getByRole("button", { name: "Deploy now" }).click();
+    await page.getByRole("status").getByRole("link").click();
+    await followDeployment(page, "failed");
+    await capture(page, "deployment-failed");
+    await throughProxy("version one");
+  });
+
+  let second;
+  await step("a second tab sees the new deployment without reload", async () => {
+    commit(
+      {
+        // `seq` makes a build log of over 10,000 lines, which the page must keep up with.
+        Dockerfile: "FROM localhost/busybox:test\nRUN seq 1 10000\nCOPY www /www\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+        "www/index.html": "<h1>version two</h1>\n",
+      },
+      "version two",
+    );
+    await page.goto(`${BASE}/apps/${APP}`);
+    const other = await context.newPage();
+    await other.goto(`${BASE}/apps/${APP}`);
+    await other.locator('[data-live="on"]').waitFor();
+    // The two deployments so far (the first, the broken one) are listed.
+    await other.locator("li[data-deployment]").nth(1).waitFor();
+    const before = await other.locator("li[data-deployment]").count();
+    await page.getByRole("button", { name: "Deploy now" }).click();
+    const link = page.getByRole("status").getByRole("link");
+    second = Number((await link.textContent()).replace("#", ""));
+    const t = Date.now();
+    await other.locator(`li[data-deployment="${second}"]`).waitFor({ timeout: 5_000 });
+    const seenIn = Date.now() - t;
+    if (seenIn > 1_000) throw new Error(`the second tab saw the deployment after ${seenIn} ms`);
+    const after = await other.locator("li[data-deployment]").count();
+    if (after !== before + 1) throw new Error(`second tab: ${before} then ${after} deployments`);
+    // Meanwhile the first tab follows the deployment's log of 10,000+ lines: every line
+    // arrives, only the visible ones are in the page, and the tab never freezes (the longest
+    // gap between two animation frames stays short).
+    // (A tab in the background gets no animation frames: bring this one to the front.)
+    await page.bringToFront();
+    await page.evaluate(() => {
+      const w = window;
+      w.__maxGap = 0;
+      let last = performance.now();
+      const tick = (t) => {
+        w.__maxGap = Math.max(w.__maxGap, t - last);
+        last = t;
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    });
+    await link.click();
+    await followDeployment(page, "running");
+    const lines = Number(await page.getByRole("log").getAttribute("data-lines"));
+    if (lines < 10_000) throw new Error(`only ${lines} log lines arrived`);
+    const rows = await page.locator("[data-line-id]").count();
+    if (rows > 300) throw new Error(`${rows} log lines in the page at once`);
+    const maxGap = await page.evaluate(() => window.__maxGap);
+    console.log(`     ${lines} log lines; longest frame gap while streaming ${maxGap.toFixed(0)} ms; ${rows} lines in the page`);
+    // A tab that re-rendered the whole log per line would stall for many seconds; the margin
+    // is for a loaded 2-CPU machine that is also running the build that prints the log.
+    if (maxGap > 2_000) throw new Error(`the tab froze for ${maxGap.toFixed(0)} ms while the log streamed`);
+    await capture(page, "long-log");
+    // It also follows the deployment to its end, still without a reload.
+    await other.locator(`li[data-deployment="${second}"][data-status="running"]`).waitFor({ timeout: 180_000 });
+    await capture(other, "second-tab");
+    await other.close();
+    await throughProxy("version two");
+  });
+
+  await step("roll back", async () => {
+    await page.goto(`${BASE}/apps/${APP}`);
+    await page.getByRole("button", { name: `Roll back to #${first}`, exact: true }).click();
+    await page.locator(`li[data-deployment] >> text=rollback of #${first}`).waitFor();
+    await page.locator("li[data-deployment]").first().locator('[data-status="running"]').waitFor({ timeout: 180_000 });
+    await throughProxy("version one");
+    await capture(page, "rolled-back");
+  });
+
+  await step("system page", async () => {
+    await page.getByRole("link", { name: "System" }).click();
+    await page.getByTestId("engine").waitFor();
+    await page.getByRole("cell", { name: `${APP}.test` }).waitFor();
+    await capture(page, "system");
+  });
+
+  await step("create and revoke a token", async () => {
+    await page.getByRole("link", { name: "Tokens" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("e2e-laptop");
+    await page.getByRole("button", { name: "Create token" }).click();
+    const token = await page.getByTestId("secret").textContent();
+    if (!/^rvt_[0-9a-f]{64}$/.test(token)) throw new Error(`no token shown: ${token}`);
+    const ok = await context.request.get(`${BASE}/api/apps`, { headers: { Authorization: `Bearer ${token}` } });
+    if (ok.status() !== 200) throw new Error(`the new token got ${ok.status()}`);
+    await capture(page, "token-created");
+    await page.getByRole("button", { name: "Revoke e2e-laptop" }).click();
+    await page.locator('tr[data-token="e2e-laptop"]').getByText(/revoked/).waitFor();
+    const refused = await context.request.get(`${BASE}/api/apps`, {
+      headers: { Authorization: `Bearer ${token}` },
+      failOnStatusCode: false,
+    });
+    if (refused.status() !== 401) throw new Error(`the revoked token got ${refused.status()}`);
+    await capture(page, "token-revoked");
+  });
+
+  await step("delete needs the app's name typed", async () => {
+    await page.goto(`${BASE}/apps/${APP}`);
+    await page.getByRole("button", { name: "Delete", exact: true }).click();
+    const confirm = page.getByRole("button", { name: "Delete app" });
+    if (!(await confirm.isDisabled())) throw new Error("delete is possible without typing the name");
+    await page.getByLabel(/Type .* to confirm/).fill("wrong");
+    if (!(await confirm.isDisabled())) throw new Error("delete is possible with the wrong name");
+    await capture(page, "delete-dialog");
+    await page.keyboard.press("Escape");
+  });
+
+  await step("sign out, and the old cookie no longer works", async () => {
+    const cookies = await context.cookies(BASE);
+    const session = cookies.find((c) => c.name === "rivetr_session");
+    if (!session || !session.httpOnly || session.sameSite !== "Strict") throw new Error(`cookie: ${JSON.stringify(session)}`);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForURL(/\/signin/);
+    const res = await fetch(`${BASE}/api/apps`, { headers: { Cookie: `rivetr_session=${session.value}` } });
+    if (res.status !== 401) throw new Error(`the old cookie got ${res.status} after sign-out`);
+    await page.goto(`${BASE}/apps`);
+    await page.waitForURL(/\/signin/);
+  });
+
+  await step("deep links and reloads", async () => {
+    await page.getByLabel("API token").fill(TOKEN);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.goto(`${BASE}/apps/${APP}/env`);
+    await page.reload();
+    await page.locator('li[data-key="DB_PASSWORD"]').waitFor();
+    await page.goto(`${BASE}/no/such/page`);
+    await page.getByRole("heading", { name: "Not found" }).waitFor();
+    await capture(page, "not-found");
+  });
+
+  await step("delete the app with its name typed", async () => {
+    await page.goto(`${BASE}/apps/${APP}`);
+    await page.getByRole("button", { name: "Delete", exact: true }).click();
+    await page.getByLabel(/Type .* to confirm/).fill(APP);
+    await page.getByRole("button", { name: "Delete app" }).click();
+    await page.waitForURL(/\/apps$/);
+    await page.getByRole("heading", { name: "Apps" }).waitFor();
+    await page.locator(`tr[data-app="${APP}"]`).waitFor({ state: "detached" });
+  });
+
+  // Refused requests (401 after sign-out, a stream cut by a navigation) are expected; a
+  // CSP violation or an uncaught exception is not.
+  const unexpected = consoleErrors.filter((e) => /Content Security Policy|Uncaught|TypeError|ReferenceError/.test(e));
+  if (unexpected.length) violations.push(`console errors: ${unexpected.join(" | ")}`);
+  if (violations.length) {
+    throw new Error(`accessibility and layout problems:\n  ${violations.join("\n  ")}`);
+  }
+  console.log(`all dashboard steps passed; pages checked with axe-core: ${[...checked].join(", ")}`);
+  console.log(`screenshots: ${SHOTS}`);
+} catch (e) {
+  console.error(`FAILED at "${current}": ${e.stack ?? e}`);
+  await page.screenshot({ path: join(SHOTS, "failure.png"), fullPage: true }).catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}

@@ -1,0 +1,33 @@
+import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { api, enc, type App, type AppBody } from "@/lib/api";
+import { AppForm, valuesOf } from "@/components/AppForm";
+import { Alert } from "@/components/ui/alert";
+import { useApp, useAppName } from "./AppPage";
+
+export function AppSettings() {
+  const name = useAppName();
+  const app = useApp(name);
+  const client = useQueryClient();
+  const save = useMutation({
+    mutationFn: (body: AppBody) => api<App>("PATCH", `/api/apps/${enc(name)}`, body),
+    onSuccess: (a) => {
+      client.setQueryData(["app", name], a);
+      void client.invalidateQueries({ queryKey: ["apps"] });
+    },
+  });
+  if (!app.data) return null;
+  return (
+    <div className="grid max-w-3xl gap-4">
+      {save.isSuccess && <Alert variant="success">Saved. Settings apply at the next deployment; domains change at once.</Alert>}
+      <AppForm
+        key={app.data.updated_at}
+        initial={valuesOf(app.data)}
+        create={false}
+        submitLabel="Save"
+        pending={save.isPending}
+        error={save.error}
+        onSubmit={(b) => save.mutate(b)}
+      />
+    </div>
+  );
+}
