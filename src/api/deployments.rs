@@ -335,9 +335,11 @@ pub async fn deployment_logs(
     }
     let guard = open_stream(&state, &caller)?;
     let after = last_event_id(&headers)?;
-    Ok(Sse::new(guarded(follow_deployment(state, id, after), guard))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(
+        Sse::new(guarded(follow_deployment(state, id, after), guard))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }
 
 /// Takes one of the caller's log stream places.
