@@ -33,9 +33,9 @@ export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
 step "cargo fmt --check"
 cargo fmt --check
 
-step "dashboard: npm ci, typecheck (tsc --noEmit), component tests (vitest)"
+step "dashboard: npm ci, lint (eslint), typecheck (tsc --noEmit), component tests (vitest)"
 # Node.js 20.19+ and npm build the dashboard (build.rs); they come with the machine.
-(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm test --silent)
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent lint && npm run --silent typecheck && npm test --silent)
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings

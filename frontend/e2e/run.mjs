@@ -336,6 +336,69 @@ try {
     await throughProxy("version two");
   });
 
+  await step("a dropped log stream resumes where it stopped, with no gap and no duplicate", async () => {
+    // The whole log as the page shows it when nothing goes wrong.
+    await page.goto(`${BASE}/deployments/${second}`);
+    await page.getByTestId("log-state").filter({ hasText: "ended: running" }).waitFor();
+    const whole = Number(await page.getByRole("log").getAttribute("data-lines"));
+    // Then the same page whose first stream is cut after about half the lines (no `end`
+    // event: as when a proxy or the network drops it). The browser reconnects by itself with
+    // Last-Event-ID, and the second answer comes from the real API.
+    const pattern = `**/api/deployments/${second}/logs**`;
+    const seen = [];
+    let kept = 0;
+    await page.route(pattern, async (route) => {
+      const response = await route.fetch();
+      const body = await response.text();
+      const events = body.split("\n\n").filter((e) => e.trim());
+      if (seen.length === 0) {
+        const lines = events.filter((e) => /^event: line$/m.test(e));
+        const cut = lines.slice(0, Math.floor(lines.length / 2));
+        kept = Number(/^id: (\d+)$/m.exec(cut[cut.length - 1])[1]);
+        seen.push({ lastEventId: route.request().headers()["last-event-id"] ?? null, first: null });
+        await route.fulfill({
+          status: 200,
+          headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
+          body: "retry: 200\n\n" + cut.join("\n\n") + "\n\n",
+        });
+      } else {
+        const firstId = events.map((e) => /^id: (\d+)$/m.exec(e)).find(Boolean);
+        seen.push({ lastEventId: route.request().headers()["last-event-id"] ?? null, first: firstId ? Number(firstId[1]) : null });
+        await route.fulfill({ response, body });
+      }
+    });
+    await page.reload();
+    await page.getByTestId("log-state").filter({ hasText: "ended: running" }).waitFor();
+    await page.unroute(pattern);
+    const resumed = Number(await page.getByRole("log").getAttribute("data-lines"));
+    if (seen.length !== 2) throw new Error(`${seen.length} log requests, wanted the cut one and one reconnection`);
+    if (seen[0].lastEventId !== null) throw new Error(`the first request sent Last-Event-ID ${seen[0].lastEventId}`);
+    if (seen[1].lastEventId !== String(kept)) throw new Error(`the reconnection sent Last-Event-ID ${seen[1].lastEventId}, not ${kept}`);
+    if (seen[1].first !== kept + 1) throw new Error(`after Last-Event-ID ${kept} the API resumed at line ${seen[1].first}`);
+    if (resumed !== whole) throw new Error(`${resumed} lines after the drop, ${whole} without it`);
+    console.log(`     cut after line ${kept} of ${whole}; reconnected with Last-Event-ID ${kept}, resumed at ${seen[1].first}`);
+    await capture(page, "log-resumed");
+  });
+
+  await step("cancel a deployment while it builds; the running version keeps serving", async () => {
+    commit({ Dockerfile: "FROM localhost/busybox:test\nRUN echo building slowly && sleep 300\n" }, "a slow build");
+    await page.goto(`${BASE}/apps/${APP}`);
+    await page.getByRole("button", { name: "Deploy now" }).click();
+    await page.getByRole("status").getByRole("link").click();
+    await page.waitForURL(/\/deployments\/\d+$/);
+    await page.getByTestId("deployment-status").locator('[data-status="building"]').waitFor({ timeout: 120_000 });
+    // The step is running (its echo is in the log), not merely queued.
+    await page.getByRole("log").getByText(/^\s*building slowly\s*$/).first().waitFor({ timeout: 120_000 });
+    const t = Date.now();
+    await page.getByRole("button", { name: "Cancel", exact: true }).click();
+    await page.getByTestId("log-state").filter({ hasText: "ended: cancelled" }).waitFor({ timeout: 60_000 });
+    console.log(`     cancelled ${Date.now() - t} ms after the click`);
+    await page.getByTestId("deployment-status").locator('[data-status="cancelled"]').waitFor();
+    if (await page.getByRole("button", { name: "Cancel", exact: true }).count()) throw new Error("Cancel is still offered");
+    await capture(page, "deployment-cancelled");
+    await throughProxy("version two");
+  });
+
   await step("roll back", async () => {
     await page.goto(`${BASE}/apps/${APP}`);
     await page.getByRole("button", { name: `Roll back to #${first}`, exact: true }).click();

@@ -16,6 +16,9 @@ export class LogBuffer {
   ended: string | null = null;
   private seq = 0;
 
+  /** `source`: the stream the lines come from (a new stream gets a new buffer). */
+  constructor(readonly source: string | null = null) {}
+
   /** Adds a line; false (and nothing added) when its id was already seen. */
   push(line: { id?: number; stream: string; line: string }): boolean {
     if (line.id !== undefined) {
