@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 ensure_packages valgrind curl
 
 cargo build --release --quiet
-bin=$PWD/target/release/rivetr
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/rivetr"
 work=$(mktemp -d)
 trap 'pkill -f "callgrind-out-file=$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

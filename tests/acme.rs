@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::api::{Api, initial_token};
 use common::backend::Backend;
-use common::pebble::{self, Pebble, https_get};
+use common::pebble::{self, Pebble, https_get, https_request};
 use common::*;
 
 fn config(
@@ -258,4 +258,120 @@ fn certificates_from_pebble_by_tls_alpn_and_http01_added_live_isolated_and_cache
     ] {
         assert_eq!(&wait_for_certificate(&rt, &rivetr, host, &root), leaf);
     }
+}
+
+/// The dashboard through `[server] domain` over HTTPS, as a browser reaches it on a real
+/// installation: the certificate comes from the CA, the shell and its assets carry their
+/// security and cache headers, sign-in sets a `Secure` cookie, and the cookie changes
+/// things only from the dashboard's own origin.
+#[test]
+fn the_dashboard_is_served_through_server_domain_over_https_with_a_secure_session() {
+    if !pebble::available() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = TestDir::new();
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(&dir, http_port, https_port);
+    let root = rt.block_on(pebble.root());
+    let domain = "paas.acme.rivetr-tests.net";
+    let text = config(&pebble, "tls-alpn-01", &[], "127.0.0.1:1".parse().unwrap())
+        + &format!("[server]\ndomain = \"{domain}\"\n");
+    let rivetr = start(&dir, &text, http_port, https_port);
+    // What a browser sends for https://paas...:port/.
+    let host = format!("{domain}:{https_port}");
+    let origin = format!("https://{host}");
+    let send = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let mut all = vec![("host", host.as_str())];
+        all.extend_from_slice(headers);
+        rt.block_on(https_request(
+            rivetr.https(),
+            domain,
+            &root,
+            method,
+            path,
+            &all,
+            body,
+        ))
+        .map(|(_, r)| r)
+    };
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let shell = loop {
+        match send("GET", "/", &[], b"") {
+            Ok(r) if r.status == 200 => break r,
+            other if std::time::Instant::now() > deadline => panic!(
+                "no dashboard on https://{domain} after 90s: {:?}\n{}",
+                other.map(|r| r.status),
+                rivetr.log()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(250)),
+        }
+    };
+    let check_shell = |r: &common::api::Resp, what: &str| {
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        assert!(r.body.contains("<div id=\"root\">"), "{what}: {}", r.body);
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{what}");
+        let csp = r.header("content-security-policy").unwrap_or("");
+        assert!(csp.contains("default-src 'self'"), "{what}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{what}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    };
+    check_shell(&shell, "/");
+    check_shell(&send("GET", "/apps/web/env", &[], b"").unwrap(), "a deep link");
+    let start = shell.body.find("/assets/").expect("the shell loads an asset");
+    let script = &shell.body[start..start + shell.body[start..].find('"').unwrap()];
+    let asset = send("GET", script, &[("accept-encoding", "br, gzip")], b"").unwrap();
+    assert_eq!(asset.status, 200, "{script}");
+    assert_eq!(
+        asset.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(asset.header("content-encoding"), Some("br"), "{script}");
+
+    // Signing in over HTTPS gives a Secure cookie, which then works on this host.
+    let token = initial_token(dir.path());
+    let session = send(
+        "POST",
+        "/api/session",
+        &[("content-type", "application/json"), ("origin", &origin)],
+        format!("{{\"token\": \"{token}\"}}").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(session.status, 201, "{}", session.body);
+    let set = session.header("set-cookie").unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let apps = send("GET", "/api/apps", &[("cookie", &cookie)], b"").unwrap();
+    assert_eq!(apps.status, 200, "{}", apps.body);
+    let create = |origin: &str, name: &str| {
+        send(
+            "POST",
+            "/api/tokens",
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/json"),
+                ("origin", origin),
+            ],
+            format!("{{\"name\": \"{name}\"}}").as_bytes(),
+        )
+        .unwrap()
+    };
+    let mine = create(&origin, "from-the-dashboard");
+    assert_eq!(mine.status, 201, "{}", mine.body);
+    let cross = create("https://evil.acme.rivetr-tests.net", "cross-site");
+    assert_eq!(cross.status, 403, "{}", cross.body);
+    // Bearer clients through the same domain are unaffected by the origin rule.
+    let bearer = format!("Bearer {token}");
+    let listed = send("GET", "/api/tokens", &[("authorization", &bearer)], b"").unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(listed.body.contains("from-the-dashboard"));
+    assert!(!listed.body.contains("cross-site"));
 }

@@ -214,6 +214,21 @@ pub async fn https_get(
     host: &str,
     root: &[u8],
 ) -> Result<(Vec<u8>, String), String> {
+    let (leaf, res) = https_request(addr, host, root, "GET", "/", &[("host", host)], b"").await?;
+    Ok((leaf, res.body))
+}
+
+/// One HTTP/1.1 request over TLS to `addr` with SNI `sni`, verifying against `root` only:
+/// the leaf certificate presented and the answer (lower-cased header names).
+pub async fn https_request(
+    addr: SocketAddr,
+    sni: &str,
+    root: &[u8],
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(Vec<u8>, super::api::Resp), String> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(root.to_vec()))
@@ -223,7 +238,7 @@ pub async fn https_get(
         .await
         .map_err(|e| e.to_string())?;
     let name =
-        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
@@ -239,16 +254,32 @@ pub async fn https_get(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = hyper::Request::get("/")
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
+    let mut req = hyper::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| e.to_string())?;
     let res = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
     let body = res
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((leaf, String::from_utf8_lossy(&body).into_owned()))
+    Ok((
+        leaf,
+        super::api::Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        },
+    ))
 }
