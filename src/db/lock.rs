@@ -84,6 +84,8 @@ fn open(path: &Path, state_dir: &Path) -> Result<File, LockError> {
         .read(true)
         .write(true)
         .create(true)
+        // The file holds nothing; only its lock matters.
+        .truncate(false)
         .mode(0o600)
         .open(path)
         .map_err(error)?;

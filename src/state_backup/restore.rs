@@ -5,6 +5,7 @@
 //! the file is linked under a side name; only then does one rename put the new file in
 //! place. Until that rename, `rivetr.db` is the old database, whole.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -200,6 +201,9 @@ fn set_aside(db: &Path) -> Result<Option<PathBuf>, StateBackupError> {
         std::fs::copy(db, &side)
             .map_err(|copy| set_aside_error(format!("link: {link}; copy: {copy}")))?;
     }
+    // Like a backup, it holds token hashes and sealed secrets: only its owner reads it.
+    std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| set_aside_error(format!("chmod 600 {}: {e}", side.display())))?;
     Ok(Some(side))
 }
 
@@ -253,6 +257,8 @@ mod tests {
         assert!(std::fs::metadata(with_suffix(&db, "-wal")).unwrap().len() > 0);
 
         let side = set_aside(&db).unwrap().unwrap();
+        let mode = std::fs::metadata(&side).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert!(!with_suffix(&db, "-wal").exists());
         assert!(!with_suffix(&db, "-shm").exists());
         let kept = copy::open_read_only(&side).unwrap();
