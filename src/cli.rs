@@ -1,7 +1,8 @@
 //! The command line: every subcommand and flag of the `rivetr` binary.
 //!
 //! Kept in the library (not in `main.rs`) so the man page and shell completions can be
-//! generated from the same definition. `serve` and `token` work on this host's files; the
+//! generated from the same definition. `serve`, `token`, `backup` and `restore` work on this
+//! host's files; the
 //! other commands drive a running Rivetr through its API (see [`crate::client`]), and share
 //! their flags ([`ApiArgs`]) and exit statuses ([`exit`]).
 
@@ -33,6 +34,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage API tokens directly in the database, as the administrator on the host.
     Token(TokenArgs),
+    /// Copy Rivetr's database to a file while it runs (consistent, 0600, without the key).
+    Backup(BackupArgs),
+    /// Put a database copied by `rivetr backup` back in place; Rivetr must be stopped.
+    Restore(RestoreArgs),
     /// Create, list, show, delete, start, stop and restart apps (through the API).
     App(AppArgs),
     /// Set, unset and list an app's environment variables (through the API).
@@ -58,7 +63,11 @@ impl Command {
     /// ones (`serve`, `token`).
     pub fn api_args(&self) -> Option<&ApiArgs> {
         match self {
-            Command::Serve(_) | Command::Token(_) | Command::GitCredential { .. } => None,
+            Command::Serve(_)
+            | Command::Token(_)
+            | Command::Backup(_)
+            | Command::Restore(_)
+            | Command::GitCredential { .. } => None,
             Command::App(a) => Some(&a.api),
             Command::Env(a) => Some(&a.api),
             Command::Deploy(a) => Some(&a.api),
@@ -103,6 +112,53 @@ pub enum TokenCommand {
         /// The token's id, from `rivetr token list`.
         id: i64,
     },
+}
+
+const BACKUP_AFTER_HELP: &str = "\
+The copy is made with SQLite's online backup API, so Rivetr keeps serving. It holds the
+fingerprint of the key that encrypts secrets, not the key: back up the key file apart
+(/etc/rivetr/rivetr.key in the packages, else <state dir>/secret.key).
+
+Exit status: 0 written, 1 failed, 2 bad configuration.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = BACKUP_AFTER_HELP)]
+pub struct BackupArgs {
+    /// Configuration file, read for the state directory (where rivetr.db is).
+    #[arg(long, short, value_name = "PATH", env = "RIVETR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The file to write (replaced if it exists), or a directory to write
+    /// rivetr-<UTC time>.db in.
+    #[arg(long, value_name = "PATH")]
+    pub to: PathBuf,
+}
+
+const RESTORE_AFTER_HELP: &str = "\
+Refused while Rivetr runs on the state directory (stop rivetr.service and its sockets), for a
+file that is not an intact Rivetr database or was written by a newer Rivetr, and when the key
+on this machine is not the one the backup was made with (unless --force). The replaced
+database is kept as rivetr.db.before-restore.<UTC time>.bak in the state directory.
+
+Exit status: 0 restored, 1 refused or failed, 2 bad configuration.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = RESTORE_AFTER_HELP)]
+pub struct RestoreArgs {
+    /// Configuration file, read for the state directory (where rivetr.db is).
+    #[arg(long, short, value_name = "PATH", env = "RIVETR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The backup to restore, as written by `rivetr backup`.
+    #[arg(long, value_name = "PATH")]
+    pub from: PathBuf,
+    /// The key file to check the backup against [default: where `rivetr serve` finds it:
+    /// $CREDENTIALS_DIRECTORY/rivetr.key, else <state dir>/secret.key]. Packages:
+    /// /etc/rivetr/rivetr.key.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Restore even when the key on this machine is missing or is not the backup's; Rivetr
+    /// will not start until the right key is in place.
+    #[arg(long)]
+    pub force: bool,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 //! webhook -> [`api`] -> engine -> runtime -> [`proxy`], with [`db`] as the record.
 //! [`ui`] serves the dashboard beside the API. [`server`] wires them together and runs them
 //! until shutdown. [`client`] is the other side: the command-line client that drives a
-//! running Rivetr through its API.
+//! running Rivetr through its API. [`state_backup`] copies and restores Rivetr's own
+//! database for the administrator on the host.
 
 pub mod api;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod secrets;
 pub mod server;
+pub mod state_backup;
 pub mod systemd;
 pub mod ui;
 

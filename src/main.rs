@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rivetr::cli::{Cli, Command, ServeArgs, TokenArgs, TokenCommand, exit};
+use rivetr::cli::{
+    BackupArgs, Cli, Command, RestoreArgs, ServeArgs, TokenArgs, TokenCommand, exit,
+};
 use rivetr::client::Failure;
 use rivetr::config::Config;
 use rivetr::systemd;
@@ -20,6 +22,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(args),
+        Command::Backup(args) => backup(args),
+        Command::Restore(args) => restore(args),
         Command::GitCredential { operation } => git_credential(&operation),
         command => client(command),
     }
@@ -150,6 +154,65 @@ async fn token_command(
         }
     }
     Ok(())
+}
+
+/// The configuration for a command on this host's files, or the exit status that says it is
+/// invalid.
+fn local_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("rivetr: invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// `rivetr backup --to PATH`: an online copy of the database, beside a running daemon or not.
+fn backup(args: BackupArgs) -> ExitCode {
+    let config = match local_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let state_dir = config.state_dir();
+    let outcome = rivetr::state_backup::backup(&state_dir, &args.to);
+    // Reading a WAL database may create its `-shm` file; as root, give it back.
+    rivetr::auth::admin::restore_ownership(&state_dir);
+    match outcome {
+        Ok(report) => {
+            print!("{}", rivetr::state_backup::describe_backup(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rivetr: cannot back up: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `rivetr restore --from PATH`: a backup back in place, with the daemon stopped.
+fn restore(args: RestoreArgs) -> ExitCode {
+    let config = match local_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let opts = rivetr::state_backup::RestoreOptions {
+        state_dir: config.state_dir(),
+        from: args.from,
+        key: args.key,
+        credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
+        force: args.force,
+    };
+    match rivetr::state_backup::restore(&opts) {
+        Ok(report) => {
+            if let rivetr::state_backup::KeyCheck::Forced(why) = &report.key {
+                eprintln!("rivetr: warning (--force): {why}");
+            }
+            print!("{}", rivetr::state_backup::describe_restore(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rivetr: cannot restore: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -39,7 +39,11 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
         Command::Logs(a) => logs(&client, a, json, out).await,
         Command::Deployments(a) => deployments(&client, a, json, out).await,
         Command::Rollback(a) => rollback(&client, a, json, out).await,
-        Command::Serve(_) | Command::Token(_) | Command::GitCredential { .. } => {
+        Command::Serve(_)
+        | Command::Token(_)
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::GitCredential { .. } => {
             unreachable!("api_args() is None for these")
         }
     }

@@ -12,6 +12,7 @@ pub mod deployment_logs;
 pub mod deployments;
 pub mod env_vars;
 pub mod known_hosts;
+pub mod lock;
 mod migrate;
 pub mod retention;
 pub mod secret_key;

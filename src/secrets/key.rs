@@ -83,7 +83,7 @@ pub fn find(
 }
 
 /// Reads a key file; `None` when it does not exist.
-fn read(path: &Path) -> Result<Option<SecretKey>, SecretsError> {
+pub fn read(path: &Path) -> Result<Option<SecretKey>, SecretsError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => Zeroizing::new(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -1,4 +1,5 @@
-//! The running daemon: opens the database, takes or binds the listeners, serves the API and
+//! The running daemon: opens the database (holding the state directory's lock for as long as
+//! it runs, [`crate::db::lock`]), takes or binds the listeners, serves the API and
 //! the proxy, keeps systemd informed, and handles SIGTERM (drain and exit) and SIGHUP (reload).
 //!
 //! `main` decides exit codes; this module returns typed errors and never exits the process.
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::config::Config;
+use crate::db::lock::{LockError, StateLock};
 use crate::db::{Db, DbError};
 use crate::engine::{Engine, EngineConfig};
 use crate::logging::LogHandle;
@@ -37,6 +39,13 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "a `rivetr restore` is replacing the database (it holds {}); start Rivetr when it is done",
+        path.display()
+    )]
+    Restoring { path: PathBuf },
+    #[error(transparent)]
+    Lock(crate::db::lock::LockError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(
@@ -104,6 +113,9 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             path: state_dir.clone(),
             source,
         })?;
+    // Held until this function returns: `rivetr restore` refuses to replace the database
+    // under a running daemon.
+    let _state_lock = lock_state_dir(&state_dir)?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
@@ -314,6 +326,14 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     engine.wait_background().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Takes the state directory's shared lock; refused only while a `rivetr restore` holds it.
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<StateLock, ServerError> {
+    StateLock::shared(state_dir).map_err(|e| match e {
+        LockError::Held { path } => ServerError::Restoring { path },
+        other => ServerError::Lock(other),
+    })
 }
 
 async fn open_db(path: PathBuf) -> Result<Db, ServerError> {
