@@ -344,39 +344,46 @@ try {
     // Then the same page whose first stream is cut after about half the lines (no `end`
     // event: as when a proxy or the network drops it). The browser reconnects by itself with
     // Last-Event-ID, and the second answer comes from the real API.
+    // (Chromium adds Last-Event-ID below the layer Playwright intercepts at, so the
+    // reconnection is let through untouched and its answer read when it has finished: it
+    // starts right after the cut only if the header reached the API and was honoured.)
     const pattern = `**/api/deployments/${second}/logs**`;
-    const seen = [];
+    let requests = 0;
     let kept = 0;
+    let next = 0;
     await page.route(pattern, async (route) => {
-      const response = await route.fetch();
-      const body = await response.text();
-      const events = body.split("\n\n").filter((e) => e.trim());
-      if (seen.length === 0) {
-        const lines = events.filter((e) => /^event: line$/m.test(e));
-        const cut = lines.slice(0, Math.floor(lines.length / 2));
-        kept = Number(/^id: (\d+)$/m.exec(cut[cut.length - 1])[1]);
-        seen.push({ lastEventId: route.request().headers()["last-event-id"] ?? null, first: null });
-        await route.fulfill({
-          status: 200,
-          headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
-          body: "retry: 200\n\n" + cut.join("\n\n") + "\n\n",
-        });
-      } else {
-        const firstId = events.map((e) => /^id: (\d+)$/m.exec(e)).find(Boolean);
-        seen.push({ lastEventId: route.request().headers()["last-event-id"] ?? null, first: firstId ? Number(firstId[1]) : null });
-        await route.fulfill({ response, body });
-      }
+      requests += 1;
+      if (requests > 1) return route.continue();
+      const body = await (await route.fetch()).text();
+      const lines = body.split("\n\n").filter((e) => /^event: line$/m.test(e));
+      const cut = lines.slice(0, Math.floor(lines.length / 2));
+      kept = Number(/^id: (\d+)$/m.exec(cut[cut.length - 1])[1]);
+      next = Number(/^id: (\d+)$/m.exec(lines[cut.length])[1]);
+      await route.fulfill({
+        status: 200,
+        headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
+        body: "retry: 200\n\n" + cut.join("\n\n") + "\n\n",
+      });
+    });
+    const resumedAt = new Promise((resolve) => {
+      const onFinished = async (request) => {
+        if (!request.url().includes(`/api/deployments/${second}/logs`) || requests < 2) return;
+        page.off("requestfinished", onFinished);
+        const body = await (await request.response()).text();
+        const first = /^id: (\d+)$/m.exec(body);
+        resolve(first ? Number(first[1]) : null);
+      };
+      page.on("requestfinished", onFinished);
     });
     await page.reload();
     await page.getByTestId("log-state").filter({ hasText: "ended: running" }).waitFor();
+    const first = await resumedAt;
     await page.unroute(pattern);
     const resumed = Number(await page.getByRole("log").getAttribute("data-lines"));
-    if (seen.length !== 2) throw new Error(`${seen.length} log requests, wanted the cut one and one reconnection`);
-    if (seen[0].lastEventId !== null) throw new Error(`the first request sent Last-Event-ID ${seen[0].lastEventId}`);
-    if (seen[1].lastEventId !== String(kept)) throw new Error(`the reconnection sent Last-Event-ID ${seen[1].lastEventId}, not ${kept}`);
-    if (seen[1].first !== kept + 1) throw new Error(`after Last-Event-ID ${kept} the API resumed at line ${seen[1].first}`);
+    if (requests !== 2) throw new Error(`${requests} log requests, wanted the cut one and one reconnection`);
+    if (first !== next) throw new Error(`cut after line ${kept}, the reconnection's answer started at line ${first}, not ${next}`);
     if (resumed !== whole) throw new Error(`${resumed} lines after the drop, ${whole} without it`);
-    console.log(`     cut after line ${kept} of ${whole}; reconnected with Last-Event-ID ${kept}, resumed at ${seen[1].first}`);
+    console.log(`     ${whole} lines; the stream was cut after line id ${kept} and the reconnection resumed at ${first}`);
     await capture(page, "log-resumed");
   });
 
