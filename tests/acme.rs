@@ -320,11 +320,21 @@ fn the_dashboard_is_served_through_server_domain_over_https_with_a_secure_sessio
         assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
         assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{what}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
     };
     check_shell(&shell, "/");
-    check_shell(&send("GET", "/apps/web/env", &[], b"").unwrap(), "a deep link");
-    let start = shell.body.find("/assets/").expect("the shell loads an asset");
+    check_shell(
+        &send("GET", "/apps/web/env", &[], b"").unwrap(),
+        "a deep link",
+    );
+    let start = shell
+        .body
+        .find("/assets/")
+        .expect("the shell loads an asset");
     let script = &shell.body[start..start + shell.body[start..].find('"').unwrap()];
     let asset = send("GET", script, &[("accept-encoding", "br, gzip")], b"").unwrap();
     assert_eq!(asset.status, 200, "{script}");
