@@ -1,3 +1,4 @@
+import { DomainLinks } from "@/components/DomainLinks";
 import { useState } from "react";
 import { Link, NavLink, Outlet, useNavigate, useParams } from "react-router";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
@@ -198,15 +199,7 @@ export function AppOverview() {
           </CardHeader>
           <CardContent className="grid gap-1 text-sm">
             <p className="break-all">{a.image ?? `${a.git_url} (${a.branch})`}</p>
-            <ul className="grid gap-0.5">
-              {a.domains.map((d) => (
-                <li key={d}>
-                  <a className="text-primary underline-offset-4 hover:underline" href={`//${d}`} target="_blank" rel="noreferrer">
-                    {d}
-                  </a>
-                </li>
-              ))}
-            </ul>
+            <DomainLinks domains={a.domains} />
           </CardContent>
         </Card>
       </div>

@@ -1,3 +1,4 @@
+import { DomainLinks } from "@/components/DomainLinks";
 import { Link } from "react-router";
 import { useQuery } from "@tanstack/react-query";
 import { get, enc, type App } from "@/lib/api";
@@ -40,30 +41,14 @@ export function AppsList() {
                     <Link to={`/apps/${enc(a.name)}`} className="font-medium underline-offset-4 hover:underline">
                       {a.name}
                     </Link>
-                    <ul className="mt-0.5 grid gap-0.5 text-xs md:hidden">
-                      {a.domains.map((d) => (
-                        <li key={d} className="truncate">
-                          <a className="text-primary underline-offset-4 hover:underline" href={`//${d}`} target="_blank" rel="noreferrer">
-                            {d}
-                          </a>
-                        </li>
-                      ))}
-                    </ul>
+                    <DomainLinks domains={a.domains} truncate className="mt-0.5 text-xs md:hidden" />
                   </td>
                   <td className="px-4 py-3">
                     <StatusBadge status={a.status} />
                   </td>
                   <td className="hidden px-4 py-3 font-mono text-xs md:table-cell">{shortSha(a.current_commit)}</td>
                   <td className="hidden px-4 py-3 md:table-cell">
-                    <ul className="grid gap-0.5">
-                      {a.domains.map((d) => (
-                        <li key={d}>
-                          <a className="text-primary underline-offset-4 hover:underline" href={`//${d}`} target="_blank" rel="noreferrer">
-                            {d}
-                          </a>
-                        </li>
-                      ))}
-                    </ul>
+                    <DomainLinks domains={a.domains} />
                   </td>
                   <td className="hidden px-4 py-3 text-muted-foreground sm:table-cell" title={a.latest_deployment?.queued_at}>
                     {a.latest_deployment ? ago(a.latest_deployment.finished_at ?? a.latest_deployment.queued_at) : "never"}
