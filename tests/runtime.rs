@@ -18,8 +18,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use rivetr::runtime::{
     BuildLimits, BuildSpec, BuiltImage, ContainerRuntime, ContainerState, DockerRuntime,
-    EngineInfo, EngineKind, ImageFilter, LABEL_APP, LABEL_DEPLOYMENT, LabelFilter, Limits, LogLine,
-    LogOptions, LogSource, PodmanRuntime, PortSpec, RunSpec, RuntimeError,
+    EngineInfo, EngineKind, ExecSpec, ImageFilter, LABEL_APP, LABEL_DEPLOYMENT, LabelFilter,
+    Limits, LogLine, LogOptions, LogSource, NetworkAttach, NetworkSpec, Networks, PodmanRuntime,
+    PortSpec, RunSpec, RuntimeError, VolumeMount,
 };
 
 /// The local base image the harness imports into every engine.
@@ -249,6 +250,22 @@ impl Drop for Ctx {
                 for image in images {
                     if let Err(e) = engine.remove_image(&image.id).await {
                         shout(&format!("cleanup: cannot remove image {}: {e}", image.id));
+                    }
+                }
+                for network in engine.list_networks(&mine).await.unwrap_or_default() {
+                    if let Err(e) = engine.remove_network(&network.name).await {
+                        shout(&format!(
+                            "cleanup: cannot remove network {}: {e}",
+                            network.name
+                        ));
+                    }
+                }
+                for volume in engine.list_volumes(&mine).await.unwrap_or_default() {
+                    if let Err(e) = engine.remove_volume(&volume.name).await {
+                        shout(&format!(
+                            "cleanup: cannot remove volume {}: {e}",
+                            volume.name
+                        ));
                     }
                 }
             });
@@ -1100,6 +1117,306 @@ async fn detection_picks_this_engine_from_its_socket(c: Ctx) {
     );
 }
 
+/// What a database-like container answers: busybox httpd on 5432 serving `token`, on its
+/// own internal network only.
+fn db_like_spec(c: &Ctx, what: &str, network: &str) -> RunSpec {
+    let mut spec = c.spec(
+        what,
+        &format!(
+            "mkdir -p /srv && echo {} > /srv/token && exec httpd -f -p 5432 -h /srv",
+            c.id
+        ),
+    );
+    spec.networks = Networks::Attach {
+        primary: NetworkAttach {
+            network: network.to_owned(),
+            ipv4: None,
+        },
+        extra: Vec::new(),
+    };
+    spec
+}
+
+/// An HTTP GET of `/token` on `host:5432`, run inside a container with busybox nc.
+fn fetch_token_script(host: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("printf 'GET /token HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 5432"),
+    ]
+}
+
+/// The layout databases use: the database on its own internal network, the app on a network
+/// of its own (with its published port), and the database joining the app's network at a
+/// fixed address while both run.
+async fn networks_give_a_fixed_address_and_keep_others_out(c: Ctx) {
+    let db_net = c.name("dbnet");
+    let app_net = c.name("appnet");
+    let internal =
+        c.rt.ensure_network(&NetworkSpec {
+            name: db_net.clone(),
+            internal: true,
+            labels: c.labels(&[]),
+        })
+        .await
+        .unwrap();
+    assert!(internal.internal, "{internal:?}");
+    let app_network =
+        c.rt.ensure_network(&NetworkSpec {
+            name: app_net.clone(),
+            internal: false,
+            labels: c.labels(&[]),
+        })
+        .await
+        .unwrap();
+    let subnet = app_network.subnet.clone().expect("a subnet");
+    assert!(
+        subnet.starts_with("10.213.") && subnet.ends_with(".0/24"),
+        "{subnet}"
+    );
+    assert_ne!(internal.subnet, app_network.subnet);
+    // Asking again finds the same network.
+    let again =
+        c.rt.ensure_network(&NetworkSpec {
+            name: app_net.clone(),
+            internal: false,
+            labels: c.labels(&[]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.id, app_network.id);
+    let ip = app_network.fixed_address(0).unwrap();
+
+    let db = c.rt.run(&db_like_spec(&c, "db", &db_net)).await.unwrap();
+    assert_eq!(db.state, ContainerState::Running, "{db:?}");
+
+    let mut app = web_spec(&c, "app");
+    app.networks = Networks::Attach {
+        primary: NetworkAttach {
+            network: app_net.clone(),
+            ipv4: None,
+        },
+        extra: Vec::new(),
+    };
+    app.extra_hosts = vec![("main-db".into(), ip)];
+    let app = c.rt.run(&app).await.unwrap();
+    // The running database joins the app's network.
+    c.rt.connect_network(&app_net, &db.id, Some(ip))
+        .await
+        .unwrap();
+
+    let port = app.host_port.expect("the app still publishes its port");
+    let body = http_ok(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "/greeting",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(body.trim(), format!("hello-{}", c.id));
+    let exec = ExecSpec {
+        cmd: fetch_token_script("main-db"),
+        ..ExecSpec::default()
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let out =
+            c.rt.exec(&app.id, &exec, Duration::from_secs(10))
+                .await
+                .unwrap();
+        seen = out.stdout;
+        if seen.contains(&c.id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen.contains(&c.id),
+        "the app reaches the database by name: {seen:?}"
+    );
+
+    // Nothing outside reaches the database's own network.
+    let db_ip =
+        c.rt.inspect_network(&db_net)
+            .await
+            .unwrap()
+            .and_then(|n| n.subnet)
+            .expect("the database's network has a subnet");
+    let outsider =
+        c.rt.run(&c.spec("outsider", "exec sleep 60"))
+            .await
+            .unwrap();
+    for target in (2..=5).map(|n| db_ip.replace(".0/24", &format!(".{n}"))) {
+        let out =
+            c.rt.exec(
+                &outsider.id,
+                &ExecSpec {
+                    cmd: fetch_token_script(&target),
+                    ..ExecSpec::default()
+                },
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !out.stdout.contains(&c.id),
+            "a container outside reached the database at {target}: {out:?}"
+        );
+    }
+    // Nor does anything through the host's own addresses: nothing is published.
+    for host_ip in non_loopback_addresses() {
+        if let Ok(mut stream) =
+            TcpStream::connect_timeout(&SocketAddr::new(host_ip, 5432), Duration::from_secs(1))
+        {
+            let _ = stream.write_all(b"GET /token HTTP/1.0\r\n\r\n");
+            let mut answer = String::new();
+            let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+            assert!(
+                !answer.contains(&c.id),
+                "{host_ip}:5432 serves the private container"
+            );
+        }
+    }
+
+    // Leaving the app's network takes the database out of its reach.
+    c.rt.disconnect_network(&app_net, &db.id).await.unwrap();
+    c.rt.disconnect_network(&app_net, &db.id).await.unwrap();
+    let out =
+        c.rt.exec(&app.id, &exec, Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert!(!out.stdout.contains(&c.id), "{out:?}");
+
+    // Removing: containers first, then the networks; a second removal is not an error.
+    c.rt.remove(&app.id).await.unwrap();
+    c.rt.remove(&db.id).await.unwrap();
+    for net in [&app_net, &db_net] {
+        c.rt.remove_network(net).await.unwrap();
+        c.rt.remove_network(net).await.unwrap();
+        assert!(c.rt.inspect_network(net).await.unwrap().is_none());
+    }
+}
+
+async fn a_named_volume_outlives_its_containers(c: Ctx) {
+    let name = c.name("vol");
+    let volume = c.rt.ensure_volume(&name, &c.labels(&[])).await.unwrap();
+    assert_eq!(volume.name, name);
+    assert!(!volume.mountpoint.is_empty(), "{volume:?}");
+    let mine = [LabelFilter::eq(TEST_LABEL, c.id.clone())];
+    let listed = c.rt.list_volumes(&mine).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+
+    let mut writer = c.spec("writer", &format!("echo {} > /data/kept", c.id));
+    writer.volumes = vec![VolumeMount {
+        volume: name.clone(),
+        target: "/data".into(),
+    }];
+    let w = c.rt.run(&writer).await.unwrap();
+    let ended = c.wait_exited(&w.id, Duration::from_secs(20)).await;
+    assert_eq!(ended.exit_code, Some(0), "{ended:?}");
+    c.rt.remove(&w.id).await.unwrap();
+
+    let mut reader = c.spec("reader", "exec sleep 60");
+    reader.volumes = writer.volumes.clone();
+    let r = c.rt.run(&reader).await.unwrap();
+    let out =
+        c.rt.exec(
+            &r.id,
+            &ExecSpec {
+                cmd: vec!["cat".into(), "/data/kept".into()],
+                ..ExecSpec::default()
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.trim(), c.id, "{out:?}");
+    c.rt.remove(&r.id).await.unwrap();
+
+    c.rt.remove_volume(&name).await.unwrap();
+    assert!(c.rt.inspect_volume(&name).await.unwrap().is_none());
+    c.rt.remove_volume(&name).await.unwrap();
+}
+
+async fn exec_reports_output_exit_code_and_reads_stdin(c: Ctx) {
+    let box_ = c.rt.run(&c.spec("box", "exec sleep 120")).await.unwrap();
+    let out =
+        c.rt.exec(
+            &box_.id,
+            &ExecSpec {
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo out $SECRET_WORD; echo err >&2; exit 3".into(),
+                ],
+                env: vec![("SECRET_WORD".into(), "swordfish".into())],
+                ..ExecSpec::default()
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 3, "{out:?}");
+    assert_eq!(out.stdout.trim(), "out swordfish");
+    assert_eq!(out.stderr.trim(), "err");
+
+    // A megabyte through stdin, counted inside: what a restore does with a dump.
+    let mut session =
+        c.rt.exec_start(
+            &box_.id,
+            &ExecSpec {
+                cmd: vec!["sh".into(), "-c".into(), "wc -c".into()],
+                stdin: true,
+                ..ExecSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut input = session.input.take().expect("stdin");
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..16 {
+            input.write_all(&chunk).await.unwrap();
+        }
+        input.shutdown().await.unwrap();
+    });
+    let mut stdout = Vec::new();
+    let read = async {
+        while let Some(frame) = session.output.next().await {
+            let (source, bytes) = frame.unwrap();
+            if source == LogSource::Stdout {
+                stdout.extend_from_slice(&bytes);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the command ends once its stdin is closed");
+    writer.await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&stdout).trim(), "1048576");
+
+    // A command that is not there fails clearly, without a hang.
+    let missing =
+        c.rt.exec(
+            &box_.id,
+            &ExecSpec {
+                cmd: vec!["/no/such/tool".into()],
+                ..ExecSpec::default()
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    match missing {
+        Ok(out) => assert_ne!(out.exit_code, 0, "{out:?}"),
+        Err(e) => assert!(
+            e.to_string().contains("no/such/tool")
+                || e.to_string().contains("not found")
+                || e.to_string().contains("no such file"),
+            "{e}"
+        ),
+    }
+}
+
 /// Declares each case once per engine: `mod podman`, `mod podman_rootless`, `mod docker`.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -1153,6 +1470,9 @@ conformance!(
     remove_and_remove_image_clean_up,
     the_stopped_window_never_fails_a_call,
     detection_picks_this_engine_from_its_socket,
+    networks_give_a_fixed_address_and_keep_others_out,
+    a_named_volume_outlives_its_containers,
+    exec_reports_output_exit_code_and_reads_stdin,
 );
 
 // ---------------------------------------------------------------------------------------

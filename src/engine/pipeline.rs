@@ -475,6 +475,7 @@ pub(crate) fn run_spec(
         },
         restart: RestartPolicy::No,
         stop_timeout: Some(shared.config.stop_timeout),
+        ..RunSpec::default()
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, NetworkingConfig, PortBinding,
     RestartPolicy as BollardRestart, RestartPolicyNameEnum, SystemVersion,
 };
 use bollard::query_parameters::{
@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use super::error::{Subject, redact};
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerState, ContainerSummary, ImageFilter,
-    ImageSummary, LabelFilter, LogOptions, LogSource, LogStream, RestartPolicy, RunSpec,
+    ImageSummary, LabelFilter, LogOptions, LogSource, LogStream, Networks, RestartPolicy, RunSpec,
     RuntimeError, logs, timestamps,
 };
 
@@ -42,11 +42,13 @@ pub(crate) struct Compat {
     path: PathBuf,
     /// `unix:///path`, for errors.
     pub(crate) socket: String,
+    /// The engine's default bridge network: `bridge` on Docker, `podman` on Podman.
+    default_bridge: &'static str,
 }
 
 impl Compat {
     /// Opens a client for the socket at `path` (nothing is sent yet).
-    pub(crate) fn new(path: &Path) -> Result<Compat, RuntimeError> {
+    pub(crate) fn new(path: &Path, default_bridge: &'static str) -> Result<Compat, RuntimeError> {
         let socket = format!("unix://{}", path.display());
         let path_text = path.to_str().ok_or_else(|| {
             RuntimeError::Invalid(format!("socket path {} is not UTF-8", path.display()))
@@ -63,11 +65,12 @@ impl Compat {
             docker,
             path: path.to_owned(),
             socket,
+            default_bridge,
         })
     }
 
     /// Runs `call` with `limit` as its deadline, mapping bollard's error about `subject`.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         limit: Duration,
         subject: Subject<'_>,
@@ -125,10 +128,29 @@ impl Compat {
                 CALL_TIMEOUT,
                 subject,
                 self.docker
-                    .create_container(Some(options), create_body(spec)),
+                    .create_container(Some(options), create_body(spec, self.default_bridge)),
             )
             .await
             .map_err(|e| e.redacted(&spec.env))?;
+        // The compatible API joins one network at creation; the others are joined before
+        // the first start, and a container that cannot join them is not left behind.
+        let extra = match &spec.networks {
+            Networks::Bridge(extra) | Networks::Attach { extra, .. } => extra.as_slice(),
+            Networks::EngineDefault => &[],
+        };
+        {
+            for attach in extra {
+                if let Err(e) = self
+                    .connect_network(&attach.network, &created.id, attach.ipv4)
+                    .await
+                {
+                    if let Err(cleanup) = self.remove(&created.id).await {
+                        tracing::warn!(container = %spec.name, error = %cleanup, "cannot remove a container that failed to join its network");
+                    }
+                    return Err(e);
+                }
+            }
+        }
         for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
             tracing::warn!(container = %spec.name, warning = %redact(warning.clone(), &spec.env), "engine warning on create");
         }
@@ -375,7 +397,7 @@ fn validate(spec: &RunSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn create_body(spec: &RunSpec) -> ContainerCreateBody {
+fn create_body(spec: &RunSpec, default_bridge: &str) -> ContainerCreateBody {
     let port_key = spec.port.map(|p| format!("{}/tcp", p.container_port));
     let port_bindings = spec.port.zip(port_key.clone()).map(|(p, key)| {
         let binding = PortBinding {
@@ -398,7 +420,33 @@ fn create_body(spec: &RunSpec) -> ContainerCreateBody {
         pids_limit: spec.limits.pids,
         port_bindings,
         restart_policy: Some(restart_policy(spec.restart)),
+        binds: (!spec.volumes.is_empty()).then(|| {
+            spec.volumes
+                .iter()
+                .map(|v| format!("{}:{}", v.volume, v.target))
+                .collect()
+        }),
+        extra_hosts: (!spec.extra_hosts.is_empty()).then(|| {
+            spec.extra_hosts
+                .iter()
+                .map(|(name, ip)| format!("{name}:{ip}"))
+                .collect()
+        }),
+        network_mode: match &spec.networks {
+            Networks::EngineDefault => None,
+            Networks::Bridge(_) => Some(default_bridge.to_owned()),
+            Networks::Attach { primary, .. } => Some(primary.network.clone()),
+        },
         ..HostConfig::default()
+    };
+    let networking_config = match &spec.networks {
+        Networks::Attach { primary, .. } => Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                primary.network.clone(),
+                super::networks::endpoint(primary.ipv4),
+            )])),
+        }),
+        _ => None,
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -408,6 +456,7 @@ fn create_body(spec: &RunSpec) -> ContainerCreateBody {
         exposed_ports: port_key.map(|k| vec![k]),
         stop_timeout: spec.stop_timeout.map(|t| t.as_secs() as i64),
         host_config: Some(host_config),
+        networking_config,
         ..ContainerCreateBody::default()
     }
 }
@@ -497,7 +546,7 @@ mod tests {
             },
             ..RunSpec::default()
         };
-        let body = serde_json::to_value(create_body(&spec)).unwrap();
+        let body = serde_json::to_value(create_body(&spec, "bridge")).unwrap();
         let hc = &body["HostConfig"];
         assert_eq!(
             hc["PortBindings"]["8080/tcp"],

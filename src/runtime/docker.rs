@@ -2,6 +2,7 @@
 //! shared bollard core except `/info`, read as plain JSON. An OOM kill Docker missed (its
 //! exit event can beat its OOM event) is inferred, see `oom.rs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use super::oom::OomWatch;
 use super::raw::RawClient;
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerSummary, EngineInfo,
-    EngineKind, ImageFilter, ImageSummary, LabelFilter, LogOptions, LogStream, RunSpec,
-    RuntimeError,
+    EngineKind, ExecSession, ExecSpec, ImageFilter, ImageSummary, LabelFilter, LogOptions,
+    LogStream, NetworkInfo, NetworkSpec, RunSpec, RuntimeError, VolumeInfo,
 };
 
 /// Docker Engine at one socket.
@@ -31,7 +32,7 @@ impl DockerRuntime {
     pub fn connect(socket: &str) -> Result<DockerRuntime, RuntimeError> {
         let path = socket_path(socket)?;
         Ok(DockerRuntime {
-            compat: Compat::new(&path)?,
+            compat: Compat::new(&path, "bridge")?,
             raw: RawClient::new(&path, CALL_TIMEOUT),
             oom: Arc::new(OomWatch::new()),
         })
@@ -122,5 +123,69 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, RuntimeError> {
         self.compat.list_images(filter).await
+    }
+
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, RuntimeError> {
+        self.compat.ensure_network(spec).await
+    }
+
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        ipv4: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), RuntimeError> {
+        self.compat.connect_network(network, container, ipv4).await
+    }
+
+    async fn disconnect_network(&self, network: &str, container: &str) -> Result<(), RuntimeError> {
+        self.compat.disconnect_network(network, container).await
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
+        self.compat.inspect_network(name).await
+    }
+
+    async fn list_networks(
+        &self,
+        labels: &[LabelFilter],
+    ) -> Result<Vec<NetworkInfo>, RuntimeError> {
+        self.compat.list_networks(labels).await
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        self.compat.remove_network(name).await
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<VolumeInfo, RuntimeError> {
+        self.compat.ensure_volume(name, labels).await
+    }
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>, RuntimeError> {
+        self.compat.inspect_volume(name).await
+    }
+
+    async fn list_volumes(&self, labels: &[LabelFilter]) -> Result<Vec<VolumeInfo>, RuntimeError> {
+        self.compat.list_volumes(labels).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        self.compat.remove_volume(name).await
+    }
+
+    async fn exec_start(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+    ) -> Result<ExecSession, RuntimeError> {
+        self.compat.exec_start(container, spec).await
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        self.compat.exec_exit_code(exec_id).await
     }
 }

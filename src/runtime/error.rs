@@ -11,6 +11,10 @@ pub enum RuntimeError {
     ImageNotFound { image: String, message: String },
     #[error("container {container} not found: {message}")]
     ContainerNotFound { container: String, message: String },
+    #[error("network {network} not found: {message}")]
+    NetworkNotFound { network: String, message: String },
+    #[error("volume {volume} not found: {message}")]
+    VolumeNotFound { volume: String, message: String },
     #[error("container name {name} is already in use: {message}")]
     NameInUse { name: String, message: String },
     #[error("{} is already in use: {message}", port_text(*port))]
@@ -114,6 +118,8 @@ pub(crate) enum Subject<'a> {
         image: &'a str,
         port: Option<u16>,
     },
+    Network(&'a str),
+    Volume(&'a str),
     Engine,
 }
 
@@ -168,6 +174,14 @@ impl RuntimeError {
                 container: container.to_owned(),
                 message,
             },
+            Subject::Network(network) if status == 404 => RuntimeError::NetworkNotFound {
+                network: network.to_owned(),
+                message,
+            },
+            Subject::Volume(volume) if status == 404 => RuntimeError::VolumeNotFound {
+                volume: volume.to_owned(),
+                message,
+            },
             _ => RuntimeError::Engine { status, message },
         }
     }
@@ -206,7 +220,10 @@ impl RuntimeError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            RuntimeError::ImageNotFound { .. } | RuntimeError::ContainerNotFound { .. }
+            RuntimeError::ImageNotFound { .. }
+                | RuntimeError::ContainerNotFound { .. }
+                | RuntimeError::NetworkNotFound { .. }
+                | RuntimeError::VolumeNotFound { .. }
         )
     }
 }
@@ -268,6 +285,8 @@ impl RuntimeError {
             RuntimeError::Unreachable { .. } => "unreachable",
             RuntimeError::ImageNotFound { .. } => "image_not_found",
             RuntimeError::ContainerNotFound { .. } => "container_not_found",
+            RuntimeError::NetworkNotFound { .. } => "network_not_found",
+            RuntimeError::VolumeNotFound { .. } => "volume_not_found",
             RuntimeError::NameInUse { .. } => "name_in_use",
             RuntimeError::PortInUse { .. } => "port_in_use",
             RuntimeError::OutOfMemory { .. } => "out_of_memory",

@@ -41,15 +41,19 @@ mod compat;
 mod detect;
 mod docker;
 mod error;
+mod exec;
 mod libpod;
 mod logs;
+mod networks;
 mod oom;
 mod podman;
 mod raw;
 mod timestamps;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +67,8 @@ pub use detect::{
 };
 pub use docker::DockerRuntime;
 pub use error::RuntimeError;
+pub use exec::EXEC_OUTPUT_LIMIT;
+pub use networks::PRIVATE_RANGE;
 pub use podman::PodmanRuntime;
 
 /// Label naming the app a container or image belongs to.
@@ -217,6 +223,139 @@ pub struct RunSpec {
     /// How long the engine waits after SIGTERM before SIGKILL when it stops the container
     /// on its own (restart, shutdown); `None` keeps the engine's default of 10 s.
     pub stop_timeout: Option<Duration>,
+    /// Named volumes mounted into the container.
+    pub volumes: Vec<VolumeMount>,
+    /// Which networks the container joins.
+    pub networks: Networks,
+    /// Extra `/etc/hosts` entries: a linked database's name and its fixed address.
+    pub extra_hosts: Vec<(String, Ipv4Addr)>,
+}
+
+/// A named volume mounted at a path in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+}
+
+/// A network to join, at a fixed address when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAttach {
+    pub network: String,
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+/// Which networks a container joins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Networks {
+    /// Whatever the engine gives a container by default (rootless Podman: slirp4netns).
+    #[default]
+    EngineDefault,
+    /// The engine's default bridge (`bridge` on Docker, `podman` on Podman, rootless
+    /// included: slirp4netns cannot join other networks), plus these networks. Do not
+    /// combine with a published port on Podman (see `networks.rs`).
+    Bridge(Vec<NetworkAttach>),
+    /// This network first, then the others.
+    Attach {
+        primary: NetworkAttach,
+        extra: Vec<NetworkAttach>,
+    },
+}
+
+/// A network for [`ContainerRuntime::ensure_network`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// No way out and no way in except for the containers attached to it.
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A network as the engine describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub internal: bool,
+    /// `10.213.7.0/24`, when the network has an IPv4 subnet.
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkInfo {
+    /// The `k`th fixed address (from 0), counted down from the top of the network's /24:
+    /// .254, .253, ... The engines hand out addresses from the bottom.
+    pub fn fixed_address(&self, k: u8) -> Option<Ipv4Addr> {
+        if k > 120 {
+            return None;
+        }
+        self.host_address(254 - k)
+    }
+
+    /// The `n`th address of the network's /24 (`n = 2` is the first after the gateway).
+    pub fn host_address(&self, n: u8) -> Option<Ipv4Addr> {
+        let subnet = self.subnet.as_deref()?;
+        let (base, bits) = subnet.split_once('/')?;
+        if bits != "24" {
+            return None;
+        }
+        let [a, b, c, _] = base.parse::<Ipv4Addr>().ok()?.octets();
+        Some(Ipv4Addr::new(a, b, c, n))
+    }
+}
+
+/// A named volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// Where the engine keeps its files on the host.
+    pub mountpoint: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A command to run inside a running container.
+#[derive(Clone, Default)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    /// Environment of the command; the values are secrets (a database password).
+    pub env: Vec<(String, String)>,
+    /// `user`, `uid` or `uid:gid`; `None` keeps the container's.
+    pub user: Option<String>,
+    /// Whether the command reads a stream Rivetr writes ([`ExecSession::input`]).
+    pub stdin: bool,
+}
+
+impl fmt::Debug for ExecSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecSpec")
+            .field("cmd", &self.cmd)
+            .field("env", &names(&self.env))
+            .field("user", &self.user)
+            .field("stdin", &self.stdin)
+            .finish()
+    }
+}
+
+/// A running command's output, frame by frame as the engine sends it.
+pub type ExecOutputStream = BoxStream<'static, Result<(LogSource, Bytes), RuntimeError>>;
+
+/// A started command.
+pub struct ExecSession {
+    /// The engine's id of the command, for [`ContainerRuntime::exec_exit_code`].
+    pub id: String,
+    pub output: ExecOutputStream,
+    /// The command's stdin when [`ExecSpec::stdin`] asked for it; shut it down to send EOF.
+    pub input: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+}
+
+/// A finished command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    /// The last [`EXEC_OUTPUT_LIMIT`] bytes it wrote to each stream.
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl fmt::Debug for RunSpec {
@@ -231,6 +370,9 @@ impl fmt::Debug for RunSpec {
             .field("limits", &self.limits)
             .field("restart", &self.restart)
             .field("stop_timeout", &self.stop_timeout)
+            .field("volumes", &self.volumes)
+            .field("networks", &self.networks)
+            .field("extra_hosts", &self.extra_hosts)
             .finish()
     }
 }
@@ -373,7 +515,7 @@ impl LabelFilter {
     }
 
     /// The engines' filter syntax: `key` or `key=value`.
-    fn as_filter(&self) -> String {
+    pub(crate) fn as_filter(&self) -> String {
         match &self.value {
             Some(v) => format!("{}={}", self.key, v),
             None => self.key.clone(),
@@ -482,6 +624,83 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
 
     async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, RuntimeError>;
+
+    /// The network `spec` names, on a free /24 of [`PRIVATE_RANGE`], created when missing
+    /// (see `networks.rs`).
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, RuntimeError>;
+
+    /// Attaches a container, created or running, to a network, at a fixed address when given.
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        ipv4: Option<Ipv4Addr>,
+    ) -> Result<(), RuntimeError>;
+
+    /// Detaches a container from a network; one not attached is not an error.
+    async fn disconnect_network(&self, network: &str, container: &str) -> Result<(), RuntimeError>;
+
+    async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError>;
+
+    /// Networks carrying all of `labels` (every network when empty).
+    async fn list_networks(&self, labels: &[LabelFilter])
+    -> Result<Vec<NetworkInfo>, RuntimeError>;
+
+    /// Removes a network; one that does not exist is not an error.
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// The volume `name`, created with `labels` when missing.
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<VolumeInfo, RuntimeError>;
+
+    async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>, RuntimeError>;
+
+    /// Volumes carrying all of `labels`.
+    async fn list_volumes(&self, labels: &[LabelFilter]) -> Result<Vec<VolumeInfo>, RuntimeError>;
+
+    /// Removes a volume; one that does not exist is not an error.
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Starts a command in a running container; its output streams as it is written.
+    async fn exec_start(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+    ) -> Result<ExecSession, RuntimeError>;
+
+    /// A started command's exit code once it has ended; `None` while it runs.
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError>;
+
+    /// Runs a command to its end within `limit` and returns its exit code and the end of its
+    /// output.
+    async fn exec(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        limit: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let mut session = self.exec_start(container, spec).await?;
+        drop(session.input.take());
+        let (stdout, stderr) = exec::collect(&mut session.output, limit).await?;
+        // The stream ends a moment before the engine records the exit code.
+        for _ in 0..100 {
+            if let Some(exit_code) = self.exec_exit_code(&session.id).await? {
+                return Ok(ExecOutput {
+                    exit_code,
+                    stdout,
+                    stderr,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(RuntimeError::Protocol(format!(
+            "the engine never reported the exit code of {:?}",
+            spec.cmd
+        )))
+    }
 }
 
 #[cfg(test)]
