@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod databases;
 pub mod db;
 pub mod engine;
 pub mod generate;

@@ -75,6 +75,8 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineE
         .await?
         .into_iter()
         .filter(|c| !keep.contains(&app_and_deployment(c)))
+        // A managed database's container carries the instance label too, but no app's.
+        .filter(|c| !c.labels.contains_key(crate::databases::LABEL_DATABASE))
         .collect();
     report.leftover_containers = leftovers.len();
 

@@ -1,0 +1,23 @@
+//! Managed databases (PostgreSQL, MariaDB, MySQL, Redis): containers Rivetr runs next to the
+//! apps, on the same engines.
+//!
+//! - `kinds.rs`: what each database engine's official image reads and offers (variables,
+//!   data path, port, readiness probe, connection URL). The test images follow the same
+//!   contract (`scripts/test-env/db-images.sh`), so the official images work unchanged.
+//! - `lifecycle.rs`: a database's network, volume and container on a [`ContainerRuntime`]:
+//!   bring it up and wait until it accepts connections, stop, start, remove.
+//!
+//! This module talks to the runtime; it never parses HTTP and keeps no state of its own
+//! beyond what it is given.
+//!
+//! [`ContainerRuntime`]: crate::runtime::ContainerRuntime
+
+pub mod kinds;
+pub mod lifecycle;
+
+pub use kinds::{Credentials, DbKind};
+pub use lifecycle::{DatabaseSpec, LifecycleError, Names};
+
+/// Label naming the managed database a container, volume or network belongs to. Startup
+/// reconcile leaves these containers alone: they are not an app's leftovers.
+pub const LABEL_DATABASE: &str = "io.rivetr.database";
