@@ -40,8 +40,10 @@ step "dashboard: npm ci, lint (eslint), typecheck (tsc --noEmit), component test
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-step "cargo test (rootful Podman, rootless Podman and Docker started for it)"
-scripts/test-env/engines.sh cargo test --all-targets --locked
+step "cargo test (rootful Podman, rootless Podman and Docker started for it, with the database test images)"
+# db-images.sh builds the PostgreSQL, MariaDB and Redis test images from Debian packages
+# (cached under /var/cache/rivetr-db-images) and imports them into the engines just started.
+scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && cargo test --all-targets --locked'
 
 step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
 scripts/test-env/package-e2e.sh
