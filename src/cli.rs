@@ -25,7 +25,7 @@ pub struct Cli {
 /// The exit statuses, in `rivetr --help` (each API command repeats them in its own help).
 const TOP_AFTER_HELP: &str = "\
 Exit status: 0 ok, 1 failed, 2 bad usage or configuration. The commands that talk to the API
-(app, env, deploy, logs, deployments, rollback) add 3 not found, 4 unauthorized (wrong or
+(app, env, db, deploy, logs, deployments, rollback) add 3 not found, 4 unauthorized (wrong or
 revoked token) and 5 server unreachable; with --follow, 1 also means the deployment failed.";
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +42,8 @@ pub enum Command {
     App(AppArgs),
     /// Set, unset and list an app's environment variables (through the API).
     Env(EnvArgs),
+    /// Create, list, show, delete, start, stop and restart managed databases (through the API).
+    Db(DbArgs),
     /// Deploy an app's branch or a given commit; --follow streams the log.
     Deploy(DeployArgs),
     /// Show an app's output (its containers' stdout and stderr).
@@ -70,6 +72,7 @@ impl Command {
             | Command::GitCredential { .. } => None,
             Command::App(a) => Some(&a.api),
             Command::Env(a) => Some(&a.api),
+            Command::Db(a) => Some(&a.api),
             Command::Deploy(a) => Some(&a.api),
             Command::Logs(a) => Some(&a.api),
             Command::Deployments(a) => Some(&a.api),
@@ -362,6 +365,70 @@ pub struct AppCreateArgs {
     /// Containers to run [server default: 1].
     #[arg(long)]
     pub replicas: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct DbArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create a database and wait until it accepts connections; its password is generated
+    /// and never shown (apps get the URL through a link).
+    Create {
+        /// A DNS label: lower-case letters, digits and inner hyphens.
+        name: String,
+        /// postgres, mariadb, mysql or redis.
+        #[arg(long)]
+        engine: String,
+        /// The image's version tag [server default: 16, 11, 8 or 7].
+        #[arg(long)]
+        version: Option<String>,
+        /// Memory limit: bytes, or a size such as 512M or 1G.
+        #[arg(long, value_name = "SIZE")]
+        memory: Option<String>,
+        /// CPU limit; fractions allowed.
+        #[arg(long)]
+        cpus: Option<f64>,
+    },
+    /// List every database.
+    List,
+    /// Show one database: engine, version, status, volume, network.
+    Show {
+        /// The database's name.
+        db: String,
+    },
+    /// Delete a database's container and network; its data volume is kept unless --volumes.
+    Delete {
+        /// The database's name.
+        db: String,
+        /// Remove the data volume too: the data is gone.
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask; needed when stdin is not a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Start a stopped database.
+    Start {
+        /// The database's name.
+        db: String,
+    },
+    /// Stop a database cleanly; it stays stopped across Rivetr restarts.
+    Stop {
+        /// The database's name.
+        db: String,
+    },
+    /// Stop and start a database.
+    Restart {
+        /// The database's name.
+        db: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -61,6 +61,8 @@ pub struct AppState {
     pub deployer: Arc<dyn engine::Deployer>,
     /// The proxy's certificates, read for their states (valid until, errors, next attempt).
     pub certificates: Arc<proxy::tls::CertStore>,
+    /// Managed databases (their containers live on the same engine as the apps').
+    pub databases: databases::Databases,
 }
 
 impl AppState {
@@ -72,9 +74,16 @@ impl AppState {
         runtime: runtime::SharedDetection,
         engine: engine::Engine,
     ) -> AppState {
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        let databases = databases::Databases::new(
+            db.clone(),
+            Arc::clone(&secrets),
+            Arc::clone(&runtime),
+            Arc::clone(&config),
+        );
         AppState {
             db,
-            config: Arc::new(ArcSwap::from_pointee(config)),
+            config,
             started: Instant::now(),
             secrets,
             auth_failures: Arc::new(auth::FailureLimiter::default()),
@@ -86,6 +95,7 @@ impl AppState {
             deployer: Arc::new(engine.clone()),
             engine,
             certificates: proxy::tls::CertStore::new(),
+            databases,
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod auth;
 pub mod certificates;
+pub mod databases;
 pub mod deployments;
 pub mod env;
 pub mod error;
@@ -73,6 +74,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
             git_access::delete_git_credential
         ))
         .routes(routes!(certificates::list_certificates))
+        .routes(routes!(
+            databases::list_databases,
+            databases::create_database
+        ))
+        .routes(routes!(databases::get_database, databases::delete_database))
+        .routes(routes!(databases::start_database))
+        .routes(routes!(databases::stop_database))
+        .routes(routes!(databases::restart_database))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "A live stream of what changes: apps and deployments"),
         (name = "webhooks", description = "Forge webhooks and their secrets"),
         (name = "certificates", description = "Where each domain's TLS certificate stands"),
+        (name = "databases", description = "Managed databases: PostgreSQL, MariaDB, MySQL, Redis"),
     )
 )]
 pub(super) struct ApiDoc;

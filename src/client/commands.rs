@@ -16,11 +16,14 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use super::http::segment;
-use super::types::{App, DeployKey, Deployment, End, EnvVar, KnownHost, LogLine, succeeded};
+use super::types::{
+    App, Database, DeletedDatabase, DeployKey, Deployment, End, EnvVar, KnownHost, LogLine,
+    succeeded,
+};
 use super::{Client, ClientError, format};
 use crate::cli::{
-    AppCommand, AppCreateArgs, Command, DeployArgs, DeploymentsArgs, EnvCommand, LogsArgs,
-    RollbackArgs,
+    AppCommand, AppCreateArgs, Command, DbCommand, DeployArgs, DeploymentsArgs, EnvCommand,
+    LogsArgs, RollbackArgs,
 };
 
 /// Runs an API command (not `serve` or `token`) and writes its output to `out`.
@@ -35,6 +38,7 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
     match command {
         Command::App(a) => app(&client, a.command, json, out).await,
         Command::Env(a) => env(&client, a.command, json, out).await,
+        Command::Db(a) => db(&client, a.command, json, out).await,
         Command::Deploy(a) => deploy(&client, a, json, out).await,
         Command::Logs(a) => logs(&client, a, json, out).await,
         Command::Deployments(a) => deployments(&client, a, json, out).await,
@@ -293,6 +297,125 @@ fn create_body(a: &AppCreateArgs) -> Value {
         set("replicas", json!(r));
     }
     body
+}
+
+fn db_path(db: &str) -> String {
+    format!("/api/databases/{}", segment(db))
+}
+
+async fn db(
+    client: &Client,
+    command: DbCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    match command {
+        DbCommand::Create {
+            name,
+            engine,
+            version,
+            memory,
+            cpus,
+        } => {
+            let mut body = json!({"name": name, "engine": engine});
+            if let Some(v) = version {
+                body["version"] = json!(v);
+            }
+            if let Some(m) = memory {
+                body["memory"] = json!(m);
+            }
+            if let Some(c) = cpus {
+                body["cpus"] = json!(c);
+            }
+            eprintln!("Creating database {name}; waiting until it accepts connections...");
+            let bytes = client.post("/api/databases", Some(&body)).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            write!(out, "{}", format::database(&client.parse(&bytes)?))?;
+            Ok(())
+        }
+        DbCommand::List => {
+            let bytes = client.get("/api/databases").await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let list: Vec<Database> = client.parse(&bytes)?;
+            write!(out, "{}", format::databases(&list))?;
+            Ok(())
+        }
+        DbCommand::Show { db } => {
+            let bytes = client.get(&db_path(&db)).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            write!(out, "{}", format::database(&client.parse(&bytes)?))?;
+            Ok(())
+        }
+        DbCommand::Delete { db, volumes, yes } => {
+            if !yes {
+                confirm(&format!(
+                    "Delete database {db}{}?",
+                    if volumes {
+                        " and its data volume (the data is gone)"
+                    } else {
+                        " (its data volume is kept)"
+                    }
+                ))?;
+            }
+            let path = if volumes {
+                format!("{}?volumes=true", db_path(&db))
+            } else {
+                db_path(&db)
+            };
+            let bytes = client.delete(&path).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let deleted: DeletedDatabase = client.parse(&bytes)?;
+            writeln!(out, "{}", deleted.message)?;
+            Ok(())
+        }
+        DbCommand::Start { db } => db_lifecycle(client, &db, "start", json, out).await,
+        DbCommand::Stop { db } => db_lifecycle(client, &db, "stop", json, out).await,
+        DbCommand::Restart { db } => db_lifecycle(client, &db, "restart", json, out).await,
+    }
+}
+
+async fn db_lifecycle(
+    client: &Client,
+    db: &str,
+    op: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let bytes = client.post(&format!("{}/{op}", db_path(db)), None).await?;
+    if json {
+        return raw(out, &bytes);
+    }
+    let d: Database = client.parse(&bytes)?;
+    writeln!(out, "database {}: {}", d.name, d.status)?;
+    Ok(())
+}
+
+/// Asks `question` on the terminal; without one, `--yes` is required.
+fn confirm(question: &str) -> Result<(), ClientError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Usage(format!(
+            "{question} needs --yes when stdin is not a terminal"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(ClientError::Stdin)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(ClientError::Usage("nothing deleted".to_owned()))
+    }
 }
 
 /// Asks on the terminal; without one, `--yes` is required.

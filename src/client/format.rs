@@ -2,7 +2,7 @@
 //! API's answers to text, so they are tested without a server. Values that could break a
 //! table (newlines, tabs, control characters) are escaped.
 
-use super::types::{App, Deployment, EnvVar, KnownHost, LogLine};
+use super::types::{App, Database, Deployment, EnvVar, KnownHost, LogLine};
 
 /// What a secret value is printed as. The API already masks secret values; the client does
 /// not rely on that alone.
@@ -153,6 +153,57 @@ pub fn app(a: &App) -> String {
         lines.push(("webhook gitea", w.gitea.clone()));
     }
     lines.push(("created", short_time(&a.created_at)));
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in lines {
+        out.push_str(&format!("{:<width$} {}\n", format!("{k}:"), one_line(&v)));
+    }
+    out
+}
+
+pub fn databases(list: &[Database]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                format!("{} {}", d.engine, d.version),
+                d.status.clone(),
+                d.volume.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "ENGINE", "STATUS", "VOLUME"], &rows)
+}
+
+/// Every detail of one database (never its password: apps get it through a link).
+pub fn database(d: &Database) -> String {
+    let mut lines: Vec<(&str, String)> = vec![
+        ("name", d.name.clone()),
+        ("engine", format!("{} {}", d.engine, d.version)),
+        ("image", d.image.clone()),
+        ("status", d.status.clone()),
+    ];
+    if let Some(user) = &d.username {
+        lines.push(("user", user.clone()));
+    }
+    if let Some(db) = &d.database {
+        lines.push(("database", db.clone()));
+    }
+    lines.push(("port", format!("{} (not published)", d.port)));
+    lines.push(("volume", d.volume.clone()));
+    lines.push(("network", d.network.clone()));
+    lines.push((
+        "memory",
+        d.memory_bytes
+            .map_or_else(|| "no limit".to_owned(), |b| format!("{b} bytes")),
+    ));
+    lines.push((
+        "cpus",
+        d.cpus
+            .map_or_else(|| "no limit".to_owned(), |c| c.to_string()),
+    ));
+    lines.push(("created", short_time(&d.created_at)));
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let mut out = String::new();
     for (k, v) in lines {

@@ -131,3 +131,27 @@ pub struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
+
+/// A managed database as the API shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Database {
+    pub name: String,
+    pub engine: String,
+    pub version: String,
+    pub image: String,
+    pub status: String,
+    pub username: Option<String>,
+    pub database: Option<String>,
+    pub port: u16,
+    pub volume: String,
+    pub network: String,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    pub created_at: String,
+}
+
+/// What deleting a database kept.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeletedDatabase {
+    pub message: String,
+}

@@ -39,6 +39,63 @@ pub struct Config {
     pub engine: EngineSettings,
     pub build: BuildSettings,
     pub session: SessionConfig,
+    pub databases: DatabasesConfig,
+}
+
+/// `[databases]`: the images managed databases run and how long one may take to start.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabasesConfig {
+    /// `{version}` is replaced by the version a database asks for.
+    #[serde(deserialize_with = "image_template")]
+    pub postgres_image: String,
+    #[serde(deserialize_with = "image_template")]
+    pub mariadb_image: String,
+    #[serde(deserialize_with = "image_template")]
+    pub mysql_image: String,
+    #[serde(deserialize_with = "image_template")]
+    pub redis_image: String,
+    /// A database not accepting connections this long after its start has failed.
+    #[serde(deserialize_with = "at_least_one")]
+    pub ready_timeout_seconds: u64,
+}
+
+impl Default for DatabasesConfig {
+    fn default() -> Self {
+        use crate::databases::DbKind;
+        let official = |kind: DbKind| kind.official_image("{version}");
+        DatabasesConfig {
+            postgres_image: official(DbKind::Postgres),
+            mariadb_image: official(DbKind::Mariadb),
+            mysql_image: official(DbKind::Mysql),
+            redis_image: official(DbKind::Redis),
+            ready_timeout_seconds: 180,
+        }
+    }
+}
+
+impl DatabasesConfig {
+    /// The image a database of `kind` at `version` runs.
+    pub fn image(&self, kind: crate::databases::DbKind, version: &str) -> String {
+        use crate::databases::DbKind;
+        let template = match kind {
+            DbKind::Postgres => &self.postgres_image,
+            DbKind::Mariadb => &self.mariadb_image,
+            DbKind::Mysql => &self.mysql_image,
+            DbKind::Redis => &self.redis_image,
+        };
+        template.replace("{version}", version)
+    }
+}
+
+fn image_template<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() || s.chars().any(char::is_whitespace) {
+        return Err(serde::de::Error::custom(
+            "must be an image name such as docker.io/library/postgres:{version}",
+        ));
+    }
+    Ok(s)
 }
 
 /// `[build]`: what one image build may use. They are also the most an app's `deploy.toml`

@@ -6,17 +6,22 @@
 //!   contract (`scripts/test-env/db-images.sh`), so the official images work unchanged.
 //! - `lifecycle.rs`: a database's network, volume and container on a [`ContainerRuntime`]:
 //!   bring it up and wait until it accepts connections, stop, start, remove.
+//! - `service.rs`: [`Databases`], what the API calls: the `databases` rows and the engine
+//!   objects kept in step, passwords generated and sealed, one operation per database at a
+//!   time.
 //!
-//! This module talks to the runtime; it never parses HTTP and keeps no state of its own
-//! beyond what it is given.
+//! This module talks to the runtime and owns the `databases` table's meaning; it never
+//! parses HTTP.
 //!
 //! [`ContainerRuntime`]: crate::runtime::ContainerRuntime
 
 pub mod kinds;
 pub mod lifecycle;
+pub mod service;
 
 pub use kinds::{Credentials, DbKind};
 pub use lifecycle::{DatabaseSpec, LifecycleError, Names};
+pub use service::{DatabaseError, DatabaseView, Databases, NewDatabaseRequest};
 
 /// Label naming the managed database a container, volume or network belongs to. Startup
 /// reconcile leaves these containers alone: they are not an app's leftovers.

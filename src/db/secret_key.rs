@@ -26,7 +26,8 @@ pub fn count_encrypted(conn: &mut Connection) -> Result<i64, rusqlite::Error> {
         "SELECT (SELECT COUNT(*) FROM env_vars WHERE secret = 1)
               + (SELECT COUNT(*) FROM apps WHERE webhook_secret IS NOT NULL)
               + (SELECT COUNT(*) FROM apps WHERE git_credential IS NOT NULL)
-              + (SELECT COUNT(*) FROM deploy_keys)",
+              + (SELECT COUNT(*) FROM deploy_keys)
+              + (SELECT COUNT(*) FROM databases)",
         [],
         |r| r.get(0),
     )

@@ -129,6 +129,10 @@ pub enum Purpose<'a> {
     GitCredential { app_id: i64 },
     /// `deploy_keys.private_key`: the private half of an app's SSH deploy key.
     DeployKey { app_id: i64 },
+    /// `databases.password`: the password apps connect to a managed database with.
+    DatabasePassword { database_id: i64 },
+    /// `databases.root_password`: a MariaDB or MySQL database's root password.
+    DatabaseRootPassword { database_id: i64 },
 }
 
 impl Purpose<'_> {
@@ -139,6 +143,10 @@ impl Purpose<'_> {
             Purpose::WebhookSecret { app_id } => format!("rivetr:webhook:{app_id}"),
             Purpose::GitCredential { app_id } => format!("rivetr:git:{app_id}"),
             Purpose::DeployKey { app_id } => format!("rivetr:deploy-key:{app_id}"),
+            Purpose::DatabasePassword { database_id } => format!("rivetr:db:{database_id}"),
+            Purpose::DatabaseRootPassword { database_id } => {
+                format!("rivetr:db-root:{database_id}")
+            }
         }
         .into_bytes()
     }

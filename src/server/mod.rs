@@ -198,6 +198,12 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         certificates: Arc::clone(&proxy.certs),
         ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
+    // Databases not stopped by request come back up in the background: an engine restarted
+    // without its containers, or a rebooted machine, must not delay READY by their start.
+    tokio::spawn({
+        let databases = state.databases.clone();
+        async move { databases.reconcile().await }
+    });
     let grace = state.config.load().shutdown_grace();
     if let Err(e) = state.live_tokens.refresh(&db).await {
         tracing::warn!(error = %e, "cannot read the live API tokens; retrying in the background");

@@ -280,6 +280,98 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/databases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_databases"];
+        put?: never;
+        /**
+         * Creates a database (container, data volume, internal network, generated credentials)
+         *     and answers once it accepts connections.
+         */
+        post: operations["create_database"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One database; `status` says whether it accepts connections now. */
+        get: operations["get_database"];
+        put?: never;
+        post?: never;
+        /**
+         * Deletes a database's container and network; its data volume is kept unless
+         *     `?volumes=true`, and the answer names it and where it is.
+         */
+        delete: operations["delete_database"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/restart": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stops and starts a database. */
+        post: operations["restart_database"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Starts a stopped database and waits until it accepts connections. */
+        post: operations["start_database"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stops a database cleanly; it stays stopped across Rivetr restarts. */
+        post: operations["stop_database"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/deployments/{id}": {
         parameters: {
             query?: never;
@@ -567,6 +659,22 @@ export interface components {
             /** @description RFC 3339: when the served certificate stops being valid. */
             valid_until?: string | null;
         };
+        /** @description `POST /api/databases` body. */
+        CreateDatabaseBody: {
+            /**
+             * Format: double
+             * @description CPU limit, fractions allowed; none by default.
+             */
+            cpus?: number | null;
+            /** @description `postgres`, `mariadb`, `mysql` or `redis`. */
+            engine: string;
+            /** @description Bytes, or a size such as `"512M"`; at least 64 MiB; none by default. */
+            memory?: string | null;
+            /** @description A DNS label, like an app's name; also the host name linked apps reach it by. */
+            name: string;
+            /** @description The image tag's version, such as `16`; default: 16, 11, 8 and 7 respectively. */
+            version?: string | null;
+        };
         /** @description `POST /api/tokens` body. */
         CreateToken: {
             /** @description Unique among tokens that are not revoked; 1 to 64 characters. */
@@ -598,23 +706,49 @@ export interface components {
              */
             username: string;
         };
+        /**
+         * @description A database as the API shows it. No password: apps get the connection URL through a
+         *     link, never through an answer.
+         */
         DatabaseView: {
+            container: string;
+            /** Format: double */
+            cpus?: number | null;
+            created_at: string;
+            /** @description The database created for apps (none for Redis). */
+            database?: string | null;
+            engine: components["schemas"]["DbKind"];
+            image: string;
             /** Format: int64 */
-            apps: number;
-            /** Format: int64 */
-            deployments: number;
+            memory_bytes?: number | null;
+            name: string;
+            /** @description Its own internal network. */
+            network: string;
+            /** Format: int32 */
+            port: number;
             /**
-             * Format: int64
-             * @description The schema version (`PRAGMA user_version`).
+             * @description `running`, `stopped`, `starting` (running, not yet accepting connections), or
+             *     `missing` (no container in the engine).
              */
-            schema_version: number;
-            /**
-             * Format: int64
-             * @description The database file's size (pages in use times page size).
-             */
-            size_bytes: number;
-            /** @description `ok`, or the error. */
             status: string;
+            /** @description Stopped by request: not brought up when Rivetr starts. */
+            stopped: boolean;
+            /** @description The user apps connect as (none for Redis). */
+            username?: string | null;
+            version: string;
+            /** @description The named volume holding its data. */
+            volume: string;
+        };
+        /**
+         * @description A database engine Rivetr can run.
+         * @enum {string}
+         */
+        DbKind: "postgres" | "mariadb" | "mysql" | "redis";
+        /** @description What a deletion left in place. */
+        DeletedDatabase: {
+            kept_volume?: null | components["schemas"]["KeptVolume"];
+            message: string;
+            name: string;
         };
         /** @description `POST /api/apps/{app}/deployments` body. */
         DeployBody: {
@@ -723,6 +857,10 @@ export interface components {
             retries: number;
             /** Format: int64 */
             timeout_ms: number;
+        };
+        KeptVolume: {
+            mountpoint: string;
+            name: string;
         };
         /** @description An SSH host key an app's clones recorded. */
         KnownHostView: {
@@ -1795,6 +1933,320 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CertificateView"][];
+                };
+            };
+        };
+    };
+    list_databases: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every database, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatabaseView"][];
+                };
+            };
+        };
+    };
+    create_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateDatabaseBody"];
+            };
+        };
+        responses: {
+            /** @description Created and accepting connections */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatabaseView"];
+                };
+            };
+            /** @description Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Name taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid value, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The engine could not run it; nothing was kept */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The database */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatabaseView"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+                /** @description `true`: remove the data volume too. By default it is kept and the answer says where. */
+                volumes: boolean | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted; what was kept */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedDatabase"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    restart_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; the database as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatabaseView"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The engine refused, or it did not come up */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; the database as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatabaseView"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The engine refused, or it did not come up */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stop_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; the database as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatabaseView"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The engine refused, or it did not come up */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

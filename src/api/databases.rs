@@ -1,0 +1,223 @@
+//! `/api/databases`: managed databases. The handlers check the request and call
+//! [`crate::databases::Databases`], which talks to the container engine.
+
+use axum::Json as JsonResponse;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path};
+use crate::AppState;
+use crate::databases::service::DeletedDatabase;
+use crate::databases::{DatabaseError, DatabaseView, DbKind, NewDatabaseRequest};
+
+/// `POST /api/databases` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabaseBody {
+    /// A DNS label, like an app's name; also the host name linked apps reach it by.
+    pub name: String,
+    /// `postgres`, `mariadb`, `mysql` or `redis`.
+    pub engine: String,
+    /// The image tag's version, such as `16`; default: 16, 11, 8 and 7 respectively.
+    pub version: Option<String>,
+    /// Bytes, or a size such as `"512M"`; at least 64 MiB; none by default.
+    #[schema(value_type = Option<String>)]
+    pub memory: Option<serde_json::Value>,
+    /// CPU limit, fractions allowed; none by default.
+    pub cpus: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeleteParams {
+    /// `true`: remove the data volume too. By default it is kept and the answer says where.
+    pub volumes: Option<bool>,
+}
+
+pub(super) fn database_error(e: DatabaseError) -> ApiError {
+    match e {
+        DatabaseError::NotFound(_) => ApiError::not_found(e.to_string()),
+        DatabaseError::Exists(_) => ApiError::conflict(e.to_string()),
+        DatabaseError::Invalid { field, message } => ApiError::invalid_value(field, message),
+        DatabaseError::NoRuntime(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        DatabaseError::Lifecycle(_) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string())
+        }
+        DatabaseError::Db(_) | DatabaseError::Secrets(_) => ApiError::internal(e),
+    }
+}
+
+/// Creates a database (container, data volume, internal network, generated credentials)
+/// and answers once it accepts connections.
+#[utoipa::path(
+    post,
+    path = "/api/databases",
+    tag = "databases",
+    security(("bearer" = [])),
+    request_body = CreateDatabaseBody,
+    responses(
+        (status = 201, description = "Created and accepting connections", body = DatabaseView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "An invalid value, named", body = ErrorBody),
+        (status = 502, description = "The engine could not run it; nothing was kept", body = ErrorBody),
+        (status = 503, description = "No container engine", body = ErrorBody),
+    )
+)]
+pub async fn create_database(
+    State(state): State<AppState>,
+    Json(body): Json<CreateDatabaseBody>,
+) -> Result<(StatusCode, JsonResponse<DatabaseView>), ApiError> {
+    let kind: DbKind = body
+        .engine
+        .parse()
+        .map_err(|m: String| ApiError::invalid_value("engine", m))?;
+    let memory_bytes = match body.memory {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(
+            crate::limits::parse_memory(&s).map_err(|e| ApiError::invalid_value("memory", e))?,
+        ),
+        Some(serde_json::Value::Number(n)) => Some(
+            n.as_u64()
+                .ok_or_else(|| ApiError::invalid_value("memory", "a positive number of bytes"))?,
+        ),
+        Some(_) => {
+            return Err(ApiError::invalid_value(
+                "memory",
+                "bytes, or a size such as \"512M\"",
+            ));
+        }
+    };
+    let created = state
+        .databases
+        .create(NewDatabaseRequest {
+            name: body.name,
+            kind,
+            version: body.version,
+            memory_bytes,
+            cpus: body.cpus,
+        })
+        .await
+        .map_err(database_error)?;
+    Ok((StatusCode::CREATED, JsonResponse(created)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/databases",
+    tag = "databases",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every database, by name", body = Vec<DatabaseView>))
+)]
+pub async fn list_databases(
+    State(state): State<AppState>,
+) -> Result<JsonResponse<Vec<DatabaseView>>, ApiError> {
+    Ok(JsonResponse(
+        state.databases.list().await.map_err(database_error)?,
+    ))
+}
+
+/// One database; `status` says whether it accepts connections now.
+#[utoipa::path(
+    get,
+    path = "/api/databases/{db}",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    responses(
+        (status = 200, description = "The database", body = DatabaseView),
+        (status = 404, description = "No such database", body = ErrorBody),
+    )
+)]
+pub async fn get_database(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<JsonResponse<DatabaseView>, ApiError> {
+    Ok(JsonResponse(
+        state
+            .databases
+            .view(&name, true)
+            .await
+            .map_err(database_error)?,
+    ))
+}
+
+/// Deletes a database's container and network; its data volume is kept unless
+/// `?volumes=true`, and the answer names it and where it is.
+#[utoipa::path(
+    delete,
+    path = "/api/databases/{db}",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name"), DeleteParams),
+    responses(
+        (status = 200, description = "Deleted; what was kept", body = DeletedDatabase),
+        (status = 404, description = "No such database", body = ErrorBody),
+        (status = 503, description = "No container engine", body = ErrorBody),
+    )
+)]
+pub async fn delete_database(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> Result<JsonResponse<DeletedDatabase>, ApiError> {
+    Ok(JsonResponse(
+        state
+            .databases
+            .delete(&name, params.volumes.unwrap_or(false))
+            .await
+            .map_err(database_error)?,
+    ))
+}
+
+macro_rules! database_lifecycle_handler {
+    ($fn:ident, $path:literal, $op:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "databases",
+            security(("bearer" = [])),
+            params(("db" = String, Path, description = "The database's name")),
+            responses(
+                (status = 200, description = "Done; the database as it is now", body = DatabaseView),
+                (status = 404, description = "No such database", body = ErrorBody),
+                (status = 502, description = "The engine refused, or it did not come up", body = ErrorBody),
+                (status = 503, description = "No container engine", body = ErrorBody),
+            )
+        )]
+        pub async fn $fn(
+            State(state): State<AppState>,
+            Path(name): Path<String>,
+        ) -> Result<JsonResponse<DatabaseView>, ApiError> {
+            Ok(JsonResponse(
+                state.databases.$op(&name).await.map_err(database_error)?,
+            ))
+        }
+    };
+}
+
+database_lifecycle_handler!(
+    start_database,
+    "/api/databases/{db}/start",
+    start,
+    "Starts a stopped database and waits until it accepts connections."
+);
+database_lifecycle_handler!(
+    stop_database,
+    "/api/databases/{db}/stop",
+    stop,
+    "Stops a database cleanly; it stays stopped across Rivetr restarts."
+);
+database_lifecycle_handler!(
+    restart_database,
+    "/api/databases/{db}/restart",
+    restart,
+    "Stops and starts a database."
+);

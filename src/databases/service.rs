@@ -1,0 +1,520 @@
+//! [`Databases`]: managed databases as the API sees them. It keeps the `databases` rows and
+//! the engine objects in step: a database is created in the engine before its creation is
+//! reported, and one that cannot come up leaves neither a row nor a container behind.
+//! Operations on one database are serialised; different databases proceed in parallel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::kinds::{Credentials, DbKind};
+use super::lifecycle::{self, DatabaseSpec, LifecycleError, Names};
+use crate::config::Config;
+use crate::db::databases::{DatabaseRow, NewDatabase};
+use crate::db::{Db, DbError};
+use crate::runtime::{ContainerRuntime, ContainerState, Limits, SharedDetection};
+use crate::secrets::{Purpose, Secrets, SecretsError};
+
+/// What can go wrong with a managed database.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("no database named `{0}`")]
+    NotFound(String),
+    #[error("a database named `{0}` already exists")]
+    Exists(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NoRuntime(String),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+/// A request to create a database.
+#[derive(Debug, Clone)]
+pub struct NewDatabaseRequest {
+    pub name: String,
+    pub kind: DbKind,
+    /// `None`: the engine's default version.
+    pub version: Option<String>,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+}
+
+/// A database as the API shows it. No password: apps get the connection URL through a
+/// link, never through an answer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DatabaseView {
+    pub name: String,
+    pub engine: DbKind,
+    pub version: String,
+    pub image: String,
+    /// `running`, `stopped`, `starting` (running, not yet accepting connections), or
+    /// `missing` (no container in the engine).
+    pub status: String,
+    /// Stopped by request: not brought up when Rivetr starts.
+    pub stopped: bool,
+    /// The user apps connect as (none for Redis).
+    pub username: Option<String>,
+    /// The database created for apps (none for Redis).
+    pub database: Option<String>,
+    pub port: u16,
+    pub container: String,
+    /// The named volume holding its data.
+    pub volume: String,
+    /// Its own internal network.
+    pub network: String,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    pub created_at: String,
+}
+
+/// What a deletion left in place.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeletedDatabase {
+    pub name: String,
+    /// The data volume kept (unless `?volumes=true`), with where the engine keeps its files.
+    pub kept_volume: Option<KeptVolume>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KeptVolume {
+    pub name: String,
+    pub mountpoint: String,
+}
+
+/// The managed databases of this installation.
+#[derive(Clone)]
+pub struct Databases {
+    db: Db,
+    secrets: Arc<Secrets>,
+    runtime: SharedDetection,
+    config: Arc<ArcSwap<Config>>,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Databases {
+    pub fn new(
+        db: Db,
+        secrets: Arc<Secrets>,
+        runtime: SharedDetection,
+        config: Arc<ArcSwap<Config>>,
+    ) -> Databases {
+        Databases {
+            db,
+            secrets,
+            runtime,
+            config,
+            locks: Arc::default(),
+        }
+    }
+
+    fn runtime(&self) -> Result<Arc<dyn ContainerRuntime>, DatabaseError> {
+        let detection = self.runtime.load();
+        detection
+            .runtime
+            .clone()
+            .ok_or_else(|| DatabaseError::NoRuntime(detection.status.summary()))
+    }
+
+    fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(name.to_owned()).or_default())
+    }
+
+    fn ready_within(&self) -> Duration {
+        Duration::from_secs(self.config.load().databases.ready_timeout_seconds)
+    }
+
+    /// Creates a database and waits until it accepts connections.
+    pub async fn create(&self, req: NewDatabaseRequest) -> Result<DatabaseView, DatabaseError> {
+        validate(&req)?;
+        let rt = self.runtime()?;
+        let lock = self.lock(&req.name);
+        let _held = lock.lock().await;
+        let version = req
+            .version
+            .clone()
+            .unwrap_or_else(|| req.kind.default_version().to_owned());
+        let image = self.config.load().databases.image(req.kind, &version);
+        let account = account_name(&req.name);
+        let password = crate::secrets::random_hex_secret()?;
+        let root_password = match req.kind {
+            DbKind::Mariadb | DbKind::Mysql => Some(crate::secrets::random_hex_secret()?),
+            _ => None,
+        };
+        let (secrets, name, engine) = (
+            Arc::clone(&self.secrets),
+            req.name.clone(),
+            req.kind.as_str(),
+        );
+        let (pw, root, image_row, version_row, account_row) = (
+            password.clone(),
+            root_password.clone(),
+            image.clone(),
+            version.clone(),
+            account.clone(),
+        );
+        let (memory_bytes, cpus) = (req.memory_bytes, req.cpus);
+        let inserted = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                if crate::db::databases::get_by_name(&tx, &name)?.is_some() {
+                    return Ok(None);
+                }
+                let id = crate::db::databases::insert(
+                    &tx,
+                    &NewDatabase {
+                        name: &name,
+                        engine,
+                        version: &version_row,
+                        image: &image_row,
+                        username: &account_row,
+                        database_name: &account_row,
+                        memory_bytes,
+                        cpus,
+                    },
+                )?;
+                let seal = |purpose, value: &crate::secrets::SecretString| {
+                    secrets
+                        .encrypt_str(purpose, value.expose())
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+                };
+                let sealed = seal(Purpose::DatabasePassword { database_id: id }, &pw)?;
+                let sealed_root = root
+                    .as_ref()
+                    .map(|r| seal(Purpose::DatabaseRootPassword { database_id: id }, r))
+                    .transpose()?;
+                crate::db::databases::set_passwords(&tx, id, &sealed, sealed_root.as_deref())?;
+                tx.commit()?;
+                Ok(Some(id))
+            })
+            .await?;
+        let Some(id) = inserted else {
+            return Err(DatabaseError::Exists(req.name));
+        };
+        let spec = DatabaseSpec {
+            name: req.name.clone(),
+            kind: req.kind,
+            image,
+            credentials: Credentials {
+                user: account.clone(),
+                password,
+                root_password,
+                database: account,
+            },
+            limits: Limits {
+                memory_bytes: req.memory_bytes,
+                cpus: req.cpus,
+                pids: None,
+            },
+            instance: self.db.instance_id().to_owned(),
+        };
+        tracing::info!(database = %req.name, engine = %req.kind, image = %spec.image, "creating a database");
+        if let Err(e) = lifecycle::bring_up(rt.as_ref(), &spec, &[], self.ready_within()).await {
+            tracing::error!(database = %req.name, error = %e, "the new database did not come up; removing it");
+            // A database that never came up holds no data: nothing of it is kept.
+            if let Err(cleanup) = lifecycle::remove(rt.as_ref(), &spec.names(), true).await {
+                tracing::warn!(database = %req.name, error = %cleanup, "cannot remove what the failed database left in the engine");
+            }
+            self.db
+                .call(move |c| crate::db::databases::delete(c, id))
+                .await?;
+            return Err(e.into());
+        }
+        self.view(&req.name, true).await
+    }
+
+    pub async fn list(&self) -> Result<Vec<DatabaseView>, DatabaseError> {
+        let rows = self.db.call(|c| crate::db::databases::list(c)).await?;
+        let rt = self.runtime.load().runtime.clone();
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status = match &rt {
+                Some(rt) => container_status(rt.as_ref(), &self.names(&row), None).await,
+                None => "unknown".to_owned(),
+            };
+            views.push(view_of(&row, &self.names(&row), status));
+        }
+        Ok(views)
+    }
+
+    /// One database; with `probe`, a running one is asked whether it accepts connections.
+    pub async fn view(&self, name: &str, probe: bool) -> Result<DatabaseView, DatabaseError> {
+        let row = self.row(name).await?;
+        let names = self.names(&row);
+        let status = match self.runtime.load().runtime.clone() {
+            Some(rt) => {
+                let spec = probe.then(|| self.spec(&row)).transpose()?;
+                container_status(rt.as_ref(), &names, spec.as_ref()).await
+            }
+            None => "unknown".to_owned(),
+        };
+        Ok(view_of(&row, &names, status))
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<DatabaseView, DatabaseError> {
+        let rt = self.runtime()?;
+        let lock = self.lock(name);
+        let _held = lock.lock().await;
+        let row = self.row(name).await?;
+        let id = row.id;
+        self.db
+            .call(move |c| crate::db::databases::set_stopped(c, id, true))
+            .await?;
+        lifecycle::stop(rt.as_ref(), &self.names(&row)).await?;
+        tracing::info!(database = %name, "database stopped");
+        self.view(name, false).await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<DatabaseView, DatabaseError> {
+        let rt = self.runtime()?;
+        let lock = self.lock(name);
+        let _held = lock.lock().await;
+        let row = self.row(name).await?;
+        let id = row.id;
+        self.db
+            .call(move |c| crate::db::databases::set_stopped(c, id, false))
+            .await?;
+        let spec = self.spec(&row)?;
+        lifecycle::bring_up(rt.as_ref(), &spec, &[], self.ready_within()).await?;
+        tracing::info!(database = %name, "database started");
+        self.view(name, true).await
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<DatabaseView, DatabaseError> {
+        self.stop(name).await?;
+        self.start(name).await
+    }
+
+    /// Removes the database's container and network, and its volume when `volumes`.
+    pub async fn delete(
+        &self,
+        name: &str,
+        volumes: bool,
+    ) -> Result<DeletedDatabase, DatabaseError> {
+        let rt = self.runtime()?;
+        let lock = self.lock(name);
+        let _held = lock.lock().await;
+        let row = self.row(name).await?;
+        let removed = lifecycle::remove(rt.as_ref(), &self.names(&row), volumes).await?;
+        let id = row.id;
+        self.db
+            .call(move |c| crate::db::databases::delete(c, id))
+            .await?;
+        let kept_volume = removed.kept_volume.map(|v| KeptVolume {
+            name: v.name,
+            mountpoint: v.mountpoint,
+        });
+        let message = match &kept_volume {
+            Some(v) => format!(
+                "database {name} deleted; its data is kept in volume {} ({}); delete with ?volumes=true to remove it too",
+                v.name, v.mountpoint
+            ),
+            None => format!("database {name} deleted with its data"),
+        };
+        tracing::info!(database = %name, volumes, "{message}");
+        Ok(DeletedDatabase {
+            name: name.to_owned(),
+            kept_volume,
+            message,
+        })
+    }
+
+    /// Brings up every database not stopped by request (at startup: an engine restarted
+    /// without its containers, or a machine rebooted). Failures are logged, not fatal.
+    pub async fn reconcile(&self) {
+        let Ok(rt) = self.runtime() else {
+            return;
+        };
+        let rows = match self.db.call(|c| crate::db::databases::list(c)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the databases to bring them up");
+                return;
+            }
+        };
+        for row in rows.into_iter().filter(|r| !r.stopped) {
+            let spec = match self.spec(&row) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(database = %row.name, error = %e, "cannot read the database's credentials");
+                    continue;
+                }
+            };
+            let lock = self.lock(&row.name);
+            let _held = lock.lock().await;
+            if let Err(e) = lifecycle::bring_up(rt.as_ref(), &spec, &[], self.ready_within()).await
+            {
+                tracing::error!(database = %row.name, error = %e, "cannot bring the database up");
+            }
+        }
+    }
+
+    async fn row(&self, name: &str) -> Result<DatabaseRow, DatabaseError> {
+        let owned = name.to_owned();
+        self.db
+            .call(move |c| crate::db::databases::get_by_name(c, &owned))
+            .await?
+            .ok_or_else(|| DatabaseError::NotFound(name.to_owned()))
+    }
+
+    fn names(&self, row: &DatabaseRow) -> Names {
+        Names::of(self.db.instance_id(), &row.name)
+    }
+
+    /// The full spec of a stored database, its passwords opened.
+    fn spec(&self, row: &DatabaseRow) -> Result<DatabaseSpec, DatabaseError> {
+        let kind: DbKind = row
+            .engine
+            .parse()
+            .map_err(|message| DatabaseError::Invalid {
+                field: "engine",
+                message,
+            })?;
+        let password = self.secrets.decrypt_str(
+            Purpose::DatabasePassword {
+                database_id: row.id,
+            },
+            &row.password,
+        )?;
+        let root_password = row
+            .root_password
+            .as_deref()
+            .map(|sealed| {
+                self.secrets.decrypt_str(
+                    Purpose::DatabaseRootPassword {
+                        database_id: row.id,
+                    },
+                    sealed,
+                )
+            })
+            .transpose()?;
+        Ok(DatabaseSpec {
+            name: row.name.clone(),
+            kind,
+            image: row.image.clone(),
+            credentials: Credentials {
+                user: row.username.clone(),
+                password,
+                root_password,
+                database: row.database_name.clone(),
+            },
+            limits: Limits {
+                memory_bytes: row.memory_bytes,
+                cpus: row.cpus,
+                pids: None,
+            },
+            instance: self.db.instance_id().to_owned(),
+        })
+    }
+}
+
+/// The user and database name for a database: its name with `_` for `-`, which every
+/// engine accepts unquoted.
+fn account_name(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn validate(req: &NewDatabaseRequest) -> Result<(), DatabaseError> {
+    if !crate::db::apps::is_valid_name(&req.name) {
+        return Err(DatabaseError::Invalid {
+            field: "name",
+            message: format!(
+                "`{}` is not a DNS label (lower-case letters, digits, inner hyphens, up to 63 characters)",
+                req.name
+            ),
+        });
+    }
+    if let Some(v) = &req.version
+        && (v.is_empty()
+            || v.len() > 32
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(DatabaseError::Invalid {
+            field: "version",
+            message: format!(
+                "`{v}` is not a version tag (letters, digits, `.`, `-`, `_`, up to 32 characters)"
+            ),
+        });
+    }
+    if let Some(m) = req.memory_bytes
+        && m < 64 << 20
+    {
+        return Err(DatabaseError::Invalid {
+            field: "memory",
+            message: format!("{m} bytes is below the 64 MiB a database needs"),
+        });
+    }
+    if let Some(c) = req.cpus
+        && !(c > 0.0 && c.is_finite())
+    {
+        return Err(DatabaseError::Invalid {
+            field: "cpus",
+            message: "must be above 0".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The container's state in words; with a spec, a running one is probed.
+async fn container_status(
+    rt: &dyn ContainerRuntime,
+    names: &Names,
+    probe: Option<&DatabaseSpec>,
+) -> String {
+    match rt.inspect(&names.container).await {
+        Ok(info) if info.state == ContainerState::Running => match probe {
+            Some(spec) => {
+                let check = spec.kind.ready_probe(&spec.credentials);
+                match rt.exec(&info.id, &check, Duration::from_secs(10)).await {
+                    Ok(out) if out.exit_code == 0 => "running".to_owned(),
+                    _ => "starting".to_owned(),
+                }
+            }
+            None => "running".to_owned(),
+        },
+        Ok(info) if matches!(info.state, ContainerState::Exited | ContainerState::Created) => {
+            "stopped".to_owned()
+        }
+        Ok(info) => info.engine_state,
+        Err(e) if e.is_not_found() => "missing".to_owned(),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+fn view_of(row: &DatabaseRow, names: &Names, status: String) -> DatabaseView {
+    let kind: Option<DbKind> = row.engine.parse().ok();
+    let has_users = kind.is_some_and(DbKind::has_users);
+    DatabaseView {
+        name: row.name.clone(),
+        engine: kind.unwrap_or(DbKind::Postgres),
+        version: row.version.clone(),
+        image: row.image.clone(),
+        status,
+        stopped: row.stopped,
+        username: has_users.then(|| row.username.clone()),
+        database: has_users.then(|| row.database_name.clone()),
+        port: kind.map(DbKind::port).unwrap_or(0),
+        container: names.container.clone(),
+        volume: names.volume.clone(),
+        network: names.network.clone(),
+        memory_bytes: row.memory_bytes,
+        cpus: row.cpus,
+        created_at: row.created_at.clone(),
+    }
+}

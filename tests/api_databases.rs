@@ -1,0 +1,247 @@
+//! Managed databases through the API and the CLI, on rootful Podman with the test images
+//! `scripts/test-env/db-images.sh` builds (the configuration points the image templates at
+//! them, as an administrator would at a mirror). The real binary, the real engine.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::platform::{Platform, podman_socket};
+use common::{BIN, wait_for};
+use serde_json::{Value, json};
+
+fn start(case: &str) -> Option<Platform> {
+    let socket = podman_socket(case)?;
+    Some(Platform::start(
+        &socket,
+        &[
+            (
+                "RIVETR_DATABASES_POSTGRES_IMAGE",
+                "localhost/rivetr-test-postgres:{version}",
+            ),
+            (
+                "RIVETR_DATABASES_REDIS_IMAGE",
+                "localhost/rivetr-test-redis:{version}",
+            ),
+        ],
+    ))
+}
+
+/// `podman` on the test engine.
+fn podman(p: &Platform, args: &[&str]) -> String {
+    let out = Command::new("podman")
+        .arg("--url")
+        .arg(&p.socket)
+        .args(args)
+        .output()
+        .expect("podman");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The database password Rivetr gave the container, read back from the engine.
+fn container_password(p: &Platform, container: &str) -> String {
+    let env = podman(
+        p,
+        &["inspect", "--format", "{{json .Config.Env}}", container],
+    );
+    let env: Vec<String> = serde_json::from_str(env.trim()).expect("the container's env");
+    env.iter()
+        .find_map(|e| e.strip_prefix("POSTGRES_PASSWORD="))
+        .expect("POSTGRES_PASSWORD is set")
+        .to_owned()
+}
+
+fn cli(p: &Platform, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("RIVETR_URL", format!("http://{}", p.rivetr.api()))
+        .env("RIVETR_TOKEN", &p.token)
+        .env("HOME", p.dir.path())
+        .output()
+        .expect("the rivetr binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_database_is_created_kept_across_restarts_and_deleted_without_showing_its_password() {
+    let Some(mut p) = start("databases through the API") else {
+        return;
+    };
+    let mut answers: Vec<String> = Vec::new();
+
+    // Bad requests change nothing and say what is wrong.
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "oracle"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("engine"), "{body}");
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "Not_A_Label", "engine": "postgres"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "postgres", "colour": "blue"})),
+    );
+    assert!(status == 400 || status == 422, "{status} {body}");
+    assert!(body.to_string().contains("colour"), "{body}");
+
+    // Create: the answer comes once it accepts connections.
+    let (status, created) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "postgres", "version": "15", "memory": "512M"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    answers.push(created.to_string());
+    assert_eq!(created["status"], "running", "{created}");
+    assert_eq!(created["engine"], "postgres");
+    assert_eq!(created["image"], "localhost/rivetr-test-postgres:15");
+    assert_eq!(created["memory_bytes"], 512u64 << 20);
+    let container = created["container"].as_str().unwrap().to_owned();
+    let volume = created["volume"].as_str().unwrap().to_owned();
+
+    let password = container_password(&p, &container);
+    assert!(
+        password.len() >= 32,
+        "a generated password of 32+ characters"
+    );
+    // Never published: no host port.
+    let ports = podman(&p, &["port", &container]);
+    assert!(ports.trim().is_empty(), "published: {ports}");
+
+    // The same name again is a conflict.
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "redis"})),
+    );
+    assert_eq!(status, 409, "{body}");
+
+    // A database whose image is missing fails clearly and leaves nothing behind.
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "broken", "engine": "redis", "version": "no-such-tag"})),
+    );
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.to_string().contains("rivetr-test-redis:no-such-tag"),
+        "{body}"
+    );
+    let (status, _) = p.api("GET", "/api/databases/broken", None);
+    assert_eq!(status, 404);
+    let leftovers = podman(
+        &p,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.rivetr.database=broken",
+            "--format",
+            "{{.Names}}",
+        ],
+    );
+    assert!(leftovers.trim().is_empty(), "{leftovers}");
+    let leftovers = podman(
+        &p,
+        &[
+            "volume",
+            "ls",
+            "--filter",
+            "label=io.rivetr.database=broken",
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    assert!(leftovers.trim().is_empty(), "{leftovers}");
+
+    // Listed and shown, by the API and the CLI.
+    let (status, list) = p.api("GET", "/api/databases", None);
+    assert_eq!(status, 200);
+    answers.push(list.to_string());
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let (code, out, err) = cli(&p, &["db", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("main") && out.contains("postgres 15"), "{out}");
+    let (code, out, err) = cli(&p, &["db", "show", "main"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("running") && out.contains(&volume), "{out}");
+    answers.push(out);
+
+    // Stopped by request, it stays stopped across a Rivetr restart.
+    let (status, stopped) = p.api("POST", "/api/databases/main/stop", None);
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    p.kill9();
+    p.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, shown) = p.api("GET", "/api/databases/main", None);
+    assert_eq!(shown["status"], "stopped", "{shown}");
+    let (code, out, err) = cli(&p, &["db", "start", "main"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("running"), "{out}");
+
+    // A database whose container went away (an engine restarted without it) comes back
+    // when Rivetr starts, on its kept volume, with the same password.
+    p.kill9();
+    podman(&p, &["rm", "-f", "-t", "5", &container]);
+    p.restart();
+    wait_for("the database back up", Duration::from_secs(120), || {
+        let (_, shown) = p.api("GET", "/api/databases/main", None);
+        (shown["status"] == "running").then_some(())
+    });
+    assert_eq!(container_password(&p, &container), password);
+
+    // Deleted: the volume is kept and the answer says where.
+    let (status, deleted) = p.api("DELETE", "/api/databases/main", None);
+    assert_eq!(status, 200, "{deleted}");
+    answers.push(deleted.to_string());
+    assert_eq!(deleted["kept_volume"]["name"], volume.as_str(), "{deleted}");
+    assert!(
+        deleted["message"].as_str().unwrap().contains(&volume),
+        "{deleted}"
+    );
+    let volumes = podman(&p, &["volume", "ls", "--format", "{{.Name}}"]);
+    assert!(volumes.lines().any(|v| v == volume), "{volumes}");
+    podman(&p, &["volume", "rm", "-f", &volume]);
+    let (status, _) = p.api("GET", "/api/databases/main", None);
+    assert_eq!(status, 404);
+
+    // A Redis database deleted with ?volumes=true leaves nothing.
+    let (status, redis) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "cache", "engine": "redis", "version": "7"})),
+    );
+    assert_eq!(status, 201, "{redis}");
+    assert_eq!(redis["username"], Value::Null, "Redis has no user");
+    let redis_volume = redis["volume"].as_str().unwrap().to_owned();
+    let (code, out, err) = cli(&p, &["db", "delete", "cache", "--volumes", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let volumes = podman(&p, &["volume", "ls", "--format", "{{.Name}}"]);
+    assert!(!volumes.lines().any(|v| v == redis_volume), "{volumes}");
+
+    // The password was never shown: not in an answer, the CLI, the log or the database file.
+    let log = std::fs::read_to_string(&p.rivetr.log_path).unwrap();
+    let db_file = std::fs::read(p.dir.path().join("data/rivetr.db")).unwrap();
+    for text in answers.iter().chain(std::iter::once(&log)) {
+        assert!(!text.contains(&password), "the password was shown: {text}");
+    }
+    assert!(
+        !db_file
+            .windows(password.len())
+            .any(|w| w == password.as_bytes()),
+        "the password is stored in clear"
+    );
+}
