@@ -429,6 +429,32 @@ pub enum DbCommand {
         /// The database's name.
         db: String,
     },
+    /// Link an app to a database: from the app's next deployment its containers get the
+    /// connection URL (and PGHOST and the like) and reach the database by its name.
+    Link {
+        /// The database's name.
+        db: String,
+        /// The app's name.
+        #[arg(long)]
+        app: String,
+        /// The variable that gets the URL [server default: DATABASE_URL].
+        #[arg(long, value_name = "VAR")]
+        env: Option<String>,
+    },
+    /// Remove an app's link to a database; the database leaves the app's network at once.
+    Unlink {
+        /// The database's name.
+        db: String,
+        /// The app's name.
+        #[arg(long)]
+        app: String,
+    },
+    /// List an app's links to databases.
+    Links {
+        /// The app's name.
+        #[arg(long)]
+        app: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -245,3 +245,166 @@ fn a_database_is_created_kept_across_restarts_and_deleted_without_showing_its_pa
         "the password is stored in clear"
     );
 }
+
+/// The linked app: the PostgreSQL test image (for psql) with busybox's httpd, writing and
+/// reading a row through DATABASE_URL at start and serving what it saw.
+const LINKED_DOCKERFILE: &str = "FROM localhost/busybox:test AS bb\nFROM localhost/rivetr-test-postgres:15\nCOPY --from=bb /bin/busybox /bin/busybox\nCOPY start.sh /start.sh\nENTRYPOINT []\nCMD [\"/bin/sh\", \"/start.sh\"]\n";
+const LINKED_START: &str = "mkdir -p /www\necho ok > /www/index.html\necho \"$PGHOST\" > /www/pghost\npsql \"$DATABASE_URL\" -tAc \"CREATE TABLE IF NOT EXISTS hits (v text); INSERT INTO hits VALUES ('from-app'); SELECT count(*) FROM hits\" > /www/result 2>&1\nexec /bin/busybox httpd -f -p 8080 -h /www\n";
+
+#[test]
+fn a_linked_app_reaches_its_database_through_the_injected_url_and_others_need_the_password() {
+    let Some(p) = start("a linked app") else {
+        return;
+    };
+    let (status, created) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "postgres", "version": "15"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let container = created["container"].as_str().unwrap().to_owned();
+    let password = container_password(&p, &container);
+
+    let repo = common::platform::GitRepo::new("v1\n");
+    repo.commit(
+        &[
+            ("Dockerfile", LINKED_DOCKERFILE),
+            ("start.sh", LINKED_START),
+        ],
+        "an app that uses its database",
+    );
+    let app = common::platform::unique_name("linked");
+    p.create_app(&app, repo.path(), json!({}));
+
+    // Linking checks its input.
+    let (status, body) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/links"),
+        Some(json!({"database": "nope"})),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/links"),
+        Some(json!({"database": "main", "env": "not a name"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (code, out, err) = cli(&p, &["db", "link", "main", "--app", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("DATABASE_URL"), "{out}");
+    let (status, body) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/links"),
+        Some(json!({"database": "main"})),
+    );
+    assert_eq!(status, 409, "linked twice: {body}");
+    let (_, links) = p.api("GET", &format!("/api/apps/{app}/links"), None);
+    assert_eq!(links[0]["host"], "main", "{links}");
+
+    // Deployed, the app wrote and read a row through the URL it was given.
+    let id = p.deploy(&app, None);
+    let done = p.wait_done(id);
+    assert_eq!(done["status"], "running", "{done}\n{}", p.logs(id));
+    let host = format!("{app}.test");
+    let (status, result) = p.through_proxy(&host, "/result");
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(
+        result.trim().lines().last(),
+        Some("1"),
+        "psql said: {result}"
+    );
+    let (_, pghost) = p.through_proxy(&host, "/pghost");
+    assert_eq!(pghost.trim(), "main");
+    let log = p.logs(id);
+    assert!(
+        !log.contains(&password),
+        "the password is in the deploy log"
+    );
+
+    // The row is in the database itself.
+    let rows = podman(
+        &p,
+        &[
+            "exec",
+            "-e",
+            &format!("PGPASSWORD={password}"),
+            &container,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "main",
+            "-d",
+            "main",
+            "-tAc",
+            "SELECT v FROM hits",
+        ],
+    );
+    assert_eq!(rows.trim(), "from-app");
+
+    // A linked database cannot be deleted.
+    let (status, body) = p.api("DELETE", "/api/databases/main", None);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains(&app), "{body}");
+
+    // Another container, on the engine's default network, gets nowhere without the
+    // credentials: refused at the network (Docker, rootless Podman) or by the server (rootful
+    // Podman with CNI does not isolate its networks from each other).
+    let address = links[0]["address"].as_str().unwrap().to_owned();
+    let probe = Command::new("podman")
+        .args(["--url", &p.socket, "run", "--rm", "--entrypoint", "psql"])
+        .arg("localhost/rivetr-test-postgres:15")
+        .arg(format!(
+            "postgres://main:wrong-password@{address}:5432/main?connect_timeout=5"
+        ))
+        .args(["-tAc", "SELECT 1"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&probe.stdout),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert!(!probe.status.success(), "an outsider got in: {said}");
+    assert!(
+        said.contains("password authentication failed") || said.contains("timeout"),
+        "{said}"
+    );
+
+    // Unlinked, the running app loses its way to the database at once.
+    let (code, out, err) = cli(&p, &["db", "unlink", "main", "--app", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    let app_container = p
+        .containers(&app)
+        .into_iter()
+        .find(|(_, state)| state == "running")
+        .expect("the app's container")
+        .0;
+    let probe = Command::new("podman")
+        .args(["--url", &p.socket, "exec", &app_container])
+        .args([
+            "sh",
+            "-c",
+            "timeout 5 psql \"$DATABASE_URL\" -tAc 'SELECT 1' && echo reached || echo refused",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        said.contains("refused"),
+        "still reached after unlink: {said}"
+    );
+
+    // Deleting the app removes its network; the database can go now.
+    let (status, _) = p.api("DELETE", &format!("/api/apps/{app}"), None);
+    assert_eq!(status, 204);
+    let networks = podman(&p, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !networks
+            .lines()
+            .any(|n| n.ends_with(&format!("-app-{app}"))),
+        "{networks}"
+    );
+    let (status, body) = p.api("DELETE", "/api/databases/main?volumes=true", None);
+    assert_eq!(status, 200, "{body}");
+}

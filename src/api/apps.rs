@@ -628,7 +628,14 @@ pub async fn delete_app(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // The app's links go first (its databases leave its network), its network last.
+    state
+        .databases
+        .forget_app(&name)
+        .await
+        .map_err(super::databases::database_error)?;
     state.engine.delete_app(&name).await.map_err(engine_error)?;
+    state.databases.remove_app_network(&name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

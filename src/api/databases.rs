@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::AppState;
 use crate::databases::service::DeletedDatabase;
-use crate::databases::{DatabaseError, DatabaseView, DbKind, NewDatabaseRequest};
+use crate::databases::{DatabaseError, DatabaseView, DbKind, LinkView, NewDatabaseRequest};
 
 /// `POST /api/databases` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -38,8 +38,10 @@ pub struct DeleteParams {
 
 pub(super) fn database_error(e: DatabaseError) -> ApiError {
     match e {
-        DatabaseError::NotFound(_) => ApiError::not_found(e.to_string()),
-        DatabaseError::Exists(_) => ApiError::conflict(e.to_string()),
+        DatabaseError::NotFound(_) | DatabaseError::AppNotFound(_) => {
+            ApiError::not_found(e.to_string())
+        }
+        DatabaseError::Exists(_) | DatabaseError::InUse(_) => ApiError::conflict(e.to_string()),
         DatabaseError::Invalid { field, message } => ApiError::invalid_value(field, message),
         DatabaseError::NoRuntime(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -159,6 +161,7 @@ pub async fn get_database(
     responses(
         (status = 200, description = "Deleted; what was kept", body = DeletedDatabase),
         (status = 404, description = "No such database", body = ErrorBody),
+        (status = 409, description = "Apps are linked to it", body = ErrorBody),
         (status = 503, description = "No container engine", body = ErrorBody),
     )
 )]
@@ -221,3 +224,92 @@ database_lifecycle_handler!(
     restart,
     "Stops and starts a database."
 );
+
+/// `POST /api/apps/{app}/links` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    /// The database's name.
+    pub database: String,
+    /// The variable that gets the connection URL; default `DATABASE_URL`.
+    pub env: Option<String>,
+}
+
+/// Links an app to a database: from its next deployment its containers get the URL in `env`
+/// (plus `PGHOST`, `MYSQL_HOST` or `REDIS_HOST` and the like for the first link of each
+/// engine) and reach the database by its name on the app's own network.
+#[utoipa::path(
+    post,
+    path = "/api/apps/{app}/links",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(("app" = String, Path, description = "The app's name")),
+    request_body = LinkBody,
+    responses(
+        (status = 201, description = "Linked; applies at the app's next deployment", body = LinkView),
+        (status = 404, description = "No such app or database", body = ErrorBody),
+        (status = 409, description = "Already linked, or the variable is taken by another link", body = ErrorBody),
+        (status = 422, description = "An invalid variable name", body = ErrorBody),
+    )
+)]
+pub async fn create_link(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Json(body): Json<LinkBody>,
+) -> Result<(StatusCode, JsonResponse<LinkView>), ApiError> {
+    let env = body.env.unwrap_or_else(|| "DATABASE_URL".to_owned());
+    let link = state
+        .databases
+        .link(&app, &body.database, &env)
+        .await
+        .map_err(database_error)?;
+    Ok((StatusCode::CREATED, JsonResponse(link)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/links",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app's links", body = Vec<LinkView>),
+        (status = 404, description = "No such app", body = ErrorBody),
+    )
+)]
+pub async fn list_links(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<JsonResponse<Vec<LinkView>>, ApiError> {
+    Ok(JsonResponse(
+        state.databases.links(&app).await.map_err(database_error)?,
+    ))
+}
+
+/// Removes a link: the database leaves the app's network now; the variables go at the app's
+/// next deployment.
+#[utoipa::path(
+    delete,
+    path = "/api/apps/{app}/links/{db}",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("db" = String, Path, description = "The database's name"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such app, database or link", body = ErrorBody),
+    )
+)]
+pub async fn delete_link(
+    State(state): State<AppState>,
+    Path((app, db)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .databases
+        .unlink(&app, &db)
+        .await
+        .map_err(database_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -82,6 +82,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(databases::start_database))
         .routes(routes!(databases::stop_database))
         .routes(routes!(databases::restart_database))
+        .routes(routes!(databases::list_links, databases::create_link))
+        .routes(routes!(databases::delete_link))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

@@ -379,6 +379,57 @@ async fn db(
         DbCommand::Start { db } => db_lifecycle(client, &db, "start", json, out).await,
         DbCommand::Stop { db } => db_lifecycle(client, &db, "stop", json, out).await,
         DbCommand::Restart { db } => db_lifecycle(client, &db, "restart", json, out).await,
+        DbCommand::Link { db, app, env } => {
+            let mut body = json!({"database": db});
+            if let Some(env) = env {
+                body["env"] = json!(env);
+            }
+            let bytes = client
+                .post(&format!("{}/links", app_path(&app)), Some(&body))
+                .await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let link: Value = client.parse(&bytes)?;
+            writeln!(
+                out,
+                "linked app {app} to database {db}: {} from its next deployment (host {})",
+                link["env"].as_str().unwrap_or("?"),
+                link["host"].as_str().unwrap_or("?")
+            )?;
+            Ok(())
+        }
+        DbCommand::Unlink { db, app } => {
+            client
+                .delete(&format!("{}/links/{}", app_path(&app), segment(&db)))
+                .await?;
+            if !json {
+                writeln!(out, "unlinked app {app} from database {db}")?;
+            }
+            Ok(())
+        }
+        DbCommand::Links { app } => {
+            let bytes = client.get(&format!("{}/links", app_path(&app))).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let links: Vec<Value> = client.parse(&bytes)?;
+            let rows: Vec<Vec<String>> = links
+                .iter()
+                .map(|l| {
+                    ["database", "engine", "env", "host"]
+                        .iter()
+                        .map(|k| l[*k].as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                format::table(&["DATABASE", "ENGINE", "VARIABLE", "HOST"], &rows)
+            )?;
+            Ok(())
+        }
     }
 }
 

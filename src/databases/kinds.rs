@@ -11,7 +11,7 @@ use crate::runtime::ExecSpec;
 use crate::secrets::SecretString;
 
 /// A database engine Rivetr can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DbKind {
     Postgres,

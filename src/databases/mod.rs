@@ -6,6 +6,8 @@
 //!   contract (`scripts/test-env/db-images.sh`), so the official images work unchanged.
 //! - `lifecycle.rs`: a database's network, volume and container on a [`ContainerRuntime`]:
 //!   bring it up and wait until it accepts connections, stop, start, remove.
+//! - `links.rs`: what an app linked to databases gets: its own network, where the databases
+//!   sit at fixed addresses, hosts entries, and the connection variables.
 //! - `service.rs`: [`Databases`], what the API calls: the `databases` rows and the engine
 //!   objects kept in step, passwords generated and sealed, one operation per database at a
 //!   time.
@@ -17,11 +19,12 @@
 
 pub mod kinds;
 pub mod lifecycle;
+pub mod links;
 pub mod service;
 
 pub use kinds::{Credentials, DbKind};
 pub use lifecycle::{DatabaseSpec, LifecycleError, Names};
-pub use service::{DatabaseError, DatabaseView, Databases, NewDatabaseRequest};
+pub use service::{DatabaseError, DatabaseView, Databases, LinkView, NewDatabaseRequest};
 
 /// Label naming the managed database a container, volume or network belongs to. Startup
 /// reconcile leaves these containers alone: they are not an app's leftovers.

@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::kinds::{Credentials, DbKind};
-use super::lifecycle::{self, DatabaseSpec, LifecycleError, Names};
+use super::lifecycle::{self, DatabaseSpec, LifecycleError, LinkedNetwork, Names};
+use super::links;
 use crate::config::Config;
 use crate::db::databases::{DatabaseRow, NewDatabase};
 use crate::db::{Db, DbError};
@@ -25,6 +26,11 @@ pub enum DatabaseError {
     NotFound(String),
     #[error("a database named `{0}` already exists")]
     Exists(String),
+    #[error("no app named `{0}`")]
+    AppNotFound(String),
+    /// Linked apps hold it; the message names them.
+    #[error("{0}")]
+    InUse(String),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -77,6 +83,19 @@ pub struct DatabaseView {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub created_at: String,
+}
+
+/// One link from an app to a database.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LinkView {
+    pub database: String,
+    pub engine: DbKind,
+    /// The variable holding the connection URL.
+    pub env: String,
+    /// The host name the app reaches the database by (an `/etc/hosts` entry).
+    pub host: String,
+    /// The database's address on the app's network.
+    pub address: String,
 }
 
 /// What a deletion left in place.
@@ -289,7 +308,8 @@ impl Databases {
             .call(move |c| crate::db::databases::set_stopped(c, id, false))
             .await?;
         let spec = self.spec(&row)?;
-        lifecycle::bring_up(rt.as_ref(), &spec, &[], self.ready_within()).await?;
+        let links = self.linked_networks(rt.as_ref(), &row).await?;
+        lifecycle::bring_up(rt.as_ref(), &spec, &links, self.ready_within()).await?;
         tracing::info!(database = %name, "database started");
         self.view(name, true).await
     }
@@ -309,8 +329,19 @@ impl Databases {
         let lock = self.lock(name);
         let _held = lock.lock().await;
         let row = self.row(name).await?;
-        let removed = lifecycle::remove(rt.as_ref(), &self.names(&row), volumes).await?;
         let id = row.id;
+        let linked = self
+            .db
+            .call(move |c| crate::db::databases::links_to_database(c, id))
+            .await?;
+        if !linked.is_empty() {
+            let apps: Vec<&str> = linked.iter().map(|l| l.app.as_str()).collect();
+            return Err(DatabaseError::InUse(format!(
+                "database {name} is linked to {}; remove the links first (DELETE /api/apps/{{app}}/links/{name})",
+                apps.join(", ")
+            )));
+        }
+        let removed = lifecycle::remove(rt.as_ref(), &self.names(&row), volumes).await?;
         self.db
             .call(move |c| crate::db::databases::delete(c, id))
             .await?;
@@ -361,6 +392,195 @@ impl Databases {
                 tracing::error!(database = %row.name, error = %e, "cannot bring the database up");
             }
         }
+    }
+
+    /// Links `app` to the database `database`: the app's containers get its URL in `env`
+    /// from their next start. The database joins the app's network now.
+    pub async fn link(
+        &self,
+        app: &str,
+        database: &str,
+        env: &str,
+    ) -> Result<LinkView, DatabaseError> {
+        crate::limits::variable_name(env).map_err(|e| DatabaseError::Invalid {
+            field: "env",
+            message: e.to_string(),
+        })?;
+        let rt = self.runtime()?;
+        let lock = self.lock(database);
+        let _held = lock.lock().await;
+        let row = self.row(database).await?;
+        let app_row = self.app(app).await?;
+        let app_id = app_row.id;
+        let existing = self
+            .db
+            .call(move |c| crate::db::databases::links_of_app(c, app_id))
+            .await?;
+        if existing.iter().any(|l| l.database_id == row.id) {
+            return Err(DatabaseError::InUse(format!(
+                "app {app} is already linked to database {database}"
+            )));
+        }
+        if let Some(clash) = existing.iter().find(|l| l.env == env) {
+            return Err(DatabaseError::InUse(format!(
+                "app {app} already has {env} from its link to database {}",
+                clash.database
+            )));
+        }
+        let network = rt
+            .ensure_network(&links::app_network(self.db.instance_id(), app))
+            .await
+            .map_err(LifecycleError::from)?;
+        let used: Vec<String> = existing.iter().map(|l| l.address.clone()).collect();
+        let address = (0..=120)
+            .filter_map(|k| network.fixed_address(k))
+            .find(|a| !used.contains(&a.to_string()))
+            .ok_or_else(|| DatabaseError::InUse(format!("app {app} has too many links")))?;
+        let names = self.names(&row);
+        match rt
+            .connect_network(&network.name, &names.container, Some(address))
+            .await
+        {
+            Ok(()) => {}
+            // Not created yet (stopped and removed): it joins when it is brought up.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(LifecycleError::from(e).into()),
+        }
+        let (db_id, env_owned, addr) = (row.id, env.to_owned(), address.to_string());
+        self.db
+            .call(move |c| crate::db::databases::insert_link(c, app_id, db_id, &env_owned, &addr))
+            .await?;
+        tracing::info!(app, database, env, %address, "linked an app to a database; it applies at the app's next deployment");
+        Ok(LinkView {
+            database: database.to_owned(),
+            engine: row.engine.parse().unwrap_or(DbKind::Postgres),
+            env: env.to_owned(),
+            host: database.to_owned(),
+            address: address.to_string(),
+        })
+    }
+
+    /// The app's links.
+    pub async fn links(&self, app: &str) -> Result<Vec<LinkView>, DatabaseError> {
+        let app_row = self.app(app).await?;
+        let app_id = app_row.id;
+        let rows = self
+            .db
+            .call(move |c| {
+                let links = crate::db::databases::links_of_app(c, app_id)?;
+                let mut out = Vec::new();
+                for l in links {
+                    let engine = crate::db::databases::get_by_name(c, &l.database)?
+                        .map(|d| d.engine)
+                        .unwrap_or_default();
+                    out.push((l, engine));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(l, engine)| LinkView {
+                host: l.database.clone(),
+                database: l.database,
+                engine: engine.parse().unwrap_or(DbKind::Postgres),
+                env: l.env,
+                address: l.address,
+            })
+            .collect())
+    }
+
+    /// Removes a link; the database leaves the app's network now, the variables go at the
+    /// app's next deployment.
+    pub async fn unlink(&self, app: &str, database: &str) -> Result<(), DatabaseError> {
+        let lock = self.lock(database);
+        let _held = lock.lock().await;
+        let row = self.row(database).await?;
+        let app_row = self.app(app).await?;
+        let (app_id, db_id) = (app_row.id, row.id);
+        let removed = self
+            .db
+            .call(move |c| crate::db::databases::delete_link(c, app_id, db_id))
+            .await?;
+        if !removed {
+            return Err(DatabaseError::NotFound(format!(
+                "{database}` linked to app `{app}"
+            )));
+        }
+        if let Some(rt) = self.runtime.load().runtime.clone() {
+            let network = links::app_network_name(self.db.instance_id(), app);
+            if let Err(e) = rt
+                .disconnect_network(&network, &self.names(&row).container)
+                .await
+                && !e.is_not_found()
+            {
+                tracing::warn!(app, database, error = %e, "cannot take the database off the app's network");
+            }
+        }
+        Ok(())
+    }
+
+    /// Before an app is deleted: its links go and its databases leave its network.
+    pub async fn forget_app(&self, app: &str) -> Result<(), DatabaseError> {
+        let Ok(app_row) = self.app(app).await else {
+            return Ok(());
+        };
+        let app_id = app_row.id;
+        let links = self
+            .db
+            .call(move |c| crate::db::databases::links_of_app(c, app_id))
+            .await?;
+        for link in links {
+            self.unlink(app, &link.database).await?;
+        }
+        Ok(())
+    }
+
+    /// After an app is deleted: its network goes (its containers are gone by then).
+    pub async fn remove_app_network(&self, app: &str) {
+        if let Some(rt) = self.runtime.load().runtime.clone() {
+            let network = links::app_network_name(self.db.instance_id(), app);
+            if let Err(e) = rt.remove_network(&network).await {
+                tracing::warn!(app, error = %e, "cannot remove the app's network");
+            }
+        }
+    }
+
+    /// The app networks the database must be on, each created if missing.
+    async fn linked_networks(
+        &self,
+        rt: &dyn ContainerRuntime,
+        row: &DatabaseRow,
+    ) -> Result<Vec<LinkedNetwork>, DatabaseError> {
+        let id = row.id;
+        let links = self
+            .db
+            .call(move |c| crate::db::databases::links_to_database(c, id))
+            .await?;
+        let mut out = Vec::with_capacity(links.len());
+        for link in links {
+            let spec = links::app_network(self.db.instance_id(), &link.app);
+            rt.ensure_network(&spec)
+                .await
+                .map_err(LifecycleError::from)?;
+            let address = link.address.parse().map_err(|_| DatabaseError::Invalid {
+                field: "address",
+                message: format!("stored address {} is not IPv4", link.address),
+            })?;
+            out.push(LinkedNetwork {
+                network: spec.name,
+                address,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn app(&self, name: &str) -> Result<crate::db::apps::App, DatabaseError> {
+        let owned = name.to_owned();
+        self.db
+            .call(move |c| crate::db::apps::get_by_name(c, &owned))
+            .await?
+            .ok_or_else(|| DatabaseError::AppNotFound(name.to_owned()))
     }
 
     async fn row(&self, name: &str) -> Result<DatabaseRow, DatabaseError> {

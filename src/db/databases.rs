@@ -130,3 +130,69 @@ pub fn set_stopped(c: &Connection, id: i64, stopped: bool) -> rusqlite::Result<(
 pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<bool> {
     Ok(c.execute("DELETE FROM databases WHERE id = ?1", [id])? > 0)
 }
+
+/// One app's link to a database, with both names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub app_id: i64,
+    pub app: String,
+    pub database_id: i64,
+    pub database: String,
+    pub env: String,
+    pub address: String,
+    pub created_at: String,
+}
+
+const LINK_SELECT: &str =
+    "SELECT l.app_id, a.name, l.database_id, d.name, l.env, l.address, l.created_at
+     FROM database_links l JOIN apps a ON a.id = l.app_id JOIN databases d ON d.id = l.database_id";
+
+fn link_from_row(r: &Row<'_>) -> rusqlite::Result<LinkRow> {
+    Ok(LinkRow {
+        app_id: r.get(0)?,
+        app: r.get(1)?,
+        database_id: r.get(2)?,
+        database: r.get(3)?,
+        env: r.get(4)?,
+        address: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+/// The links of one app, oldest first.
+pub fn links_of_app(c: &Connection, app_id: i64) -> rusqlite::Result<Vec<LinkRow>> {
+    let mut stmt = c.prepare(&format!(
+        "{LINK_SELECT} WHERE l.app_id = ?1 ORDER BY l.created_at, l.database_id"
+    ))?;
+    stmt.query_map([app_id], link_from_row)?.collect()
+}
+
+/// The links to one database.
+pub fn links_to_database(c: &Connection, database_id: i64) -> rusqlite::Result<Vec<LinkRow>> {
+    let mut stmt = c.prepare(&format!(
+        "{LINK_SELECT} WHERE l.database_id = ?1 ORDER BY a.name"
+    ))?;
+    stmt.query_map([database_id], link_from_row)?.collect()
+}
+
+pub fn insert_link(
+    c: &Connection,
+    app_id: i64,
+    database_id: i64,
+    env: &str,
+    address: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO database_links (app_id, database_id, env, address) VALUES (?1, ?2, ?3, ?4)",
+        params![app_id, database_id, env, address],
+    )?;
+    Ok(())
+}
+
+/// Removes a link; false when there was none.
+pub fn delete_link(c: &Connection, app_id: i64, database_id: i64) -> rusqlite::Result<bool> {
+    Ok(c.execute(
+        "DELETE FROM database_links WHERE app_id = ?1 AND database_id = ?2",
+        params![app_id, database_id],
+    )? > 0)
+}

@@ -106,6 +106,7 @@ pub(crate) async fn bring_up(
                 let env = environment(shared, app, &settings, &log)
                     .await
                     .map_err(EngineError::Environment)?;
+                env.prepare(runtime.as_ref()).await?;
                 let spec = run_spec(shared, app, current.id, replica, image, &settings, &env);
                 let info = runtime.run(&spec).await?;
                 woken += 1;

@@ -141,6 +141,9 @@ async fn stages(
     let env = environment(shared, &app, &settings, log)
         .await
         .map_err(Stop::Failed)?;
+    env.prepare(runtime.as_ref())
+        .await
+        .map_err(|e| Stop::Failed(format!("cannot create the app's network: {e}")))?;
     let mut started: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
         let spec = run_spec(shared, &app, d.id, replica, &image, &settings, &env);
@@ -454,7 +457,7 @@ pub(crate) fn run_spec(
     replica: u32,
     image: &str,
     settings: &Settings,
-    env: &[(String, String)],
+    env: &Environment,
 ) -> RunSpec {
     let mut labels = shared.labels(&app.name, deployment);
     labels.insert(super::LABEL_REPLICA.to_owned(), replica.to_string());
@@ -462,7 +465,7 @@ pub(crate) fn run_spec(
         image: image.to_owned(),
         name: shared.container_name(&app.name, deployment, replica),
         cmd: Vec::new(),
-        env: env.to_vec(),
+        env: env.vars.clone(),
         labels,
         port: Some(PortSpec {
             container_port: settings.port,
@@ -475,25 +478,65 @@ pub(crate) fn run_spec(
         },
         restart: RestartPolicy::No,
         stop_timeout: Some(shared.config.stop_timeout),
+        // One network only, the app's own, when it has links (see runtime/networks.rs).
+        networks: match &env.network {
+            Some(network) => crate::runtime::Networks::Attach {
+                primary: crate::runtime::NetworkAttach {
+                    network: network.name.clone(),
+                    ipv4: None,
+                },
+                extra: Vec::new(),
+            },
+            None => crate::runtime::Networks::EngineDefault,
+        },
+        extra_hosts: env.hosts.clone(),
         ..RunSpec::default()
     }
 }
 
-/// The container's environment: deploy.toml defaults, overridden by the app's stored
-/// variables. Secret values are hidden in the log from here on.
+/// What a container of the app gets besides its image: variables, and for an app linked to
+/// databases, its own network and the databases' hosts entries.
+pub(crate) struct Environment {
+    pub vars: Vec<(String, String)>,
+    pub network: Option<crate::runtime::NetworkSpec>,
+    pub hosts: Vec<(String, std::net::Ipv4Addr)>,
+}
+
+impl Environment {
+    /// Creates the app's network when it has one and it is missing.
+    pub(crate) async fn prepare(
+        &self,
+        runtime: &dyn crate::runtime::ContainerRuntime,
+    ) -> Result<(), crate::runtime::RuntimeError> {
+        if let Some(network) = &self.network {
+            runtime.ensure_network(network).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The container's environment: deploy.toml defaults, then the linked databases' variables,
+/// overridden by the app's stored variables. Secret values are hidden in the log from here on.
 pub(crate) async fn environment(
     shared: &Shared,
     app: &App,
     settings: &Settings,
     log: &DeployLog,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Environment, String> {
     let app_id = app.id;
     let stored = shared
         .db
         .call(move |c| crate::db::env_vars::list(c, app_id))
         .await
         .map_err(|e| format!("database: {e}"))?;
+    let links = crate::databases::links::for_app(&shared.db, &shared.secrets, app_id, &app.name)
+        .await
+        .map_err(|e| format!("linked databases: {e}"))?;
+    for secret in &links.secrets {
+        log.hide(secret);
+    }
     let mut env: BTreeMap<String, String> = settings.env_defaults.clone();
+    env.extend(links.env);
     for var in stored {
         let value = if var.secret {
             let purpose = crate::secrets::Purpose::EnvVar {
@@ -511,7 +554,11 @@ pub(crate) async fn environment(
         };
         env.insert(var.key, value);
     }
-    Ok(env.into_iter().collect())
+    Ok(Environment {
+        vars: env.into_iter().collect(),
+        network: links.network,
+        hosts: links.hosts,
+    })
 }
 
 /// Removes what a failed or cancelled deployment created.

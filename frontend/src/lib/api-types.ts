@@ -155,6 +155,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/apps/{app}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_links"];
+        put?: never;
+        /**
+         * Links an app to a database: from its next deployment its containers get the URL in `env`
+         *     (plus `PGHOST`, `MYSQL_HOST` or `REDIS_HOST` and the like for the first link of each
+         *     engine) and reach the database by its name on the app's own network.
+         */
+        post: operations["create_link"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/links/{db}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Removes a link: the database leaves the app's network now; the variables go at the app's
+         *     next deployment.
+         */
+        delete: operations["delete_link"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/apps/{app}/logs": {
         parameters: {
             query?: never;
@@ -879,6 +920,24 @@ export interface components {
             id: number;
             queued_at: string;
             status: string;
+        };
+        /** @description `POST /api/apps/{app}/links` body. */
+        LinkBody: {
+            /** @description The database's name. */
+            database: string;
+            /** @description The variable that gets the connection URL; default `DATABASE_URL`. */
+            env?: string | null;
+        };
+        /** @description One link from an app to a database. */
+        LinkView: {
+            /** @description The database's address on the app's network. */
+            address: string;
+            database: string;
+            engine: components["schemas"]["DbKind"];
+            /** @description The variable holding the connection URL. */
+            env: string;
+            /** @description The host name the app reaches the database by (an `/etc/hosts` entry). */
+            host: string;
         };
         /** @description One line of a deployment's log. */
         LogLineView: {
@@ -1620,6 +1679,124 @@ export interface operations {
             };
         };
     };
+    list_links: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The app's links */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkView"][];
+                };
+            };
+            /** @description No such app */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_link: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkBody"];
+            };
+        };
+        responses: {
+            /** @description Linked; applies at the app's next deployment */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkView"];
+                };
+            };
+            /** @description No such app or database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Already linked, or the variable is taken by another link */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid variable name */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_link: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name */
+                app: string;
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such app, database or link */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     app_logs: {
         parameters: {
             query?: never;
@@ -2083,6 +2260,15 @@ export interface operations {
             };
             /** @description No such database */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Apps are linked to it */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
