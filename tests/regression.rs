@@ -2334,3 +2334,38 @@ fn issue_12_deployment_log_stream_honours_last_event_id() {
     }
     assert_eq!(ids, all[2..].to_vec(), "only the lines after Last-Event-ID");
 }
+
+/// Two API types named `DatabaseView` (Rivetr's own database in `/api/system` and a managed
+/// database) made one schema in the OpenAPI document: the second replaced the first, and the
+/// dashboard's generated types said `/api/system` answers a managed database.
+#[test]
+fn issue_13_every_answer_in_the_openapi_document_keeps_its_own_schema() {
+    let (_, doc) = rivetr::api::routes().split_for_parts();
+    let doc = serde_json::to_value(doc).unwrap();
+    let schema_of = |path: &str, method: &str, status: &str| -> serde_json::Value {
+        let reference = doc["paths"][path][method]["responses"][status]["content"]["application/json"]
+            ["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} {status} has no schema reference"))
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        doc["components"]["schemas"][&reference].clone()
+    };
+    let system = schema_of("/api/system", "get", "200");
+    let own_db = system["properties"]["database"]["$ref"]
+        .as_str()
+        .expect("/api/system names its database schema")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let own_db = &doc["components"]["schemas"][&own_db];
+    assert!(
+        own_db["properties"].get("schema_version").is_some(),
+        "/api/system's database schema was replaced: {own_db}"
+    );
+    let managed = schema_of("/api/databases/{db}", "get", "200");
+    assert!(managed["properties"].get("engine").is_some(), "{managed}");
+}

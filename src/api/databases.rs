@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::AppState;
 use crate::databases::service::DeletedDatabase;
-use crate::databases::{DatabaseError, DatabaseView, DbKind, LinkView, NewDatabaseRequest};
+use crate::databases::{DatabaseError, DbKind, LinkView, ManagedDatabaseView, NewDatabaseRequest};
 
 /// `POST /api/databases` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -64,7 +64,7 @@ pub(super) fn database_error(e: DatabaseError) -> ApiError {
     security(("bearer" = [])),
     request_body = CreateDatabaseBody,
     responses(
-        (status = 201, description = "Created and accepting connections", body = DatabaseView),
+        (status = 201, description = "Created and accepting connections", body = ManagedDatabaseView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody),
         (status = 422, description = "An invalid value, named", body = ErrorBody),
@@ -75,7 +75,7 @@ pub(super) fn database_error(e: DatabaseError) -> ApiError {
 pub async fn create_database(
     State(state): State<AppState>,
     Json(body): Json<CreateDatabaseBody>,
-) -> Result<(StatusCode, JsonResponse<DatabaseView>), ApiError> {
+) -> Result<(StatusCode, JsonResponse<ManagedDatabaseView>), ApiError> {
     let kind: DbKind = body
         .engine
         .parse()
@@ -115,11 +115,11 @@ pub async fn create_database(
     path = "/api/databases",
     tag = "databases",
     security(("bearer" = [])),
-    responses((status = 200, description = "Every database, by name", body = Vec<DatabaseView>))
+    responses((status = 200, description = "Every database, by name", body = Vec<ManagedDatabaseView>))
 )]
 pub async fn list_databases(
     State(state): State<AppState>,
-) -> Result<JsonResponse<Vec<DatabaseView>>, ApiError> {
+) -> Result<JsonResponse<Vec<ManagedDatabaseView>>, ApiError> {
     Ok(JsonResponse(
         state.databases.list().await.map_err(database_error)?,
     ))
@@ -133,14 +133,14 @@ pub async fn list_databases(
     security(("bearer" = [])),
     params(("db" = String, Path, description = "The database's name")),
     responses(
-        (status = 200, description = "The database", body = DatabaseView),
+        (status = 200, description = "The database", body = ManagedDatabaseView),
         (status = 404, description = "No such database", body = ErrorBody),
     )
 )]
 pub async fn get_database(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<JsonResponse<DatabaseView>, ApiError> {
+) -> Result<JsonResponse<ManagedDatabaseView>, ApiError> {
     Ok(JsonResponse(
         state
             .databases
@@ -189,7 +189,7 @@ macro_rules! database_lifecycle_handler {
             security(("bearer" = [])),
             params(("db" = String, Path, description = "The database's name")),
             responses(
-                (status = 200, description = "Done; the database as it is now", body = DatabaseView),
+                (status = 200, description = "Done; the database as it is now", body = ManagedDatabaseView),
                 (status = 404, description = "No such database", body = ErrorBody),
                 (status = 502, description = "The engine refused, or it did not come up", body = ErrorBody),
                 (status = 503, description = "No container engine", body = ErrorBody),
@@ -198,7 +198,7 @@ macro_rules! database_lifecycle_handler {
         pub async fn $fn(
             State(state): State<AppState>,
             Path(name): Path<String>,
-        ) -> Result<JsonResponse<DatabaseView>, ApiError> {
+        ) -> Result<JsonResponse<ManagedDatabaseView>, ApiError> {
             Ok(JsonResponse(
                 state.databases.$op(&name).await.map_err(database_error)?,
             ))

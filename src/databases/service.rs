@@ -60,7 +60,7 @@ pub struct NewDatabaseRequest {
 /// A database as the API shows it. No password: apps get the connection URL through a
 /// link, never through an answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DatabaseView {
+pub struct ManagedDatabaseView {
     pub name: String,
     pub engine: DbKind,
     pub version: String,
@@ -157,7 +157,10 @@ impl Databases {
     }
 
     /// Creates a database and waits until it accepts connections.
-    pub async fn create(&self, req: NewDatabaseRequest) -> Result<DatabaseView, DatabaseError> {
+    pub async fn create(
+        &self,
+        req: NewDatabaseRequest,
+    ) -> Result<ManagedDatabaseView, DatabaseError> {
         validate(&req)?;
         let rt = self.runtime()?;
         let lock = self.lock(&req.name);
@@ -256,7 +259,7 @@ impl Databases {
         self.view(&req.name, true).await
     }
 
-    pub async fn list(&self) -> Result<Vec<DatabaseView>, DatabaseError> {
+    pub async fn list(&self) -> Result<Vec<ManagedDatabaseView>, DatabaseError> {
         let rows = self.db.call(|c| crate::db::databases::list(c)).await?;
         let rt = self.runtime.load().runtime.clone();
         let mut views = Vec::with_capacity(rows.len());
@@ -271,7 +274,11 @@ impl Databases {
     }
 
     /// One database; with `probe`, a running one is asked whether it accepts connections.
-    pub async fn view(&self, name: &str, probe: bool) -> Result<DatabaseView, DatabaseError> {
+    pub async fn view(
+        &self,
+        name: &str,
+        probe: bool,
+    ) -> Result<ManagedDatabaseView, DatabaseError> {
         let row = self.row(name).await?;
         let names = self.names(&row);
         let status = match self.runtime.load().runtime.clone() {
@@ -284,7 +291,7 @@ impl Databases {
         Ok(view_of(&row, &names, status))
     }
 
-    pub async fn stop(&self, name: &str) -> Result<DatabaseView, DatabaseError> {
+    pub async fn stop(&self, name: &str) -> Result<ManagedDatabaseView, DatabaseError> {
         let rt = self.runtime()?;
         let lock = self.lock(name);
         let _held = lock.lock().await;
@@ -298,7 +305,7 @@ impl Databases {
         self.view(name, false).await
     }
 
-    pub async fn start(&self, name: &str) -> Result<DatabaseView, DatabaseError> {
+    pub async fn start(&self, name: &str) -> Result<ManagedDatabaseView, DatabaseError> {
         let rt = self.runtime()?;
         let lock = self.lock(name);
         let _held = lock.lock().await;
@@ -314,7 +321,7 @@ impl Databases {
         self.view(name, true).await
     }
 
-    pub async fn restart(&self, name: &str) -> Result<DatabaseView, DatabaseError> {
+    pub async fn restart(&self, name: &str) -> Result<ManagedDatabaseView, DatabaseError> {
         self.stop(name).await?;
         self.start(name).await
     }
@@ -717,10 +724,10 @@ async fn container_status(
     }
 }
 
-fn view_of(row: &DatabaseRow, names: &Names, status: String) -> DatabaseView {
+fn view_of(row: &DatabaseRow, names: &Names, status: String) -> ManagedDatabaseView {
     let kind: Option<DbKind> = row.engine.parse().ok();
     let has_users = kind.is_some_and(DbKind::has_users);
-    DatabaseView {
+    ManagedDatabaseView {
         name: row.name.clone(),
         engine: kind.unwrap_or(DbKind::Postgres),
         version: row.version.clone(),

@@ -747,38 +747,23 @@ export interface components {
              */
             username: string;
         };
-        /**
-         * @description A database as the API shows it. No password: apps get the connection URL through a
-         *     link, never through an answer.
-         */
         DatabaseView: {
-            container: string;
-            /** Format: double */
-            cpus?: number | null;
-            created_at: string;
-            /** @description The database created for apps (none for Redis). */
-            database?: string | null;
-            engine: components["schemas"]["DbKind"];
-            image: string;
             /** Format: int64 */
-            memory_bytes?: number | null;
-            name: string;
-            /** @description Its own internal network. */
-            network: string;
-            /** Format: int32 */
-            port: number;
+            apps: number;
+            /** Format: int64 */
+            deployments: number;
             /**
-             * @description `running`, `stopped`, `starting` (running, not yet accepting connections), or
-             *     `missing` (no container in the engine).
+             * Format: int64
+             * @description The schema version (`PRAGMA user_version`).
              */
+            schema_version: number;
+            /**
+             * Format: int64
+             * @description The database file's size (pages in use times page size).
+             */
+            size_bytes: number;
+            /** @description `ok`, or the error. */
             status: string;
-            /** @description Stopped by request: not brought up when Rivetr starts. */
-            stopped: boolean;
-            /** @description The user apps connect as (none for Redis). */
-            username?: string | null;
-            version: string;
-            /** @description The named volume holding its data. */
-            volume: string;
         };
         /**
          * @description A database engine Rivetr can run.
@@ -947,6 +932,39 @@ export interface components {
             line: string;
             /** @description rivetr, git, build, health. */
             stream: string;
+        };
+        /**
+         * @description A database as the API shows it. No password: apps get the connection URL through a
+         *     link, never through an answer.
+         */
+        ManagedDatabaseView: {
+            container: string;
+            /** Format: double */
+            cpus?: number | null;
+            created_at: string;
+            /** @description The database created for apps (none for Redis). */
+            database?: string | null;
+            engine: components["schemas"]["DbKind"];
+            image: string;
+            /** Format: int64 */
+            memory_bytes?: number | null;
+            name: string;
+            /** @description Its own internal network. */
+            network: string;
+            /** Format: int32 */
+            port: number;
+            /**
+             * @description `running`, `stopped`, `starting` (running, not yet accepting connections), or
+             *     `missing` (no container in the engine).
+             */
+            status: string;
+            /** @description Stopped by request: not brought up when Rivetr starts. */
+            stopped: boolean;
+            /** @description The user apps connect as (none for Redis). */
+            username?: string | null;
+            version: string;
+            /** @description The named volume holding its data. */
+            volume: string;
         };
         /** @description Resource limits. */
         ResourcesBody: {
@@ -2129,7 +2147,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DatabaseView"][];
+                    "application/json": components["schemas"]["ManagedDatabaseView"][];
                 };
             };
         };
@@ -2153,7 +2171,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DatabaseView"];
+                    "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
             /** @description Malformed JSON */
@@ -2221,7 +2239,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DatabaseView"];
+                    "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
             /** @description No such database */
@@ -2305,7 +2323,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DatabaseView"];
+                    "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
             /** @description No such database */
@@ -2355,7 +2373,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DatabaseView"];
+                    "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
             /** @description No such database */
@@ -2405,7 +2423,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DatabaseView"];
+                    "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
             /** @description No such database */
