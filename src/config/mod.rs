@@ -62,29 +62,29 @@ pub struct DatabasesConfig {
 
 impl Default for DatabasesConfig {
     fn default() -> Self {
-        use crate::databases::DbKind;
-        let official = |kind: DbKind| kind.official_image("{version}");
+        // The official images on Docker Hub.
         DatabasesConfig {
-            postgres_image: official(DbKind::Postgres),
-            mariadb_image: official(DbKind::Mariadb),
-            mysql_image: official(DbKind::Mysql),
-            redis_image: official(DbKind::Redis),
+            postgres_image: "docker.io/library/postgres:{version}".to_owned(),
+            mariadb_image: "docker.io/library/mariadb:{version}".to_owned(),
+            mysql_image: "docker.io/library/mysql:{version}".to_owned(),
+            redis_image: "docker.io/library/redis:{version}".to_owned(),
             ready_timeout_seconds: 180,
         }
     }
 }
 
 impl DatabasesConfig {
-    /// The image a database of `kind` at `version` runs.
-    pub fn image(&self, kind: crate::databases::DbKind, version: &str) -> String {
-        use crate::databases::DbKind;
-        let template = match kind {
-            DbKind::Postgres => &self.postgres_image,
-            DbKind::Mariadb => &self.mariadb_image,
-            DbKind::Mysql => &self.mysql_image,
-            DbKind::Redis => &self.redis_image,
+    /// The image a database of `engine` (`postgres`, `mariadb`, `mysql`, `redis`) at
+    /// `version` runs; `None` for an engine this section does not know.
+    pub fn image(&self, engine: &str, version: &str) -> Option<String> {
+        let template = match engine {
+            "postgres" => &self.postgres_image,
+            "mariadb" => &self.mariadb_image,
+            "mysql" => &self.mysql_image,
+            "redis" => &self.redis_image,
+            _ => return None,
         };
-        template.replace("{version}", version)
+        Some(template.replace("{version}", version))
     }
 }
 

@@ -297,6 +297,22 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_defaults_are_the_official_images() {
+        let config = crate::config::Config::default();
+        for kind in [
+            DbKind::Postgres,
+            DbKind::Mariadb,
+            DbKind::Mysql,
+            DbKind::Redis,
+        ] {
+            assert_eq!(
+                config.databases.image(kind.as_str(), "9"),
+                Some(kind.official_image("9"))
+            );
+        }
+    }
+
+    #[test]
     fn unknown_engines_are_named_in_the_error() {
         let err = "oracle".parse::<DbKind>().unwrap_err();
         assert!(err.contains("oracle") && err.contains("postgres"), "{err}");

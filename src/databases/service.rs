@@ -169,7 +169,12 @@ impl Databases {
             .version
             .clone()
             .unwrap_or_else(|| req.kind.default_version().to_owned());
-        let image = self.config.load().databases.image(req.kind, &version);
+        let image = self
+            .config
+            .load()
+            .databases
+            .image(req.kind.as_str(), &version)
+            .unwrap_or_else(|| req.kind.official_image(&version));
         let account = account_name(&req.name);
         let password = crate::secrets::random_hex_secret()?;
         let root_password = match req.kind {
