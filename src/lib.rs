@@ -7,7 +7,9 @@
 //! [`ui`] serves the dashboard beside the API. [`server`] wires them together and runs them
 //! until shutdown. [`client`] is the other side: the command-line client that drives a
 //! running Rivetr through its API. [`state_backup`] copies and restores Rivetr's own
-//! database for the administrator on the host.
+//! database for the administrator on the host. [`databases`] runs managed databases on the
+//! same engine as the apps: the API calls it, and the engine asks it what a linked app's
+//! containers get.
 
 pub mod api;
 pub mod auth;
