@@ -354,14 +354,18 @@ async fn db(
         }
         DbCommand::Delete { db, volumes, yes } => {
             if !yes {
-                confirm(&format!(
-                    "Delete database {db}{}?",
-                    if volumes {
-                        " and its data volume (the data is gone)"
-                    } else {
-                        " (its data volume is kept)"
-                    }
-                ))?;
+                confirm(
+                    &format!(
+                        "Delete database {db}{}?",
+                        if volumes {
+                            " and its data volume (the data is gone)"
+                        } else {
+                            " (its data volume is kept)"
+                        }
+                    ),
+                    &format!("deleting database {db}"),
+                    &format!("database {db} not deleted"),
+                )?;
             }
             let path = if volumes {
                 format!("{}?volumes=true", db_path(&db))
@@ -449,11 +453,11 @@ async fn db_lifecycle(
     Ok(())
 }
 
-/// Asks `question` on the terminal; without one, `--yes` is required.
-fn confirm(question: &str) -> Result<(), ClientError> {
+/// Asks `question` on the terminal; without one, `--yes` is required for `what`.
+fn confirm(question: &str, what: &str, declined: &str) -> Result<(), ClientError> {
     if !std::io::stdin().is_terminal() {
         return Err(ClientError::Usage(format!(
-            "{question} needs --yes when stdin is not a terminal"
+            "{what} needs --yes when stdin is not a terminal"
         )));
     }
     eprint!("{question} [y/N] ");
@@ -465,28 +469,17 @@ fn confirm(question: &str) -> Result<(), ClientError> {
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        Err(ClientError::Usage("nothing deleted".to_owned()))
+        Err(ClientError::Usage(declined.to_owned()))
     }
 }
 
 /// Asks on the terminal; without one, `--yes` is required.
 fn confirm_delete(app: &str) -> Result<(), ClientError> {
-    if !std::io::stdin().is_terminal() {
-        return Err(ClientError::Usage(format!(
-            "deleting app {app} needs --yes when stdin is not a terminal"
-        )));
-    }
-    eprint!("Delete app {app} with its containers, images, deployments and variables? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(ClientError::Stdin)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(ClientError::Usage(format!("app {app} not deleted")))
-    }
+    confirm(
+        &format!("Delete app {app} with its containers, images, deployments and variables?"),
+        &format!("deleting app {app}"),
+        &format!("app {app} not deleted"),
+    )
 }
 
 async fn lifecycle(

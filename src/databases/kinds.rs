@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::ExecSpec;
+use crate::runtime::{ExecSpec, percent_encode as encode};
 use crate::secrets::SecretString;
 
 /// A database engine Rivetr can run.
@@ -227,20 +227,6 @@ impl DbKind {
             DbKind::Redis => format!("redis://:{pw}@{host}:{port}/0"),
         })
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for a URL's user, password and
-/// path.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -70,6 +70,8 @@ pub use error::RuntimeError;
 pub use exec::EXEC_OUTPUT_LIMIT;
 pub use networks::PRIVATE_RANGE;
 pub use podman::PodmanRuntime;
+/// Percent-encoding of RFC 3986's unreserved set, for a URL's user, password and path.
+pub(crate) use raw::encode as percent_encode;
 
 /// Label naming the app a container or image belongs to.
 pub const LABEL_APP: &str = "io.rivetr.app";
