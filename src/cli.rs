@@ -455,6 +455,88 @@ pub enum DbCommand {
         #[arg(long)]
         app: String,
     },
+    /// Back a database up now (its engine's dump tool, compressed, with a SHA-256) and wait
+    /// for the end; exits non-zero when the backup failed.
+    Backup {
+        /// The database's name.
+        db: String,
+        /// Answer once the backup has started, without waiting for its end.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List a database's backups, newest first, with why failed ones failed.
+    Backups {
+        /// The database's name.
+        db: String,
+    },
+    /// Download a backup file (gzip, as stored) to a path.
+    Download {
+        /// The database's name.
+        db: String,
+        /// The backup's id.
+        backup: i64,
+        /// Where to write it.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: std::path::PathBuf,
+    },
+    /// Restore a backup into the database (what it holds replaces the same objects; stop
+    /// linked apps' writes first if they matter), or into a new database with --into.
+    Restore {
+        /// The database's name.
+        db: String,
+        /// The backup's id.
+        #[arg(long)]
+        backup: i64,
+        /// Create this database (same engine and version) and restore into it instead.
+        #[arg(long, value_name = "NEW_NAME")]
+        into: Option<String>,
+        /// Do not ask; needed when stdin is not a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// A database's backup schedules.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Back the database up on a cron schedule (five fields, UTC), keeping the newest N
+    /// and/or those younger than N days.
+    Add {
+        /// The database's name.
+        db: String,
+        /// Minute hour day-of-month month day-of-week, UTC; quote it: "0 3 * * *".
+        #[arg(long)]
+        cron: String,
+        /// Keep this many of the schedule's newest good backups.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the schedule's good backups younger than this many days.
+        #[arg(long, value_name = "DAYS")]
+        keep_days: Option<u32>,
+    },
+    /// List a database's schedules with their next run.
+    List {
+        /// The database's name.
+        db: String,
+    },
+    /// Run a schedule's backup now (its retention applies after) and wait for the end.
+    Run {
+        /// The database's name.
+        db: String,
+        /// The schedule's id.
+        id: i64,
+    },
+    /// Remove a schedule; the backups it took stay.
+    Remove {
+        /// The database's name.
+        db: String,
+        /// The schedule's id.
+        id: i64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -573,10 +655,24 @@ mod tests {
             let line = line.split(" #").next().unwrap_or_default();
             let line = line.rsplit("| ").next().unwrap_or_default().trim();
             if in_sh && line.starts_with("rivetr ") {
-                commands.push(line.split_whitespace().map(str::to_owned).collect());
+                commands.push(shell_words(line));
             }
         }
         commands
+    }
+
+    /// Splits a command line as the shell would for the README's simple commands: on
+    /// whitespace, with double-quoted words kept whole (`--cron "0 3 * * *"`).
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        for (i, part) in line.split('"').enumerate() {
+            if i % 2 == 1 {
+                words.push(part.to_owned());
+            } else {
+                words.extend(part.split_whitespace().map(str::to_owned));
+            }
+        }
+        words
     }
 
     #[test]

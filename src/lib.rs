@@ -65,6 +65,8 @@ pub struct AppState {
     pub certificates: Arc<proxy::tls::CertStore>,
     /// Managed databases (their containers live on the same engine as the apps').
     pub databases: databases::Databases,
+    /// Backups and restores of the managed databases, and their schedules.
+    pub backups: databases::backups::Backups,
 }
 
 impl AppState {
@@ -83,6 +85,8 @@ impl AppState {
             Arc::clone(&runtime),
             Arc::clone(&config),
         );
+        let backups =
+            databases::backups::Backups::new(databases.clone(), db.clone(), Arc::clone(&config));
         AppState {
             db,
             config,
@@ -98,6 +102,7 @@ impl AppState {
             engine,
             certificates: proxy::tls::CertStore::new(),
             databases,
+            backups,
         }
     }
 }

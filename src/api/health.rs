@@ -18,6 +18,8 @@ pub(super) struct Health {
     /// The container engine (name, version, rootless) or what was tried.
     #[schema(value_type = Object)]
     runtime: crate::runtime::RuntimeStatus,
+    /// `ok`, or which managed databases' latest backup failed (their backup list says why).
+    backups: String,
 }
 
 /// Liveness: the version, the uptime and whether the database answers.
@@ -44,12 +46,24 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
             format!("error: {e}"),
         ),
     };
+    let backups = match state.backups.failing().await {
+        Ok(failing) if failing.is_empty() => "ok".to_owned(),
+        Ok(failing) => {
+            let names: Vec<&str> = failing.iter().map(|(name, _)| name.as_str()).collect();
+            format!(
+                "the latest backup failed for {}; GET /api/databases/{{db}}/backups says why",
+                names.join(", ")
+            )
+        }
+        Err(e) => format!("unknown: {e}"),
+    };
     let body = Health {
         status,
         version: crate::VERSION,
         uptime_s: state.started.elapsed().as_secs(),
         db,
         runtime: state.runtime.load().status.clone(),
+        backups,
     };
     (code, Json(body))
 }

@@ -9,6 +9,7 @@
 
 pub mod apps;
 pub mod auth;
+pub mod backups;
 pub mod certificates;
 pub mod databases;
 pub mod deployments;
@@ -84,6 +85,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(databases::restart_database))
         .routes(routes!(databases::list_links, databases::create_link))
         .routes(routes!(databases::delete_link))
+        .routes(routes!(backups::list_backups, backups::start_backup))
+        .routes(routes!(backups::download_backup))
+        .routes(routes!(backups::restore_backup))
+        .routes(routes!(backups::list_schedules, backups::create_schedule))
+        .routes(routes!(backups::delete_schedule))
+        .routes(routes!(backups::run_schedule))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         (name = "webhooks", description = "Forge webhooks and their secrets"),
         (name = "certificates", description = "Where each domain's TLS certificate stands"),
         (name = "databases", description = "Managed databases: PostgreSQL, MariaDB, MySQL, Redis"),
+        (name = "backups", description = "Backups of managed databases: now or on a schedule, downloaded, restored"),
     )
 )]
 pub(super) struct ApiDoc;

@@ -17,13 +17,13 @@ use tokio::io::AsyncReadExt;
 
 use super::http::segment;
 use super::types::{
-    App, Database, DeletedDatabase, DeployKey, Deployment, End, EnvVar, KnownHost, LogLine,
+    App, Backup, Database, DeletedDatabase, DeployKey, Deployment, End, EnvVar, KnownHost, LogLine,
     succeeded,
 };
 use super::{Client, ClientError, format};
 use crate::cli::{
     AppCommand, AppCreateArgs, Command, DbCommand, DeployArgs, DeploymentsArgs, EnvCommand,
-    LogsArgs, RollbackArgs,
+    LogsArgs, RollbackArgs, ScheduleCommand,
 };
 
 /// Runs an API command (not `serve` or `token`) and writes its output to `out`.
@@ -432,6 +432,201 @@ async fn db(
                 "{}",
                 format::table(&["DATABASE", "ENGINE", "VARIABLE", "HOST"], &rows)
             )?;
+            Ok(())
+        }
+        DbCommand::Backup { db, no_wait } => {
+            let path = format!("{}/backups", db_path(&db));
+            db_backup(client, &db, &path, no_wait, json, out).await
+        }
+        DbCommand::Backups { db } => {
+            let bytes = client.get(&format!("{}/backups", db_path(&db))).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let list: Vec<Backup> = client.parse(&bytes)?;
+            write!(out, "{}", format::backups(&list))?;
+            Ok(())
+        }
+        DbCommand::Download { db, backup, output } => {
+            let path = format!("{}/backups/{backup}/download", db_path(&db));
+            let size = client.download(&path, &output).await?;
+            if !json {
+                writeln!(
+                    out,
+                    "wrote backup {backup} of {db} to {} ({size} bytes)",
+                    output.display()
+                )?;
+            }
+            Ok(())
+        }
+        DbCommand::Restore {
+            db,
+            backup,
+            into,
+            yes,
+        } => {
+            if into.is_none() && !yes {
+                confirm(
+                    &format!(
+                        "Restore backup {backup} into database {db}? What the backup holds replaces the same objects now."
+                    ),
+                    &format!("restoring into database {db}"),
+                    &format!("database {db} not restored"),
+                )?;
+            }
+            let mut body = json!({"backup": backup});
+            if let Some(into) = &into {
+                body["into"] = json!(into);
+            }
+            eprintln!("Restoring backup {backup} of {db}; checking its SHA-256 first...");
+            let bytes = client
+                .post(&format!("{}/restore", db_path(&db)), Some(&body))
+                .await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let done: Value = client.parse(&bytes)?;
+            writeln!(out, "{}", done["message"].as_str().unwrap_or("restored"))?;
+            Ok(())
+        }
+        DbCommand::Schedule { command } => db_schedule(client, command, json, out).await,
+    }
+}
+
+/// Starts a backup and, unless `no_wait`, polls until it ends.
+async fn db_backup(
+    client: &Client,
+    db: &str,
+    start: &str,
+    no_wait: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let bytes = client.post(start, None).await?;
+    let mut backup: Backup = client.parse(&bytes)?;
+    if !no_wait {
+        eprintln!(
+            "Backing up {db} (backup {}); waiting for the end...",
+            backup.id
+        );
+    }
+    while !no_wait && backup.status == "running" {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let bytes = client.get(&format!("{}/backups", db_path(db))).await?;
+        let list: Vec<Backup> = client.parse(&bytes)?;
+        match list.into_iter().find(|b| b.id == backup.id) {
+            Some(now) => backup = now,
+            None => {
+                return Err(ClientError::Failed(format!(
+                    "backup {} of {db} is no longer listed",
+                    backup.id
+                )));
+            }
+        }
+    }
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&backup).unwrap_or_default()
+        )?;
+    } else {
+        write!(out, "{}", format::backup(&backup))?;
+    }
+    if backup.status == "failed" {
+        return Err(ClientError::Failed(format!(
+            "backup {} of {db} failed: {}",
+            backup.id,
+            backup.error.as_deref().unwrap_or("no reason recorded")
+        )));
+    }
+    Ok(())
+}
+
+async fn db_schedule(
+    client: &Client,
+    command: ScheduleCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    match command {
+        ScheduleCommand::Add {
+            db,
+            cron,
+            keep_last,
+            keep_days,
+        } => {
+            let mut body = json!({"cron": cron});
+            if let Some(n) = keep_last {
+                body["keep_last"] = json!(n);
+            }
+            if let Some(n) = keep_days {
+                body["keep_days"] = json!(n);
+            }
+            let bytes = client
+                .post(&format!("{}/schedules", db_path(&db)), Some(&body))
+                .await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let s: Value = client.parse(&bytes)?;
+            writeln!(
+                out,
+                "schedule {} of {db}: `{}` (UTC), next at {}",
+                s["id"],
+                s["cron"].as_str().unwrap_or("?"),
+                s["next_run_at"].as_str().unwrap_or("never")
+            )?;
+            Ok(())
+        }
+        ScheduleCommand::List { db } => {
+            let bytes = client.get(&format!("{}/schedules", db_path(&db))).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let list: Vec<Value> = client.parse(&bytes)?;
+            let text = |v: &Value| match v {
+                Value::Null => "-".to_owned(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|s| {
+                    [
+                        "id",
+                        "cron",
+                        "keep_last",
+                        "keep_days",
+                        "last_run_at",
+                        "next_run_at",
+                    ]
+                    .iter()
+                    .map(|k| text(&s[*k]))
+                    .collect()
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                format::table(
+                    &["ID", "CRON (UTC)", "KEEP", "DAYS", "LAST RUN", "NEXT RUN"],
+                    &rows
+                )
+            )?;
+            Ok(())
+        }
+        ScheduleCommand::Run { db, id } => {
+            let path = format!("{}/schedules/{id}/run", db_path(&db));
+            db_backup(client, &db, &path, false, json, out).await
+        }
+        ScheduleCommand::Remove { db, id } => {
+            client
+                .delete(&format!("{}/schedules/{id}", db_path(&db)))
+                .await?;
+            if !json {
+                writeln!(out, "removed schedule {id} of {db}; its backups stay")?;
+            }
             Ok(())
         }
     }

@@ -176,6 +176,51 @@ pub fn databases(list: &[Database]) -> String {
     table(&["NAME", "ENGINE", "STATUS", "VOLUME"], &rows)
 }
 
+/// A database's backups, newest first.
+pub fn backups(list: &[crate::client::types::Backup]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.to_string(),
+                b.status.clone(),
+                b.size_bytes
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                b.sha256
+                    .as_deref()
+                    .map(|s| s[..s.len().min(12)].to_owned())
+                    .unwrap_or_else(|| "-".into()),
+                b.started_at.clone(),
+                b.schedule_id
+                    .map(|s| format!("schedule {s}"))
+                    .unwrap_or_else(|| "asked".into()),
+                b.error.as_deref().map(one_line).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATUS", "BYTES", "SHA256", "STARTED", "BY", "ERROR"],
+        &rows,
+    )
+}
+
+/// One backup's outcome.
+pub fn backup(b: &crate::client::types::Backup) -> String {
+    let mut text = format!("backup {} of {}: {}\n", b.id, b.database, b.status);
+    if let Some(size) = b.size_bytes {
+        text.push_str(&format!("size:   {size} bytes\n"));
+    }
+    if let Some(sha) = &b.sha256 {
+        text.push_str(&format!("sha256: {sha}\n"));
+    }
+    text.push_str(&format!("file:   {}\n", b.location));
+    if let Some(e) = &b.error {
+        text.push_str(&format!("error:  {}\n", one_line(e)));
+    }
+    text
+}
+
 /// Every detail of one database (never its password: apps get it through a link).
 pub fn database(d: &Database) -> String {
     let mut lines: Vec<(&str, String)> = vec![

@@ -66,6 +66,9 @@ pub enum ClientError {
         status: String,
         reason: Option<String>,
     },
+    /// The request succeeded but what it started failed (a backup).
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot read stdin: {0}")]
     Stdin(std::io::Error),
     /// Writing to stdout failed (a closed pipe, a full disk).
@@ -95,6 +98,7 @@ impl ClientError {
             | ClientError::Protocol { .. }
             | ClientError::Stream { .. }
             | ClientError::DeploymentFailed { .. }
+            | ClientError::Failed(_)
             | ClientError::Output(_) => Failure::Failed,
         }
     }
@@ -181,6 +185,34 @@ impl Client {
             url: self.url().to_owned(),
             message: format!("the answer is not what this client expects: {e}"),
         })
+    }
+
+    /// Streams a GET's body into a new file at `to` (written beside it, then renamed);
+    /// returns its size.
+    pub async fn download(&self, path: &str, to: &std::path::Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let res = self.http.stream(path).await?;
+        let status = res.status();
+        let mut body = res.into_body();
+        if !status.is_success() {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = http::next_chunk(&mut body, self.url()).await? {
+                bytes.extend_from_slice(&chunk);
+            }
+            return Err(api_error(status, &bytes));
+        }
+        let mut partial = to.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let mut file = tokio::fs::File::create(&partial).await?;
+        let mut size = 0u64;
+        while let Some(chunk) = http::next_chunk(&mut body, self.url()).await? {
+            file.write_all(&chunk).await?;
+            size += chunk.len() as u64;
+        }
+        file.sync_all().await?;
+        tokio::fs::rename(&partial, to).await?;
+        Ok(size)
     }
 
     /// Opens a Server-Sent Events stream.

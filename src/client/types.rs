@@ -150,6 +150,21 @@ pub struct Database {
     pub created_at: String,
 }
 
+/// A backup of a managed database as the API shows it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Backup {
+    pub id: i64,
+    pub database: String,
+    pub status: String,
+    pub location: String,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+    pub schedule_id: Option<i64>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
 /// What deleting a database kept.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeletedDatabase {

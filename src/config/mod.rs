@@ -58,6 +58,9 @@ pub struct DatabasesConfig {
     /// A database not accepting connections this long after its start has failed.
     #[serde(deserialize_with = "at_least_one")]
     pub ready_timeout_seconds: u64,
+    /// Where backups of the `local` destination are written; empty: `backups` in the
+    /// state directory.
+    pub backup_dir: PathBuf,
 }
 
 impl Default for DatabasesConfig {
@@ -69,6 +72,7 @@ impl Default for DatabasesConfig {
             mysql_image: "docker.io/library/mysql:{version}".to_owned(),
             redis_image: "docker.io/library/redis:{version}".to_owned(),
             ready_timeout_seconds: 180,
+            backup_dir: PathBuf::new(),
         }
     }
 }

@@ -92,7 +92,7 @@ impl DatabaseSpec {
         Names::of(&self.instance, &self.name)
     }
 
-    fn labels(&self) -> BTreeMap<String, String> {
+    pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (LABEL_INSTANCE.to_owned(), self.instance.clone()),
             (LABEL_DATABASE.to_owned(), self.name.clone()),

@@ -8,6 +8,8 @@
 //!   bring it up and wait until it accepts connections, stop, start, remove.
 //! - `links.rs`: what an app linked to databases gets: its own network, where the databases
 //!   sit at fixed addresses, hosts entries, and the connection variables.
+//! - `backups/`: dumps streamed into compressed, hashed files, on cron schedules with
+//!   retention, and restores into the same or a new database.
 //! - `service.rs`: [`Databases`], what the API calls: the `databases` rows and the engine
 //!   objects kept in step, passwords generated and sealed, one operation per database at a
 //!   time.
@@ -17,6 +19,7 @@
 //!
 //! [`ContainerRuntime`]: crate::runtime::ContainerRuntime
 
+pub mod backups;
 pub mod kinds;
 pub mod lifecycle;
 pub mod links;

@@ -139,7 +139,7 @@ impl Databases {
         }
     }
 
-    fn runtime(&self) -> Result<Arc<dyn ContainerRuntime>, DatabaseError> {
+    pub(super) fn runtime(&self) -> Result<Arc<dyn ContainerRuntime>, DatabaseError> {
         let detection = self.runtime.load();
         detection
             .runtime
@@ -147,12 +147,12 @@ impl Databases {
             .ok_or_else(|| DatabaseError::NoRuntime(detection.status.summary()))
     }
 
-    fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(locks.entry(name.to_owned()).or_default())
     }
 
-    fn ready_within(&self) -> Duration {
+    pub(super) fn ready_within(&self) -> Duration {
         Duration::from_secs(self.config.load().databases.ready_timeout_seconds)
     }
 
@@ -559,7 +559,7 @@ impl Databases {
     }
 
     /// The app networks the database must be on, each created if missing.
-    async fn linked_networks(
+    pub(super) async fn linked_networks(
         &self,
         rt: &dyn ContainerRuntime,
         row: &DatabaseRow,
@@ -595,7 +595,7 @@ impl Databases {
             .ok_or_else(|| DatabaseError::AppNotFound(name.to_owned()))
     }
 
-    async fn row(&self, name: &str) -> Result<DatabaseRow, DatabaseError> {
+    pub(super) async fn row(&self, name: &str) -> Result<DatabaseRow, DatabaseError> {
         let owned = name.to_owned();
         self.db
             .call(move |c| crate::db::databases::get_by_name(c, &owned))
@@ -603,12 +603,21 @@ impl Databases {
             .ok_or_else(|| DatabaseError::NotFound(name.to_owned()))
     }
 
-    fn names(&self, row: &DatabaseRow) -> Names {
+    pub(super) fn kind(&self, row: &DatabaseRow) -> Result<DbKind, DatabaseError> {
+        row.engine
+            .parse()
+            .map_err(|message| DatabaseError::Invalid {
+                field: "engine",
+                message,
+            })
+    }
+
+    pub(super) fn names(&self, row: &DatabaseRow) -> Names {
         Names::of(self.db.instance_id(), &row.name)
     }
 
     /// The full spec of a stored database, its passwords opened.
-    fn spec(&self, row: &DatabaseRow) -> Result<DatabaseSpec, DatabaseError> {
+    pub(super) fn spec(&self, row: &DatabaseRow) -> Result<DatabaseSpec, DatabaseError> {
         let kind: DbKind = row
             .engine
             .parse()

@@ -7,6 +7,7 @@
 //! [`retention`] deletes what is no longer kept, so the file stops growing.
 
 pub mod apps;
+pub mod backups;
 pub mod databases;
 pub mod deploy_keys;
 pub mod deployment_logs;

@@ -68,6 +68,7 @@ pub use detect::{
 pub use docker::DockerRuntime;
 pub use error::RuntimeError;
 pub use exec::EXEC_OUTPUT_LIMIT;
+pub(crate) use exec::collect as collect_output;
 pub use networks::PRIVATE_RANGE;
 pub use podman::PodmanRuntime;
 /// Percent-encoding of RFC 3986's unreserved set, for a URL's user, password and path.

@@ -204,6 +204,9 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         let databases = state.databases.clone();
         async move { databases.reconcile().await }
     });
+    // Backups left running by a previous process are marked failed, then the schedules run
+    // (one missed while Rivetr was down runs once now).
+    tasks.spawn(state.backups.clone().run_schedules(shutdown.clone()));
     let grace = state.config.load().shutdown_grace();
     if let Err(e) = state.live_tokens.refresh(&db).await {
         tracing::warn!(error = %e, "cannot read the live API tokens; retrying in the background");

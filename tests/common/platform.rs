@@ -260,6 +260,42 @@ impl Platform {
     pub fn http(&self) -> SocketAddr {
         self.rivetr.http()
     }
+
+    /// `podman` on the test engine; its standard output.
+    pub fn podman(&self, args: &[&str]) -> String {
+        let out = Command::new("podman")
+            .arg("--url")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("podman");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The value of `var` in a container's configured environment, read from the engine.
+    pub fn container_env(&self, container: &str, var: &str) -> String {
+        let env = self.podman(&["inspect", "--format", "{{json .Config.Env}}", container]);
+        let env: Vec<String> = serde_json::from_str(env.trim()).expect("the container's env");
+        env.iter()
+            .find_map(|e| e.strip_prefix(&format!("{var}=")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("{var} is not set in {container}"))
+    }
+
+    /// The `rivetr` command line against this Rivetr: exit code, stdout, stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(super::BIN)
+            .args(args)
+            .env("RIVETR_URL", format!("http://{}", self.rivetr.api()))
+            .env("RIVETR_TOKEN", &self.token)
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("the rivetr binary");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
 }
 
 impl Drop for Platform {

@@ -362,6 +362,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/databases/{db}/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The database's backups, newest first, with their status, size, SHA-256 and, for a failed
+         *     one, the reason.
+         */
+        get: operations["list_backups"];
+        put?: never;
+        /** Starts a backup now and answers at once; poll the list for its end. */
+        post: operations["start_backup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/backups/{id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The backup file as stored (gzip), streamed. */
+        get: operations["download_backup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/databases/{db}/restart": {
         parameters: {
             query?: never;
@@ -373,6 +411,84 @@ export interface paths {
         put?: never;
         /** Stops and starts a database. */
         post: operations["restart_database"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restores a backup into the database (what the backup holds replaces the same objects;
+         *     apps linked to it keep running, so stop their writes first if they matter), or into a
+         *     new database. The file's SHA-256 is checked before anything is changed.
+         */
+        post: operations["restore_backup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_schedules"];
+        put?: never;
+        /**
+         * Adds a backup schedule. Its first backup is at the pattern's next time; one missed
+         *     while Rivetr was stopped runs once when it starts.
+         */
+        post: operations["create_schedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/schedules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Removes a schedule; the backups it took stay. */
+        delete: operations["delete_schedule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/schedules/{id}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Runs a schedule's backup now, as at its next time (its retention applies after); answers
+         *     at once.
+         */
+        post: operations["run_schedule"];
         delete?: never;
         options?: never;
         head?: never;
@@ -680,6 +796,35 @@ export interface components {
             updated_at: string;
             webhooks: components["schemas"]["WebhookUrls"];
         };
+        /** @description A backup as the API shows it. */
+        BackupView: {
+            database: string;
+            /** @description `local`: a file on this machine. */
+            destination: string;
+            engine: string;
+            /** @description Why it failed. */
+            error?: string | null;
+            finished_at?: string | null;
+            /** Format: int64 */
+            id: number;
+            /** @description The file's path. */
+            location: string;
+            /**
+             * Format: int64
+             * @description The schedule that ran it; none for one asked for.
+             */
+            schedule_id?: number | null;
+            /** @description SHA-256 of the stored file, hex; checked again before a restore. */
+            sha256?: string | null;
+            /**
+             * Format: int64
+             * @description Bytes stored (compressed).
+             */
+            size_bytes?: number | null;
+            started_at: string;
+            /** @description `running`, `succeeded` or `failed`. */
+            status: string;
+        };
         /**
          * @description Where a domain's certificate stands.
          * @enum {string}
@@ -847,6 +992,8 @@ export interface components {
             message: string;
         };
         Health: {
+            /** @description `ok`, or which managed databases' latest backup failed (their backup list says why). */
+            backups: string;
             db: string;
             /** @description The container engine (name, version, rootless) or what was tried. */
             runtime: Record<string, never>;
@@ -982,6 +1129,26 @@ export interface components {
             /** Format: int64 */
             memory_bytes?: number | null;
         };
+        /** @description `POST /api/databases/{db}/restore` body. */
+        RestoreBody: {
+            /**
+             * Format: int64
+             * @description The id of one of this database's good backups.
+             */
+            backup: number;
+            /**
+             * @description Restore into a new database of this name (same engine and version) instead of this
+             *     one.
+             */
+            into?: string | null;
+        };
+        /** @description What a restore did. */
+        RestoreView: {
+            backup: components["schemas"]["BackupView"];
+            /** @description The database restored into: the backup's own, or the new one. */
+            database: components["schemas"]["ManagedDatabaseView"];
+            message: string;
+        };
         /** @description `POST /api/apps/{app}/rollback` body. */
         RollbackBody: {
             /**
@@ -1010,6 +1177,45 @@ export interface components {
             requests: number;
             /** Format: int64 */
             responses_5xx: number;
+        };
+        /** @description `POST /api/databases/{db}/schedules` body. */
+        ScheduleBody: {
+            /** @description Five fields, UTC: minute hour day-of-month month day-of-week, such as `0 3 * * *`. */
+            cron: string;
+            /** @description `local` (the default): files under `[databases] backup_dir`. */
+            destination?: string | null;
+            /**
+             * Format: int32
+             * @description Keep the schedule's good backups younger than this many days.
+             */
+            keep_days?: number | null;
+            /**
+             * Format: int32
+             * @description Keep this many of the schedule's newest good backups.
+             */
+            keep_last?: number | null;
+        };
+        /** @description A backup schedule as the API shows it. */
+        ScheduleView: {
+            created_at: string;
+            /** @description Five fields, UTC: minute hour day-of-month month day-of-week. */
+            cron: string;
+            database: string;
+            destination: string;
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: int32
+             * @description Keep its good backups younger than this many days.
+             */
+            keep_days?: number | null;
+            /**
+             * Format: int32
+             * @description Keep this many of its newest good backups.
+             */
+            keep_last?: number | null;
+            last_run_at?: string | null;
+            next_run_at?: string | null;
         };
         /** @description The session of the request's cookie. */
         SessionView: {
@@ -2305,6 +2511,113 @@ export interface operations {
             };
         };
     };
+    list_backups: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"][];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Started: `running` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    download_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+                /** @description The backup's id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file, gzip-compressed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                };
+            };
+            /** @description No such database or backup */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The backup is not a good one */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     restart_database: {
         parameters: {
             query?: never;
@@ -2346,6 +2659,212 @@ export interface operations {
             };
             /** @description No container engine */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    restore_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RestoreBody"];
+            };
+        };
+        responses: {
+            /** @description Restored */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestoreView"];
+                };
+            };
+            /** @description No such database or backup */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The file does not match its SHA-256, or `into` is taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The backup is not a good one, or `into` is not a name */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The restore tool or the engine failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_schedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The database's schedules */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleView"][];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ScheduleBody"];
+            };
+        };
+        responses: {
+            /** @description Added */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleView"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid pattern or limit, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+                /** @description The schedule's id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such database or schedule */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_schedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+                /** @description The schedule's id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Started: `running` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"];
+                };
+            };
+            /** @description No such database or schedule */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,297 @@
+//! `/api/databases/{db}/backups`, `.../restore` and `.../schedules`: backups of a managed
+//! database, taken now or on a schedule, downloaded, and restored. The handlers check the
+//! request and call [`crate::databases::backups::Backups`].
+
+use axum::Json as JsonResponse;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::databases::database_error;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path};
+use crate::AppState;
+use crate::databases::backups::{
+    BackupError, BackupView, NewScheduleRequest, RestoreView, ScheduleView,
+};
+
+pub(super) fn backup_error(e: BackupError) -> ApiError {
+    match e {
+        BackupError::Database(e) => database_error(e),
+        BackupError::NotFound { .. } | BackupError::ScheduleNotFound { .. } => {
+            ApiError::not_found(e.to_string())
+        }
+        BackupError::Invalid { field, message } => ApiError::invalid_value(field, message),
+        BackupError::Failed(_) => ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string()),
+        BackupError::Archive(crate::databases::backups::archive::ArchiveError::Checksum {
+            ..
+        }) => ApiError::conflict(e.to_string()),
+        BackupError::Archive(_) | BackupError::Db(_) => ApiError::internal(e),
+    }
+}
+
+/// Starts a backup now and answers at once; poll the list for its end.
+#[utoipa::path(
+    post,
+    path = "/api/databases/{db}/backups",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    responses(
+        (status = 202, description = "Started: `running`", body = BackupView),
+        (status = 404, description = "No such database", body = ErrorBody),
+    )
+)]
+pub async fn start_backup(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+) -> Result<(StatusCode, JsonResponse<BackupView>), ApiError> {
+    let started = state.backups.start(&db).await.map_err(backup_error)?;
+    Ok((StatusCode::ACCEPTED, JsonResponse(started)))
+}
+
+/// The database's backups, newest first, with their status, size, SHA-256 and, for a failed
+/// one, the reason.
+#[utoipa::path(
+    get,
+    path = "/api/databases/{db}/backups",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    responses(
+        (status = 200, description = "Newest first", body = Vec<BackupView>),
+        (status = 404, description = "No such database", body = ErrorBody),
+    )
+)]
+pub async fn list_backups(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+) -> Result<JsonResponse<Vec<BackupView>>, ApiError> {
+    Ok(JsonResponse(
+        state.backups.list(&db).await.map_err(backup_error)?,
+    ))
+}
+
+/// The backup file as stored (gzip), streamed.
+#[utoipa::path(
+    get,
+    path = "/api/databases/{db}/backups/{id}/download",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(
+        ("db" = String, Path, description = "The database's name"),
+        ("id" = i64, Path, description = "The backup's id"),
+    ),
+    responses(
+        (status = 200, description = "The file, gzip-compressed", content_type = "application/gzip"),
+        (status = 404, description = "No such database or backup", body = ErrorBody),
+        (status = 422, description = "The backup is not a good one", body = ErrorBody),
+    )
+)]
+pub async fn download_backup(
+    State(state): State<AppState>,
+    Path((db, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let backup = state.backups.file(&db, id).await.map_err(backup_error)?;
+    let file = tokio::fs::File::open(&backup.location).await.map_err(|e| {
+        ApiError::internal(format!(
+            "cannot open backup {id} at {}: {e}",
+            backup.location
+        ))
+    })?;
+    let name = std::path::Path::new(&backup.location)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("backup-{id}.gz"));
+    let mut response = Response::new(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
+    ));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "application/gzip".parse().expect("static"),
+    );
+    if let Some(size) = backup.size_bytes {
+        headers.insert(header::CONTENT_LENGTH, size.into());
+    }
+    if let Ok(value) = format!("attachment; filename=\"{name}\"").parse() {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Some(sha) = backup.sha256
+        && let Ok(value) = sha.parse()
+    {
+        headers.insert("x-rivetr-sha256", value);
+    }
+    Ok(response)
+}
+
+/// `POST /api/databases/{db}/restore` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    /// The id of one of this database's good backups.
+    pub backup: i64,
+    /// Restore into a new database of this name (same engine and version) instead of this
+    /// one.
+    pub into: Option<String>,
+}
+
+/// Restores a backup into the database (what the backup holds replaces the same objects;
+/// apps linked to it keep running, so stop their writes first if they matter), or into a
+/// new database. The file's SHA-256 is checked before anything is changed.
+#[utoipa::path(
+    post,
+    path = "/api/databases/{db}/restore",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    request_body = RestoreBody,
+    responses(
+        (status = 200, description = "Restored", body = RestoreView),
+        (status = 404, description = "No such database or backup", body = ErrorBody),
+        (status = 409, description = "The file does not match its SHA-256, or `into` is taken", body = ErrorBody),
+        (status = 422, description = "The backup is not a good one, or `into` is not a name", body = ErrorBody),
+        (status = 502, description = "The restore tool or the engine failed", body = ErrorBody),
+    )
+)]
+pub async fn restore_backup(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+    Json(body): Json<RestoreBody>,
+) -> Result<JsonResponse<RestoreView>, ApiError> {
+    Ok(JsonResponse(
+        state
+            .backups
+            .restore(&db, body.backup, body.into)
+            .await
+            .map_err(backup_error)?,
+    ))
+}
+
+/// `POST /api/databases/{db}/schedules` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    /// Five fields, UTC: minute hour day-of-month month day-of-week, such as `0 3 * * *`.
+    pub cron: String,
+    /// `local` (the default): files under `[databases] backup_dir`.
+    pub destination: Option<String>,
+    /// Keep this many of the schedule's newest good backups.
+    pub keep_last: Option<u32>,
+    /// Keep the schedule's good backups younger than this many days.
+    pub keep_days: Option<u32>,
+}
+
+/// Adds a backup schedule. Its first backup is at the pattern's next time; one missed
+/// while Rivetr was stopped runs once when it starts.
+#[utoipa::path(
+    post,
+    path = "/api/databases/{db}/schedules",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 201, description = "Added", body = ScheduleView),
+        (status = 404, description = "No such database", body = ErrorBody),
+        (status = 422, description = "An invalid pattern or limit, named", body = ErrorBody),
+    )
+)]
+pub async fn create_schedule(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+    Json(body): Json<ScheduleBody>,
+) -> Result<(StatusCode, JsonResponse<ScheduleView>), ApiError> {
+    let added = state
+        .backups
+        .add_schedule(
+            &db,
+            NewScheduleRequest {
+                cron: body.cron,
+                destination: body.destination,
+                keep_last: body.keep_last,
+                keep_days: body.keep_days,
+            },
+        )
+        .await
+        .map_err(backup_error)?;
+    Ok((StatusCode::CREATED, JsonResponse(added)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/databases/{db}/schedules",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    responses(
+        (status = 200, description = "The database's schedules", body = Vec<ScheduleView>),
+        (status = 404, description = "No such database", body = ErrorBody),
+    )
+)]
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    Path(db): Path<String>,
+) -> Result<JsonResponse<Vec<ScheduleView>>, ApiError> {
+    Ok(JsonResponse(
+        state.backups.schedules(&db).await.map_err(backup_error)?,
+    ))
+}
+
+/// Runs a schedule's backup now, as at its next time (its retention applies after); answers
+/// at once.
+#[utoipa::path(
+    post,
+    path = "/api/databases/{db}/schedules/{id}/run",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(
+        ("db" = String, Path, description = "The database's name"),
+        ("id" = i64, Path, description = "The schedule's id"),
+    ),
+    responses(
+        (status = 202, description = "Started: `running`", body = BackupView),
+        (status = 404, description = "No such database or schedule", body = ErrorBody),
+    )
+)]
+pub async fn run_schedule(
+    State(state): State<AppState>,
+    Path((db, id)): Path<(String, i64)>,
+) -> Result<(StatusCode, JsonResponse<BackupView>), ApiError> {
+    let started = state
+        .backups
+        .start_scheduled(&db, id)
+        .await
+        .map_err(backup_error)?;
+    Ok((StatusCode::ACCEPTED, JsonResponse(started)))
+}
+
+/// Removes a schedule; the backups it took stay.
+#[utoipa::path(
+    delete,
+    path = "/api/databases/{db}/schedules/{id}",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(
+        ("db" = String, Path, description = "The database's name"),
+        ("id" = i64, Path, description = "The schedule's id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such database or schedule", body = ErrorBody),
+    )
+)]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    Path((db, id)): Path<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .backups
+        .remove_schedule(&db, id)
+        .await
+        .map_err(backup_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
