@@ -40,9 +40,12 @@ step "dashboard: npm ci, lint (eslint), typecheck (tsc --noEmit), component test
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-step "cargo test (rootful Podman, rootless Podman and Docker started for it, with the database test images)"
+step "cargo test (rootful Podman, rootless Podman and Docker started for it, with the database test images and moto)"
 # db-images.sh builds the PostgreSQL, MariaDB and Redis test images from Debian packages
 # (cached under /var/cache/rivetr-db-images) and imports them into the engines just started.
+# moto.sh installs moto's S3 server from PyPI (cached under /var/cache) for the backup tests.
+RIVETR_TEST_MOTO_SERVER=$(scripts/test-env/moto.sh)
+export RIVETR_TEST_MOTO_SERVER
 scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && cargo test --all-targets --locked'
 
 step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"

@@ -463,6 +463,9 @@ pub enum DbCommand {
         /// Answer once the backup has started, without waiting for its end.
         #[arg(long)]
         no_wait: bool,
+        /// Where it goes: `local` or an S3 destination's name [server default: local].
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
     },
     /// List a database's backups, newest first, with why failed ones failed.
     Backups {
@@ -499,6 +502,43 @@ pub enum DbCommand {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Where backups can go: `local` and S3-compatible buckets.
+    Destination {
+        #[command(subcommand)]
+        command: DestinationCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationCommand {
+    /// Add an S3-compatible bucket; the secret key is read from RIVETR_S3_SECRET_ACCESS_KEY
+    /// (never a flag: flags show in `ps`) and stored encrypted.
+    AddS3 {
+        /// A DNS label.
+        name: String,
+        /// https://s3.eu-west-1.amazonaws.com, http://127.0.0.1:9000, ...
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        bucket: String,
+        /// Prepended to each object's key, such as rivetr/.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// endpoint/bucket/key addresses (MinIO and most self-hosted servers).
+        #[arg(long)]
+        path_style: bool,
+        #[arg(long, value_name = "ID")]
+        access_key_id: String,
+    },
+    /// List the destinations.
+    List,
+    /// Remove a destination no schedule uses; what is stored there stays.
+    Remove {
+        /// The destination's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -517,6 +557,9 @@ pub enum ScheduleCommand {
         /// Keep the schedule's good backups younger than this many days.
         #[arg(long, value_name = "DAYS")]
         keep_days: Option<u32>,
+        /// Where its backups go: `local` or an S3 destination's name [server default: local].
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
     },
     /// List a database's schedules with their next run.
     List {

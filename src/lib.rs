@@ -85,8 +85,12 @@ impl AppState {
             Arc::clone(&runtime),
             Arc::clone(&config),
         );
-        let backups =
-            databases::backups::Backups::new(databases.clone(), db.clone(), Arc::clone(&config));
+        let backups = databases::backups::Backups::new(
+            databases.clone(),
+            db.clone(),
+            Arc::clone(&secrets),
+            Arc::clone(&config),
+        );
         AppState {
             db,
             config,

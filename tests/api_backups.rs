@@ -418,3 +418,250 @@ fn mariadb_and_redis_backups_restore_into_themselves_and_into_new_databases() {
     let left = p.podman(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(!left.contains("-restore"), "{left}");
 }
+
+/// moto's S3 server on a free port of 127.0.0.1, checking signatures after the first four
+/// calls, which create an IAM user with a key that may do anything, and the bucket `backups`.
+struct Moto {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start(case: &str) -> Option<Moto> {
+        let Some(program) = std::env::var("RIVETR_TEST_MOTO_SERVER")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            let msg = format!(
+                "{case}: SKIPPED because RIVETR_TEST_MOTO_SERVER is not set (scripts/test-env/moto.sh prints it)"
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}; with CI=true a missing S3 server is a failure");
+            }
+            eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+            return None;
+        };
+        let port = common::free_port();
+        let child = std::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for("moto to listen", Duration::from_secs(60), || {
+            std::net::TcpStream::connect(addr).ok().map(|_| ())
+        });
+        let mut moto = Moto {
+            child,
+            addr,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+        };
+        // moto tells IAM calls from S3 ones by the credential scope of the Authorization
+        // header; these first calls are not checked.
+        let iam = |body: &str| {
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261202/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let (status, _, text) = common::raw_exchange(addr, &request);
+            assert_eq!(status, 200, "{text}");
+            text
+        };
+        iam("Action=CreateUser&UserName=rivetr&Version=2010-05-08");
+        let key = iam("Action=CreateAccessKey&UserName=rivetr&Version=2010-05-08");
+        let field = |name: &str| {
+            let open = format!("<{name}>");
+            let start = key.find(&open).unwrap() + open.len();
+            key[start..start + key[start..].find('<').unwrap()].to_owned()
+        };
+        moto.access_key_id = field("AccessKeyId");
+        moto.secret_access_key = field("SecretAccessKey");
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22*%22%2C%22Resource%22%3A%22*%22%7D%5D%7D";
+        iam(&format!(
+            "Action=PutUserPolicy&UserName=rivetr&PolicyName=all&PolicyDocument={policy}&Version=2010-05-08"
+        ));
+        let (status, _, text) = common::raw_exchange(
+            addr,
+            &format!(
+                "PUT /backups HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(status, 200, "{text}");
+        Some(moto)
+    }
+
+    /// The keys of the objects in the bucket `backups`, listed with Rivetr's own client.
+    fn objects(&self) -> Vec<String> {
+        use rivetr::databases::backups::s3::{S3, S3Config};
+        let s3 = S3::new(S3Config {
+            endpoint: format!("http://{}", self.addr),
+            region: "us-east-1".into(),
+            bucket: "backups".into(),
+            prefix: String::new(),
+            path_style: true,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: rivetr::secrets::SecretString::new(self.secret_access_key.clone()),
+        })
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut keys = runtime.block_on(s3.list_keys("")).unwrap();
+        keys.sort();
+        keys
+    }
+}
+
+#[test]
+fn postgres_backups_go_to_s3_in_parts_and_a_wrong_key_fails_without_losing_any() {
+    let Some(moto) = Moto::start("S3 backups") else {
+        return;
+    };
+    let Some(p) = start("S3 backups") else {
+        return;
+    };
+    let main = create(&p, "main", "postgres", "15");
+    // About 26 MB of hex text: more than one 8 MiB part even compressed.
+    psql(
+        &p,
+        &main,
+        "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v \
+         FROM generate_series(1, 400000) g",
+    );
+    let checksum_sql = "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM bulk";
+    let original = psql(&p, &main, checksum_sql);
+
+    let endpoint = format!("http://{}", moto.addr);
+    let (status, added) = p.api(
+        "POST",
+        "/api/backup-destinations",
+        Some(json!({
+            "name": "offsite", "kind": "s3", "endpoint": endpoint, "region": "us-east-1",
+            "bucket": "backups", "prefix": "rivetr/", "path_style": true,
+            "access_key_id": moto.access_key_id, "secret_access_key": moto.secret_access_key,
+        })),
+    );
+    assert_eq!(status, 201, "{added}");
+    let (_, listed) = p.api("GET", "/api/backup-destinations", None);
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "local and offsite: {listed}"
+    );
+    assert!(!listed.to_string().contains(&moto.secret_access_key));
+
+    // Three runs of a schedule keeping 2: exactly 2 objects in the bucket.
+    let (status, schedule) = p.api(
+        "POST",
+        "/api/databases/main/schedules",
+        Some(json!({"cron": "@daily", "keep_last": 2, "destination": "offsite"})),
+    );
+    assert_eq!(status, 201, "{schedule}");
+    let sid = schedule["id"].as_i64().unwrap();
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let b = backup(
+            &p,
+            "main",
+            &format!("/api/databases/main/schedules/{sid}/run"),
+        );
+        assert_eq!(b["status"], "succeeded", "{b}");
+        assert_eq!(b["destination"], "offsite");
+        taken.push(b);
+    }
+    let objects = moto.objects();
+    assert_eq!(
+        objects,
+        {
+            let mut kept: Vec<String> = taken[1..]
+                .iter()
+                .map(|b| b["location"].as_str().unwrap().to_owned())
+                .collect();
+            kept.sort();
+            kept
+        },
+        "the bucket holds the newest two"
+    );
+    assert!(objects.iter().all(|k| k.starts_with("rivetr/main/")));
+    let good = &taken[2];
+    assert!(
+        good["size_bytes"].as_u64().unwrap() > 8 << 20,
+        "a multipart upload: {good}"
+    );
+
+    // Downloaded through the API and the CLI, it is what the row's SHA-256 says.
+    let id = good["id"].as_i64().unwrap().to_string();
+    let copy = p.dir.path().join("from-s3.pgdump.gz");
+    let (code, out, err) = p.cli(&["db", "download", "main", &id, "-o", copy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        sha256_of(copy.to_str().unwrap()),
+        good["sha256"].as_str().unwrap()
+    );
+
+    // Restored from the bucket into a new database.
+    let (status, restored) = p.api(
+        "POST",
+        "/api/databases/main/restore",
+        Some(json!({"backup": good["id"], "into": "main-copy"})),
+    );
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(psql(&p, &restored["database"], checksum_sql), original);
+
+    // A destination with a wrong secret key: the backup fails with the storage's reason, and
+    // nothing already stored is touched.
+    let (status, _) = p.api(
+        "POST",
+        "/api/backup-destinations",
+        Some(json!({
+            "name": "wrong-key", "kind": "s3", "endpoint": endpoint, "region": "us-east-1",
+            "bucket": "backups", "prefix": "rivetr/", "path_style": true,
+            "access_key_id": moto.access_key_id, "secret_access_key": "not-the-secret",
+        })),
+    );
+    assert_eq!(status, 201);
+    let (code, out, err) = p.cli(&["db", "backup", "main", "--destination", "wrong-key"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("403"), "{out}{err}");
+    let (_, list) = p.api("GET", "/api/databases/main/backups", None);
+    assert_eq!(list[0]["status"], "failed", "{list}");
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["status"] == "succeeded")
+            .count(),
+        2,
+        "{list}"
+    );
+    assert_eq!(moto.objects(), objects);
+    // A destination in use by a schedule cannot be removed.
+    let (status, body) = p.api("DELETE", "/api/backup-destinations/offsite", None);
+    assert_eq!(status, 409, "{body}");
+
+    let log = std::fs::read_to_string(&p.rivetr.log_path).unwrap();
+    assert!(
+        !log.contains(&moto.secret_access_key),
+        "the S3 secret is in the log"
+    );
+    let db_file = std::fs::read(p.dir.path().join("data/rivetr.db")).unwrap();
+    assert!(
+        !db_file
+            .windows(moto.secret_access_key.len())
+            .any(|w| w == moto.secret_access_key.as_bytes()),
+        "the S3 secret is stored in clear"
+    );
+}

@@ -4,33 +4,49 @@
 
 use axum::Json as JsonResponse;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::databases::database_error;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::AppState;
+use crate::databases::backups::store::StoreError;
 use crate::databases::backups::{
-    BackupError, BackupView, NewScheduleRequest, RestoreView, ScheduleView,
+    BackupError, BackupView, DestinationView, NewDestinationRequest, NewScheduleRequest,
+    RestoreView, ScheduleView,
 };
 
 pub(super) fn backup_error(e: BackupError) -> ApiError {
     match e {
         BackupError::Database(e) => database_error(e),
-        BackupError::NotFound { .. } | BackupError::ScheduleNotFound { .. } => {
-            ApiError::not_found(e.to_string())
-        }
+        BackupError::NotFound { .. }
+        | BackupError::ScheduleNotFound { .. }
+        | BackupError::DestinationNotFound(_) => ApiError::not_found(e.to_string()),
+        BackupError::Conflict(_) => ApiError::conflict(e.to_string()),
         BackupError::Invalid { field, message } => ApiError::invalid_value(field, message),
         BackupError::Failed(_) => ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string()),
         BackupError::Archive(crate::databases::backups::archive::ArchiveError::Checksum {
             ..
         }) => ApiError::conflict(e.to_string()),
-        BackupError::Archive(_) | BackupError::Db(_) => ApiError::internal(e),
+        // The storage refused or could not be reached: the gateway's fault, said plainly.
+        BackupError::Store(StoreError::S3(_)) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "storage", e.to_string())
+        }
+        BackupError::Archive(_)
+        | BackupError::Store(_)
+        | BackupError::Db(_)
+        | BackupError::Secrets(_) => ApiError::internal(e),
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StartParams {
+    /// Where the backup goes: `local` (the default) or an S3 destination's name.
+    pub destination: Option<String>,
 }
 
 /// Starts a backup now and answers at once; poll the list for its end.
@@ -39,17 +55,22 @@ pub(super) fn backup_error(e: BackupError) -> ApiError {
     path = "/api/databases/{db}/backups",
     tag = "backups",
     security(("bearer" = [])),
-    params(("db" = String, Path, description = "The database's name")),
+    params(("db" = String, Path, description = "The database's name"), StartParams),
     responses(
         (status = 202, description = "Started: `running`", body = BackupView),
-        (status = 404, description = "No such database", body = ErrorBody),
+        (status = 404, description = "No such database or destination", body = ErrorBody),
     )
 )]
 pub async fn start_backup(
     State(state): State<AppState>,
     Path(db): Path<String>,
+    Query(params): Query<StartParams>,
 ) -> Result<(StatusCode, JsonResponse<BackupView>), ApiError> {
-    let started = state.backups.start(&db).await.map_err(backup_error)?;
+    let started = state
+        .backups
+        .start(&db, params.destination.as_deref())
+        .await
+        .map_err(backup_error)?;
     Ok((StatusCode::ACCEPTED, JsonResponse(started)))
 }
 
@@ -95,19 +116,13 @@ pub async fn download_backup(
     State(state): State<AppState>,
     Path((db, id)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    let backup = state.backups.file(&db, id).await.map_err(backup_error)?;
-    let file = tokio::fs::File::open(&backup.location).await.map_err(|e| {
-        ApiError::internal(format!(
-            "cannot open backup {id} at {}: {e}",
-            backup.location
-        ))
-    })?;
+    let (backup, stored) = state.backups.open(&db, id).await.map_err(backup_error)?;
     let name = std::path::Path::new(&backup.location)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("backup-{id}.gz"));
     let mut response = Response::new(Body::from_stream(
-        tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
+        tokio_util::io::ReaderStream::with_capacity(stored, 64 * 1024),
     ));
     let headers = response.headers_mut();
     headers.insert(
@@ -177,7 +192,8 @@ pub async fn restore_backup(
 pub struct ScheduleBody {
     /// Five fields, UTC: minute hour day-of-month month day-of-week, such as `0 3 * * *`.
     pub cron: String,
-    /// `local` (the default): files under `[databases] backup_dir`.
+    /// `local` (the default: files under `[databases] backup_dir`) or an S3 destination's
+    /// name.
     pub destination: Option<String>,
     /// Keep this many of the schedule's newest good backups.
     pub keep_last: Option<u32>,
@@ -291,6 +307,111 @@ pub async fn delete_schedule(
     state
         .backups
         .remove_schedule(&db, id)
+        .await
+        .map_err(backup_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/backup-destinations` body: an S3-compatible bucket.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationBody {
+    /// A DNS label; `local` is built in.
+    pub name: String,
+    /// `s3`, the only kind that can be added.
+    pub kind: String,
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Prepended to each object's key, such as `rivetr/`.
+    pub prefix: Option<String>,
+    /// `endpoint/bucket/key` addresses (MinIO and most self-hosted servers) rather than
+    /// `bucket.endpoint/key`.
+    pub path_style: Option<bool>,
+    pub access_key_id: String,
+    /// Stored encrypted; never shown again.
+    pub secret_access_key: String,
+}
+
+/// Adds an S3 destination for backups.
+#[utoipa::path(
+    post,
+    path = "/api/backup-destinations",
+    tag = "backups",
+    security(("bearer" = [])),
+    request_body = DestinationBody,
+    responses(
+        (status = 201, description = "Added (without its secret key)", body = DestinationView),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "An invalid value, named", body = ErrorBody),
+    )
+)]
+pub async fn create_destination(
+    State(state): State<AppState>,
+    Json(body): Json<DestinationBody>,
+) -> Result<(StatusCode, JsonResponse<DestinationView>), ApiError> {
+    if body.kind != "s3" {
+        return Err(ApiError::invalid_value(
+            "kind",
+            format!(
+                "`{}`: only `s3` destinations can be added (`local` is built in)",
+                body.kind
+            ),
+        ));
+    }
+    let added = state
+        .backups
+        .add_destination(NewDestinationRequest {
+            name: body.name,
+            endpoint: body.endpoint,
+            region: body.region,
+            bucket: body.bucket,
+            prefix: body.prefix.unwrap_or_default(),
+            path_style: body.path_style.unwrap_or(false),
+            access_key_id: body.access_key_id,
+            secret_access_key: crate::secrets::SecretString::new(body.secret_access_key),
+        })
+        .await
+        .map_err(backup_error)?;
+    Ok((StatusCode::CREATED, JsonResponse(added)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/backup-destinations",
+    tag = "backups",
+    security(("bearer" = [])),
+    responses((status = 200, description = "`local` and the S3 destinations", body = Vec<DestinationView>))
+)]
+pub async fn list_destinations(
+    State(state): State<AppState>,
+) -> Result<JsonResponse<Vec<DestinationView>>, ApiError> {
+    Ok(JsonResponse(
+        state.backups.destinations().await.map_err(backup_error)?,
+    ))
+}
+
+/// Removes a destination no schedule uses; what is stored there stays.
+#[utoipa::path(
+    delete,
+    path = "/api/backup-destinations/{name}",
+    tag = "backups",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The destination's name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such destination", body = ErrorBody),
+        (status = 409, description = "Schedules use it, or it is `local`", body = ErrorBody),
+    )
+)]
+pub async fn delete_destination(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .backups
+        .remove_destination(&name)
         .await
         .map_err(backup_error)?;
     Ok(StatusCode::NO_CONTENT)

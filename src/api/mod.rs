@@ -91,6 +91,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backups::list_schedules, backups::create_schedule))
         .routes(routes!(backups::delete_schedule))
         .routes(routes!(backups::run_schedule))
+        .routes(routes!(
+            backups::list_destinations,
+            backups::create_destination
+        ))
+        .routes(routes!(backups::delete_destination))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))

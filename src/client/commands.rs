@@ -22,8 +22,8 @@ use super::types::{
 };
 use super::{Client, ClientError, format};
 use crate::cli::{
-    AppCommand, AppCreateArgs, Command, DbCommand, DeployArgs, DeploymentsArgs, EnvCommand,
-    LogsArgs, RollbackArgs, ScheduleCommand,
+    AppCommand, AppCreateArgs, Command, DbCommand, DeployArgs, DeploymentsArgs, DestinationCommand,
+    EnvCommand, LogsArgs, RollbackArgs, ScheduleCommand,
 };
 
 /// Runs an API command (not `serve` or `token`) and writes its output to `out`.
@@ -434,8 +434,15 @@ async fn db(
             )?;
             Ok(())
         }
-        DbCommand::Backup { db, no_wait } => {
-            let path = format!("{}/backups", db_path(&db));
+        DbCommand::Backup {
+            db,
+            no_wait,
+            destination,
+        } => {
+            let mut path = format!("{}/backups", db_path(&db));
+            if let Some(d) = destination {
+                path.push_str(&format!("?destination={}", segment(&d)));
+            }
             db_backup(client, &db, &path, no_wait, json, out).await
         }
         DbCommand::Backups { db } => {
@@ -490,6 +497,87 @@ async fn db(
             Ok(())
         }
         DbCommand::Schedule { command } => db_schedule(client, command, json, out).await,
+        DbCommand::Destination { command } => db_destination(client, command, json, out).await,
+    }
+}
+
+async fn db_destination(
+    client: &Client,
+    command: DestinationCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    match command {
+        DestinationCommand::AddS3 {
+            name,
+            endpoint,
+            region,
+            bucket,
+            prefix,
+            path_style,
+            access_key_id,
+        } => {
+            let secret = std::env::var("RIVETR_S3_SECRET_ACCESS_KEY")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    ClientError::Usage(
+                        "set RIVETR_S3_SECRET_ACCESS_KEY to the bucket's secret access key"
+                            .to_owned(),
+                    )
+                })?;
+            let body = json!({
+                "name": name, "kind": "s3", "endpoint": endpoint, "region": region,
+                "bucket": bucket, "prefix": prefix, "path_style": path_style,
+                "access_key_id": access_key_id, "secret_access_key": secret,
+            });
+            let bytes = client.post("/api/backup-destinations", Some(&body)).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            writeln!(
+                out,
+                "added backup destination {name} (s3://{bucket}/{prefix})"
+            )?;
+            Ok(())
+        }
+        DestinationCommand::List => {
+            let bytes = client.get("/api/backup-destinations").await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            let list: Vec<Value> = client.parse(&bytes)?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|d| {
+                    let place = match d["kind"].as_str() {
+                        Some("s3") => format!(
+                            "{} s3://{}/{}",
+                            d["endpoint"].as_str().unwrap_or(""),
+                            d["bucket"].as_str().unwrap_or(""),
+                            d["prefix"].as_str().unwrap_or("")
+                        ),
+                        _ => d["directory"].as_str().unwrap_or("").to_owned(),
+                    };
+                    vec![
+                        d["name"].as_str().unwrap_or("").to_owned(),
+                        d["kind"].as_str().unwrap_or("").to_owned(),
+                        place,
+                    ]
+                })
+                .collect();
+            write!(out, "{}", format::table(&["NAME", "KIND", "WHERE"], &rows))?;
+            Ok(())
+        }
+        DestinationCommand::Remove { name } => {
+            client
+                .delete(&format!("/api/backup-destinations/{}", segment(&name)))
+                .await?;
+            if !json {
+                writeln!(out, "removed backup destination {name}")?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -555,8 +643,12 @@ async fn db_schedule(
             cron,
             keep_last,
             keep_days,
+            destination,
         } => {
             let mut body = json!({"cron": cron});
+            if let Some(d) = destination {
+                body["destination"] = json!(d);
+            }
             if let Some(n) = keep_last {
                 body["keep_last"] = json!(n);
             }

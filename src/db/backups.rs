@@ -249,3 +249,120 @@ pub fn failing(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
     })?
     .collect()
 }
+
+/// One S3 destination as stored; the secret access key stays sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DestinationRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    /// Sealed.
+    pub secret_access_key: Vec<u8>,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for DestinationRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationRow")
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a new destination holds; the secret is sealed with the row's id afterwards
+/// ([`set_destination_secret`]), in the same transaction.
+pub struct NewDestination<'a> {
+    pub name: &'a str,
+    pub endpoint: &'a str,
+    pub region: &'a str,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub path_style: bool,
+    pub access_key_id: &'a str,
+}
+
+const DESTINATION_COLUMNS: &str = "id, name, kind, endpoint, region, bucket, prefix, path_style, \
+                                   access_key_id, secret_access_key, created_at";
+
+fn destination_from_row(r: &Row<'_>) -> rusqlite::Result<DestinationRow> {
+    Ok(DestinationRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        endpoint: r.get(3)?,
+        region: r.get(4)?,
+        bucket: r.get(5)?,
+        prefix: r.get(6)?,
+        path_style: r.get(7)?,
+        access_key_id: r.get(8)?,
+        secret_access_key: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
+
+pub fn insert_destination(c: &Connection, new: &NewDestination<'_>) -> rusqlite::Result<i64> {
+    c.execute(
+        "INSERT INTO backup_destinations (name, kind, endpoint, region, bucket, prefix,
+             path_style, access_key_id, secret_access_key)
+         VALUES (?1, 's3', ?2, ?3, ?4, ?5, ?6, ?7, x'')",
+        params![
+            new.name,
+            new.endpoint,
+            new.region,
+            new.bucket,
+            new.prefix,
+            new.path_style,
+            new.access_key_id
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+pub fn set_destination_secret(c: &Connection, id: i64, sealed: &[u8]) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE backup_destinations SET secret_access_key = ?2 WHERE id = ?1",
+        params![id, sealed],
+    )?;
+    Ok(())
+}
+
+pub fn destination(c: &Connection, name: &str) -> rusqlite::Result<Option<DestinationRow>> {
+    let sql = format!("SELECT {DESTINATION_COLUMNS} FROM backup_destinations WHERE name = ?1");
+    c.query_row(&sql, [name], destination_from_row).optional()
+}
+
+pub fn destinations(c: &Connection) -> rusqlite::Result<Vec<DestinationRow>> {
+    let sql = format!("SELECT {DESTINATION_COLUMNS} FROM backup_destinations ORDER BY name");
+    c.prepare(&sql)?
+        .query_map([], destination_from_row)?
+        .collect()
+}
+
+/// Deletes a destination no schedule uses; `Err` names the databases whose schedules do.
+pub fn delete_destination(
+    c: &Connection,
+    name: &str,
+) -> rusqlite::Result<Result<bool, Vec<String>>> {
+    let users: Vec<String> = c
+        .prepare(
+            "SELECT DISTINCT d.name FROM backup_schedules s JOIN databases d ON d.id = s.database_id
+             WHERE s.destination = ?1 ORDER BY d.name",
+        )?
+        .query_map([name], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !users.is_empty() {
+        return Ok(Err(users));
+    }
+    Ok(Ok(c.execute(
+        "DELETE FROM backup_destinations WHERE name = ?1",
+        [name],
+    )? > 0))
+}

@@ -27,7 +27,8 @@ pub fn count_encrypted(conn: &mut Connection) -> Result<i64, rusqlite::Error> {
               + (SELECT COUNT(*) FROM apps WHERE webhook_secret IS NOT NULL)
               + (SELECT COUNT(*) FROM apps WHERE git_credential IS NOT NULL)
               + (SELECT COUNT(*) FROM deploy_keys)
-              + (SELECT COUNT(*) FROM databases)",
+              + (SELECT COUNT(*) FROM databases)
+              + (SELECT COUNT(*) FROM backup_destinations)",
         [],
         |r| r.get(0),
     )

@@ -133,6 +133,8 @@ pub enum Purpose<'a> {
     DatabasePassword { database_id: i64 },
     /// `databases.root_password`: a MariaDB or MySQL database's root password.
     DatabaseRootPassword { database_id: i64 },
+    /// `backup_destinations.secret_access_key`: an S3 destination's secret key.
+    BackupDestination { destination_id: i64 },
 }
 
 impl Purpose<'_> {
@@ -146,6 +148,9 @@ impl Purpose<'_> {
             Purpose::DatabasePassword { database_id } => format!("rivetr:db:{database_id}"),
             Purpose::DatabaseRootPassword { database_id } => {
                 format!("rivetr:db-root:{database_id}")
+            }
+            Purpose::BackupDestination { destination_id } => {
+                format!("rivetr:backup-destination:{destination_id}")
             }
         }
         .into_bytes()

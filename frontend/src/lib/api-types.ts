@@ -301,6 +301,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/backup-destinations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_destinations"];
+        put?: never;
+        /** Adds an S3 destination for backups. */
+        post: operations["create_destination"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/backup-destinations/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Removes a destination no schedule uses; what is stored there stays. */
+        delete: operations["delete_destination"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/certificates": {
         parameters: {
             query?: never;
@@ -799,7 +833,7 @@ export interface components {
         /** @description A backup as the API shows it. */
         BackupView: {
             database: string;
-            /** @description `local`: a file on this machine. */
+            /** @description `local` (a file on this machine) or an S3 destination's name. */
             destination: string;
             engine: string;
             /** @description Why it failed. */
@@ -807,7 +841,7 @@ export interface components {
             finished_at?: string | null;
             /** Format: int64 */
             id: number;
-            /** @description The file's path. */
+            /** @description The file's path, or the object's key in the destination's bucket. */
             location: string;
             /**
              * Format: int64
@@ -967,6 +1001,42 @@ export interface components {
             status: string;
             switching_at?: string | null;
             trigger: string;
+        };
+        /** @description `POST /api/backup-destinations` body: an S3-compatible bucket. */
+        DestinationBody: {
+            access_key_id: string;
+            bucket: string;
+            /** @description `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`. */
+            endpoint: string;
+            /** @description `s3`, the only kind that can be added. */
+            kind: string;
+            /** @description A DNS label; `local` is built in. */
+            name: string;
+            /**
+             * @description `endpoint/bucket/key` addresses (MinIO and most self-hosted servers) rather than
+             *     `bucket.endpoint/key`.
+             */
+            path_style?: boolean | null;
+            /** @description Prepended to each object's key, such as `rivetr/`. */
+            prefix?: string | null;
+            region: string;
+            /** @description Stored encrypted; never shown again. */
+            secret_access_key: string;
+        };
+        /** @description A backup destination as the API shows it (never an S3 secret key). */
+        DestinationView: {
+            access_key_id?: string | null;
+            bucket?: string | null;
+            created_at?: string | null;
+            /** @description Local: the directory. */
+            directory?: string | null;
+            endpoint?: string | null;
+            /** @description `local` or `s3`. */
+            kind: string;
+            name: string;
+            path_style?: boolean | null;
+            prefix?: string | null;
+            region?: string | null;
         };
         /** @description `PUT /api/apps/{app}/env/{KEY}` body. */
         EnvBody: {
@@ -1182,7 +1252,10 @@ export interface components {
         ScheduleBody: {
             /** @description Five fields, UTC: minute hour day-of-month month day-of-week, such as `0 3 * * *`. */
             cron: string;
-            /** @description `local` (the default): files under `[databases] backup_dir`. */
+            /**
+             * @description `local` (the default: files under `[databases] backup_dir`) or an S3 destination's
+             *     name.
+             */
             destination?: string | null;
             /**
              * Format: int32
@@ -2318,6 +2391,107 @@ export interface operations {
             };
         };
     };
+    list_destinations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `local` and the S3 destinations */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DestinationView"][];
+                };
+            };
+        };
+    };
+    create_destination: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DestinationBody"];
+            };
+        };
+        responses: {
+            /** @description Added (without its secret key) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DestinationView"];
+                };
+            };
+            /** @description Name taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid value, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_destination: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The destination's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such destination */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Schedules use it, or it is `local` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_certificates: {
         parameters: {
             query?: never;
@@ -2550,6 +2724,8 @@ export interface operations {
             path: {
                 /** @description The database's name */
                 db: string;
+                /** @description Where the backup goes: `local` (the default) or an S3 destination's name. */
+                destination: string | null;
             };
             cookie?: never;
         };
@@ -2564,7 +2740,7 @@ export interface operations {
                     "application/json": components["schemas"]["BackupView"];
                 };
             };
-            /** @description No such database */
+            /** @description No such database or destination */
             404: {
                 headers: {
                     [name: string]: unknown;

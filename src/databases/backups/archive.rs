@@ -1,7 +1,8 @@
-//! A backup file on disk: the dump tool's output compressed (gzip) and hashed (SHA-256 of
-//! the stored bytes) as it streams by, written under a `.partial` name and renamed only once
-//! it is complete and on disk, so no reader ever sees half a backup under a good name.
-//! Nothing here holds more than a buffer of the dump in memory.
+//! A backup's bytes: the dump tool's output compressed (gzip) and hashed (SHA-256 of the
+//! stored bytes) as it streams by, into any writer ([`compress`]) or a local file written
+//! under a `.partial` name and renamed only once complete and on disk ([`write`]), so no
+//! reader ever sees half a backup under a good name; read back, checked ([`verify`]) and
+//! decompressed ([`open_dump`]). Nothing here holds more than a buffer of the dump in memory.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,23 @@ async fn write_partial(
         .open(partial)
         .await
         .map_err(io)?;
-    let mut encoder = GzipEncoder::new(Hashing::new(file));
+    let (file, written) = compress(output, file, partial).await?;
+    file.sync_all().await.map_err(io)?;
+    Ok(written)
+}
+
+/// Compresses the standard output of a dump into `sink`, hashing what it writes, and
+/// shuts the sink down; gives it back with what was written. `what` names the sink in errors.
+pub async fn compress<W: AsyncWrite + Unpin>(
+    output: &mut ExecOutputStream,
+    sink: W,
+    what: &Path,
+) -> Result<(W, Written), ArchiveError> {
+    let io = |source| ArchiveError::Io {
+        path: what.to_owned(),
+        source,
+    };
+    let mut encoder = GzipEncoder::new(Hashing::new(sink));
     let mut stderr = Vec::new();
     while let Some(frame) = output.next().await {
         let (source, bytes) = frame?;
@@ -112,12 +129,12 @@ async fn write_partial(
     }
     encoder.shutdown().await.map_err(io)?;
     let hashing = encoder.into_inner();
-    hashing.inner.sync_all().await.map_err(io)?;
-    Ok(Written {
+    let written = Written {
         size: hashing.size,
         sha256: hex::encode(hashing.hasher.finalize()),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+    };
+    Ok((hashing.inner, written))
 }
 
 fn keep_tail(kept: &mut Vec<u8>, more: &[u8]) {
@@ -127,17 +144,21 @@ fn keep_tail(kept: &mut Vec<u8>, more: &[u8]) {
     }
 }
 
-/// Checks that the file at `path` has the SHA-256 `expected`, reading it through once.
-pub async fn verify(path: &Path, expected: &str) -> Result<(), ArchiveError> {
+/// Checks that what `reader` gives has the SHA-256 `expected`, reading it through once.
+/// `what` names it in errors.
+pub async fn verify(
+    reader: &mut (impl AsyncRead + Unpin),
+    expected: &str,
+    what: &Path,
+) -> Result<(), ArchiveError> {
     let io = |source| ArchiveError::Io {
-        path: path.to_owned(),
+        path: what.to_owned(),
         source,
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = file.read(&mut buf).await.map_err(io)?;
+        let n = reader.read(&mut buf).await.map_err(io)?;
         if n == 0 {
             break;
         }
@@ -146,7 +167,7 @@ pub async fn verify(path: &Path, expected: &str) -> Result<(), ArchiveError> {
     let found = hex::encode(hasher.finalize());
     if !found.eq_ignore_ascii_case(expected) {
         return Err(ArchiveError::Checksum {
-            path: path.to_owned(),
+            path: what.to_owned(),
             expected: expected.to_owned(),
             found,
         });
@@ -154,19 +175,13 @@ pub async fn verify(path: &Path, expected: &str) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// The dump a backup file holds, decompressed as it is read.
-pub async fn open_dump(path: &Path) -> Result<impl AsyncRead + Unpin + Send, ArchiveError> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|source| ArchiveError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    let mut decoder = GzipDecoder::new(BufReader::with_capacity(64 * 1024, file));
+/// The dump a backup holds, decompressed as `stored` is read.
+pub fn open_dump(stored: impl AsyncRead + Unpin + Send) -> impl AsyncRead + Unpin + Send {
+    let mut decoder = GzipDecoder::new(BufReader::with_capacity(64 * 1024, stored));
     // One gzip member per file is what Rivetr writes; a file concatenated from several
     // (`cat a.gz b.gz`) is still read whole.
     decoder.multiple_members(true);
-    Ok(decoder)
+    decoder
 }
 
 /// A writer that counts and hashes what passes through it to `inner`.
@@ -239,11 +254,10 @@ mod tests {
         let stored = std::fs::read(&path).unwrap();
         assert_eq!(written.size, stored.len() as u64);
         assert_eq!(written.sha256, hex::encode(Sha256::digest(&stored)));
-        verify(&path, &written.sha256).await.unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        verify(&mut file, &written.sha256, &path).await.unwrap();
         let mut dump = String::new();
-        open_dump(&path)
-            .await
-            .unwrap()
+        open_dump(tokio::fs::File::open(&path).await.unwrap())
             .read_to_string(&mut dump)
             .await
             .unwrap();
@@ -258,7 +272,8 @@ mod tests {
             .await
             .unwrap();
         std::fs::write(&path, b"tampered").unwrap();
-        let err = verify(&path, &written.sha256)
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let err = verify(&mut file, &written.sha256, &path)
             .await
             .unwrap_err()
             .to_string();

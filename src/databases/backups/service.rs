@@ -4,7 +4,7 @@
 //! schedule's retention runs only after one of its backups succeeded, so failures never
 //! cost a good backup.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,22 +17,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::archive::{self, ArchiveError};
 use super::dump::{self, BgsaveState};
+use super::s3::{S3, S3Config};
 use super::schedule::{self, Clock, Planned};
+use super::store::{Store, StoreError, StoredReader};
 use crate::config::Config;
 use crate::databases::kinds::DbKind;
 use crate::databases::lifecycle::{self, DatabaseSpec};
 use crate::databases::service::{
     DatabaseError, Databases, ManagedDatabaseView, NewDatabaseRequest,
 };
-use crate::db::backups::{self as rows, BackupRow, NewBackup, NewSchedule, ScheduleRow};
+use crate::db::backups::{
+    self as rows, BackupRow, DestinationRow, NewBackup, NewDestination, NewSchedule, ScheduleRow,
+};
 use crate::db::databases::DatabaseRow;
 use crate::db::{Db, DbError};
 use crate::runtime::{
     ContainerRuntime, ContainerState, ExecSpec, NetworkAttach, Networks, RestartPolicy, RunSpec,
     VolumeMount,
 };
+use crate::secrets::{Purpose, Secrets, SecretsError};
 
-/// The only destination so far: files under `[databases] backup_dir`.
+/// The built-in destination: files under `[databases] backup_dir`.
 pub const LOCAL: &str = "local";
 
 /// How long a Redis `BGSAVE` may take before the backup gives up.
@@ -47,6 +52,13 @@ pub enum BackupError {
     NotFound { database: String, id: i64 },
     #[error("database {database} has no backup schedule {id}")]
     ScheduleNotFound { database: String, id: i64 },
+    #[error(
+        "no backup destination named `{0}` (`local` and those of GET /api/backup-destinations)"
+    )]
+    DestinationNotFound(String),
+    /// A destination of that name exists, or schedules still use it.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -57,6 +69,10 @@ pub enum BackupError {
     Failed(String),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -69,9 +85,9 @@ pub struct BackupView {
     pub engine: String,
     /// `running`, `succeeded` or `failed`.
     pub status: String,
-    /// `local`: a file on this machine.
+    /// `local` (a file on this machine) or an S3 destination's name.
     pub destination: String,
-    /// The file's path.
+    /// The file's path, or the object's key in the destination's bucket.
     pub location: String,
     /// Bytes stored (compressed).
     pub size_bytes: Option<u64>,
@@ -120,21 +136,58 @@ pub struct RestoreView {
     pub message: String,
 }
 
+/// A backup destination as the API shows it (never an S3 secret key).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DestinationView {
+    pub name: String,
+    /// `local` or `s3`.
+    pub kind: String,
+    /// Local: the directory.
+    pub directory: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// A request for an S3 destination.
+#[derive(Debug, Clone)]
+pub struct NewDestinationRequest {
+    pub name: String,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: crate::secrets::SecretString,
+}
+
 /// Backups and restores of the managed databases.
 #[derive(Clone)]
 pub struct Backups {
     databases: Databases,
     db: Db,
+    secrets: Arc<Secrets>,
     config: Arc<ArcSwap<Config>>,
     /// Schedules were added or removed: the loop reads them again.
     changed: Arc<Notify>,
 }
 
 impl Backups {
-    pub fn new(databases: Databases, db: Db, config: Arc<ArcSwap<Config>>) -> Backups {
+    pub fn new(
+        databases: Databases,
+        db: Db,
+        secrets: Arc<Secrets>,
+        config: Arc<ArcSwap<Config>>,
+    ) -> Backups {
         Backups {
             databases,
             db,
+            secrets,
             config,
             changed: Arc::new(Notify::new()),
         }
@@ -151,9 +204,46 @@ impl Backups {
         std::path::absolute(&dir).unwrap_or(dir)
     }
 
-    /// Starts a backup of `database` and answers at once with it `running`.
-    pub async fn start(&self, database: &str) -> Result<BackupView, BackupError> {
-        let (row, backup) = self.begin(database, None).await?;
+    /// The storage of the destination `name`.
+    async fn store(&self, name: &str) -> Result<Store, BackupError> {
+        if name == LOCAL {
+            return Ok(Store::Local(self.directory()));
+        }
+        let owned = name.to_owned();
+        let row = self
+            .db
+            .call(move |c| rows::destination(c, &owned))
+            .await?
+            .ok_or_else(|| BackupError::DestinationNotFound(name.to_owned()))?;
+        let secret = self.secrets.decrypt_str(
+            Purpose::BackupDestination {
+                destination_id: row.id,
+            },
+            &row.secret_access_key,
+        )?;
+        let s3 = S3::new(S3Config {
+            endpoint: row.endpoint,
+            region: row.region,
+            bucket: row.bucket,
+            prefix: row.prefix,
+            path_style: row.path_style,
+            access_key_id: row.access_key_id,
+            secret_access_key: secret,
+        })
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
+        Ok(Store::S3(s3))
+    }
+
+    /// Starts a backup of `database` to `destination` (default `local`) and answers at once
+    /// with it `running`.
+    pub async fn start(
+        &self,
+        database: &str,
+        destination: Option<&str>,
+    ) -> Result<BackupView, BackupError> {
+        let (row, backup) = self
+            .begin(database, None, destination.unwrap_or(LOCAL))
+            .await?;
         let view = view_of(&row.name, &backup);
         let this = self.clone();
         tokio::spawn(async move { this.complete(row, backup, None).await });
@@ -178,7 +268,9 @@ impl Backups {
                 database: database.to_owned(),
                 id,
             })?;
-        let (row, backup) = self.begin(database, Some(id)).await?;
+        let (row, backup) = self
+            .begin(database, Some(id), &schedule.destination)
+            .await?;
         let view = view_of(&row.name, &backup);
         let this = self.clone();
         tokio::spawn(async move { this.complete(row, backup, Some(&schedule)).await });
@@ -191,7 +283,10 @@ impl Backups {
         database: &str,
         schedule: Option<&ScheduleRow>,
     ) -> Result<BackupView, BackupError> {
-        let (row, backup) = self.begin(database, schedule.map(|s| s.id)).await?;
+        let destination = schedule.map_or(LOCAL, |s| s.destination.as_str());
+        let (row, backup) = self
+            .begin(database, schedule.map(|s| s.id), destination)
+            .await?;
         Ok(self.complete(row, backup, schedule).await)
     }
 
@@ -200,17 +295,17 @@ impl Backups {
         &self,
         database: &str,
         schedule: Option<i64>,
+        destination: &str,
     ) -> Result<(DatabaseRow, BackupRow), BackupError> {
         let row = self.databases.row(database).await?;
         let kind = self.databases.kind(&row)?;
+        let store = self.store(destination).await?;
         let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        let location = self.directory().join(&row.name).join(format!(
-            "{}-{stamp}.{}",
-            row.name,
-            dump::file_suffix(kind)
-        ));
-        let location = location.to_string_lossy().into_owned();
-        let (database_id, engine) = (row.id, kind.as_str());
+        let location = store.location(
+            &row.name,
+            &format!("{}-{stamp}.{}", row.name, dump::file_suffix(kind)),
+        );
+        let (database_id, engine, destination) = (row.id, kind.as_str(), destination.to_owned());
         let backup = self
             .db
             .call(move |c| {
@@ -220,7 +315,7 @@ impl Backups {
                         database_id,
                         schedule_id: schedule,
                         engine,
-                        destination: LOCAL,
+                        destination: &destination,
                         location: &location,
                     },
                 )?;
@@ -240,8 +335,10 @@ impl Backups {
     ) -> BackupView {
         let lock = self.databases.lock(&row.name);
         let held = lock.lock().await;
-        let path = PathBuf::from(&backup.location);
-        let result = self.dump(&row, &path).await;
+        let result = match self.store(&backup.destination).await {
+            Ok(store) => self.dump(&row, &store, &backup.location).await,
+            Err(e) => Err(e),
+        };
         drop(held);
         let id = backup.id;
         let recorded = match &result {
@@ -281,7 +378,12 @@ impl Backups {
     }
 
     /// Streams the engine's dump of the database into `path`.
-    async fn dump(&self, row: &DatabaseRow, path: &Path) -> Result<archive::Written, BackupError> {
+    async fn dump(
+        &self,
+        row: &DatabaseRow,
+        store: &Store,
+        location: &str,
+    ) -> Result<archive::Written, BackupError> {
         let rt = self.databases.runtime()?;
         let spec = self.databases.spec(row)?;
         let container = running_container(rt.as_ref(), &spec).await?;
@@ -293,10 +395,12 @@ impl Backups {
             .exec_start(&container, &command)
             .await
             .map_err(|e| BackupError::Failed(format!("cannot start {}: {e}", command.cmd[0])))?;
-        let written = archive::write(&mut session.output, path).await?;
+        // A storage that refused the upload ends the backup at once: the dump tool, its
+        // output no longer read, stops on the closed stream.
+        let written = store.write(location, &mut session.output).await?;
         let exit_code = exit_code(rt.as_ref(), &session.id).await?;
         if exit_code != 0 {
-            let _ = tokio::fs::remove_file(path).await;
+            let _ = store.remove(location).await;
             return Err(BackupError::Failed(format!(
                 "{} exited with code {exit_code}: {}",
                 command.cmd[0],
@@ -335,16 +439,10 @@ impl Backups {
     }
 
     async fn remove_backup(&self, backup: &BackupRow) -> Result<(), BackupError> {
-        match tokio::fs::remove_file(&backup.location).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(ArchiveError::Io {
-                    path: backup.location.clone().into(),
-                    source: e,
-                }
-                .into());
-            }
-            _ => {}
-        }
+        self.store(&backup.destination)
+            .await?
+            .remove(&backup.location)
+            .await?;
         let id = backup.id;
         self.db.call(move |c| rows::delete_backup(c, id)).await?;
         tracing::info!(backup = id, location = %backup.location, "old backup removed");
@@ -359,10 +457,19 @@ impl Backups {
         Ok(backups.iter().map(|b| view_of(&row.name, b)).collect())
     }
 
-    /// One good backup's file, for download.
-    pub async fn file(&self, database: &str, id: i64) -> Result<BackupView, BackupError> {
+    /// One good backup and its stored bytes, for download.
+    pub async fn open(
+        &self,
+        database: &str,
+        id: i64,
+    ) -> Result<(BackupView, StoredReader), BackupError> {
         let backup = self.good_backup(database, id).await?;
-        Ok(view_of(database, &backup))
+        let reader = self
+            .store(&backup.destination)
+            .await?
+            .open(&backup.location)
+            .await?;
+        Ok((view_of(database, &backup), reader))
     }
 
     async fn good_backup(&self, database: &str, id: i64) -> Result<BackupRow, BackupError> {
@@ -395,8 +502,14 @@ impl Backups {
     ) -> Result<RestoreView, BackupError> {
         let backup = self.good_backup(database, id).await?;
         let source = self.databases.row(database).await?;
-        let path = PathBuf::from(&backup.location);
-        archive::verify(&path, backup.sha256.as_deref().unwrap_or_default()).await?;
+        let store = self.store(&backup.destination).await?;
+        let what = PathBuf::from(&backup.location);
+        archive::verify(
+            &mut store.open(&backup.location).await?,
+            backup.sha256.as_deref().unwrap_or_default(),
+            &what,
+        )
+        .await?;
         let kind = self.databases.kind(&source)?;
         if kind.as_str() != backup.engine {
             return Err(BackupError::Invalid {
@@ -425,12 +538,13 @@ impl Backups {
         let rt = self.databases.runtime()?;
         let spec = self.databases.spec(&row)?;
         tracing::info!(database = %target, backup = id, from = %database, "restoring a backup");
+        let stored = store.open(&backup.location).await?;
         let result = match dump::restore_command(kind, &spec.credentials) {
-            Some(command) => restore_by_tool(rt.as_ref(), &spec, &command, &path).await,
+            Some(command) => restore_by_tool(rt.as_ref(), &spec, &command, stored).await,
             None => {
                 let links = self.databases.linked_networks(rt.as_ref(), &row).await?;
                 let within = self.databases.ready_within();
-                restore_redis_files(rt.as_ref(), &spec, &path, &links, within).await
+                restore_redis_files(rt.as_ref(), &spec, stored, &links, within).await
             }
         };
         drop(held);
@@ -455,12 +569,7 @@ impl Backups {
             message,
         })?;
         let destination = req.destination.unwrap_or_else(|| LOCAL.to_owned());
-        if destination != LOCAL {
-            return Err(BackupError::Invalid {
-                field: "destination",
-                message: format!("unknown destination `{destination}` (expected `local`)"),
-            });
-        }
+        self.store(&destination).await?;
         for (field, value) in [("keep_last", req.keep_last), ("keep_days", req.keep_days)] {
             if value == Some(0) {
                 return Err(BackupError::Invalid {
@@ -524,14 +633,132 @@ impl Backups {
         Ok(())
     }
 
+    /// Adds an S3 destination; its secret key is sealed at rest.
+    pub async fn add_destination(
+        &self,
+        req: NewDestinationRequest,
+    ) -> Result<DestinationView, BackupError> {
+        if req.name == LOCAL || !crate::db::apps::is_valid_name(&req.name) {
+            return Err(BackupError::Invalid {
+                field: "name",
+                message: format!(
+                    "`{}` is not a DNS label, or is the built-in `local`",
+                    req.name
+                ),
+            });
+        }
+        for (field, value) in [
+            ("region", &req.region),
+            ("access_key_id", &req.access_key_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(BackupError::Invalid {
+                    field,
+                    message: "required".to_owned(),
+                });
+            }
+        }
+        let config = S3Config {
+            endpoint: req.endpoint.trim_end_matches('/').to_owned(),
+            region: req.region.clone(),
+            bucket: req.bucket.clone(),
+            prefix: req.prefix.clone(),
+            path_style: req.path_style,
+            access_key_id: req.access_key_id.clone(),
+            secret_access_key: req.secret_access_key.clone(),
+        };
+        S3::new(config.clone()).map_err(|e| BackupError::Invalid {
+            field: "endpoint",
+            message: e.to_string(),
+        })?;
+        let secrets = Arc::clone(&self.secrets);
+        let name = req.name.clone();
+        let stored = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                if rows::destination(&tx, &name)?.is_some() {
+                    return Ok(None);
+                }
+                let id = rows::insert_destination(
+                    &tx,
+                    &NewDestination {
+                        name: &name,
+                        endpoint: &config.endpoint,
+                        region: &config.region,
+                        bucket: &config.bucket,
+                        prefix: &config.prefix,
+                        path_style: config.path_style,
+                        access_key_id: &config.access_key_id,
+                    },
+                )?;
+                let sealed = secrets
+                    .encrypt_str(
+                        Purpose::BackupDestination { destination_id: id },
+                        config.secret_access_key.expose(),
+                    )
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                rows::set_destination_secret(&tx, id, &sealed)?;
+                let row = rows::destination(&tx, &name)?;
+                tx.commit()?;
+                Ok(row)
+            })
+            .await?
+            .ok_or_else(|| {
+                BackupError::Conflict(format!("a destination named `{}` already exists", req.name))
+            })?;
+        tracing::info!(destination = %stored.name, endpoint = %stored.endpoint, bucket = %stored.bucket, "backup destination added");
+        Ok(destination_view(&stored))
+    }
+
+    /// `local` and the S3 destinations.
+    pub async fn destinations(&self) -> Result<Vec<DestinationView>, BackupError> {
+        let stored = self.db.call(|c| rows::destinations(c)).await?;
+        let mut views = vec![DestinationView {
+            name: LOCAL.to_owned(),
+            kind: "local".to_owned(),
+            directory: Some(self.directory().to_string_lossy().into_owned()),
+            endpoint: None,
+            region: None,
+            bucket: None,
+            prefix: None,
+            path_style: None,
+            access_key_id: None,
+            created_at: None,
+        }];
+        views.extend(stored.iter().map(destination_view));
+        Ok(views)
+    }
+
+    /// Removes a destination no schedule uses; the backups stored there stay there.
+    pub async fn remove_destination(&self, name: &str) -> Result<(), BackupError> {
+        if name == LOCAL {
+            return Err(BackupError::Conflict(
+                "`local` is built in and cannot be removed".to_owned(),
+            ));
+        }
+        let owned = name.to_owned();
+        match self
+            .db
+            .call(move |c| rows::delete_destination(c, &owned))
+            .await?
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BackupError::DestinationNotFound(name.to_owned())),
+            Err(users) => Err(BackupError::Conflict(format!(
+                "schedules of {} back up to `{name}`; remove them first",
+                users.join(", ")
+            ))),
+        }
+    }
+
     /// At startup: backups left `running` by a Rivetr that stopped are marked failed and
     /// their partial files removed.
     pub async fn recover_interrupted(&self) -> Result<(), BackupError> {
         let interrupted = self.db.call(|c| rows::fail_interrupted(c)).await?;
         for backup in interrupted {
-            let path = PathBuf::from(&backup.location);
-            for leftover in [archive::partial_path(&path), path] {
-                let _ = tokio::fs::remove_file(&leftover).await;
+            if let Ok(store) = self.store(&backup.destination).await {
+                store.remove_leftovers(&backup.location).await;
             }
             tracing::warn!(backup = backup.id, location = %backup.location, "a backup was interrupted by Rivetr's stop; marked failed");
         }
@@ -719,19 +946,19 @@ async fn restore_by_tool(
     rt: &dyn ContainerRuntime,
     spec: &DatabaseSpec,
     command: &ExecSpec,
-    path: &Path,
+    stored: StoredReader,
 ) -> Result<(), BackupError> {
     let container = running_container(rt, spec).await?;
-    feed(rt, &container, command, path).await
+    feed(rt, &container, command, stored).await
 }
 
-/// Runs `command` in `container` with the dump at `path` on its standard input and checks
-/// that it succeeded.
+/// Runs `command` in `container` with the dump `stored` holds on its standard input and
+/// checks that it succeeded.
 async fn feed(
     rt: &dyn ContainerRuntime,
     container: &str,
     command: &ExecSpec,
-    path: &Path,
+    stored: StoredReader,
 ) -> Result<(), BackupError> {
     let tool = command.cmd[0].clone();
     let mut session = rt
@@ -742,7 +969,7 @@ async fn feed(
         .input
         .take()
         .ok_or_else(|| BackupError::Failed(format!("{tool} got no standard input")))?;
-    let mut dump = archive::open_dump(path).await?;
+    let mut dump = archive::open_dump(stored);
     // Output is read while the input is written: a tool that writes much while reading
     // would otherwise stall on a full pipe.
     let collecting =
@@ -778,7 +1005,7 @@ async fn feed(
 async fn restore_redis_files(
     rt: &dyn ContainerRuntime,
     spec: &DatabaseSpec,
-    path: &Path,
+    stored: StoredReader,
     links: &[lifecycle::LinkedNetwork],
     within: Duration,
 ) -> Result<(), BackupError> {
@@ -819,7 +1046,7 @@ async fn restore_redis_files(
         stdin: true,
         ..ExecSpec::default()
     };
-    let fed = feed(rt, &helper.id, &script, path).await;
+    let fed = feed(rt, &helper.id, &script, stored).await;
     if let Err(e) = rt.remove(&helper.id).await {
         tracing::warn!(container = %helper_name, error = %e, "cannot remove the restore helper");
     }
@@ -827,6 +1054,21 @@ async fn restore_redis_files(
     fed?;
     brought_up.map_err(DatabaseError::from)?;
     Ok(())
+}
+
+fn destination_view(d: &DestinationRow) -> DestinationView {
+    DestinationView {
+        name: d.name.clone(),
+        kind: d.kind.clone(),
+        directory: None,
+        endpoint: Some(d.endpoint.clone()),
+        region: Some(d.region.clone()),
+        bucket: Some(d.bucket.clone()),
+        prefix: Some(d.prefix.clone()),
+        path_style: Some(d.path_style),
+        access_key_id: Some(d.access_key_id.clone()),
+        created_at: Some(d.created_at.clone()),
+    }
 }
 
 fn view_of(database: &str, b: &BackupRow) -> BackupView {
