@@ -3,11 +3,14 @@
 //! PostgreSQL, MariaDB and Redis on rootful Podman, PostgreSQL on rootless Podman and Docker.
 //! Each test brings a database up, logs in over TCP with the generated password (a wrong
 //! one is refused), writes a row, restarts it and reads the row back, removes it keeping the
-//! volume, brings it up again on that volume, and removes everything.
+//! volume, brings it up again on that volume, and removes everything. PostgreSQL and MariaDB
+//! also go through a backup and a restore with the engine's own tools, streamed out of and
+//! back into the container by exec, as the backup service does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivetr::databases::backups::{archive, dump};
 use rivetr::databases::lifecycle::{self, DatabaseSpec, Names};
 use rivetr::databases::{Credentials, DbKind, LABEL_DATABASE};
 use rivetr::runtime::{
@@ -188,6 +191,51 @@ async fn lifecycle_case(rt: Arc<dyn ContainerRuntime>, kind: DbKind, case: &str)
         (0, "kept-row"),
         "{kind} after a restart"
     );
+
+    // Dumped through exec into a compressed file, the row deleted, the dump fed back: the
+    // row is there again.
+    if let Some(restore) = dump::restore_command(kind, &spec.credentials) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backup.gz");
+        let mut session = rt
+            .exec_start(
+                &names.container,
+                &dump::dump_command(kind, &spec.credentials),
+            )
+            .await
+            .unwrap();
+        let written = archive::write(&mut session.output, &file).await.unwrap();
+        assert!(
+            written.size > 0,
+            "{kind}: an empty dump ({})",
+            written.stderr
+        );
+        let (code, out) = run(
+            rt,
+            &names.container,
+            &client(kind, &password, "DELETE FROM t"),
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        let mut session = rt.exec_start(&names.container, &restore).await.unwrap();
+        let mut input = session.input.take().expect("the restore tool's stdin");
+        let mut dump = archive::open_dump(tokio::fs::File::open(&file).await.unwrap());
+        tokio::io::copy(&mut dump, &mut input).await.unwrap();
+        tokio::io::AsyncWriteExt::shutdown(&mut input)
+            .await
+            .unwrap();
+        drop(input);
+        while futures_util::StreamExt::next(&mut session.output)
+            .await
+            .is_some()
+        {}
+        let (code, out) = run(rt, &names.container, &client(kind, &password, read)).await;
+        assert_eq!(
+            (code, out.trim()),
+            (0, "kept-row"),
+            "{kind} after a restore"
+        );
+    }
 
     // Removed without its volume: the data survives into a new container.
     let removed = lifecycle::remove(rt, &names, false).await.unwrap();
