@@ -6,6 +6,7 @@
 
 pub(crate) mod accept;
 mod linger;
+mod startup_pages;
 mod workers;
 
 use arc_swap::ArcSwap;
@@ -287,6 +288,15 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     }
     tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, runtime = %runtime.load().status.summary(), state_dir = %state_dir.display(), "rivetr is serving");
     notify::ready(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);
+    // Once the start-up work in the background (reconcile, databases) has had time to end,
+    // the code pages only starting needed leave the process (see startup_pages.rs).
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let released = tokio::task::spawn_blocking(startup_pages::release)
+            .await
+            .unwrap_or(0);
+        tracing::debug!(bytes = released, "start-up code pages released");
+    });
 
     let runtime_found = Arc::new(tokio::sync::Notify::new());
     if runtime.load().runtime.is_none() {

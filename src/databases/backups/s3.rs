@@ -426,7 +426,12 @@ async fn handshake<I>(io: I) -> hyper::Result<hyper::client::conn::http1::SendRe
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    // writev: an 8 MiB part goes to the socket from its own buffer; hyper's default may
+    // flatten it into a second copy first.
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(true)
+        .handshake(io)
+        .await?;
     // The connection task ends when the answer has been read and the sender dropped.
     tokio::spawn(async move {
         let _ = conn.await;
