@@ -482,6 +482,18 @@ pub enum DbCommand {
         #[arg(long, short = 'o', value_name = "PATH")]
         output: std::path::PathBuf,
     },
+    /// Decrypt a backup encrypted with `[databases] backup_key_file`, here, without a running
+    /// Rivetr: what comes out is the gzip file an unencrypted backup is.
+    Decrypt {
+        /// The encrypted backup (downloaded, or copied from the directory or bucket).
+        file: std::path::PathBuf,
+        /// A copy of the key file it was encrypted with.
+        #[arg(long, value_name = "PATH")]
+        key_file: std::path::PathBuf,
+        /// Where to write it; `-` for standard output.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: std::path::PathBuf,
+    },
     /// Restore a backup into the database (what it holds replaces the same objects; stop
     /// linked apps' writes first if they matter), or into a new database with --into.
     Restore {

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rivetr::cli::{
-    BackupArgs, Cli, Command, RestoreArgs, ServeArgs, TokenArgs, TokenCommand, exit,
+    BackupArgs, Cli, Command, DbArgs, DbCommand, RestoreArgs, ServeArgs, TokenArgs, TokenCommand,
+    exit,
 };
 use rivetr::client::Failure;
 use rivetr::config::Config;
@@ -25,6 +26,15 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup(args),
         Command::Restore(args) => restore(args),
         Command::GitCredential { operation } => git_credential(&operation),
+        Command::Db(DbArgs {
+            command:
+                DbCommand::Decrypt {
+                    file,
+                    key_file,
+                    output,
+                },
+            ..
+        }) => decrypt_backup(&file, &key_file, &output),
         command => client(command),
     }
 }
@@ -182,6 +192,34 @@ fn backup(args: BackupArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("rivetr: cannot back up: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `rivetr db decrypt FILE --key-file KEY -o OUT`: no daemon, no API, only the key.
+fn decrypt_backup(
+    file: &std::path::Path,
+    key_file: &std::path::Path,
+    output: &std::path::Path,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rivetr: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(rivetr::databases::backups::crypt::decrypt_file(
+        file, key_file, output,
+    )) {
+        Ok(size) if output != std::path::Path::new("-") => {
+            eprintln!("wrote {} ({size} bytes, gzip)", output.display());
+            ExitCode::SUCCESS
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rivetr: cannot decrypt {}: {e}", file.display());
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -13,24 +13,35 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 fn start(case: &str) -> Option<Platform> {
+    start_with(case, &[])
+}
+
+/// Rivetr on the test images, with `extra` settings.
+fn start_with(case: &str, extra: &[(&str, &str)]) -> Option<Platform> {
     let socket = podman_socket(case)?;
-    Some(Platform::start(
-        &socket,
-        &[
-            (
-                "RIVETR_DATABASES_POSTGRES_IMAGE",
-                "localhost/rivetr-test-postgres:{version}",
-            ),
-            (
-                "RIVETR_DATABASES_MARIADB_IMAGE",
-                "localhost/rivetr-test-mariadb:{version}",
-            ),
-            (
-                "RIVETR_DATABASES_REDIS_IMAGE",
-                "localhost/rivetr-test-redis:{version}",
-            ),
-        ],
-    ))
+    let mut env = vec![
+        (
+            "RIVETR_DATABASES_POSTGRES_IMAGE",
+            "localhost/rivetr-test-postgres:{version}",
+        ),
+        (
+            "RIVETR_DATABASES_MARIADB_IMAGE",
+            "localhost/rivetr-test-mariadb:{version}",
+        ),
+        (
+            "RIVETR_DATABASES_REDIS_IMAGE",
+            "localhost/rivetr-test-redis:{version}",
+        ),
+    ];
+    env.extend_from_slice(extra);
+    Some(Platform::start(&socket, &env))
+}
+
+/// A backup key file in `dir`, in the hex form `openssl rand -hex 32` writes.
+fn key_file(dir: &std::path::Path, name: &str, byte: u8) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", hex::encode([byte; 32]))).unwrap();
+    path.to_str().unwrap().to_owned()
 }
 
 fn create(p: &Platform, name: &str, engine: &str, version: &str) -> Value {
@@ -504,6 +515,24 @@ impl Moto {
 
     /// The keys of the objects in the bucket `backups`, listed with Rivetr's own client.
     fn objects(&self) -> Vec<String> {
+        let mut keys = self.block_on(|s3| async move { s3.list_keys("").await.unwrap() });
+        keys.sort();
+        keys
+    }
+
+    /// The keys of multipart uploads begun and never completed nor aborted.
+    fn pending_uploads(&self) -> Vec<String> {
+        self.block_on(|s3| async move { s3.pending_uploads("").await.unwrap() })
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Runs `f` with Rivetr's S3 client on the bucket `backups`.
+    fn block_on<T, F>(&self, f: impl FnOnce(rivetr::databases::backups::s3::S3) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
         use rivetr::databases::backups::s3::{S3, S3Config};
         let s3 = S3::new(S3Config {
             endpoint: format!("http://{}", self.addr),
@@ -519,9 +548,7 @@ impl Moto {
             .enable_all()
             .build()
             .unwrap();
-        let mut keys = runtime.block_on(s3.list_keys("")).unwrap();
-        keys.sort();
-        keys
+        runtime.block_on(f(s3))
     }
 }
 
@@ -530,7 +557,11 @@ fn postgres_backups_go_to_s3_in_parts_and_a_wrong_key_fails_without_losing_any()
     let Some(moto) = Moto::start("S3 backups") else {
         return;
     };
-    let Some(p) = start("S3 backups") else {
+    // Encrypted too: the multipart upload and the restore from the bucket go through it.
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(keys.path(), "backup.key", 3);
+    let Some(mut p) = start_with("S3 backups", &[("RIVETR_DATABASES_BACKUP_KEY_FILE", &key)])
+    else {
         return;
     };
     let main = create(&p, "main", "postgres", "15");
@@ -611,6 +642,8 @@ fn postgres_backups_go_to_s3_in_parts_and_a_wrong_key_fails_without_losing_any()
         sha256_of(copy.to_str().unwrap()),
         good["sha256"].as_str().unwrap()
     );
+    assert_eq!(&std::fs::read(&copy).unwrap()[..8], b"RIVETRE1");
+    assert!(good["key_fingerprint"].is_string(), "{good}");
 
     // Restored from the bucket into a new database.
     let (status, restored) = p.api(
@@ -663,5 +696,199 @@ fn postgres_backups_go_to_s3_in_parts_and_a_wrong_key_fails_without_losing_any()
             .windows(moto.secret_access_key.len())
             .any(|w| w == moto.secret_access_key.as_bytes()),
         "the S3 secret is stored in clear"
+    );
+
+    // kill -9 in the middle of a multipart upload: after the restart the backup is failed,
+    // no object has its name, and the upload's parts are gone from the bucket.
+    psql(
+        &p,
+        &main,
+        "INSERT INTO bulk SELECT g, md5(g::text) || md5((g * 3)::text) \
+         FROM generate_series(400001, 2400000) g",
+    );
+    let (status, started) = p.api(
+        "POST",
+        "/api/databases/main/backups?destination=offsite",
+        None,
+    );
+    assert_eq!(status, 202, "{started}");
+    let location = started["location"].as_str().unwrap().to_owned();
+    wait_for(
+        "the upload to be under way",
+        Duration::from_secs(60),
+        || moto.pending_uploads().contains(&location).then_some(()),
+    );
+    p.kill9();
+    assert!(moto.pending_uploads().contains(&location));
+    p.restart();
+    let cut = wait_backup(&p, "main", started["id"].as_i64().unwrap());
+    assert_eq!(cut["status"], "failed", "{cut}");
+    wait_for(
+        "the cut upload to be aborted",
+        Duration::from_secs(30),
+        || moto.pending_uploads().is_empty().then_some(()),
+    );
+    assert!(!moto.objects().contains(&location));
+}
+
+#[test]
+fn encrypted_backups_restore_only_with_their_key_and_decrypt_offline() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_file(keys.path(), "backup.key", 7);
+    let Some(mut p) = start_with(
+        "encrypted backups",
+        &[("RIVETR_DATABASES_BACKUP_KEY_FILE", &key)],
+    ) else {
+        return;
+    };
+    let main = create(&p, "main", "postgres", "15");
+    let marker = "a-very-recognisable-marker";
+    psql(
+        &p,
+        &main,
+        &format!(
+            "CREATE TABLE items (id int PRIMARY KEY, name text); \
+             INSERT INTO items SELECT g, '{marker}-' || g FROM generate_series(1, 2000) g"
+        ),
+    );
+    let checksum_sql =
+        "SELECT count(*) || ':' || md5(string_agg(name, ',' ORDER BY id)) FROM items";
+    let original = psql(&p, &main, checksum_sql);
+
+    // Stored encrypted: Rivetr's header, not gzip; the data nowhere in clear, even
+    // decompressed; the row names the key's fingerprint and the SHA-256 is of what is stored.
+    let good = backup(&p, "main", "/api/databases/main/backups");
+    assert_eq!(good["status"], "succeeded", "{good}");
+    let fingerprint = good["key_fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 32, "{good}");
+    let location = good["location"].as_str().unwrap();
+    assert!(location.ends_with(".pgdump.gz.enc"), "{location}");
+    let stored = std::fs::read(location).unwrap();
+    assert_eq!(&stored[..8], b"RIVETRE1");
+    assert_eq!(sha256_of(location), good["sha256"].as_str().unwrap());
+    let gunzip = std::process::Command::new("gzip")
+        .args(["-dc", location])
+        .output()
+        .unwrap();
+    assert!(!gunzip.status.success(), "an encrypted file is not gzip");
+    assert!(!String::from_utf8_lossy(&stored).contains(marker));
+
+    // Restored into a new database with the key: the same rows.
+    let (status, restored) = p.api(
+        "POST",
+        "/api/databases/main/restore",
+        Some(json!({"backup": good["id"], "into": "main-copy"})),
+    );
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(psql(&p, &restored["database"], checksum_sql), original);
+
+    // Downloaded (as stored), then decrypted on "another machine" with a copy of the key:
+    // the gzip file an unencrypted backup is, holding pg_dump's archive.
+    let id = good["id"].as_i64().unwrap().to_string();
+    let copy = p.dir.path().join("downloaded.pgdump.gz.enc");
+    let (code, out, err) = p.cli(&["db", "download", "main", &id, "-o", copy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::read(&copy).unwrap(), stored);
+    let plain = p.dir.path().join("decrypted.pgdump.gz");
+    let (code, out, err) = p.cli(&[
+        "db",
+        "decrypt",
+        copy.to_str().unwrap(),
+        "--key-file",
+        &key,
+        "-o",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let dump = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(dump.status.success());
+    assert_eq!(&dump.stdout[..5], b"PGDMP");
+    assert!(String::from_utf8_lossy(&dump.stdout).contains(marker));
+
+    // The wrong key: decrypt names both fingerprints and writes nothing.
+    let other = key_file(keys.path(), "other.key", 8);
+    let refused = p.dir.path().join("refused.gz");
+    let (code, out, err) = p.cli(&[
+        "db",
+        "decrypt",
+        copy.to_str().unwrap(),
+        "--key-file",
+        &other,
+        "-o",
+        refused.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains(&fingerprint), "{err}");
+    assert!(!refused.exists());
+
+    // The key file replaced by another key (read at each backup and restore, no restart):
+    // a restore is refused before anything changes, naming both fingerprints; a new backup
+    // is encrypted with the new key and restores.
+    psql(&p, &main, "INSERT INTO items VALUES (9999, 'after')");
+    std::fs::copy(&other, &key).unwrap();
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases/main/restore",
+        Some(json!({"backup": good["id"]})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains(&fingerprint), "{body}");
+    assert_eq!(
+        psql(&p, &main, "SELECT name FROM items WHERE id = 9999"),
+        "after"
+    );
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases/main/restore",
+        Some(json!({"backup": good["id"], "into": "never-made"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = p.api("GET", "/api/databases/never-made", None);
+    assert_eq!(status, 404, "a refused restore creates no database");
+    let second = backup(&p, "main", "/api/databases/main/backups");
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_ne!(second["key_fingerprint"], good["key_fingerprint"]);
+    let (code, out, err) = p.cli(&[
+        "db",
+        "restore",
+        "main",
+        "--backup",
+        &second["id"].as_i64().unwrap().to_string(),
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A key file that breaks: the backup fails saying which file and why; the good ones stay.
+    std::fs::write(&key, "not a key\n").unwrap();
+    let broken = backup(&p, "main", "/api/databases/main/backups");
+    assert_eq!(broken["status"], "failed", "{broken}");
+    let reason = broken["error"].as_str().unwrap();
+    assert!(
+        reason.contains(&key) && reason.contains("64 hex digits"),
+        "{reason}"
+    );
+    let (_, list) = p.api("GET", "/api/databases/main/backups", None);
+    let good_ones = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "succeeded")
+        .count();
+    assert_eq!(good_ones, 2, "{list}");
+
+    // And Rivetr does not start on a key file it cannot read, saying which.
+    std::fs::remove_file(&key).unwrap();
+    p.kill9();
+    p.restart_without_waiting();
+    let status = p.rivetr.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = p.rivetr.log();
+    assert!(
+        log.contains("backup_key_file") && log.contains(&key),
+        "{log}"
     );
 }

@@ -204,7 +204,9 @@ async fn lifecycle_case(rt: Arc<dyn ContainerRuntime>, kind: DbKind, case: &str)
             )
             .await
             .unwrap();
-        let written = archive::write(&mut session.output, &file).await.unwrap();
+        let written = archive::write(&mut session.output, &file, None)
+            .await
+            .unwrap();
         assert!(
             written.size > 0,
             "{kind}: an empty dump ({})",
@@ -219,7 +221,7 @@ async fn lifecycle_case(rt: Arc<dyn ContainerRuntime>, kind: DbKind, case: &str)
         assert_eq!(code, 0, "{out}");
         let mut session = rt.exec_start(&names.container, &restore).await.unwrap();
         let mut input = session.input.take().expect("the restore tool's stdin");
-        let mut dump = archive::open_dump(tokio::fs::File::open(&file).await.unwrap());
+        let mut dump = archive::open_dump(tokio::fs::File::open(&file).await.unwrap(), None);
         tokio::io::copy(&mut dump, &mut input).await.unwrap();
         tokio::io::AsyncWriteExt::shutdown(&mut input)
             .await

@@ -22,7 +22,7 @@ use crate::databases::backups::{
 
 pub(super) fn backup_error(e: BackupError) -> ApiError {
     match e {
-        BackupError::Database(e) => database_error(e),
+        BackupError::Database(e) => database_error(*e),
         BackupError::NotFound { .. }
         | BackupError::ScheduleNotFound { .. }
         | BackupError::DestinationNotFound(_) => ApiError::not_found(e.to_string()),
@@ -36,6 +36,12 @@ pub(super) fn backup_error(e: BackupError) -> ApiError {
         BackupError::Store(StoreError::S3(_)) => {
             ApiError::new(StatusCode::BAD_GATEWAY, "storage", e.to_string())
         }
+        // The server's key file is missing or malformed: the message names the file.
+        BackupError::Crypt(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "backup_key",
+            e.to_string(),
+        ),
         BackupError::Archive(_)
         | BackupError::Store(_)
         | BackupError::Db(_)

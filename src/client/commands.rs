@@ -466,6 +466,10 @@ async fn db(
             }
             Ok(())
         }
+        // Needs no API: `main` runs it before a client exists.
+        DbCommand::Decrypt { .. } => Err(ClientError::Usage(
+            "rivetr db decrypt runs on this machine, not through the API".to_owned(),
+        )),
         DbCommand::Restore {
             db,
             backup,

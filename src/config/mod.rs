@@ -61,6 +61,9 @@ pub struct DatabasesConfig {
     /// Where backups of the `local` destination are written; empty: `backups` in the
     /// state directory.
     pub backup_dir: PathBuf,
+    /// A file holding the key backups are encrypted with (32 raw bytes or 64 hex digits);
+    /// empty: backups are not encrypted.
+    pub backup_key_file: PathBuf,
 }
 
 impl Default for DatabasesConfig {
@@ -73,6 +76,7 @@ impl Default for DatabasesConfig {
             redis_image: "docker.io/library/redis:{version}".to_owned(),
             ready_timeout_seconds: 180,
             backup_dir: PathBuf::new(),
+            backup_key_file: PathBuf::new(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct BackupRow {
     pub error: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// The fingerprint of the key it is encrypted with; `None`: not encrypted.
+    pub key_fingerprint: Option<String>,
 }
 
 pub const RUNNING: &str = "running";
@@ -56,7 +58,7 @@ fn schedule_from_row(r: &Row<'_>) -> rusqlite::Result<ScheduleRow> {
 }
 
 const BACKUP_COLUMNS: &str = "id, database_id, schedule_id, engine, destination, location, status, \
-                              size_bytes, sha256, error, started_at, finished_at";
+                              size_bytes, sha256, error, started_at, finished_at, key_fingerprint";
 
 fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRow> {
     Ok(BackupRow {
@@ -72,6 +74,7 @@ fn backup_from_row(r: &Row<'_>) -> rusqlite::Result<BackupRow> {
         error: r.get(9)?,
         started_at: r.get(10)?,
         finished_at: r.get(11)?,
+        key_fingerprint: r.get(12)?,
     })
 }
 
@@ -174,12 +177,13 @@ pub fn finish_succeeded(
     id: i64,
     size_bytes: u64,
     sha256: &str,
+    key_fingerprint: Option<&str>,
 ) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE backups SET status = 'succeeded', size_bytes = ?2, sha256 = ?3, error = NULL,
-             finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             key_fingerprint = ?4, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          WHERE id = ?1",
-        params![id, size_bytes as i64, sha256],
+        params![id, size_bytes as i64, sha256, key_fingerprint],
     )?;
     Ok(())
 }

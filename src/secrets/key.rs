@@ -30,7 +30,7 @@ impl SecretKey {
         SecretKey(Zeroizing::new(bytes))
     }
 
-    pub(super) fn bytes(&self) -> &[u8; KEY_LEN] {
+    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
 }

@@ -73,6 +73,8 @@ pub enum ServerError {
     Secrets(Box<crate::secrets::SecretsError>),
     #[error("cannot create the first API token: {0}")]
     InitialToken(Box<crate::auth::AuthError>),
+    #[error(transparent)]
+    BackupKey(#[from] crate::databases::backups::crypt::CryptError),
 }
 
 impl From<crate::secrets::SecretsError> for ServerError {
@@ -121,6 +123,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
     crate::auth::ensure_initial_token(&db, &state_dir).await?;
+    check_backup_key(&config)?;
     let runtime: SharedDetection =
         Arc::new(ArcSwap::from_pointee(detect_runtime(&config.runtime).await));
 
@@ -348,6 +351,16 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 }
 
 /// Takes the state directory's shared lock; refused only while a `rivetr restore` holds it.
+/// A backup key file that is set must be readable now, not first at a 3 a.m. backup.
+fn check_backup_key(config: &Config) -> Result<(), ServerError> {
+    let path = &config.databases.backup_key_file;
+    if !path.as_os_str().is_empty() {
+        let key = crate::databases::backups::crypt::BackupKey::load(path)?;
+        tracing::info!(key_file = %path.display(), fingerprint = %key.fingerprint(), "backups are encrypted");
+    }
+    Ok(())
+}
+
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<StateLock, ServerError> {
     StateLock::shared(state_dir).map_err(|e| match e {
         LockError::Held { path } => ServerError::Restoring { path },

@@ -841,6 +841,11 @@ export interface components {
             finished_at?: string | null;
             /** Format: int64 */
             id: number;
+            /**
+             * @description The fingerprint of the key (`[databases] backup_key_file`) it is encrypted with;
+             *     none: not encrypted.
+             */
+            key_fingerprint?: string | null;
             /** @description The file's path, or the object's key in the destination's bucket. */
             location: string;
             /**

@@ -1,8 +1,8 @@
-//! A backup's bytes: the dump tool's output compressed (gzip) and hashed (SHA-256 of the
-//! stored bytes) as it streams by, into any writer ([`compress`]) or a local file written
+//! A backup's bytes: the dump tool's output compressed (gzip), encrypted when a backup key is
+//! set (`crypt.rs`), and hashed (SHA-256 of the stored bytes) as it streams by, into any writer ([`compress`]) or a local file written
 //! under a `.partial` name and renamed only once complete and on disk ([`write`]), so no
-//! reader ever sees half a backup under a good name; read back, checked ([`verify`]) and
-//! decompressed ([`open_dump`]). Nothing here holds more than a buffer of the dump in memory.
+//! reader ever sees half a backup under a good name; read back, checked ([`verify`]),
+//! decrypted and decompressed ([`open_dump`]). Nothing here holds more than a buffer of the dump in memory.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,9 @@ use async_compression::tokio::write::GzipEncoder;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio_util::either::Either;
+
+use super::crypt::{self, BackupKey, Encrypting};
 
 use crate::runtime::{ExecOutputStream, LogSource, RuntimeError};
 
@@ -53,11 +56,15 @@ pub fn partial_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the standard output of a dump to `path`, compressed. On error the partial file is
-/// removed and nothing is left under `path`.
-pub async fn write(output: &mut ExecOutputStream, path: &Path) -> Result<Written, ArchiveError> {
+/// Writes the standard output of a dump to `path`, compressed, and encrypted with `key` if
+/// there is one. On error the partial file is removed and nothing is left under `path`.
+pub async fn write(
+    output: &mut ExecOutputStream,
+    path: &Path,
+    key: Option<&BackupKey>,
+) -> Result<Written, ArchiveError> {
     let partial = partial_path(path);
-    let result = write_partial(output, &partial).await;
+    let result = write_partial(output, &partial, key).await;
     match result {
         Ok(written) => {
             let io = |source| ArchiveError::Io {
@@ -86,6 +93,7 @@ pub async fn write(output: &mut ExecOutputStream, path: &Path) -> Result<Written
 async fn write_partial(
     output: &mut ExecOutputStream,
     partial: &Path,
+    key: Option<&BackupKey>,
 ) -> Result<Written, ArchiveError> {
     let io = |source| ArchiveError::Io {
         path: partial.to_owned(),
@@ -102,23 +110,30 @@ async fn write_partial(
         .open(partial)
         .await
         .map_err(io)?;
-    let (file, written) = compress(output, file, partial).await?;
+    let (file, written) = compress(output, file, partial, key).await?;
     file.sync_all().await.map_err(io)?;
     Ok(written)
 }
 
-/// Compresses the standard output of a dump into `sink`, hashing what it writes, and
-/// shuts the sink down; gives it back with what was written. `what` names the sink in errors.
+/// Compresses the standard output of a dump into `sink`, encrypting it with `key` if there
+/// is one and hashing what it writes, and shuts the sink down; gives it back with what was
+/// written. `what` names the sink in errors.
 pub async fn compress<W: AsyncWrite + Unpin>(
     output: &mut ExecOutputStream,
     sink: W,
     what: &Path,
+    key: Option<&BackupKey>,
 ) -> Result<(W, Written), ArchiveError> {
     let io = |source| ArchiveError::Io {
         path: what.to_owned(),
         source,
     };
-    let mut encoder = GzipEncoder::new(Hashing::new(sink));
+    let hashing = Hashing::new(sink);
+    let stored = match key {
+        Some(key) => Either::Left(Encrypting::new(hashing, key).map_err(io)?),
+        None => Either::Right(hashing),
+    };
+    let mut encoder = GzipEncoder::new(stored);
     let mut stderr = Vec::new();
     while let Some(frame) = output.next().await {
         let (source, bytes) = frame?;
@@ -128,7 +143,10 @@ pub async fn compress<W: AsyncWrite + Unpin>(
         }
     }
     encoder.shutdown().await.map_err(io)?;
-    let hashing = encoder.into_inner();
+    let hashing = match encoder.into_inner() {
+        Either::Left(encrypting) => encrypting.into_inner(),
+        Either::Right(hashing) => hashing,
+    };
     let written = Written {
         size: hashing.size,
         sha256: hex::encode(hashing.hasher.finalize()),
@@ -175,9 +193,17 @@ pub async fn verify(
     Ok(())
 }
 
-/// The dump a backup holds, decompressed as `stored` is read.
-pub fn open_dump(stored: impl AsyncRead + Unpin + Send) -> impl AsyncRead + Unpin + Send {
-    let mut decoder = GzipDecoder::new(BufReader::with_capacity(64 * 1024, stored));
+/// The dump a backup holds, decrypted with `key` if it was encrypted and decompressed, as
+/// `stored` is read.
+pub fn open_dump<R>(stored: R, key: Option<&BackupKey>) -> impl AsyncRead + Unpin + Send + use<R>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let compressed = match key {
+        Some(key) => Either::Left(crypt::decrypting(key, stored)),
+        None => Either::Right(stored),
+    };
+    let mut decoder = GzipDecoder::new(BufReader::with_capacity(64 * 1024, compressed));
     // One gzip member per file is what Rivetr writes; a file concatenated from several
     // (`cat a.gz b.gz`) is still read whole.
     decoder.multiple_members(true);
@@ -248,7 +274,7 @@ mod tests {
             (LogSource::Stderr, b"a warning\n"),
             (LogSource::Stdout, b"INSERT INTO t VALUES (1);\n"),
         ]);
-        let written = write(&mut out, &path).await.unwrap();
+        let written = write(&mut out, &path, None).await.unwrap();
         assert_eq!(written.stderr, "a warning\n");
         assert!(!partial_path(&path).exists());
         let stored = std::fs::read(&path).unwrap();
@@ -257,7 +283,7 @@ mod tests {
         let mut file = tokio::fs::File::open(&path).await.unwrap();
         verify(&mut file, &written.sha256, &path).await.unwrap();
         let mut dump = String::new();
-        open_dump(tokio::fs::File::open(&path).await.unwrap())
+        open_dump(tokio::fs::File::open(&path).await.unwrap(), None)
             .read_to_string(&mut dump)
             .await
             .unwrap();
@@ -268,7 +294,7 @@ mod tests {
     async fn a_changed_file_fails_verification_naming_both_hashes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.gz");
-        let written = write(&mut stream(vec![(LogSource::Stdout, b"data")]), &path)
+        let written = write(&mut stream(vec![(LogSource::Stdout, b"data")]), &path, None)
             .await
             .unwrap();
         std::fs::write(&path, b"tampered").unwrap();
@@ -292,7 +318,7 @@ mod tests {
             Err(RuntimeError::Protocol("connection reset".into())),
         ])
         .boxed();
-        assert!(write(&mut out, &path).await.is_err());
+        assert!(write(&mut out, &path, None).await.is_err());
         assert!(!path.exists() && !partial_path(&path).exists());
     }
 }

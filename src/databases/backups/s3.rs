@@ -392,19 +392,26 @@ impl S3 {
             )
             .await?;
         let text = read_text(response).await?;
-        let mut keys = Vec::new();
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("<Key>") {
-            let after = &rest[start + 5..];
-            let Some(end) = after.find("</Key>") else {
-                break;
-            };
-            keys.push(
-                xml_value(&format!("<Key>{}</Key>", &after[..end]), "Key").unwrap_or_default(),
-            );
-            rest = &after[end..];
-        }
-        Ok(keys)
+        Ok(xml_elements(&text, "Contents")
+            .filter_map(|object| xml_value(object, "Key"))
+            .collect())
+    }
+
+    /// The multipart uploads begun under `prefix` and never completed nor aborted, as
+    /// (key, upload id): the parts of each are stored, and billed, until aborted.
+    pub async fn pending_uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, S3Error> {
+        let response = self
+            .call(
+                Method::GET,
+                "",
+                &[("prefix", prefix), ("uploads", "")],
+                Bytes::new(),
+            )
+            .await?;
+        let text = read_text(response).await?;
+        Ok(xml_elements(&text, "Upload")
+            .filter_map(|upload| Some((xml_value(upload, "Key")?, xml_value(upload, "UploadId")?)))
+            .collect())
     }
 
     pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
@@ -524,6 +531,19 @@ fn authorization(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
         config.access_key_id
     )
+}
+
+/// The inner text of each `<name>` element, in order.
+fn xml_elements<'a>(xml: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let start = rest.find(&open)? + open.len();
+        let end = rest[start..].find(&close)? + start;
+        let inner = &rest[start..end];
+        rest = &rest[end + close.len()..];
+        Some(inner)
+    })
 }
 
 /// The text of the first `<name>` element (S3's answers are small and flat).

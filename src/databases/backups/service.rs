@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::archive::{self, ArchiveError};
+use super::crypt::{BackupKey, CryptError};
 use super::dump::{self, BgsaveState};
 use super::s3::{S3, S3Config};
 use super::schedule::{self, Clock, Planned};
@@ -46,8 +47,9 @@ const BGSAVE_LIMIT: Duration = Duration::from_secs(3600);
 /// What can go wrong with a backup, a restore or a schedule.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    // Boxed: the database errors are large, and would make every Result here as large.
     #[error(transparent)]
-    Database(#[from] DatabaseError),
+    Database(Box<DatabaseError>),
     #[error("database {database} has no backup {id}")]
     NotFound { database: String, id: i64 },
     #[error("database {database} has no backup schedule {id}")]
@@ -70,11 +72,19 @@ pub enum BackupError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
+    Crypt(#[from] CryptError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl From<DatabaseError> for BackupError {
+    fn from(e: DatabaseError) -> Self {
+        BackupError::Database(Box::new(e))
+    }
 }
 
 /// A backup as the API shows it.
@@ -95,6 +105,9 @@ pub struct BackupView {
     pub sha256: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The fingerprint of the key (`[databases] backup_key_file`) it is encrypted with;
+    /// none: not encrypted.
+    pub key_fingerprint: Option<String>,
     /// The schedule that ran it; none for one asked for.
     pub schedule_id: Option<i64>,
     pub started_at: String,
@@ -204,6 +217,53 @@ impl Backups {
         std::path::absolute(&dir).unwrap_or(dir)
     }
 
+    /// Whether new backups are encrypted: a key file is set.
+    fn encrypts(&self) -> bool {
+        !self
+            .config
+            .load()
+            .databases
+            .backup_key_file
+            .as_os_str()
+            .is_empty()
+    }
+
+    /// The key of `[databases] backup_key_file`, read now so a replaced file takes effect
+    /// without a restart; `None` when no file is set.
+    pub fn backup_key(&self) -> Result<Option<BackupKey>, BackupError> {
+        let path = self.config.load().databases.backup_key_file.clone();
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(BackupKey::load(&path)?))
+    }
+
+    /// The key that decrypts `backup`: `None` for a backup never encrypted; an error naming
+    /// the fingerprint wanted when no key, or another one, is set.
+    fn key_for(&self, backup: &BackupRow) -> Result<Option<BackupKey>, BackupError> {
+        let Some(wanted) = &backup.key_fingerprint else {
+            return Ok(None);
+        };
+        let invalid = |message| BackupError::Invalid {
+            field: "backup",
+            message,
+        };
+        match self.backup_key()? {
+            None => Err(invalid(format!(
+                "backup {} is encrypted with the key of fingerprint {wanted}, and no \
+                 [databases] backup_key_file is set",
+                backup.id
+            ))),
+            Some(key) if key.fingerprint() != *wanted => Err(invalid(format!(
+                "backup {} is encrypted with the key of fingerprint {wanted}; the key of \
+                 [databases] backup_key_file has fingerprint {}",
+                backup.id,
+                key.fingerprint()
+            ))),
+            Some(key) => Ok(Some(key)),
+        }
+    }
+
     /// The storage of the destination `name`.
     async fn store(&self, name: &str) -> Result<Store, BackupError> {
         if name == LOCAL {
@@ -301,9 +361,14 @@ impl Backups {
         let kind = self.databases.kind(&row)?;
         let store = self.store(destination).await?;
         let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let encrypted = if self.encrypts() { ".enc" } else { "" };
         let location = store.location(
             &row.name,
-            &format!("{}-{stamp}.{}", row.name, dump::file_suffix(kind)),
+            &format!(
+                "{}-{stamp}.{}{encrypted}",
+                row.name,
+                dump::file_suffix(kind)
+            ),
         );
         let (database_id, engine, destination) = (row.id, kind.as_str(), destination.to_owned());
         let backup = self
@@ -335,18 +400,18 @@ impl Backups {
     ) -> BackupView {
         let lock = self.databases.lock(&row.name);
         let held = lock.lock().await;
-        let result = match self.store(&backup.destination).await {
-            Ok(store) => self.dump(&row, &store, &backup.location).await,
-            Err(e) => Err(e),
-        };
+        let result = self.dump_to(&row, &backup).await;
         drop(held);
         let id = backup.id;
         let recorded = match &result {
-            Ok(written) => {
-                tracing::info!(database = %row.name, backup = id, bytes = written.size, sha256 = %written.sha256, "backup taken");
+            Ok((written, key)) => {
+                let fingerprint = key.as_ref().map(BackupKey::fingerprint);
+                tracing::info!(database = %row.name, backup = id, bytes = written.size, sha256 = %written.sha256, encrypted_with = ?fingerprint, "backup taken");
                 let (size, sha) = (written.size, written.sha256.clone());
                 self.db
-                    .call(move |c| rows::finish_succeeded(c, id, size, &sha))
+                    .call(move |c| {
+                        rows::finish_succeeded(c, id, size, &sha, fingerprint.as_deref())
+                    })
                     .await
             }
             Err(e) => {
@@ -378,12 +443,28 @@ impl Backups {
         }
     }
 
-    /// Streams the engine's dump of the database into `path`.
+    /// Streams the engine's dump of the database to the backup's destination, encrypted
+    /// with the backup key if one is set; gives the key used.
+    async fn dump_to(
+        &self,
+        row: &DatabaseRow,
+        backup: &BackupRow,
+    ) -> Result<(archive::Written, Option<BackupKey>), BackupError> {
+        let key = self.backup_key()?;
+        let store = self.store(&backup.destination).await?;
+        let written = self
+            .dump(row, &store, &backup.location, key.as_ref())
+            .await?;
+        Ok((written, key))
+    }
+
+    /// Streams the engine's dump of the database into `location`.
     async fn dump(
         &self,
         row: &DatabaseRow,
         store: &Store,
         location: &str,
+        key: Option<&BackupKey>,
     ) -> Result<archive::Written, BackupError> {
         let rt = self.databases.runtime()?;
         let spec = self.databases.spec(row)?;
@@ -398,7 +479,7 @@ impl Backups {
             .map_err(|e| BackupError::Failed(format!("cannot start {}: {e}", command.cmd[0])))?;
         // A storage that refused the upload ends the backup at once: the dump tool, its
         // output no longer read, stops on the closed stream.
-        let written = store.write(location, &mut session.output).await?;
+        let written = store.write(location, &mut session.output, key).await?;
         let exit_code = exit_code(rt.as_ref(), &session.id).await?;
         if exit_code != 0 {
             let _ = store.remove(location).await;
@@ -502,6 +583,7 @@ impl Backups {
         into: Option<String>,
     ) -> Result<RestoreView, BackupError> {
         let backup = self.good_backup(database, id).await?;
+        let key = self.key_for(&backup)?;
         let source = self.databases.row(database).await?;
         let store = self.store(&backup.destination).await?;
         let what = PathBuf::from(&backup.location);
@@ -541,11 +623,13 @@ impl Backups {
         tracing::info!(database = %target, backup = id, from = %database, "restoring a backup");
         let stored = store.open(&backup.location).await?;
         let result = match dump::restore_command(kind, &spec.credentials) {
-            Some(command) => restore_by_tool(rt.as_ref(), &spec, &command, stored).await,
+            Some(command) => {
+                restore_by_tool(rt.as_ref(), &spec, &command, stored, key.as_ref()).await
+            }
             None => {
                 let links = self.databases.linked_networks(rt.as_ref(), &row).await?;
                 let within = self.databases.ready_within();
-                restore_redis_files(rt.as_ref(), &spec, stored, &links, within).await
+                restore_redis_files(rt.as_ref(), &spec, stored, key.as_ref(), &links, within).await
             }
         };
         drop(held);
@@ -758,8 +842,15 @@ impl Backups {
     pub async fn recover_interrupted(&self) -> Result<(), BackupError> {
         let interrupted = self.db.call(|c| rows::fail_interrupted(c)).await?;
         for backup in interrupted {
-            if let Ok(store) = self.store(&backup.destination).await {
-                store.remove_leftovers(&backup.location).await;
+            let cleaned = match self.store(&backup.destination).await {
+                Ok(store) => store
+                    .remove_leftovers(&backup.location)
+                    .await
+                    .map_err(Into::into),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = cleaned {
+                tracing::warn!(backup = backup.id, location = %backup.location, error = %e, "cannot remove what an interrupted backup left");
             }
             tracing::warn!(backup = backup.id, location = %backup.location, "a backup was interrupted by Rivetr's stop; marked failed");
         }
@@ -960,9 +1051,10 @@ async fn restore_by_tool(
     spec: &DatabaseSpec,
     command: &ExecSpec,
     stored: StoredReader,
+    key: Option<&BackupKey>,
 ) -> Result<(), BackupError> {
     let container = running_container(rt, spec).await?;
-    feed(rt, &container, command, stored).await
+    feed(rt, &container, command, stored, key).await
 }
 
 /// Runs `command` in `container` with the dump `stored` holds on its standard input and
@@ -972,6 +1064,7 @@ async fn feed(
     container: &str,
     command: &ExecSpec,
     stored: StoredReader,
+    key: Option<&BackupKey>,
 ) -> Result<(), BackupError> {
     let tool = command.cmd[0].clone();
     let mut session = rt
@@ -982,7 +1075,7 @@ async fn feed(
         .input
         .take()
         .ok_or_else(|| BackupError::Failed(format!("{tool} got no standard input")))?;
-    let mut dump = archive::open_dump(stored);
+    let mut dump = archive::open_dump(stored, key);
     // Output is read while the input is written: a tool that writes much while reading
     // would otherwise stall on a full pipe.
     let collecting =
@@ -997,8 +1090,11 @@ async fn feed(
     let (_, stderr) =
         collected.map_err(|e| BackupError::Failed(format!("reading {tool}'s output: {e}")))?;
     let code = exit_code(rt, &session.id).await?;
+    // A tool that stopped reading explains the broken pipe; any other failure to read the
+    // backup (one that does not decrypt, a destination that broke off) explains the tool's
+    // failure on a cut input.
     if let Err(e) = written
-        && code == 0
+        && (code == 0 || e.kind() != std::io::ErrorKind::BrokenPipe)
     {
         return Err(BackupError::Failed(format!(
             "feeding the dump to {tool}: {e}"
@@ -1019,6 +1115,7 @@ async fn restore_redis_files(
     rt: &dyn ContainerRuntime,
     spec: &DatabaseSpec,
     stored: StoredReader,
+    key: Option<&BackupKey>,
     links: &[lifecycle::LinkedNetwork],
     within: Duration,
 ) -> Result<(), BackupError> {
@@ -1059,7 +1156,7 @@ async fn restore_redis_files(
         stdin: true,
         ..ExecSpec::default()
     };
-    let fed = feed(rt, &helper.id, &script, stored).await;
+    let fed = feed(rt, &helper.id, &script, stored, key).await;
     if let Err(e) = rt.remove(&helper.id).await {
         tracing::warn!(container = %helper_name, error = %e, "cannot remove the restore helper");
     }
@@ -1095,6 +1192,7 @@ fn view_of(database: &str, b: &BackupRow) -> BackupView {
         size_bytes: b.size_bytes,
         sha256: b.sha256.clone(),
         error: b.error.clone(),
+        key_fingerprint: b.key_fingerprint.clone(),
         schedule_id: b.schedule_id,
         started_at: b.started_at.clone(),
         finished_at: b.finished_at.clone(),

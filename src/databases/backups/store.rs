@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 
 use super::archive::{self, ArchiveError, Written};
+use super::crypt::BackupKey;
 use super::s3::{PART_SIZE, S3, S3Error};
 use crate::runtime::ExecOutputStream;
 
@@ -45,15 +46,16 @@ impl Store {
         }
     }
 
-    /// Compresses the dump into `location`.
+    /// Compresses the dump into `location`, encrypted with `key` if there is one.
     pub async fn write(
         &self,
         location: &str,
         output: &mut ExecOutputStream,
+        key: Option<&BackupKey>,
     ) -> Result<Written, StoreError> {
         match self {
-            Store::Local(_) => Ok(archive::write(output, Path::new(location)).await?),
-            Store::S3(s3) => upload(s3, location, output).await,
+            Store::Local(_) => Ok(archive::write(output, Path::new(location), key).await?),
+            Store::S3(s3) => upload(s3, location, output, key).await,
         }
     }
 
@@ -88,29 +90,46 @@ impl Store {
         }
     }
 
-    /// Removes what an interrupted backup left (a local `.partial` file; an S3 upload
-    /// never completed left no object).
-    pub async fn remove_leftovers(&self, location: &str) {
-        if let Store::Local(_) = self {
-            let path = PathBuf::from(location);
-            for leftover in [archive::partial_path(&path), path] {
-                let _ = tokio::fs::remove_file(&leftover).await;
+    /// Removes what an interrupted backup left: a local `.partial` file, or the parts of an
+    /// S3 multipart upload never completed (no object exists, but the bucket keeps the
+    /// parts, and bills them, until the upload is aborted).
+    pub async fn remove_leftovers(&self, location: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Local(_) => {
+                let path = PathBuf::from(location);
+                for leftover in [archive::partial_path(&path), path] {
+                    let _ = tokio::fs::remove_file(&leftover).await;
+                }
+            }
+            Store::S3(s3) => {
+                for (key, upload) in s3.pending_uploads(location).await? {
+                    if key == location {
+                        s3.abort_multipart(&key, &upload).await?;
+                        tracing::info!(key = %key, upload = %upload, "aborted the upload of an interrupted backup");
+                    }
+                }
             }
         }
+        Ok(())
     }
 }
 
 /// Streams the compressed dump to S3: one PUT when it fits in a part, else a multipart
 /// upload of [`PART_SIZE`] parts, completed only when the dump ended well and aborted
 /// otherwise. At most one part is held in memory.
-async fn upload(s3: &S3, key: &str, output: &mut ExecOutputStream) -> Result<Written, StoreError> {
+async fn upload(
+    s3: &S3,
+    object: &str,
+    output: &mut ExecOutputStream,
+    key: Option<&BackupKey>,
+) -> Result<Written, StoreError> {
     let (writer, reader) = tokio::io::duplex(256 * 1024);
     let (verdict, verdict_rx) = oneshot::channel::<bool>();
     let uploader = {
-        let (s3, key) = (s3.clone(), key.to_owned());
-        tokio::spawn(async move { send_parts(&s3, &key, reader, verdict_rx).await })
+        let (s3, object) = (s3.clone(), object.to_owned());
+        tokio::spawn(async move { send_parts(&s3, &object, reader, verdict_rx).await })
     };
-    let compressed = archive::compress(output, writer, Path::new(key)).await;
+    let compressed = archive::compress(output, writer, Path::new(object), key).await;
     match compressed {
         Ok((writer, written)) => {
             drop(writer);
