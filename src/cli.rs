@@ -414,6 +414,32 @@ pub enum DbCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Change a database's limits, or its version within the major version (16 to 16.4):
+    /// its container is recreated on the same volume, so a running database restarts.
+    Update {
+        /// The database's name.
+        db: String,
+        /// Memory limit: bytes, a size such as 1G, or `none` to remove it.
+        #[arg(long, value_name = "SIZE")]
+        memory: Option<String>,
+        /// CPU limit (fractions allowed), or `none` to remove it.
+        #[arg(long, value_name = "CPUS")]
+        cpus: Option<String>,
+        /// Another image tag of the same major version.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Show a database server's output; --follow keeps streaming it.
+    Logs {
+        /// The database's name.
+        db: String,
+        /// Keep streaming new lines until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Start with the last N lines already written [server default: 100].
+        #[arg(long, short = 'n', value_name = "N")]
+        tail: Option<u64>,
+    },
     /// Start a stopped database.
     Start {
         /// The database's name.

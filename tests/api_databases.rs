@@ -408,3 +408,158 @@ fn a_linked_app_reaches_its_database_through_the_injected_url_and_others_need_th
     let (status, body) = p.api("DELETE", "/api/databases/main?volumes=true", None);
     assert_eq!(status, 200, "{body}");
 }
+
+/// `psql` as the app's user inside the database's container.
+fn psql(p: &Platform, db: &Value, sql: &str) -> String {
+    let container = db["container"].as_str().unwrap();
+    let password = container_password(p, container);
+    podman(
+        p,
+        &[
+            "exec",
+            "-e",
+            &format!("PGPASSWORD={password}"),
+            container,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            db["username"].as_str().unwrap(),
+            "-d",
+            db["database"].as_str().unwrap(),
+            "-tAc",
+            sql,
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn a_database_changes_limits_and_minor_version_keeping_its_data_and_shows_its_logs() {
+    let Some(p) = start("database updates") else {
+        return;
+    };
+    let (status, main) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "postgres", "version": "15", "memory": "256M"})),
+    );
+    assert_eq!(status, 201, "{main}");
+    psql(
+        &p,
+        &main,
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')",
+    );
+    let container = main["container"].as_str().unwrap().to_owned();
+    let inspect = |format: &str| podman(&p, &["inspect", "--format", format, &container]);
+
+    // Refused, changing nothing: another major version, an unknown field, a tiny limit.
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"version": "16"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("major"), "{body}");
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"colour": "blue"})),
+    );
+    assert!(status == 400 || status == 422, "{status} {body}");
+    assert!(body.to_string().contains("colour"), "{body}");
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"memory": "32M"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = p.api("PATCH", "/api/databases/nope", Some(json!({"cpus": 1})));
+    assert_eq!(status, 404, "{body}");
+
+    // A version whose image cannot run: 502 with the reason, and the previous container
+    // is back, serving the same data.
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"version": "15.404"})),
+    );
+    assert_eq!(status, 502, "{body}");
+    let (_, now) = p.api("GET", "/api/databases/main", None);
+    assert_eq!(now["status"], "running", "{now}");
+    assert_eq!(now["version"], "15", "{now}");
+    assert_eq!(
+        inspect("{{.ImageName}}").trim(),
+        "localhost/rivetr-test-postgres:15"
+    );
+    assert_eq!(psql(&p, &main, "SELECT v FROM kept"), "still here");
+
+    // Within the major version, with new limits: the same volume, the new image and limits.
+    podman(
+        &p,
+        &[
+            "tag",
+            "localhost/rivetr-test-postgres:15",
+            "localhost/rivetr-test-postgres:15.1",
+        ],
+    );
+    let (status, updated) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"version": "15.1", "memory": "512M", "cpus": 1.5})),
+    );
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["status"], "running", "{updated}");
+    assert_eq!(updated["version"], "15.1");
+    assert_eq!(updated["image"], "localhost/rivetr-test-postgres:15.1");
+    assert_eq!(updated["memory_bytes"], 512u64 << 20);
+    assert_eq!(updated["cpus"], 1.5);
+    assert_eq!(
+        inspect("{{.ImageName}}").trim(),
+        "localhost/rivetr-test-postgres:15.1"
+    );
+    assert_eq!(
+        inspect("{{.HostConfig.Memory}}").trim(),
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(psql(&p, &main, "SELECT v FROM kept"), "still here");
+
+    // `null` (the CLI's `none`) removes a limit.
+    let (code, out, err) = cli(&p, &["db", "update", "main", "--memory", "none"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, now) = p.api("GET", "/api/databases/main", None);
+    assert!(now["memory_bytes"].is_null(), "{now}");
+    assert_eq!(now["cpus"], 1.5, "{now}");
+    assert_eq!(inspect("{{.HostConfig.Memory}}").trim(), "0");
+    let (code, out, err) = cli(&p, &["db", "update", "main"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("nothing to change"), "{err}");
+
+    // A stopped database is changed without being started.
+    let (status, _) = p.api("POST", "/api/databases/main/stop", None);
+    assert_eq!(status, 200);
+    let (status, stopped) = p.api("PATCH", "/api/databases/main", Some(json!({"cpus": null})));
+    assert_eq!(status, 200, "{stopped}");
+    assert_ne!(stopped["status"], "running", "{stopped}");
+    let (status, started) = p.api("POST", "/api/databases/main/start", None);
+    assert_eq!(status, 200, "{started}");
+    assert!(started["cpus"].is_null(), "{started}");
+    assert_eq!(psql(&p, &main, "SELECT v FROM kept"), "still here");
+
+    // Its logs: the server's own lines, through the CLI and as Server-Sent Events.
+    let (code, out, err) = cli(&p, &["db", "logs", "main", "-n", "50"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let both = format!("{out}{err}");
+    assert!(
+        both.contains("database system is ready to accept connections"),
+        "{both}"
+    );
+    let (status, body) = p.api("GET", "/api/databases/nope/logs", None);
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = p.api("GET", "/api/databases/main/logs?tail=20000", None);
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = p.api("DELETE", "/api/databases/main?volumes=true", None);
+    assert_eq!(status, 200);
+    podman(&p, &["rmi", "localhost/rivetr-test-postgres:15.1"]);
+}

@@ -322,3 +322,154 @@ database_case!(
     "RIVETR_TEST_DOCKER_SOCKET",
     DbKind::Postgres
 );
+
+/// Debian's `docker-registry` on a free port of 127.0.0.1, serving TLS with a certificate
+/// the engines trust through their `certs.d` folders (read at each pull, unlike
+/// registries.conf, which a running Podman service has already read). Stops and forgets the
+/// certificate when dropped.
+struct Registry {
+    child: std::process::Child,
+    host: String,
+    trusted: Vec<std::path::PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Option<Registry> {
+        let program = std::path::Path::new("/usr/bin/docker-registry");
+        if !program.exists() {
+            let msg = "image pulls: SKIPPED because /usr/bin/docker-registry is missing \
+                       (apt-get install docker-registry)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}; with CI=true a missing registry is a failure");
+            }
+            eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let host = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("data").display(),
+                cert_path.display(),
+                key_path.display()
+            ),
+        )
+        .unwrap();
+        let mut trusted = Vec::new();
+        for base in ["/etc/containers/certs.d", "/etc/docker/certs.d"] {
+            let folder = std::path::Path::new(base).join(&host);
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("ca.crt"), cert.cert.pem()).unwrap();
+            trusted.push(folder);
+        }
+        let child = std::process::Command::new(program)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Registry {
+            child,
+            host,
+            trusted,
+            _dir: dir,
+        })
+    }
+
+    /// Pushes a local image of rootful Podman's to this registry under `name`.
+    fn push(&self, image: &str, name: &str) -> String {
+        let socket = std::env::var("RIVETR_TEST_PODMAN_SOCKET").unwrap();
+        let target = format!("{}/{name}", self.host);
+        let out = std::process::Command::new("podman")
+            .args(["--url", &socket, "push", "--quiet", image, &target])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for folder in &self.trusted {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+/// The official images are not in a fresh engine: bringing a database up pulls its image
+/// first, on every engine; an image the registry does not have fails saying so and leaves
+/// no container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_database_image_is_pulled_from_its_registry_on_every_engine() {
+    let engines: Vec<(&str, Arc<dyn ContainerRuntime>)> = [
+        "RIVETR_TEST_PODMAN_SOCKET",
+        "RIVETR_TEST_PODMAN_ROOTLESS_SOCKET",
+        "RIVETR_TEST_DOCKER_SOCKET",
+    ]
+    .into_iter()
+    .filter_map(|var| engine(var).map(|rt| (var, rt)))
+    .collect();
+    if engines.len() < 3 {
+        return;
+    }
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let image = registry.push(test_image(DbKind::Redis), "rivetr-test-redis:7");
+    for (var, shared) in engines {
+        let rt = shared.as_ref();
+        rt.remove_image(&image).await.unwrap();
+        let mut spec = spec(DbKind::Redis, "pulled");
+        spec.image = image.clone();
+        let names = spec.names();
+        let _cleanup = Cleanup(shared.clone(), names.clone());
+        let info = lifecycle::bring_up(rt, &spec, &[], READY_WITHIN)
+            .await
+            .unwrap_or_else(|e| panic!("{var}: {e}"));
+        assert_eq!(info.state, ContainerState::Running, "{var}");
+        lifecycle::remove(rt, &names, true).await.unwrap();
+        rt.remove_image(&image).await.unwrap();
+
+        spec.image = format!("{}/rivetr-test-redis:no-such-tag", registry.host);
+        let err = lifecycle::bring_up(rt, &spec, &[], READY_WITHIN)
+            .await
+            .expect_err("an image the registry lacks")
+            .to_string();
+        assert!(err.contains("no-such-tag"), "{var}: {err}");
+        assert!(
+            rt.inspect(&names.container)
+                .await
+                .is_err_and(|e| e.is_not_found()),
+            "{var}: a container was left"
+        );
+        lifecycle::remove(rt, &names, true).await.unwrap();
+    }
+}

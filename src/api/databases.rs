@@ -1,17 +1,23 @@
 //! `/api/databases`: managed databases. The handlers check the request and call
 //! [`crate::databases::Databases`], which talks to the container engine.
 
+use axum::Extension;
 use axum::Json as JsonResponse;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use axum::response::Response;
+use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
+use super::deployments::{AppLogParams, open_stream, output_events, output_options};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::AppState;
 use crate::databases::service::DeletedDatabase;
-use crate::databases::{DatabaseError, DbKind, LinkView, ManagedDatabaseView, NewDatabaseRequest};
+use crate::databases::{
+    DatabaseError, DatabaseUpdate, DbKind, LinkView, ManagedDatabaseView, NewDatabaseRequest,
+};
 
 /// `POST /api/databases` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -28,6 +34,29 @@ pub struct CreateDatabaseBody {
     pub memory: Option<serde_json::Value>,
     /// CPU limit, fractions allowed; none by default.
     pub cpus: Option<f64>,
+}
+
+/// `PATCH /api/databases/{db}` body: what is absent stays as it is.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDatabaseBody {
+    /// Bytes, or a size such as `"1G"`; `null` removes the limit.
+    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "present")]
+    pub memory: Option<Option<serde_json::Value>>,
+    /// CPU limit, fractions allowed; `null` removes it.
+    #[schema(value_type = Option<f64>)]
+    #[serde(default, deserialize_with = "present")]
+    pub cpus: Option<Option<f64>>,
+    /// Another image tag of the same major version, such as `16.4` for `16`.
+    pub version: Option<String>,
+}
+
+/// A field that is present, `null` or not: `Some`. Absent ones stay `None` (`default`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -80,22 +109,7 @@ pub async fn create_database(
         .engine
         .parse()
         .map_err(|m: String| ApiError::invalid_value("engine", m))?;
-    let memory_bytes = match body.memory {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(
-            crate::limits::parse_memory(&s).map_err(|e| ApiError::invalid_value("memory", e))?,
-        ),
-        Some(serde_json::Value::Number(n)) => Some(
-            n.as_u64()
-                .ok_or_else(|| ApiError::invalid_value("memory", "a positive number of bytes"))?,
-        ),
-        Some(_) => {
-            return Err(ApiError::invalid_value(
-                "memory",
-                "bytes, or a size such as \"512M\"",
-            ));
-        }
-    };
+    let memory_bytes = memory_bytes(body.memory)?;
     let created = state
         .databases
         .create(NewDatabaseRequest {
@@ -108,6 +122,96 @@ pub async fn create_database(
         .await
         .map_err(database_error)?;
     Ok((StatusCode::CREATED, JsonResponse(created)))
+}
+
+/// A memory limit as the API takes it: bytes, or a size such as `"512M"`.
+fn memory_bytes(value: Option<serde_json::Value>) -> Result<Option<u64>, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(
+            crate::limits::parse_memory(&s).map_err(|e| ApiError::invalid_value("memory", e))?,
+        )),
+        Some(serde_json::Value::Number(n)) => {
+            Ok(Some(n.as_u64().ok_or_else(|| {
+                ApiError::invalid_value("memory", "a positive number of bytes")
+            })?))
+        }
+        Some(_) => Err(ApiError::invalid_value(
+            "memory",
+            "bytes, or a size such as \"512M\"",
+        )),
+    }
+}
+
+/// Changes a database's memory or CPU limit, or its version within the same major version
+/// (`16` to `16.4`). Its container is recreated on the same volume: a running database
+/// restarts (seconds of downtime) and the answer comes once it accepts connections again.
+/// When the new container does not come up, the previous one is put back and the answer
+/// says why.
+#[utoipa::path(
+    patch,
+    path = "/api/databases/{db}",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name")),
+    request_body = UpdateDatabaseBody,
+    responses(
+        (status = 200, description = "Changed; the database as it is now", body = ManagedDatabaseView),
+        (status = 400, description = "Malformed JSON or an unknown field", body = ErrorBody),
+        (status = 404, description = "No such database", body = ErrorBody),
+        (status = 422, description = "An invalid value, such as another major version", body = ErrorBody),
+        (status = 502, description = "The new container did not come up; the previous one runs again", body = ErrorBody),
+        (status = 503, description = "No container engine", body = ErrorBody),
+    )
+)]
+pub async fn update_database(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateDatabaseBody>,
+) -> Result<JsonResponse<ManagedDatabaseView>, ApiError> {
+    let update = DatabaseUpdate {
+        memory_bytes: body.memory.map(memory_bytes).transpose()?,
+        cpus: body.cpus,
+        version: body.version,
+    };
+    Ok(JsonResponse(
+        state
+            .databases
+            .update(&name, update)
+            .await
+            .map_err(database_error)?,
+    ))
+}
+
+/// The database server's own output as Server-Sent Events (`event: stdout` /
+/// `event: stderr`), the last `tail` lines and with `follow=1` new ones as they come.
+#[utoipa::path(
+    get,
+    path = "/api/databases/{db}/logs",
+    tag = "databases",
+    security(("bearer" = [])),
+    params(("db" = String, Path, description = "The database's name"), AppLogParams),
+    responses(
+        (status = 200, description = "An event stream of the database server's output lines"),
+        (status = 404, description = "No such database", body = ErrorBody),
+        (status = 422, description = "tail above 10000", body = ErrorBody),
+        (status = 429, description = "This token has too many streams open", body = ErrorBody),
+    )
+)]
+pub async fn database_logs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(params): Query<AppLogParams>,
+) -> Result<Response, ApiError> {
+    let options = output_options(&params)?;
+    let lines = state
+        .databases
+        .logs(&name, options)
+        .await
+        .map_err(database_error)?;
+    let guard = open_stream(&state, &caller)?;
+    Ok(output_events(lines, guard))
 }
 
 #[utoipa::path(

@@ -343,7 +343,7 @@ pub async fn deployment_logs(
 }
 
 /// Takes one of the caller's log stream places.
-fn open_stream(state: &AppState, caller: &Caller) -> Result<StreamGuard, ApiError> {
+pub(super) fn open_stream(state: &AppState, caller: &Caller) -> Result<StreamGuard, ApiError> {
     let limit = state.config.load().server.log_streams_per_token.get();
     state.streams.open(caller.token_id, limit)
 }
@@ -491,6 +491,20 @@ pub async fn app_logs(
     Path(app): Path<String>,
     Query(params): Query<AppLogParams>,
 ) -> Result<Response, ApiError> {
+    let options = output_options(&params)?;
+    let guard = open_stream(&state, &caller)?;
+    let lines = state
+        .engine
+        .app_logs(&app, options)
+        .await
+        .map_err(engine_error)?;
+    Ok(output_events(lines, guard))
+}
+
+/// What a request for a container's output asks for, checked.
+pub(super) fn output_options(
+    params: &AppLogParams,
+) -> Result<crate::runtime::LogOptions, ApiError> {
     let tail = params.tail.unwrap_or(100);
     if tail > MAX_TAIL {
         return Err(ApiError::invalid_value(
@@ -498,17 +512,16 @@ pub async fn app_logs(
             format!("{tail} lines is more than the {MAX_TAIL} a request may ask for"),
         ));
     }
-    let guard = open_stream(&state, &caller)?;
-    let options = crate::runtime::LogOptions {
+    Ok(crate::runtime::LogOptions {
         follow: wants_follow(&params.follow),
         tail: Some(tail),
         since: None,
-    };
-    let lines = state
-        .engine
-        .app_logs(&app, options)
-        .await
-        .map_err(engine_error)?;
+    })
+}
+
+/// Containers' output as Server-Sent Events: `event: stdout` and `event: stderr` per line,
+/// `event: error` when the engine's stream fails.
+pub(super) fn output_events(lines: crate::runtime::LogStream, guard: StreamGuard) -> Response {
     let events = lines.map(|line| {
         Ok::<_, Infallible>(match line {
             Ok(l) => Event::default()
@@ -520,7 +533,7 @@ pub async fn app_logs(
             Err(e) => Event::default().event("error").data(e.to_string()),
         })
     });
-    Ok(Sse::new(guarded(events, guard))
+    Sse::new(guarded(events, guard))
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response()
 }

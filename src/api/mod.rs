@@ -79,7 +79,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
             databases::list_databases,
             databases::create_database
         ))
-        .routes(routes!(databases::get_database, databases::delete_database))
+        .routes(routes!(
+            databases::get_database,
+            databases::update_database,
+            databases::delete_database
+        ))
+        .routes(routes!(databases::database_logs))
         .routes(routes!(databases::start_database))
         .routes(routes!(databases::stop_database))
         .routes(routes!(databases::restart_database))

@@ -380,6 +380,24 @@ async fn db(
             writeln!(out, "{}", deleted.message)?;
             Ok(())
         }
+        DbCommand::Update {
+            db,
+            memory,
+            cpus,
+            version,
+        } => {
+            let body = db_update_body(memory, cpus, version)?;
+            let bytes = client.patch(&db_path(&db), &body).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            write!(out, "{}", format::database(&client.parse(&bytes)?))?;
+            Ok(())
+        }
+        DbCommand::Logs { db, follow, tail } => {
+            let path = logs_path(&format!("{}/logs", db_path(&db)), tail, follow);
+            print_output(client, &path, "the database's", json, out).await
+        }
         DbCommand::Start { db } => db_lifecycle(client, &db, "start", json, out).await,
         DbCommand::Stop { db } => db_lifecycle(client, &db, "stop", json, out).await,
         DbCommand::Restart { db } => db_lifecycle(client, &db, "restart", json, out).await,
@@ -728,6 +746,36 @@ async fn db_schedule(
     }
 }
 
+/// The PATCH body of `rivetr db update`: only what was given; `none` removes a limit.
+fn db_update_body(
+    memory: Option<String>,
+    cpus: Option<String>,
+    version: Option<String>,
+) -> Result<serde_json::Value, ClientError> {
+    let mut body = json!({});
+    if let Some(m) = memory {
+        body["memory"] = if m == "none" { json!(null) } else { json!(m) };
+    }
+    if let Some(c) = cpus {
+        body["cpus"] = if c == "none" {
+            json!(null)
+        } else {
+            json!(c.parse::<f64>().map_err(|_| ClientError::Usage(format!(
+                "--cpus {c}: a number such as 1.5, or none"
+            )))?)
+        };
+    }
+    if let Some(v) = version {
+        body["version"] = json!(v);
+    }
+    if body.as_object().is_some_and(|o| o.is_empty()) {
+        return Err(ClientError::Usage(
+            "nothing to change: give --memory, --cpus or --version".to_owned(),
+        ));
+    }
+    Ok(body)
+}
+
 async fn db_lifecycle(
     client: &Client,
     db: &str,
@@ -1034,15 +1082,31 @@ async fn logs(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
-    let mut path = format!("{}/logs?", app_path(&a.app));
-    if let Some(tail) = a.tail {
+    let path = logs_path(&format!("{}/logs", app_path(&a.app)), a.tail, a.follow);
+    print_output(client, &path, "the app's", json, out).await
+}
+
+fn logs_path(base: &str, tail: Option<u64>, follow: bool) -> String {
+    let mut path = format!("{base}?");
+    if let Some(tail) = tail {
         path.push_str(&format!("tail={tail}&"));
     }
-    if a.follow {
+    if follow {
         path.push_str("follow=1");
     }
-    let path = path.trim_end_matches(['&', '?']).to_owned();
-    let mut stream = client.events(&path).await?;
+    path.trim_end_matches(['&', '?']).to_owned()
+}
+
+/// Prints a stream of containers' output: stdout lines to stdout, stderr lines to stderr,
+/// or every line as JSON with `--json`. `whose` names it in errors.
+async fn print_output(
+    client: &Client,
+    path: &str,
+    whose: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let mut stream = client.events(path).await?;
     while let Some(event) = stream.next().await? {
         let stream_name = event.event.as_str();
         match stream_name {
@@ -1060,7 +1124,7 @@ async fn logs(
             }
             "error" => {
                 return Err(ClientError::Stream {
-                    message: format!("the app's log stream failed: {}", event.data),
+                    message: format!("{whose} log stream failed: {}", event.data),
                 });
             }
             _ => {}

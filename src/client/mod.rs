@@ -159,6 +159,10 @@ impl Client {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, body: &serde_json::Value) -> Result<Bytes, ClientError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Bytes, ClientError> {
         self.call(Method::DELETE, path, None).await
     }

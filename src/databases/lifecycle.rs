@@ -156,11 +156,49 @@ pub async fn bring_up(
             rt.start(&existing.id).await?;
             rt.inspect(&existing.id).await?
         }
-        Err(e) if e.is_not_found() => rt.run(&spec.run_spec(links)).await?,
+        Err(e) if e.is_not_found() => {
+            rt.ensure_image(&spec.image).await?;
+            rt.run(&spec.run_spec(links)).await?
+        }
         Err(e) => return Err(e.into()),
     };
     wait_ready(rt, spec, &info.id, within).await?;
     Ok(rt.inspect(&info.id).await?)
+}
+
+/// Replaces the container of `old` by one of `new` (another image or other limits) on the
+/// same volume and networks; with `start`, waits until it accepts connections. When the new
+/// one does not come up, the old one is put back and the new one's failure returned.
+pub async fn recreate(
+    rt: &dyn ContainerRuntime,
+    old: &DatabaseSpec,
+    new: &DatabaseSpec,
+    links: &[LinkedNetwork],
+    start: bool,
+    within: Duration,
+) -> Result<(), LifecycleError> {
+    let names = old.names();
+    replace_container(rt, &names).await?;
+    if !start {
+        // Created on the next start, from the new spec.
+        return Ok(());
+    }
+    let Err(failed) = bring_up(rt, new, links, within).await else {
+        return Ok(());
+    };
+    tracing::warn!(database = %new.name, error = %failed, "the updated database did not come up; putting the previous one back");
+    replace_container(rt, &names).await?;
+    bring_up(rt, old, links, within).await?;
+    Err(failed)
+}
+
+/// Stops the container cleanly and removes it, keeping its volume and network.
+async fn replace_container(rt: &dyn ContainerRuntime, names: &Names) -> Result<(), LifecycleError> {
+    stop(rt, names).await?;
+    match rt.remove(&names.container).await {
+        Err(e) if !e.is_not_found() => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Probes the server until it accepts connections.

@@ -27,7 +27,9 @@ pub mod service;
 
 pub use kinds::{Credentials, DbKind};
 pub use lifecycle::{DatabaseSpec, LifecycleError, Names};
-pub use service::{DatabaseError, Databases, LinkView, ManagedDatabaseView, NewDatabaseRequest};
+pub use service::{
+    DatabaseError, DatabaseUpdate, Databases, LinkView, ManagedDatabaseView, NewDatabaseRequest,
+};
 
 /// Label naming the managed database a container, volume or network belongs to. Startup
 /// reconcile leaves these containers alone: they are not an app's leftovers.

@@ -57,6 +57,16 @@ pub struct NewDatabaseRequest {
     pub cpus: Option<f64>,
 }
 
+/// A change to a database: what is `None` stays as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseUpdate {
+    /// `Some(None)` removes the limit.
+    pub memory_bytes: Option<Option<u64>>,
+    pub cpus: Option<Option<f64>>,
+    /// Another image tag of the same major version.
+    pub version: Option<String>,
+}
+
 /// A database as the API shows it. No password: apps get the connection URL through a
 /// link, never through an answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -324,6 +334,79 @@ impl Databases {
         lifecycle::bring_up(rt.as_ref(), &spec, &links, self.ready_within()).await?;
         tracing::info!(database = %name, "database started");
         self.view(name, true).await
+    }
+
+    /// Changes a database's limits or version (within its major version) by recreating its
+    /// container on the same volume; a running database is restarted, and one whose new
+    /// container does not come up is put back as it was, with the reason in the error.
+    pub async fn update(
+        &self,
+        name: &str,
+        update: DatabaseUpdate,
+    ) -> Result<ManagedDatabaseView, DatabaseError> {
+        let rt = self.runtime()?;
+        let lock = self.lock(name);
+        let _held = lock.lock().await;
+        let row = self.row(name).await?;
+        let old = self.spec(&row)?;
+        let mut new = old.clone();
+        let mut version = row.version.clone();
+        if let Some(v) = &update.version {
+            check_version_change(old.kind, &row.version, v)?;
+            new.image = self
+                .config
+                .load()
+                .databases
+                .image(old.kind.as_str(), v)
+                .unwrap_or_else(|| old.kind.official_image(v));
+            version = v.clone();
+        }
+        if let Some(memory) = update.memory_bytes {
+            new.limits.memory_bytes = memory;
+        }
+        if let Some(cpus) = update.cpus {
+            new.limits.cpus = cpus;
+        }
+        validate_limits(new.limits.memory_bytes, new.limits.cpus)?;
+        if new.image == old.image && new.limits == old.limits {
+            return self.view(name, true).await;
+        }
+        tracing::info!(database = %name, image = %new.image, memory = ?new.limits.memory_bytes, cpus = ?new.limits.cpus, "updating a database");
+        let links = self.linked_networks(rt.as_ref(), &row).await?;
+        lifecycle::recreate(
+            rt.as_ref(),
+            &old,
+            &new,
+            &links,
+            !row.stopped,
+            self.ready_within(),
+        )
+        .await?;
+        let (id, image, limits) = (row.id, new.image.clone(), new.limits);
+        self.db
+            .call(move |c| {
+                crate::db::databases::set_runtime(
+                    c,
+                    id,
+                    &version,
+                    &image,
+                    limits.memory_bytes,
+                    limits.cpus,
+                )
+            })
+            .await?;
+        self.view(name, true).await
+    }
+
+    /// The database's output (its container's stdout and stderr).
+    pub async fn logs(
+        &self,
+        name: &str,
+        options: crate::runtime::LogOptions,
+    ) -> Result<crate::runtime::LogStream, DatabaseError> {
+        let rt = self.runtime()?;
+        let row = self.row(name).await?;
+        Ok(rt.logs(&self.names(&row).container, options))
     }
 
     pub async fn restart(&self, name: &str) -> Result<ManagedDatabaseView, DatabaseError> {
@@ -679,7 +762,12 @@ fn validate(req: &NewDatabaseRequest) -> Result<(), DatabaseError> {
             ),
         });
     }
-    if let Some(v) = &req.version
+    validate_version(&req.version)?;
+    validate_limits(req.memory_bytes, req.cpus)
+}
+
+fn validate_version(version: &Option<String>) -> Result<(), DatabaseError> {
+    if let Some(v) = version
         && (v.is_empty()
             || v.len() > 32
             || !v
@@ -693,7 +781,11 @@ fn validate(req: &NewDatabaseRequest) -> Result<(), DatabaseError> {
             ),
         });
     }
-    if let Some(m) = req.memory_bytes
+    Ok(())
+}
+
+fn validate_limits(memory_bytes: Option<u64>, cpus: Option<f64>) -> Result<(), DatabaseError> {
+    if let Some(m) = memory_bytes
         && m < 64 << 20
     {
         return Err(DatabaseError::Invalid {
@@ -701,12 +793,36 @@ fn validate(req: &NewDatabaseRequest) -> Result<(), DatabaseError> {
             message: format!("{m} bytes is below the 64 MiB a database needs"),
         });
     }
-    if let Some(c) = req.cpus
+    if let Some(c) = cpus
         && !(c > 0.0 && c.is_finite())
     {
         return Err(DatabaseError::Invalid {
             field: "cpus",
             message: "must be above 0".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The part of a version tag before its first `.` or `-`: `16` of `16.4-bookworm`.
+fn major(version: &str) -> &str {
+    version.split(['.', '-']).next().unwrap_or(version)
+}
+
+/// A version change stays within the major version: the server of another major cannot
+/// open the data files (PostgreSQL refuses them; MariaDB and MySQL need their upgrade tool
+/// run, and cannot go back), so that is a dump and restore the user does on purpose.
+fn check_version_change(kind: DbKind, from: &str, to: &str) -> Result<(), DatabaseError> {
+    validate_version(&Some(to.to_owned()))?;
+    if major(from) != major(to) {
+        return Err(DatabaseError::Invalid {
+            field: "version",
+            message: format!(
+                "{kind} {from} to {to} changes the major version, whose data files the new server \
+                 cannot use as they are: create a new database with version {to}, then restore \
+                 a backup of this one into it (rivetr db backup, then pg_restore/mariadb from \
+                 the downloaded file)"
+            ),
         });
     }
     Ok(())

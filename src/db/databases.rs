@@ -126,6 +126,22 @@ pub fn set_stopped(c: &Connection, id: i64, stopped: bool) -> rusqlite::Result<(
     Ok(())
 }
 
+/// A database's version, image and limits after an update.
+pub fn set_runtime(
+    c: &Connection,
+    id: i64,
+    version: &str,
+    image: &str,
+    memory_bytes: Option<u64>,
+    cpus: Option<f64>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE databases SET version = ?2, image = ?3, memory_bytes = ?4, cpus = ?5 WHERE id = ?1",
+        params![id, version, image, memory_bytes.map(|m| m as i64), cpus],
+    )?;
+    Ok(())
+}
+
 /// Removes a database's row; false when there was none.
 pub fn delete(c: &Connection, id: i64) -> rusqlite::Result<bool> {
     Ok(c.execute("DELETE FROM databases WHERE id = ?1", [id])? > 0)

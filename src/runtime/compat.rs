@@ -17,9 +17,9 @@ use bollard::models::{
     RestartPolicy as BollardRestart, RestartPolicyNameEnum, SystemVersion,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -32,6 +32,8 @@ use super::{
 
 /// Deadline for ordinary calls (create, start, inspect, list, remove).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an image pull may take: a database image is a few hundred MB.
+const PULL_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How long bollard waits for response headers; a backstop behind the per-call deadlines.
 const BOLLARD_TIMEOUT_SECS: u64 = 3600;
 
@@ -321,6 +323,34 @@ impl Compat {
             Err(e) => Err(e),
             Ok(_) => Ok(()),
         }
+    }
+
+    pub(crate) async fn ensure_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let subject = Subject::Image(reference);
+        match self
+            .call(CALL_TIMEOUT, subject, self.docker.inspect_image(reference))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        tracing::info!(image = %reference, "pulling an image");
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(reference)
+            .build();
+        let pulling = async {
+            let mut progress = self.docker.create_image(Some(options), None, None);
+            // The stream carries the registry's errors (an unknown tag, refused credentials)
+            // as items; it ends once the image is stored.
+            while let Some(item) = progress.next().await {
+                item?;
+            }
+            Ok(())
+        };
+        self.call(PULL_TIMEOUT, subject, pulling).await?;
+        tracing::info!(image = %reference, "image pulled");
+        Ok(())
     }
 
     pub(crate) async fn list_images(

@@ -121,6 +121,10 @@ impl ContainerRuntime for DockerRuntime {
         self.compat.remove_image(reference).await
     }
 
+    async fn ensure_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.compat.ensure_image(reference).await
+    }
+
     async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, RuntimeError> {
         self.compat.list_images(filter).await
     }

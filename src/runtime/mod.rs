@@ -626,6 +626,11 @@ pub trait ContainerRuntime: Send + Sync {
     /// error.
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
 
+    /// Pulls `reference` unless the engine has it already: for images Rivetr does not
+    /// build (the managed databases'). The engine's own registry settings (mirrors,
+    /// credentials, insecure registries) apply.
+    async fn ensure_image(&self, reference: &str) -> Result<(), RuntimeError>;
+
     async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, RuntimeError>;
 
     /// The network `spec` names, on a free /24 of [`PRIVATE_RANGE`], created when missing

@@ -393,7 +393,14 @@ export interface paths {
         delete: operations["delete_database"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Changes a database's memory or CPU limit, or its version within the same major version
+         *     (`16` to `16.4`). Its container is recreated on the same volume: a running database
+         *     restarts (seconds of downtime) and the answer comes once it accepts connections again.
+         *     When the new container does not come up, the previous one is put back and the answer
+         *     says why.
+         */
+        patch: operations["update_database"];
         trace?: never;
     };
     "/api/databases/{db}/backups": {
@@ -426,6 +433,26 @@ export interface paths {
         };
         /** The backup file as stored (gzip), streamed. */
         get: operations["download_backup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/databases/{db}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The database server's own output as Server-Sent Events (`event: stdout` /
+         *     `event: stderr`), the last `tail` lines and with `follow=1` new ones as they come.
+         */
+        get: operations["database_logs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1338,6 +1365,18 @@ export interface components {
             revoked: boolean;
             /** @description When it was revoked; null while valid. */
             revoked_at?: string | null;
+        };
+        /** @description `PATCH /api/databases/{db}` body: what is absent stays as it is. */
+        UpdateDatabaseBody: {
+            /**
+             * Format: double
+             * @description CPU limit, fractions allowed; `null` removes it.
+             */
+            cpus?: number | null;
+            /** @description Bytes, or a size such as `"1G"`; `null` removes the limit. */
+            memory?: string | null;
+            /** @description Another image tag of the same major version, such as `16.4` for `16`. */
+            version?: string | null;
         };
         /** @description The answer to a delivery the signature check let through. */
         WebhookOutcome: {
@@ -2690,6 +2729,78 @@ export interface operations {
             };
         };
     };
+    update_database: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateDatabaseBody"];
+            };
+        };
+        responses: {
+            /** @description Changed; the database as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ManagedDatabaseView"];
+                };
+            };
+            /** @description Malformed JSON or an unknown field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid value, such as another major version */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The new container did not come up; the previous one runs again */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_backups: {
         parameters: {
             query?: never;
@@ -2790,6 +2901,58 @@ export interface operations {
             };
             /** @description The backup is not a good one */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    database_logs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
+                /** @description The last N lines already written; default 100, at most 10000. */
+                tail: number | null;
+                /** @description `1`: keep streaming new lines. */
+                follow: string | null;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An event stream of the database server's output lines */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such database */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description tail above 10000 */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This token has too many streams open */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
