@@ -309,6 +309,16 @@ impl Drop for Platform {
                 }
             }
         }
+        // And its databases, data and all (the apps holding links to them are gone).
+        let (_, databases) = self.api_quiet("GET", "/api/databases");
+        if let Some(databases) = databases.as_array() {
+            for d in databases {
+                if let Some(name) = d["name"].as_str() {
+                    let _ =
+                        self.api_quiet("DELETE", &format!("/api/databases/{name}?volumes=true"));
+                }
+            }
+        }
     }
 }
 
