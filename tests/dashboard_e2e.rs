@@ -1,15 +1,20 @@
-//! The dashboard end to end: Debian's Chromium, driven by playwright-core
-//! (`frontend/e2e/run.mjs`), against the real `rivetr` binary on rootful Podman. Every
-//! scenario of the dashboard issue runs in one browser session, because each builds on the
-//! one before (an app, its deployments, a rollback to the first). The script's steps and the
-//! folder of screenshots (desktop and phone width) are printed as it runs.
+//! The dashboard end to end: Debian's Chromium, driven by playwright-core, against the real
+//! `rivetr` binary on rootful Podman. `frontend/e2e/run.mjs` runs every scenario of the
+//! dashboard issue in one browser session, because each builds on the one before (an app,
+//! its deployments, a rollback to the first); `frontend/e2e/databases.mjs` does the same for
+//! managed databases (issue 13): create, link, back up, schedule, restore, delete. The
+//! scripts' steps and the folders of screenshots (desktop and phone width) are printed as
+//! they run.
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
+use std::sync::Mutex;
 
 use common::platform::{GitRepo, Platform, podman_socket, unique_name};
+use serde_json::json;
 
 /// Chromium, or `None` after saying loudly why the test is skipped (a failure under CI).
 fn chromium() -> Option<PathBuf> {
@@ -29,10 +34,43 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-fn screenshots() -> PathBuf {
-    std::env::var_os("RIVETR_E2E_SHOTS")
+/// The folder for one script's screenshots, emptied first.
+fn screenshots(script: &str) -> PathBuf {
+    let shots = std::env::var_os("RIVETR_E2E_SHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-e2e"))
+        .join(script);
+    let _ = std::fs::remove_dir_all(&shots);
+    println!("dashboard e2e screenshots ({script}): {}", shots.display());
+    shots
+}
+
+/// One browser at a time: run.mjs times how the page keeps up with a long log, which a
+/// second Chromium and Rivetr on the same (small) machine would disturb.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+/// Runs `frontend/e2e/<script>.mjs` against the platform; the environment every script
+/// reads is set here, `env` adds the script's own.
+fn run_script(
+    script: &str,
+    platform: &Platform,
+    browser: &Path,
+    env: &[(&str, &OsStr)],
+) -> (ExitStatus, PathBuf) {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let shots = screenshots(script);
+    let frontend = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend");
+    let status = Command::new("node")
+        .arg(format!("e2e/{script}.mjs"))
+        .current_dir(&frontend)
+        .env("RIVETR_URL", format!("http://{}", platform.rivetr.api()))
+        .env("RIVETR_TOKEN", &platform.token)
+        .env("RIVETR_E2E_SHOTS", &shots)
+        .env("CHROMIUM", browser)
+        .envs(env.iter().copied())
+        .status()
+        .expect("run node (Node.js is needed to build the dashboard anyway)");
+    (status, shots)
 }
 
 #[test]
@@ -46,25 +84,70 @@ fn dashboard_end_to_end_in_chromium() {
     let platform = Platform::start(&socket, &[]);
     let repo = GitRepo::new("<h1>version one</h1>\n");
     let app = unique_name("dash");
-    let shots = screenshots();
-    let _ = std::fs::remove_dir_all(&shots);
-    println!("dashboard e2e screenshots: {}", shots.display());
-    let frontend = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend");
-    let status = Command::new("node")
-        .arg("e2e/run.mjs")
-        .current_dir(&frontend)
-        .env("RIVETR_URL", format!("http://{}", platform.rivetr.api()))
-        .env("RIVETR_PROXY_PORT", platform.http().port().to_string())
-        .env("RIVETR_TOKEN", &platform.token)
-        .env("RIVETR_E2E_REPO", repo.path())
-        .env("RIVETR_E2E_APP", &app)
-        .env("RIVETR_E2E_SHOTS", &shots)
-        .env("CHROMIUM", &browser)
-        .status()
-        .expect("run node e2e/run.mjs (Node.js is needed to build the dashboard anyway)");
+    let proxy_port = platform.http().port().to_string();
+    let (status, shots) = run_script(
+        "run",
+        &platform,
+        &browser,
+        &[
+            ("RIVETR_PROXY_PORT", proxy_port.as_ref()),
+            ("RIVETR_E2E_REPO", repo.path().as_os_str()),
+            ("RIVETR_E2E_APP", app.as_ref()),
+        ],
+    );
     assert!(
         status.success(),
         "the dashboard e2e failed ({status}); screenshots in {}; rivetr's log:\n{}",
+        shots.display(),
+        platform.rivetr.log()
+    );
+}
+
+/// Managed databases in the dashboard (issue 13): a PostgreSQL 15 database created through
+/// the form, linked from an app's page, backed up now and by a schedule, downloaded,
+/// restored into itself and into a new database, and deleted through the dialog. The test
+/// images come from `scripts/test-env/db-images.sh`.
+#[test]
+fn databases_in_the_dashboard_in_chromium() {
+    let Some(socket) = podman_socket("dashboard databases e2e") else {
+        return;
+    };
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let platform = Platform::start(
+        &socket,
+        &[(
+            "RIVETR_DATABASES_POSTGRES_IMAGE",
+            "localhost/rivetr-test-postgres:{version}",
+        )],
+    );
+    let repo = GitRepo::new("<h1>linked</h1>\n");
+    let app = platform.create_app(&unique_name("dblink"), repo.path(), json!({}));
+    let (status, shots) = run_script(
+        "databases",
+        &platform,
+        &browser,
+        &[("RIVETR_E2E_APP", app.as_ref())],
+    );
+    // What the script left (on a failure: anything) goes, volumes too: the engine is shared.
+    let (_, links) = platform.api("GET", &format!("/api/apps/{app}/links"), None);
+    for link in links.as_array().into_iter().flatten() {
+        let db = link["database"].as_str().unwrap_or_default();
+        platform.api("DELETE", &format!("/api/apps/{app}/links/{db}"), None);
+    }
+    let (_, databases) = platform.api("GET", "/api/databases", None);
+    for db in databases.as_array().into_iter().flatten() {
+        let name = db["name"].as_str().unwrap_or_default();
+        platform.api(
+            "DELETE",
+            &format!("/api/databases/{name}?volumes=true"),
+            None,
+        );
+    }
+    assert!(
+        status.success(),
+        "the databases e2e failed ({status}); screenshots in {}; rivetr's log:\n{}",
         shots.display(),
         platform.rivetr.log()
     );

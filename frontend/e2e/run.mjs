@@ -11,96 +11,19 @@
 // Every page visited is checked with axe-core: a serious or critical violation fails the run.
 import { execFileSync } from "node:child_process";
 import http from "node:http";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { AxeBuilder } from "@axe-core/playwright";
+import { env, openBrowser } from "./lib.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
 const BASE = env("RIVETR_URL");
 const PROXY_PORT = env("RIVETR_PROXY_PORT");
 const TOKEN = env("RIVETR_TOKEN");
 const REPO = env("RIVETR_E2E_REPO");
 const APP = env("RIVETR_E2E_APP");
 const SHOTS = env("RIVETR_E2E_SHOTS");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const DESKTOP = { width: 1440, height: 900 };
-const PHONE = { width: 375, height: 812 };
 
-mkdirSync(SHOTS, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), "rivetr-e2e-profile-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: DESKTOP,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP *.test 127.0.0.1",
-  ],
-});
-context.setDefaultTimeout(30_000);
-const page = context.pages()[0] ?? (await context.newPage());
-const consoleErrors = [];
-page.on("pageerror", (e) => consoleErrors.push(`${current}: Uncaught ${e.message}`));
-page.on("console", (m) => {
-  if (m.type() === "error") consoleErrors.push(`${current} (${page.url()}): ${m.text()}`);
-});
-
-let shot = 0;
-const checked = new Set();
-const violations = [];
-
-/** Screenshots at desktop and phone width, and an axe-core check of the page. */
-async function capture(p, name) {
-  shot += 1;
-  const base = `${String(shot).padStart(2, "0")}-${name}`;
-  await p.setViewportSize(DESKTOP);
-  await p.screenshot({ path: join(SHOTS, `${base}-desktop.png`), fullPage: true, caret: "initial" });
-  await p.setViewportSize(PHONE);
-  await p.waitForTimeout(100);
-  await p.screenshot({ path: join(SHOTS, `${base}-phone.png`), fullPage: true, caret: "initial" });
-  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  if (overflow > 1) violations.push(`${name}: the page is ${overflow}px wider than a 375px phone screen`);
-  await p.setViewportSize(DESKTOP);
-  const route = new URL(p.url()).pathname.replace(/\/\d+$/, "/:id");
-  const fresh = !checked.has(route);
-  checked.add(route);
-  // Dark theme (it follows the system): a screenshot, and the axe check in both themes.
-  for (const scheme of ["light", "dark"]) {
-    await p.emulateMedia({ colorScheme: scheme });
-    // Buttons and fields fade between colours (transition-colors): let them arrive.
-    await p.waitForTimeout(400);
-    if (scheme === "dark") await p.screenshot({ path: join(SHOTS, `${base}-dark.png`), fullPage: true, caret: "initial" });
-    if (fresh) {
-      const result = await new AxeBuilder({ page: p }).analyze();
-      for (const v of result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
-        const where = v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join("; ");
-        violations.push(`${name} (${route}, ${scheme}): ${v.impact} ${v.id}: ${v.help} — ${where}`);
-      }
-    }
-  }
-  await p.emulateMedia({ colorScheme: "light" });
-}
-
-let current = "";
-async function step(name, f) {
-  current = name;
-  const t = Date.now();
-  await f();
-  console.log(`ok   ${name} (${Date.now() - t} ms)`);
-}
+const browser = await openBrowser(SHOTS);
+const { context, page, capture, step } = browser;
 
 function git(...args) {
   return execFileSync("git", args, { cwd: REPO, encoding: "utf8" }).trim();
@@ -485,20 +408,9 @@ try {
     await page.locator(`tr[data-app="${APP}"]`).waitFor({ state: "detached" });
   });
 
-  // Refused requests (401 after sign-out, a stream cut by a navigation) are expected; a
-  // CSP violation or an uncaught exception is not.
-  const unexpected = consoleErrors.filter((e) => /Content Security Policy|Uncaught|TypeError|ReferenceError/.test(e));
-  if (unexpected.length) violations.push(`console errors: ${unexpected.join(" | ")}`);
-  if (violations.length) {
-    throw new Error(`accessibility and layout problems:\n  ${violations.join("\n  ")}`);
-  }
-  console.log(`all dashboard steps passed; pages checked with axe-core: ${[...checked].join(", ")}`);
-  console.log(`screenshots: ${SHOTS}`);
+  browser.verdict("dashboard");
 } catch (e) {
-  console.error(`FAILED at "${current}": ${e.stack ?? e}`);
-  await page.screenshot({ path: join(SHOTS, "failure.png"), fullPage: true }).catch(() => {});
-  process.exitCode = 1;
+  await browser.failed(e);
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browser.close();
 }

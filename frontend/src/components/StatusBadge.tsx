@@ -15,6 +15,8 @@ const VARIANT: Record<string, BadgeProps["variant"]> = {
   replaced: "outline",
   stopped: "secondary",
   new: "outline",
+  // A managed database whose container is gone from the engine.
+  missing: "destructive",
 };
 
 /** A status word in a colour that says how it is going; the word itself is always shown. */

@@ -14,6 +14,16 @@ export type CreatedToken = Schemas["CreatedTokenBody"];
 export type Session = Schemas["SessionView"];
 export type System = Schemas["SystemView"];
 export type RotatedSecret = Schemas["RotatedSecret"];
+export type ManagedDatabase = Schemas["ManagedDatabaseView"];
+export type CreateDatabaseBody = Schemas["CreateDatabaseBody"];
+export type DeletedDatabase = Schemas["DeletedDatabase"];
+export type DbEngine = Schemas["DbKind"];
+export type DatabaseLink = Schemas["LinkView"];
+export type Backup = Schemas["BackupView"];
+export type Restored = Schemas["RestoreView"];
+export type Schedule = Schemas["ScheduleView"];
+export type ScheduleBody = Schemas["ScheduleBody"];
+export type Destination = Schemas["DestinationView"];
 
 /** An answer of the API that is not a success: its status, code and message, and the
  * field it names (for a 422 `invalid_value`: "field `healthcheck.path`: ..."). */

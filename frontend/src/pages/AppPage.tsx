@@ -33,6 +33,7 @@ const TABS = [
   { to: "", label: "Overview", end: true },
   { to: "settings", label: "Settings" },
   { to: "env", label: "Environment" },
+  { to: "databases", label: "Databases" },
   { to: "webhook", label: "Webhook" },
   { to: "logs", label: "Logs" },
 ];

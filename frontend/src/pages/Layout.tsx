@@ -8,6 +8,7 @@ import { cn } from "@/lib/utils";
 
 const NAV = [
   { to: "/apps", label: "Apps" },
+  { to: "/databases", label: "Databases" },
   { to: "/tokens", label: "Tokens" },
   { to: "/system", label: "System" },
 ];
