@@ -428,6 +428,10 @@ pub enum DbCommand {
         /// Another image tag of the same major version.
         #[arg(long)]
         version: Option<String>,
+        /// Forward this TCP port on `[databases] public_address` to the database, for
+        /// administrators' tools, or `none` to close it.
+        #[arg(long, value_name = "PORT")]
+        public_port: Option<String>,
     },
     /// Show a database server's output; --follow keeps streaming it.
     Logs {

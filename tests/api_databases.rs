@@ -563,3 +563,136 @@ fn a_database_changes_limits_and_minor_version_keeping_its_data_and_shows_its_lo
     assert_eq!(status, 200);
     podman(&p, &["rmi", "localhost/rivetr-test-postgres:15.1"]);
 }
+
+/// `psql` on the host's network (a throwaway container of the test image with host
+/// networking), connecting to `127.0.0.1:port` as the database's user with `password`.
+fn psql_from_host(p: &Platform, db: &Value, port: u16, password: &str) -> (bool, String) {
+    let url = format!(
+        "postgresql://{user}:{password}@127.0.0.1:{port}/{name}",
+        user = db["username"].as_str().unwrap(),
+        name = db["database"].as_str().unwrap(),
+    );
+    let out = Command::new("podman")
+        .args(["--url", &p.socket, "run", "--rm", "--network", "host"])
+        .args(["-e", &format!("URL={url}")])
+        .args(["localhost/rivetr-test-postgres:15", "sh", "-c"])
+        .arg("psql \"$URL\" -tAc 'SELECT 40 + 2'")
+        .output()
+        .expect("podman run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a_restart() {
+    let Some(mut p) = start("database public port") else {
+        return;
+    };
+    let (status, main) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "postgres", "version": "15"})),
+    );
+    assert_eq!(status, 201, "{main}");
+    assert!(main["public_port"].is_null(), "off by default: {main}");
+    let password = container_password(&p, main["container"].as_str().unwrap());
+    let port = common::free_port();
+
+    // Refused: a privileged port, a port another program holds (the answer says which).
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"public_port": 80})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"public_port": port})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains(&port.to_string()), "{body}");
+    drop(held);
+
+    // Opened without a restart: psql from the host gets in with the password only.
+    let (code, out, err) = cli(
+        &p,
+        &["db", "update", "main", "--public-port", &port.to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("public on 127.0.0.1:{port}")),
+        "{out}"
+    );
+    let (ok, out) = psql_from_host(&p, &main, port, &password);
+    assert!(ok && out.trim() == "42", "{out}");
+    let (ok, out) = psql_from_host(&p, &main, port, "wrong-password");
+    assert!(!ok, "a wrong password got in: {out}");
+    let (_, view) = p.api("GET", "/api/databases/main", None);
+    assert_eq!(
+        view["public_address"],
+        format!("127.0.0.1:{port}"),
+        "{view}"
+    );
+
+    // After kill -9 and a restart, Rivetr listens again.
+    p.kill9();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    p.restart();
+    let (ok, out) = psql_from_host(&p, &main, port, &password);
+    assert!(ok && out.trim() == "42", "after a restart: {out}");
+
+    // Closed: nothing listens, and the database left the network the port reached.
+    let (status, closed) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"public_port": null})),
+    );
+    assert_eq!(status, 200, "{closed}");
+    assert!(closed["public_port"].is_null() && closed["public_address"].is_null());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let networks = podman(
+        &p,
+        &[
+            "inspect",
+            "--format",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            main["container"].as_str().unwrap(),
+        ],
+    );
+    assert!(!networks.contains("-public"), "{networks}");
+}
+
+#[test]
+fn a_public_port_is_refused_on_rootless_podman_saying_why() {
+    let Some(socket) = common::platform::rootless_podman_socket("public port, rootless") else {
+        return;
+    };
+    let p = Platform::start(
+        &socket,
+        &[(
+            "RIVETR_DATABASES_POSTGRES_IMAGE",
+            "localhost/rivetr-test-postgres:{version}",
+        )],
+    );
+    let (status, main) = p.api(
+        "POST",
+        "/api/databases",
+        Some(json!({"name": "main", "engine": "postgres", "version": "15"})),
+    );
+    assert_eq!(status, 201, "{main}");
+    let (status, body) = p.api(
+        "PATCH",
+        "/api/databases/main",
+        Some(json!({"public_port": common::free_port()})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("rootless"), "{body}");
+}

@@ -2369,3 +2369,67 @@ fn issue_13_every_answer_in_the_openapi_document_keeps_its_own_schema() {
     let managed = schema_of("/api/databases/{db}", "get", "200");
     assert!(managed["properties"].get("engine").is_some(), "{managed}");
 }
+
+/// A database whose container was gone at start (an engine reset, a `podman rm`) was
+/// brought back on its own network only: the apps linked to it no longer reached it, until
+/// someone unlinked and linked again.
+#[test]
+fn issue_13_a_database_brought_back_at_start_rejoins_its_linked_apps_networks() {
+    use common::platform::{GitRepo, Platform, podman_socket, unique_name};
+    let Some(socket) = podman_socket("database reconcile with links") else {
+        return;
+    };
+    let mut p = Platform::start(
+        &socket,
+        &[(
+            "RIVETR_DATABASES_POSTGRES_IMAGE",
+            "localhost/rivetr-test-postgres:{version}",
+        )],
+    );
+    let (status, db) = p.api(
+        "POST",
+        "/api/databases",
+        Some(serde_json::json!({"name": "main", "engine": "postgres", "version": "15"})),
+    );
+    assert_eq!(status, 201, "{db}");
+    let repo = GitRepo::new("v1\n");
+    let app = unique_name("relinked");
+    p.create_app(&app, repo.path(), serde_json::json!({}));
+    let (status, link) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/links"),
+        Some(serde_json::json!({"database": "main"})),
+    );
+    assert_eq!(status, 201, "{link}");
+    let container = db["container"].as_str().unwrap().to_owned();
+    let networks = |p: &Platform| {
+        p.podman(&[
+            "inspect",
+            "--format",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+            &container,
+        ])
+    };
+    let app_network = format!("-app-{app}=");
+    assert!(networks(&p).contains(&app_network), "{}", networks(&p));
+
+    p.kill9();
+    p.podman(&["rm", "-f", &container]);
+    p.restart();
+    common::wait_for(
+        "the database back up",
+        std::time::Duration::from_secs(120),
+        || {
+            let (_, view) = p.api("GET", "/api/databases/main", None);
+            (view["status"] == "running").then_some(())
+        },
+    );
+    let now = networks(&p);
+    assert!(
+        now.contains(&format!(
+            "{app_network}{}",
+            link["address"].as_str().unwrap()
+        )),
+        "the app's network, at the link's address: {now}"
+    );
+}

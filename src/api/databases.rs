@@ -50,6 +50,11 @@ pub struct UpdateDatabaseBody {
     pub cpus: Option<Option<f64>>,
     /// Another image tag of the same major version, such as `16.4` for `16`.
     pub version: Option<String>,
+    /// A TCP port (1024 and up) on `[databases] public_address` forwarded to the database,
+    /// for administrators' tools; `null` closes it. Rootful Podman and Docker only.
+    #[schema(value_type = Option<u16>)]
+    #[serde(default, deserialize_with = "present")]
+    pub public_port: Option<Option<u16>>,
 }
 
 /// A field that is present, `null` or not: `Some`. Absent ones stay `None` (`default`).
@@ -147,7 +152,7 @@ fn memory_bytes(value: Option<serde_json::Value>) -> Result<Option<u64>, ApiErro
 /// (`16` to `16.4`). Its container is recreated on the same volume: a running database
 /// restarts (seconds of downtime) and the answer comes once it accepts connections again.
 /// When the new container does not come up, the previous one is put back and the answer
-/// says why.
+/// says why. Opening or closing its public port needs no restart.
 #[utoipa::path(
     patch,
     path = "/api/databases/{db}",
@@ -159,6 +164,7 @@ fn memory_bytes(value: Option<serde_json::Value>) -> Result<Option<u64>, ApiErro
         (status = 200, description = "Changed; the database as it is now", body = ManagedDatabaseView),
         (status = 400, description = "Malformed JSON or an unknown field", body = ErrorBody),
         (status = 404, description = "No such database", body = ErrorBody),
+        (status = 409, description = "The public port is taken", body = ErrorBody),
         (status = 422, description = "An invalid value, such as another major version", body = ErrorBody),
         (status = 502, description = "The new container did not come up; the previous one runs again", body = ErrorBody),
         (status = 503, description = "No container engine", body = ErrorBody),
@@ -173,6 +179,7 @@ pub async fn update_database(
         memory_bytes: body.memory.map(memory_bytes).transpose()?,
         cpus: body.cpus,
         version: body.version,
+        public_port: body.public_port,
     };
     Ok(JsonResponse(
         state

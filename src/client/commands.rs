@@ -385,8 +385,9 @@ async fn db(
             memory,
             cpus,
             version,
+            public_port,
         } => {
-            let body = db_update_body(memory, cpus, version)?;
+            let body = db_update_body(memory, cpus, version, public_port)?;
             let bytes = client.patch(&db_path(&db), &body).await?;
             if json {
                 return raw(out, &bytes);
@@ -751,6 +752,7 @@ fn db_update_body(
     memory: Option<String>,
     cpus: Option<String>,
     version: Option<String>,
+    public_port: Option<String>,
 ) -> Result<serde_json::Value, ClientError> {
     let mut body = json!({});
     if let Some(m) = memory {
@@ -768,9 +770,18 @@ fn db_update_body(
     if let Some(v) = version {
         body["version"] = json!(v);
     }
+    if let Some(p) = public_port {
+        body["public_port"] = if p == "none" {
+            json!(null)
+        } else {
+            json!(p.parse::<u16>().map_err(|_| ClientError::Usage(format!(
+                "--public-port {p}: a port number, or none"
+            )))?)
+        };
+    }
     if body.as_object().is_some_and(|o| o.is_empty()) {
         return Err(ClientError::Usage(
-            "nothing to change: give --memory, --cpus or --version".to_owned(),
+            "nothing to change: give --memory, --cpus, --version or --public-port".to_owned(),
         ));
     }
     Ok(body)

@@ -235,7 +235,14 @@ pub fn database(d: &Database) -> String {
     if let Some(db) = &d.database {
         lines.push(("database", db.clone()));
     }
-    lines.push(("port", format!("{} (not published)", d.port)));
+    lines.push((
+        "port",
+        match (&d.public_address, d.public_port) {
+            (Some(address), _) => format!("{} (public on {address})", d.port),
+            (None, Some(p)) => format!("{} (public port {p} not open: see the log)", d.port),
+            (None, None) => format!("{} (not published)", d.port),
+        },
+    ));
     lines.push(("volume", d.volume.clone()));
     lines.push(("network", d.network.clone()));
     lines.push((

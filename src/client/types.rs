@@ -147,6 +147,10 @@ pub struct Database {
     pub network: String,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
+    #[serde(default)]
+    pub public_port: Option<u16>,
+    #[serde(default)]
+    pub public_address: Option<String>,
     pub created_at: String,
 }
 

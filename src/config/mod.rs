@@ -64,6 +64,8 @@ pub struct DatabasesConfig {
     /// A file holding the key backups are encrypted with (32 raw bytes or 64 hex digits);
     /// empty: backups are not encrypted.
     pub backup_key_file: PathBuf,
+    /// The address a database's public port (off unless set per database) listens on.
+    pub public_address: std::net::IpAddr,
 }
 
 impl Default for DatabasesConfig {
@@ -77,6 +79,7 @@ impl Default for DatabasesConfig {
             ready_timeout_seconds: 180,
             backup_dir: PathBuf::new(),
             backup_key_file: PathBuf::new(),
+            public_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Names {
     pub container: String,
     pub volume: String,
     pub network: String,
+    /// The network its public port reaches it on, while it has one.
+    pub public_network: String,
 }
 
 impl Names {
@@ -55,6 +57,7 @@ impl Names {
         Names {
             container: base.clone(),
             volume: format!("{base}-data"),
+            public_network: format!("{base}-public"),
             network: base,
         }
     }
@@ -130,6 +133,16 @@ impl DatabaseSpec {
             },
             extra_hosts: Vec::new(),
         }
+    }
+}
+
+/// The network a database's public port reaches it on: not internal, so the host reaches
+/// the database's address on it (Rivetr forwards the port there, see `public.rs`).
+pub fn public_network(spec: &DatabaseSpec) -> NetworkSpec {
+    NetworkSpec {
+        name: spec.names().public_network,
+        internal: false,
+        labels: spec.labels(),
     }
 }
 
@@ -273,6 +286,7 @@ pub async fn remove(
     stop(rt, names).await?;
     rt.remove(&names.container).await?;
     rt.remove_network(&names.network).await?;
+    rt.remove_network(&names.public_network).await?;
     if volumes {
         rt.remove_volume(&names.volume).await?;
         return Ok(Removed { kept_volume: None });

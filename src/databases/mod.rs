@@ -8,6 +8,7 @@
 //!   bring it up and wait until it accepts connections, stop, start, remove.
 //! - `links.rs`: what an app linked to databases gets: its own network, where the databases
 //!   sit at fixed addresses, hosts entries, and the connection variables.
+//! - `public.rs`: a database's optional public port, forwarded by Rivetr to the database.
 //! - `backups/`: dumps streamed into compressed, hashed files, on cron schedules with
 //!   retention, and restores into the same or a new database.
 //! - `service.rs`: [`Databases`], what the API calls: the `databases` rows and the engine
@@ -23,6 +24,7 @@ pub mod backups;
 pub mod kinds;
 pub mod lifecycle;
 pub mod links;
+pub mod public;
 pub mod service;
 
 pub use kinds::{Credentials, DbKind};

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::kinds::{Credentials, DbKind};
 use super::lifecycle::{self, DatabaseSpec, LifecycleError, LinkedNetwork, Names};
 use super::links;
+use super::public::PublicPorts;
 use crate::config::Config;
 use crate::db::databases::{DatabaseRow, NewDatabase};
 use crate::db::{Db, DbError};
@@ -65,6 +66,8 @@ pub struct DatabaseUpdate {
     pub cpus: Option<Option<f64>>,
     /// Another image tag of the same major version.
     pub version: Option<String>,
+    /// `Some(None)` closes the public port.
+    pub public_port: Option<Option<u16>>,
 }
 
 /// A database as the API shows it. No password: apps get the connection URL through a
@@ -92,6 +95,11 @@ pub struct ManagedDatabaseView {
     pub network: String,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
+    /// The port administrators' tools reach it on (off: none).
+    pub public_port: Option<u16>,
+    /// Where Rivetr listens for it now (`[databases] public_address` and the port); none
+    /// while the port could not be opened.
+    pub public_address: Option<String>,
     pub created_at: String,
 }
 
@@ -131,6 +139,7 @@ pub struct Databases {
     runtime: SharedDetection,
     config: Arc<ArcSwap<Config>>,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    public: PublicPorts,
 }
 
 impl Databases {
@@ -146,6 +155,7 @@ impl Databases {
             runtime,
             config,
             locks: Arc::default(),
+            public: PublicPorts::default(),
         }
     }
 
@@ -283,7 +293,9 @@ impl Databases {
                 Some(rt) => container_status(rt.as_ref(), &self.names(&row), None).await,
                 None => "unknown".to_owned(),
             };
-            views.push(view_of(&row, &self.names(&row), status));
+            let mut view = view_of(&row, &self.names(&row), status);
+            view.public_address = self.public.address(&row.name).map(|a| a.to_string());
+            views.push(view);
         }
         Ok(views)
     }
@@ -303,7 +315,9 @@ impl Databases {
             }
             None => "unknown".to_owned(),
         };
-        Ok(view_of(&row, &names, status))
+        let mut view = view_of(&row, &names, status);
+        view.public_address = self.public.address(&row.name).map(|a| a.to_string());
+        Ok(view)
     }
 
     pub async fn stop(&self, name: &str) -> Result<ManagedDatabaseView, DatabaseError> {
@@ -347,7 +361,11 @@ impl Databases {
         let rt = self.runtime()?;
         let lock = self.lock(name);
         let _held = lock.lock().await;
-        let row = self.row(name).await?;
+        let mut row = self.row(name).await?;
+        if let Some(port) = update.public_port {
+            self.set_public_port(rt.as_ref(), &row, port).await?;
+            row = self.row(name).await?;
+        }
         let old = self.spec(&row)?;
         let mut new = old.clone();
         let mut version = row.version.clone();
@@ -398,6 +416,124 @@ impl Databases {
         self.view(name, true).await
     }
 
+    /// Opens the database's public port `port` on `[databases] public_address`, or closes
+    /// it (`None`). The database joins (or leaves) the network the port reaches it on
+    /// without a restart.
+    async fn set_public_port(
+        &self,
+        rt: &dyn ContainerRuntime,
+        row: &DatabaseRow,
+        port: Option<u16>,
+    ) -> Result<(), DatabaseError> {
+        let names = self.names(row);
+        let Some(port) = port else {
+            self.public.close(&row.name);
+            match rt
+                .disconnect_network(&names.public_network, &names.container)
+                .await
+            {
+                Err(e) if !e.is_not_found() => {
+                    tracing::warn!(database = %row.name, error = %e, "cannot take the database off its public network");
+                }
+                _ => {}
+            }
+            rt.remove_network(&names.public_network)
+                .await
+                .map_err(LifecycleError::from)?;
+            return self.store_public_port(row, None).await;
+        };
+        let invalid = |message: String| DatabaseError::Invalid {
+            field: "public_port",
+            message,
+        };
+        if port < 1024 {
+            return Err(invalid(format!(
+                "{port} is a privileged port; pick one from 1024 up"
+            )));
+        }
+        if self.rootless() {
+            return Err(invalid(
+                "a public port needs rootful Podman or Docker: on rootless Podman the \
+                 database's networks live in the user's own network namespace, which Rivetr \
+                 cannot reach; use `podman unshare --rootless-netns` or an SSH tunnel to an \
+                 app instead"
+                    .to_owned(),
+            ));
+        }
+        let target = self.public_target(rt, row).await?;
+        let listen = std::net::SocketAddr::new(self.config.load().databases.public_address, port);
+        let kind = self.kind(row)?;
+        let to = std::net::SocketAddr::new(target.0.into(), kind.port());
+        // The port first: one that is taken changes nothing.
+        self.public
+            .open(&row.name, listen, to)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    DatabaseError::InUse(format!("{listen} is taken by another program"))
+                }
+                _ => invalid(format!("cannot listen on {listen}: {e}")),
+            })?;
+        if row.public_port.is_none() {
+            match rt
+                .connect_network(&names.public_network, &names.container, Some(target.0))
+                .await
+            {
+                // Not created yet (stopped and removed): it joins when it is brought up.
+                Err(e) if !e.is_not_found() => {
+                    self.public.close(&row.name);
+                    return Err(LifecycleError::from(e).into());
+                }
+                _ => {}
+            }
+        }
+        if let Some(previous) = row.public_port
+            && previous != port
+        {
+            tracing::info!(database = %row.name, previous, port, "public port moved");
+        }
+        self.store_public_port(row, Some(port)).await
+    }
+
+    async fn store_public_port(
+        &self,
+        row: &DatabaseRow,
+        port: Option<u16>,
+    ) -> Result<(), DatabaseError> {
+        let id = row.id;
+        self.db
+            .call(move |c| crate::db::databases::set_public_port(c, id, port))
+            .await?;
+        Ok(())
+    }
+
+    /// The database's public network, created when missing, and its fixed address there.
+    async fn public_target(
+        &self,
+        rt: &dyn ContainerRuntime,
+        row: &DatabaseRow,
+    ) -> Result<(std::net::Ipv4Addr, String), DatabaseError> {
+        let spec = self.spec(row)?;
+        let network = rt
+            .ensure_network(&lifecycle::public_network(&spec))
+            .await
+            .map_err(LifecycleError::from)?;
+        let address = network
+            .fixed_address(0)
+            .ok_or_else(|| DatabaseError::Invalid {
+                field: "public_port",
+                message: format!("network {} has no IPv4 /24 subnet", network.name),
+            })?;
+        Ok((address, network.name))
+    }
+
+    fn rootless(&self) -> bool {
+        matches!(
+            &self.runtime.load().status,
+            crate::runtime::RuntimeStatus::Ok { info } if info.rootless
+        )
+    }
+
     /// The database's output (its container's stdout and stderr).
     pub async fn logs(
         &self,
@@ -436,6 +572,7 @@ impl Databases {
                 apps.join(", ")
             )));
         }
+        self.public.close(name);
         let removed = lifecycle::remove(rt.as_ref(), &self.names(&row), volumes).await?;
         self.db
             .call(move |c| crate::db::databases::delete(c, id))
@@ -472,21 +609,33 @@ impl Databases {
                 return;
             }
         };
-        for row in rows.into_iter().filter(|r| !r.stopped) {
-            let spec = match self.spec(&row) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    tracing::error!(database = %row.name, error = %e, "cannot read the database's credentials");
-                    continue;
-                }
-            };
+        for row in rows {
             let lock = self.lock(&row.name);
             let _held = lock.lock().await;
-            if let Err(e) = lifecycle::bring_up(rt.as_ref(), &spec, &[], self.ready_within()).await
-            {
+            if let Err(e) = self.reconcile_one(rt.as_ref(), &row).await {
                 tracing::error!(database = %row.name, error = %e, "cannot bring the database up");
             }
         }
+    }
+
+    /// Brings one database up on its linked apps' networks (unless stopped by request) and
+    /// opens its public port.
+    async fn reconcile_one(
+        &self,
+        rt: &dyn ContainerRuntime,
+        row: &DatabaseRow,
+    ) -> Result<(), DatabaseError> {
+        if !row.stopped {
+            let spec = self.spec(row)?;
+            let links = self.linked_networks(rt, row).await?;
+            lifecycle::bring_up(rt, &spec, &links, self.ready_within()).await?;
+        }
+        if let Some(port) = row.public_port {
+            // The network was joined above (or will be at its start): only the forwarder
+            // is missing.
+            self.set_public_port(rt, row, Some(port)).await?;
+        }
+        Ok(())
     }
 
     /// Links `app` to the database `database`: the app's containers get its URL in `env`
@@ -666,6 +815,10 @@ impl Databases {
                 network: spec.name,
                 address,
             });
+        }
+        if row.public_port.is_some() {
+            let (address, network) = self.public_target(rt, row).await?;
+            out.push(LinkedNetwork { network, address });
         }
         Ok(out)
     }
@@ -872,6 +1025,8 @@ fn view_of(row: &DatabaseRow, names: &Names, status: String) -> ManagedDatabaseV
         network: names.network.clone(),
         memory_bytes: row.memory_bytes,
         cpus: row.cpus,
+        public_port: row.public_port,
+        public_address: None,
         created_at: row.created_at.clone(),
     }
 }

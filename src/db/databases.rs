@@ -21,6 +21,8 @@ pub struct DatabaseRow {
     pub cpus: Option<f64>,
     pub stopped: bool,
     pub created_at: String,
+    /// Where Rivetr forwards connections to it from; `None`: only linked apps reach it.
+    pub public_port: Option<u16>,
 }
 
 impl std::fmt::Debug for DatabaseRow {
@@ -50,7 +52,7 @@ pub struct NewDatabase<'a> {
 }
 
 const COLUMNS: &str = "id, name, engine, version, image, username, database_name, password, \
-                       root_password, memory_bytes, cpus, stopped, created_at";
+                       root_password, memory_bytes, cpus, stopped, created_at, public_port";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<DatabaseRow> {
     Ok(DatabaseRow {
@@ -67,6 +69,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DatabaseRow> {
         cpus: r.get(10)?,
         stopped: r.get(11)?,
         created_at: r.get(12)?,
+        public_port: r.get(13)?,
     })
 }
 
@@ -138,6 +141,14 @@ pub fn set_runtime(
     c.execute(
         "UPDATE databases SET version = ?2, image = ?3, memory_bytes = ?4, cpus = ?5 WHERE id = ?1",
         params![id, version, image, memory_bytes.map(|m| m as i64), cpus],
+    )?;
+    Ok(())
+}
+
+pub fn set_public_port(c: &Connection, id: i64, port: Option<u16>) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE databases SET public_port = ?2 WHERE id = ?1",
+        params![id, port],
     )?;
     Ok(())
 }

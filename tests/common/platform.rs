@@ -16,14 +16,22 @@ use super::{Launch, Rivetr, TestDir, free_port, raw_exchange, wait_for};
 /// The rootful Podman socket, or `None` after saying loudly why the test is skipped (a
 /// failure under `CI=true`).
 pub fn podman_socket(case: &str) -> Option<String> {
-    match std::env::var("RIVETR_TEST_PODMAN_SOCKET")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
+    engine_socket("RIVETR_TEST_PODMAN_SOCKET", case)
+}
+
+/// The rootless Podman socket, as [`podman_socket`] the rootful one.
+pub fn rootless_podman_socket(case: &str) -> Option<String> {
+    engine_socket("RIVETR_TEST_PODMAN_ROOTLESS_SOCKET", case)
+}
+
+/// The socket in `var`, or `None` after saying loudly why `case` is skipped (a failure under
+/// CI).
+fn engine_socket(var: &str, case: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|s| !s.is_empty()) {
         Some(s) => Some(s),
         None => {
             let msg = format!(
-                "{case}: SKIPPED because RIVETR_TEST_PODMAN_SOCKET is not set (run through scripts/test-env/engines.sh)"
+                "{case}: SKIPPED because {var} is not set (run through scripts/test-env/engines.sh)"
             );
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{msg}; with CI=true a missing engine is a failure");

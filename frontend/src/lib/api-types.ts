@@ -398,7 +398,7 @@ export interface paths {
          *     (`16` to `16.4`). Its container is recreated on the same volume: a running database
          *     restarts (seconds of downtime) and the answer comes once it accepts connections again.
          *     When the new container does not come up, the previous one is put back and the answer
-         *     says why.
+         *     says why. Opening or closing its public port needs no restart.
          */
         patch: operations["update_database"];
         trace?: never;
@@ -1203,6 +1203,16 @@ export interface components {
             /** Format: int32 */
             port: number;
             /**
+             * @description Where Rivetr listens for it now (`[databases] public_address` and the port); none
+             *     while the port could not be opened.
+             */
+            public_address?: string | null;
+            /**
+             * Format: int32
+             * @description The port administrators' tools reach it on (off: none).
+             */
+            public_port?: number | null;
+            /**
              * @description `running`, `stopped`, `starting` (running, not yet accepting connections), or
              *     `missing` (no container in the engine).
              */
@@ -1375,6 +1385,12 @@ export interface components {
             cpus?: number | null;
             /** @description Bytes, or a size such as `"1G"`; `null` removes the limit. */
             memory?: string | null;
+            /**
+             * Format: int32
+             * @description A TCP port (1024 and up) on `[databases] public_address` forwarded to the database,
+             *     for administrators' tools; `null` closes it. Rootful Podman and Docker only.
+             */
+            public_port?: number | null;
             /** @description Another image tag of the same major version, such as `16.4` for `16`. */
             version?: string | null;
         };
@@ -2765,6 +2781,15 @@ export interface operations {
             };
             /** @description No such database */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The public port is taken */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
