@@ -2433,3 +2433,55 @@ fn issue_13_a_database_brought_back_at_start_rejoins_its_linked_apps_networks() 
         "the app's network, at the link's address: {now}"
     );
 }
+
+/// The Redis URL injected into linked apps was `redis://:PASSWORD@host:6379/0`: redis-cli
+/// (7.0, Debian's and the official image's) reads the empty name as the user "", sends
+/// `AUTH "" PASSWORD`, and gets WRONGPASS; the app's every command then failed with NOAUTH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_the_injected_redis_url_authenticates_with_redis_cli() {
+    use rivetr::databases::lifecycle::{self, DatabaseSpec};
+    use rivetr::databases::{Credentials, DbKind};
+    use rivetr::runtime::{ContainerRuntime, ExecSpec, Limits, PodmanRuntime};
+    let Some(socket) = common::platform::podman_socket("the Redis URL") else {
+        return;
+    };
+    let rt = PodmanRuntime::connect(&socket).unwrap();
+    let spec = DatabaseSpec {
+        name: format!("redisurl{}", std::process::id()),
+        kind: DbKind::Redis,
+        image: "localhost/rivetr-test-redis:7".to_owned(),
+        credentials: Credentials {
+            user: "main".into(),
+            password: rivetr::secrets::SecretString::new("p@ss/word:1".to_owned()),
+            root_password: None,
+            database: "main".into(),
+        },
+        limits: Limits::default(),
+        instance: format!("regress{}", std::process::id()),
+    };
+    let info = lifecycle::bring_up(&rt, &spec, &[], std::time::Duration::from_secs(120))
+        .await
+        .unwrap();
+    let url = DbKind::Redis.url("127.0.0.1", &spec.credentials);
+    let ping = ExecSpec {
+        cmd: vec![
+            "redis-cli".into(),
+            "-u".into(),
+            url.expose().to_owned(),
+            "ping".into(),
+        ],
+        ..ExecSpec::default()
+    };
+    let out = rt
+        .exec(&info.id, &ping, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    lifecycle::remove(&rt, &spec.names(), true).await.unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        "PONG",
+        "redis-cli -u with the injected URL: {}{}",
+        out.stdout,
+        out.stderr
+    );
+}

@@ -26,6 +26,14 @@ impl fmt::Display for DbKind {
     }
 }
 
+/// The MySQL family's client programs Rivetr runs inside a database's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlTool {
+    Client,
+    Dump,
+    Admin,
+}
+
 impl FromStr for DbKind {
     type Err = String;
 
@@ -85,6 +93,20 @@ impl DbKind {
             DbKind::Mariadb => "11",
             DbKind::Mysql => "8",
             DbKind::Redis => "7",
+        }
+    }
+
+    /// The name of one of the MySQL family's client programs in this engine's image: MariaDB
+    /// renamed them (`mariadb-dump`, `mariadb-admin`, `mariadb`) and its images no longer
+    /// ship all the old `mysql*` names; MySQL's images have only those.
+    pub fn mysql_tool(self, tool: MysqlTool) -> &'static str {
+        match (self, tool) {
+            (DbKind::Mariadb, MysqlTool::Client) => "mariadb",
+            (DbKind::Mariadb, MysqlTool::Dump) => "mariadb-dump",
+            (DbKind::Mariadb, MysqlTool::Admin) => "mariadb-admin",
+            (_, MysqlTool::Client) => "mysql",
+            (_, MysqlTool::Dump) => "mysqldump",
+            (_, MysqlTool::Admin) => "mysqladmin",
         }
     }
 
@@ -189,11 +211,7 @@ impl DbKind {
             ),
             DbKind::Mariadb | DbKind::Mysql => (
                 vec![
-                    if self == DbKind::Mariadb {
-                        "mariadb-admin"
-                    } else {
-                        "mysqladmin"
-                    },
+                    self.mysql_tool(MysqlTool::Admin),
                     "ping",
                     "-h",
                     "127.0.0.1",
@@ -224,7 +242,9 @@ impl DbKind {
             DbKind::Postgres => format!("postgres://{user}:{pw}@{host}:{port}/{db}"),
             DbKind::Mariadb => format!("mariadb://{user}:{pw}@{host}:{port}/{db}"),
             DbKind::Mysql => format!("mysql://{user}:{pw}@{host}:{port}/{db}"),
-            DbKind::Redis => format!("redis://:{pw}@{host}:{port}/0"),
+            // `default` by name: redis-cli (7.0) reads `redis://:pw@` as the user "" and
+            // fails to authenticate; Redis 6 and later call the password's user `default`.
+            DbKind::Redis => format!("redis://default:{pw}@{host}:{port}/0"),
         })
     }
 }
@@ -263,7 +283,7 @@ mod tests {
         let url = DbKind::Postgres.url("main", &creds());
         assert_eq!(url.expose(), "postgres://main:p%40ss%2Fword@main:5432/main");
         let url = DbKind::Redis.url("cache", &creds());
-        assert_eq!(url.expose(), "redis://:p%40ss%2Fword@cache:6379/0");
+        assert_eq!(url.expose(), "redis://default:p%40ss%2Fword@cache:6379/0");
     }
 
     #[test]
