@@ -9,7 +9,7 @@
 //! running Rivetr through its API. [`state_backup`] copies and restores Rivetr's own
 //! database for the administrator on the host. [`databases`] runs managed databases on the
 //! same engine as the apps: the API calls it, and the engine asks it what a linked app's
-//! containers get.
+//! containers get. [`outbound`] holds what the HTTP clients (the CLI's, S3's) share.
 
 pub mod api;
 pub mod auth;
@@ -23,6 +23,7 @@ pub mod generate;
 pub mod host;
 pub mod limits;
 pub mod logging;
+pub mod outbound;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets;

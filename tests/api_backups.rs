@@ -654,6 +654,33 @@ fn postgres_backups_go_to_s3_in_parts_and_a_wrong_key_fails_without_losing_any()
     assert_eq!(status, 200, "{restored}");
     assert_eq!(psql(&p, &restored["database"], checksum_sql), original);
 
+    // An object changed in the bucket is refused before anything changes, and the copy
+    // downloaded to check it is not left on disk.
+    let older = taken[1]["location"].as_str().unwrap().to_owned();
+    moto.block_on(|s3| async move {
+        s3.put_object(&older, bytes::Bytes::from_static(b"not the backup"))
+            .await
+            .unwrap()
+    });
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases/main/restore",
+        Some(json!({"backup": taken[1]["id"], "into": "never-made"})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("SHA-256"), "{body}");
+    let (status, _) = p.api("GET", "/api/databases/never-made", None);
+    assert_eq!(status, 404);
+    let spool = p.dir.path().join("data/backups");
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with(".restore")),
+        "{left:?}"
+    );
+
     // A destination with a wrong secret key: the backup fails with the storage's reason, and
     // nothing already stored is touched.
     let (status, _) = p.api(

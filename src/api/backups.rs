@@ -14,6 +14,7 @@ use super::databases::database_error;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::AppState;
+use crate::databases::backups::archive::ArchiveError;
 use crate::databases::backups::store::StoreError;
 use crate::databases::backups::{
     BackupError, BackupView, DestinationView, NewDestinationRequest, NewScheduleRequest,
@@ -29,9 +30,10 @@ pub(super) fn backup_error(e: BackupError) -> ApiError {
         BackupError::Conflict(_) => ApiError::conflict(e.to_string()),
         BackupError::Invalid { field, message } => ApiError::invalid_value(field, message),
         BackupError::Failed(_) => ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string()),
-        BackupError::Archive(crate::databases::backups::archive::ArchiveError::Checksum {
-            ..
-        }) => ApiError::conflict(e.to_string()),
+        BackupError::Archive(ArchiveError::Checksum { .. })
+        | BackupError::Store(StoreError::Archive(ArchiveError::Checksum { .. })) => {
+            ApiError::conflict(e.to_string())
+        }
         // The storage refused or could not be reached: the gateway's fault, said plainly.
         BackupError::Store(StoreError::S3(_)) => {
             ApiError::new(StatusCode::BAD_GATEWAY, "storage", e.to_string())

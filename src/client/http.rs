@@ -6,7 +6,6 @@
 //! longer than [`STREAM_IDLE`] (Rivetr sends a keep-alive comment every 15 seconds). This
 //! module knows URLs, bytes and status codes, never Rivetr's resources.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +14,6 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::net::TcpStream;
 
@@ -228,7 +226,7 @@ impl Http {
                 .map_err(|err| self.unreachable(err.to_string()))?;
             let _ = tcp.set_nodelay(true);
             match &self.tls {
-                None => handshake(TokioIo::new(tcp)).await,
+                None => crate::outbound::handshake(TokioIo::new(tcp)).await,
                 Some(tls) => {
                     let name = ServerName::try_from(e.host.clone())
                         .map_err(|err| self.unreachable(format!("host name: {err}")))?;
@@ -236,7 +234,7 @@ impl Http {
                         .connect(name, tcp)
                         .await
                         .map_err(|err| self.unreachable(format!("TLS: {err}")))?;
-                    handshake(TokioIo::new(stream)).await
+                    crate::outbound::handshake(TokioIo::new(stream)).await
                 }
             }
             .map_err(|err| self.unreachable(format!("HTTP handshake: {err}")))
@@ -254,19 +252,6 @@ impl Http {
     }
 }
 
-async fn handshake<I>(io: I) -> hyper::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    // Detached on purpose: the connection task ends when the answer is read and the sender
-    // dropped, or when the process exits.
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 fn bearer(token: &Token) -> Result<HeaderValue, ConfigError> {
     let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
         .map_err(|_| ConfigError::BadToken { from: "settings" })?;
@@ -277,8 +262,7 @@ fn bearer(token: &Token) -> Result<HeaderValue, ConfigError> {
 fn tls_connector(
     ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_rustls::TlsConnector, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut extra = Vec::new();
     if let Some(path) = ca_file {
         let err = |message: String| ConfigError::CaFile {
             path: path.to_owned(),
@@ -291,18 +275,12 @@ fn tls_connector(
         if certs.is_empty() {
             return Err(err("no CERTIFICATE block".to_owned()));
         }
-        for cert in certs {
-            roots.add(cert).map_err(|e| err(e.to_string()))?;
-        }
+        extra = certs;
     }
-    // ring, as everywhere in Rivetr (Cargo.toml enables no other provider).
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    crate::outbound::tls_connector(extra).map_err(|e| ConfigError::CaFile {
+        path: ca_file.map(ToOwned::to_owned).unwrap_or_default(),
+        message: e.to_string(),
+    })
 }
 
 /// Reads the next chunk of a streamed body; `Ok(None)` at its end.

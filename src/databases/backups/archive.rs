@@ -169,6 +169,17 @@ pub async fn verify(
     expected: &str,
     what: &Path,
 ) -> Result<(), ArchiveError> {
+    copy_verified(reader, &mut tokio::io::sink(), expected, what).await
+}
+
+/// Copies `reader` into `writer`, then checks that what passed has the SHA-256 `expected`.
+/// `what` names the reader in errors.
+pub async fn copy_verified(
+    reader: &mut (impl AsyncRead + Unpin),
+    writer: &mut (impl AsyncWrite + Unpin),
+    expected: &str,
+    what: &Path,
+) -> Result<(), ArchiveError> {
     let io = |source| ArchiveError::Io {
         path: what.to_owned(),
         source,
@@ -181,7 +192,9 @@ pub async fn verify(
             break;
         }
         hasher.update(&buf[..n]);
+        writer.write_all(&buf[..n]).await.map_err(io)?;
     }
+    writer.flush().await.map_err(io)?;
     let found = hex::encode(hasher.finalize());
     if !found.eq_ignore_ascii_case(expected) {
         return Err(ArchiveError::Checksum {

@@ -3,7 +3,7 @@
 //! (MySQL: `mysqldump` / `mysql`), and for Redis a `BGSAVE` whose RDB file is then read.
 //! Passwords travel in the command's environment, never in its arguments.
 
-use crate::databases::kinds::{Credentials, DbKind};
+use crate::databases::kinds::{Credentials, DbKind, MysqlTool};
 use crate::runtime::ExecSpec;
 
 /// Where the Redis image keeps the RDB file `BGSAVE` writes (`--dir /data`).
@@ -56,11 +56,7 @@ pub fn dump_command(kind: DbKind, c: &Credentials) -> ExecSpec {
         ),
         DbKind::Mariadb | DbKind::Mysql => spec(
             &[
-                if kind == DbKind::Mariadb {
-                    "mariadb-dump"
-                } else {
-                    "mysqldump"
-                },
+                kind.mysql_tool(MysqlTool::Dump),
                 "--single-transaction",
                 "--routines",
                 "--triggers",
@@ -104,11 +100,7 @@ pub fn restore_command(kind: DbKind, c: &Credentials) -> Option<ExecSpec> {
         )),
         DbKind::Mariadb | DbKind::Mysql => Some(spec(
             &[
-                if kind == DbKind::Mariadb {
-                    "mariadb"
-                } else {
-                    "mysql"
-                },
+                kind.mysql_tool(MysqlTool::Client),
                 "-h",
                 "127.0.0.1",
                 "-u",

@@ -6,7 +6,6 @@
 //! HMAC-SHA256 that the unit test below checks against AWS's published example, and the
 //! end-to-end tests run it against moto's S3 server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -143,7 +142,11 @@ impl S3 {
                 config.bucket
             )));
         }
-        let tls = endpoint.tls.then(tls_connector);
+        let tls = endpoint
+            .tls
+            .then(|| crate::outbound::tls_connector(Vec::new()))
+            .transpose()
+            .map_err(|e| S3Error::Protocol(format!("TLS setup: {e}")))?;
         Ok(S3 {
             config,
             endpoint,
@@ -268,7 +271,7 @@ impl S3 {
                 .map_err(|e| self.unreachable(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
             let handshake = match &self.tls {
-                None => handshake(TokioIo::new(tcp)).await,
+                None => crate::outbound::handshake(TokioIo::new(tcp)).await,
                 Some(tls) => {
                     let name = rustls::pki_types::ServerName::try_from(connect_host.clone())
                         .map_err(|e| self.unreachable(format!("host name: {e}")))?;
@@ -276,7 +279,7 @@ impl S3 {
                         .connect(name, tcp)
                         .await
                         .map_err(|e| self.unreachable(format!("TLS: {e}")))?;
-                    handshake(TokioIo::new(stream)).await
+                    crate::outbound::handshake(TokioIo::new(stream)).await
                 }
             };
             handshake.map_err(|e| self.unreachable(format!("HTTP handshake: {e}")))
@@ -427,35 +430,6 @@ async fn read_text(response: Response<Incoming>) -> Result<String, S3Error> {
         .map_err(|e| S3Error::Protocol(format!("reading the answer: {e}")))?
         .to_bytes();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-async fn handshake<I>(io: I) -> hyper::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    // writev: an 8 MiB part goes to the socket from its own buffer; hyper's default may
-    // flatten it into a second copy first.
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .writev(true)
-        .handshake(io)
-        .await?;
-    // The connection task ends when the answer has been read and the sender dropped.
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 /// SigV4's URI encoding: every byte but the unreserved characters, and `/` too unless it

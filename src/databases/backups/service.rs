@@ -586,13 +586,13 @@ impl Backups {
         let key = self.key_for(&backup)?;
         let source = self.databases.row(database).await?;
         let store = self.store(&backup.destination).await?;
-        let what = PathBuf::from(&backup.location);
-        archive::verify(
-            &mut store.open(&backup.location).await?,
-            backup.sha256.as_deref().unwrap_or_default(),
-            &what,
-        )
-        .await?;
+        let stored = store
+            .open_verified(
+                &backup.location,
+                backup.sha256.as_deref().unwrap_or_default(),
+                &self.directory(),
+            )
+            .await?;
         let kind = self.databases.kind(&source)?;
         if kind.as_str() != backup.engine {
             return Err(BackupError::Invalid {
@@ -621,7 +621,6 @@ impl Backups {
         let rt = self.databases.runtime()?;
         let spec = self.databases.spec(&row)?;
         tracing::info!(database = %target, backup = id, from = %database, "restoring a backup");
-        let stored = store.open(&backup.location).await?;
         let result = match dump::restore_command(kind, &spec.credentials) {
             Some(command) => {
                 restore_by_tool(rt.as_ref(), &spec, &command, stored, key.as_ref()).await

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::sync::oneshot;
 
 use super::archive::{self, ArchiveError, Written};
@@ -75,6 +75,37 @@ impl Store {
         }
     }
 
+    /// The backup at `location`, once its SHA-256 is checked to be `sha256`: nothing is fed
+    /// to a restore before the whole file is known to be intact. A local file is read twice;
+    /// an S3 object is downloaded once, into an unnamed file in `spool` (removed from the
+    /// directory as soon as it is open, so nothing is left behind whatever happens).
+    pub async fn open_verified(
+        &self,
+        location: &str,
+        sha256: &str,
+        spool: &Path,
+    ) -> Result<StoredReader, StoreError> {
+        let what = Path::new(location);
+        match self {
+            Store::Local(_) => {
+                archive::verify(&mut self.open(location).await?, sha256, what).await?;
+                self.open(location).await
+            }
+            Store::S3(s3) => {
+                let io = |source| ArchiveError::Io {
+                    path: spool.to_owned(),
+                    source,
+                };
+                tokio::fs::create_dir_all(spool).await.map_err(io)?;
+                let mut copy = unnamed_file(spool).await.map_err(io)?;
+                let mut object = s3.get_object(location).await?;
+                archive::copy_verified(&mut object, &mut copy, sha256, what).await?;
+                copy.rewind().await.map_err(io)?;
+                Ok(Box::new(copy))
+            }
+        }
+    }
+
     /// Removes a stored backup; one already gone is not an error.
     pub async fn remove(&self, location: &str) -> Result<(), StoreError> {
         match self {
@@ -112,6 +143,22 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A new file in `dir`, open for reading and writing, already removed from the directory.
+async fn unnamed_file(dir: &Path) -> std::io::Result<tokio::fs::File> {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".restore-{}-{n}.partial", std::process::id()));
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .await?;
+    tokio::fs::remove_file(&path).await?;
+    Ok(file)
 }
 
 /// Streams the compressed dump to S3: one PUT when it fits in a part, else a multipart
