@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod api;
 pub mod backend;
+pub mod moto;
 pub mod pebble;
 pub mod platform;
 pub mod sse;
