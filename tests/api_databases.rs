@@ -564,21 +564,50 @@ fn a_database_changes_limits_and_minor_version_keeping_its_data_and_shows_its_lo
     podman(&p, &["rmi", "localhost/rivetr-test-postgres:15.1"]);
 }
 
+/// The engine's own command line on the platform's socket: `podman --url` or `docker -H`.
+fn engine_cli(p: &Platform, docker: bool, args: &[&str]) -> std::process::Output {
+    let (program, flag) = if docker {
+        ("docker", "-H")
+    } else {
+        ("podman", "--url")
+    };
+    Command::new(program)
+        .args([flag, p.socket.as_str()])
+        .args(args)
+        .output()
+        .expect("the engine's command line")
+}
+
 /// `psql` on the host's network (a throwaway container of the test image with host
 /// networking), connecting to `127.0.0.1:port` as the database's user with `password`.
-fn psql_from_host(p: &Platform, db: &Value, port: u16, password: &str) -> (bool, String) {
+fn psql_from_host(
+    p: &Platform,
+    docker: bool,
+    db: &Value,
+    port: u16,
+    password: &str,
+) -> (bool, String) {
     let url = format!(
         "postgresql://{user}:{password}@127.0.0.1:{port}/{name}",
         user = db["username"].as_str().unwrap(),
         name = db["database"].as_str().unwrap(),
     );
-    let out = Command::new("podman")
-        .args(["--url", &p.socket, "run", "--rm", "--network", "host"])
-        .args(["-e", &format!("URL={url}")])
-        .args(["localhost/rivetr-test-postgres:15", "sh", "-c"])
-        .arg("psql \"$URL\" -tAc 'SELECT 40 + 2'")
-        .output()
-        .expect("podman run");
+    let out = engine_cli(
+        p,
+        docker,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "-e",
+            &format!("URL={url}"),
+            "localhost/rivetr-test-postgres:15",
+            "sh",
+            "-c",
+            "psql \"$URL\" -tAc 'SELECT 40 + 2'",
+        ],
+    );
     (
         out.status.success(),
         format!(
@@ -591,9 +620,34 @@ fn psql_from_host(p: &Platform, db: &Value, port: u16, password: &str) -> (bool,
 
 #[test]
 fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a_restart() {
-    let Some(mut p) = start("database public port") else {
+    let Some(p) = start("database public port") else {
         return;
     };
+    public_port_case(p, false);
+}
+
+#[test]
+fn a_public_port_on_docker_reaches_the_database_too() {
+    let Some(socket) = common::platform::docker_socket("database public port on Docker") else {
+        return;
+    };
+    let p = Platform::start(
+        &socket,
+        &[
+            ("RIVETR_RUNTIME_ENGINE", "docker"),
+            (
+                "RIVETR_DATABASES_POSTGRES_IMAGE",
+                "localhost/rivetr-test-postgres:{version}",
+            ),
+        ],
+    );
+    public_port_case(p, true);
+}
+
+/// Off by default; refused on a privileged or taken port; opened without a restart and
+/// reached from the host with the password only; back after `kill -9` and a restart; closed,
+/// with the database off the network the port reached it on.
+fn public_port_case(mut p: Platform, docker: bool) {
     let (status, main) = p.api(
         "POST",
         "/api/databases",
@@ -601,10 +655,20 @@ fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a
     );
     assert_eq!(status, 201, "{main}");
     assert!(main["public_port"].is_null(), "off by default: {main}");
-    let password = container_password(&p, main["container"].as_str().unwrap());
+    let container = main["container"].as_str().unwrap().to_owned();
+    let env = engine_cli(
+        &p,
+        docker,
+        &["inspect", "--format", "{{json .Config.Env}}", &container],
+    );
+    let env: Vec<String> = serde_json::from_slice(&env.stdout).expect("the container's env");
+    let password = env
+        .iter()
+        .find_map(|e| e.strip_prefix("POSTGRES_PASSWORD="))
+        .expect("POSTGRES_PASSWORD is set")
+        .to_owned();
     let port = common::free_port();
 
-    // Refused: a privileged port, a port another program holds (the answer says which).
     let (status, body) = p.api(
         "PATCH",
         "/api/databases/main",
@@ -621,7 +685,6 @@ fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a
     assert!(body.to_string().contains(&port.to_string()), "{body}");
     drop(held);
 
-    // Opened without a restart: psql from the host gets in with the password only.
     let (code, out, err) = cli(
         &p,
         &["db", "update", "main", "--public-port", &port.to_string()],
@@ -631,9 +694,9 @@ fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a
         out.contains(&format!("public on 127.0.0.1:{port}")),
         "{out}"
     );
-    let (ok, out) = psql_from_host(&p, &main, port, &password);
+    let (ok, out) = psql_from_host(&p, docker, &main, port, &password);
     assert!(ok && out.trim() == "42", "{out}");
-    let (ok, out) = psql_from_host(&p, &main, port, "wrong-password");
+    let (ok, out) = psql_from_host(&p, docker, &main, port, "wrong-password");
     assert!(!ok, "a wrong password got in: {out}");
     let (_, view) = p.api("GET", "/api/databases/main", None);
     assert_eq!(
@@ -642,14 +705,12 @@ fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a
         "{view}"
     );
 
-    // After kill -9 and a restart, Rivetr listens again.
     p.kill9();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     p.restart();
-    let (ok, out) = psql_from_host(&p, &main, port, &password);
+    let (ok, out) = psql_from_host(&p, docker, &main, port, &password);
     assert!(ok && out.trim() == "42", "after a restart: {out}");
 
-    // Closed: nothing listens, and the database left the network the port reached.
     let (status, closed) = p.api(
         "PATCH",
         "/api/databases/main",
@@ -658,15 +719,17 @@ fn a_public_port_reaches_the_database_with_its_password_until_closed_and_after_a
     assert_eq!(status, 200, "{closed}");
     assert!(closed["public_port"].is_null() && closed["public_address"].is_null());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
-    let networks = podman(
+    let networks = engine_cli(
         &p,
+        docker,
         &[
             "inspect",
             "--format",
             "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-            main["container"].as_str().unwrap(),
+            &container,
         ],
     );
+    let networks = String::from_utf8_lossy(&networks.stdout);
     assert!(!networks.contains("-public"), "{networks}");
 }
 

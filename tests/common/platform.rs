@@ -24,6 +24,11 @@ pub fn rootless_podman_socket(case: &str) -> Option<String> {
     engine_socket("RIVETR_TEST_PODMAN_ROOTLESS_SOCKET", case)
 }
 
+/// The Docker socket, as [`podman_socket`] the rootful Podman one.
+pub fn docker_socket(case: &str) -> Option<String> {
+    engine_socket("RIVETR_TEST_DOCKER_SOCKET", case)
+}
+
 /// The socket in `var`, or `None` after saying loudly why `case` is skipped (a failure under
 /// CI).
 fn engine_socket(var: &str, case: &str) -> Option<String> {
