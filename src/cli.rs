@@ -410,6 +410,9 @@ pub enum DbCommand {
         /// Remove the data volume too: the data is gone.
         #[arg(long)]
         volumes: bool,
+        /// Remove its backups' files too (by default they stay where they are stored).
+        #[arg(long)]
+        backups: bool,
         /// Do not ask; needed when stdin is not a terminal.
         #[arg(long, short = 'y')]
         yes: bool,

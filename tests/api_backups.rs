@@ -806,3 +806,31 @@ fn encrypted_backups_restore_only_with_their_key_and_decrypt_offline() {
         "{log}"
     );
 }
+
+#[test]
+fn deleting_a_database_keeps_its_backup_files_unless_asked_and_says_where() {
+    let Some(p) = start("deleting a backed-up database") else {
+        return;
+    };
+    for (name, query) in [
+        ("kept", "?volumes=true"),
+        ("gone", "?volumes=true&backups=true"),
+    ] {
+        create(&p, name, "redis", "7");
+        let good = backup(&p, name, &format!("/api/databases/{name}/backups"));
+        assert_eq!(good["status"], "succeeded", "{good}");
+        let location = good["location"].as_str().unwrap().to_owned();
+        let (status, deleted) = p.api("DELETE", &format!("/api/databases/{name}{query}"), None);
+        assert_eq!(status, 200, "{deleted}");
+        let message = deleted["message"].as_str().unwrap();
+        if name == "kept" {
+            assert!(std::path::Path::new(&location).exists(), "{location}");
+            assert_eq!(deleted["kept_backups"][0], format!("local: {location}"));
+            assert!(message.contains(&location), "{message}");
+        } else {
+            assert!(!std::path::Path::new(&location).exists(), "{location}");
+            assert!(deleted["kept_backups"].as_array().unwrap().is_empty());
+            assert!(message.contains("its backup removed too"), "{message}");
+        }
+    }
+}

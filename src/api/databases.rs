@@ -68,6 +68,9 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 pub struct DeleteParams {
     /// `true`: remove the data volume too. By default it is kept and the answer says where.
     pub volumes: Option<bool>,
+    /// `true`: remove its backups' files too. By default they stay where they are stored
+    /// and the answer lists them.
+    pub backups: Option<bool>,
 }
 
 pub(super) fn database_error(e: DatabaseError) -> ApiError {
@@ -262,7 +265,8 @@ pub async fn get_database(
 }
 
 /// Deletes a database's container and network; its data volume is kept unless
-/// `?volumes=true`, and the answer names it and where it is.
+/// `?volumes=true`, and its backups' files unless `?backups=true`; the answer names what
+/// was kept and where.
 #[utoipa::path(
     delete,
     path = "/api/databases/{db}",
@@ -281,13 +285,47 @@ pub async fn delete_database(
     Path(name): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> Result<JsonResponse<DeletedDatabase>, ApiError> {
-    Ok(JsonResponse(
-        state
-            .databases
-            .delete(&name, params.volumes.unwrap_or(false))
-            .await
-            .map_err(database_error)?,
-    ))
+    // Read before the deletion, which takes their rows with it.
+    let backups = state
+        .backups
+        .stored_of(&name)
+        .await
+        .map_err(super::backups::backup_error)?;
+    let mut deleted = state
+        .databases
+        .delete(&name, params.volumes.unwrap_or(false))
+        .await
+        .map_err(database_error)?;
+    if backups.is_empty() {
+        return Ok(JsonResponse(deleted));
+    }
+    let its = match backups.len() {
+        1 => "its backup".to_owned(),
+        n => format!("its {n} backups"),
+    };
+    if params.backups.unwrap_or(false) {
+        let failed = state.backups.remove_stored(&backups).await;
+        deleted.message.push_str(&if failed.is_empty() {
+            format!("; {its} removed too")
+        } else {
+            format!(
+                "; of {its}, these could not be removed: {}",
+                failed.join(", ")
+            )
+        });
+        deleted.kept_backups = failed;
+    } else {
+        deleted.kept_backups = backups
+            .iter()
+            .map(|b| format!("{}: {}", b.destination, b.location))
+            .collect();
+        deleted.message.push_str(&format!(
+            "; {its} stay where they are stored ({}), no longer listed by Rivetr; delete \
+             with ?backups=true to remove them too",
+            deleted.kept_backups.join(", ")
+        ));
+    }
+    Ok(JsonResponse(deleted))
 }
 
 macro_rules! database_lifecycle_handler {

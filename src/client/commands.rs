@@ -352,25 +352,39 @@ async fn db(
             write!(out, "{}", format::database(&client.parse(&bytes)?))?;
             Ok(())
         }
-        DbCommand::Delete { db, volumes, yes } => {
+        DbCommand::Delete {
+            db,
+            volumes,
+            backups,
+            yes,
+        } => {
             if !yes {
                 confirm(
                     &format!(
-                        "Delete database {db}{}?",
+                        "Delete database {db}{}{}?",
                         if volumes {
                             " and its data volume (the data is gone)"
                         } else {
                             " (its data volume is kept)"
+                        },
+                        if backups {
+                            " and its backups"
+                        } else {
+                            " (its backups' files are kept)"
                         }
                     ),
                     &format!("deleting database {db}"),
                     &format!("database {db} not deleted"),
                 )?;
             }
-            let path = if volumes {
-                format!("{}?volumes=true", db_path(&db))
-            } else {
+            let query: Vec<&str> = [(volumes, "volumes=true"), (backups, "backups=true")]
+                .into_iter()
+                .filter_map(|(on, q)| on.then_some(q))
+                .collect();
+            let path = if query.is_empty() {
                 db_path(&db)
+            } else {
+                format!("{}?{}", db_path(&db), query.join("&"))
             };
             let bytes = client.delete(&path).await?;
             if json {

@@ -122,6 +122,9 @@ pub struct DeletedDatabase {
     pub name: String,
     /// The data volume kept (unless `?volumes=true`), with where the engine keeps its files.
     pub kept_volume: Option<KeptVolume>,
+    /// Its good backups, kept where they are stored (unless `?backups=true`):
+    /// `destination: location` each. They leave Rivetr's lists with the database.
+    pub kept_backups: Vec<String>,
     pub message: String,
 }
 
@@ -592,6 +595,7 @@ impl Databases {
         Ok(DeletedDatabase {
             name: name.to_owned(),
             kept_volume,
+            kept_backups: Vec::new(),
             message,
         })
     }

@@ -388,7 +388,8 @@ export interface paths {
         post?: never;
         /**
          * Deletes a database's container and network; its data volume is kept unless
-         *     `?volumes=true`, and the answer names it and where it is.
+         *     `?volumes=true`, and its backups' files unless `?backups=true`; the answer names what
+         *     was kept and where.
          */
         delete: operations["delete_database"];
         options?: never;
@@ -983,6 +984,11 @@ export interface components {
         DbKind: "postgres" | "mariadb" | "mysql" | "redis";
         /** @description What a deletion left in place. */
         DeletedDatabase: {
+            /**
+             * @description Its good backups, kept where they are stored (unless `?backups=true`):
+             *     `destination: location` each. They leave Rivetr's lists with the database.
+             */
+            kept_backups: string[];
             kept_volume?: null | components["schemas"]["KeptVolume"];
             message: string;
             name: string;
@@ -2702,6 +2708,11 @@ export interface operations {
                 db: string;
                 /** @description `true`: remove the data volume too. By default it is kept and the answer says where. */
                 volumes: boolean | null;
+                /**
+                 * @description `true`: remove its backups' files too. By default they stay where they are stored
+                 *     and the answer lists them.
+                 */
+                backups: boolean | null;
             };
             cookie?: never;
         };

@@ -531,6 +531,38 @@ impl Backups {
         Ok(())
     }
 
+    /// A database's good backups, newest first, as stored: what deleting the database
+    /// leaves behind or removes.
+    pub async fn stored_of(&self, database: &str) -> Result<Vec<BackupRow>, BackupError> {
+        let row = self.databases.row(database).await?;
+        let id = row.id;
+        let backups = self.db.call(move |c| rows::backups_of(c, id)).await?;
+        Ok(backups
+            .into_iter()
+            .filter(|b| b.status == rows::SUCCEEDED)
+            .collect())
+    }
+
+    /// Removes the stored files of `backups` (their rows went with their database); says
+    /// which could not be removed.
+    pub async fn remove_stored(&self, backups: &[BackupRow]) -> Vec<String> {
+        let mut failed = Vec::new();
+        for backup in backups {
+            let removed = match self.store(&backup.destination).await {
+                Ok(store) => store
+                    .remove(&backup.location)
+                    .await
+                    .map_err(BackupError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
+                tracing::warn!(backup = backup.id, location = %backup.location, error = %e, "cannot remove a deleted database's backup");
+                failed.push(format!("{}: {} ({e})", backup.destination, backup.location));
+            }
+        }
+        failed
+    }
+
     /// A database's backups, newest first.
     pub async fn list(&self, database: &str) -> Result<Vec<BackupView>, BackupError> {
         let row = self.databases.row(database).await?;

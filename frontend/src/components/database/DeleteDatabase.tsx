@@ -22,10 +22,14 @@ import { ErrorNote } from "@/components/ErrorNote";
 export function DeleteDatabase({ db }: { db: ManagedDatabase }) {
   const [typed, setTyped] = useState("");
   const [volume, setVolume] = useState(false);
+  const [backups, setBackups] = useState(false);
   const client = useQueryClient();
   const navigate = useNavigate();
   const del = useMutation({
-    mutationFn: () => api<DeletedDatabase>("DELETE", `/api/databases/${enc(db.name)}${volume ? "?volumes=true" : ""}`),
+    mutationFn: () => {
+      const query = [volume && "volumes=true", backups && "backups=true"].filter(Boolean).join("&");
+      return api<DeletedDatabase>("DELETE", `/api/databases/${enc(db.name)}${query ? `?${query}` : ""}`);
+    },
     onSuccess: (deleted) => {
       client.removeQueries({ queryKey: ["database", db.name] });
       void client.invalidateQueries({ queryKey: ["databases"] });
@@ -37,6 +41,7 @@ export function DeleteDatabase({ db }: { db: ManagedDatabase }) {
       onOpenChange={() => {
         setTyped("");
         setVolume(false);
+        setBackups(false);
         del.reset();
       }}
     >
@@ -47,8 +52,8 @@ export function DeleteDatabase({ db }: { db: ManagedDatabase }) {
         <DialogHeader>
           <DialogTitle>Delete {db.name}?</DialogTitle>
           <DialogDescription>
-            Its container and network go; its backups and schedules leave Rivetr's lists (the backup files stay where they are
-            stored). Its data stays in its volume unless you remove that too. Apps linked to it must be unlinked first.
+            Its container and network go; its backups and schedules leave Rivetr's lists. Its data stays in its volume, and its
+            backup files where they are stored, unless you remove them too. Apps linked to it must be unlinked first.
           </DialogDescription>
         </DialogHeader>
         <form
@@ -64,6 +69,10 @@ export function DeleteDatabase({ db }: { db: ManagedDatabase }) {
               Also remove the data volume <code className="break-all font-mono text-xs">{db.volume}</code> (its data is gone for
               good)
             </span>
+          </label>
+          <label className="flex items-start gap-2 text-sm">
+            <input type="checkbox" className="mt-0.5" checked={backups} onChange={(e) => setBackups(e.target.checked)} />
+            <span>Also remove its backup files (locally and in S3)</span>
           </label>
           <Label htmlFor="confirm-db-name">
             Type <strong>{db.name}</strong> to confirm
