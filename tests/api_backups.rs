@@ -213,6 +213,15 @@ fn postgres_backups_follow_their_schedule_and_restore_into_a_new_database() {
         good["sha256"].as_str().unwrap()
     );
 
+    // A new name that is no DNS label is refused, naming the field.
+    let (status, body) = p.api(
+        "POST",
+        "/api/databases/main/restore",
+        Some(json!({"backup": good["id"], "into": "Not_A_Label"})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("field `into`"), "{body}");
+
     // Restored into a new database: the same rows.
     let (status, restored) = p.api(
         "POST",

@@ -614,6 +614,16 @@ impl Backups {
         id: i64,
         into: Option<String>,
     ) -> Result<RestoreView, BackupError> {
+        if let Some(name) = &into
+            && !crate::db::apps::is_valid_name(name)
+        {
+            return Err(BackupError::Invalid {
+                field: "into",
+                message: format!(
+                    "`{name}` is not a DNS label (lower-case letters, digits, inner hyphens, up to 63 characters)"
+                ),
+            });
+        }
         let backup = self.good_backup(database, id).await?;
         let key = self.key_for(&backup)?;
         let source = self.databases.row(database).await?;

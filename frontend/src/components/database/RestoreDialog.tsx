@@ -33,11 +33,10 @@ export function RestoreDialog({ db, backup, onRestored }: { db: string; backup: 
       onRestored(r);
     },
   });
-  // A taken or malformed name belongs to the name field (the API names a bad one `name`, as
-  // when creating a database); the rest is said above the buttons.
+  // A taken or malformed name belongs to the name field; the rest is said above the buttons.
   const e = restore.error;
   const intoError =
-    target === "new" && e instanceof ApiError && (e.field === "into" || e.field === "name" || (e.status === 409 && /already exists/.test(e.message)))
+    target === "new" && e instanceof ApiError && (e.field === "into" || (e.status === 409 && /already exists/.test(e.message)))
       ? fieldMessage(e.message)
       : undefined;
   const ready = target === "same" || into.trim() !== "";
