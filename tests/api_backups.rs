@@ -55,27 +55,8 @@ fn create(p: &Platform, name: &str, engine: &str, version: &str) -> Value {
     created
 }
 
-/// `psql` as the app's user inside the database's container.
 fn psql(p: &Platform, db: &Value, sql: &str) -> String {
-    let container = db["container"].as_str().unwrap();
-    let password = p.container_env(container, "POSTGRES_PASSWORD");
-    p.podman(&[
-        "exec",
-        "-e",
-        &format!("PGPASSWORD={password}"),
-        container,
-        "psql",
-        "-h",
-        "127.0.0.1",
-        "-U",
-        db["username"].as_str().unwrap(),
-        "-d",
-        db["database"].as_str().unwrap(),
-        "-tAc",
-        sql,
-    ])
-    .trim()
-    .to_owned()
+    p.psql(db, sql)
 }
 
 /// Starts a backup with `POST path` and waits for its end.

@@ -409,30 +409,8 @@ fn a_linked_app_reaches_its_database_through_the_injected_url_and_others_need_th
     assert_eq!(status, 200, "{body}");
 }
 
-/// `psql` as the app's user inside the database's container.
 fn psql(p: &Platform, db: &Value, sql: &str) -> String {
-    let container = db["container"].as_str().unwrap();
-    let password = container_password(p, container);
-    podman(
-        p,
-        &[
-            "exec",
-            "-e",
-            &format!("PGPASSWORD={password}"),
-            container,
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            db["username"].as_str().unwrap(),
-            "-d",
-            db["database"].as_str().unwrap(),
-            "-tAc",
-            sql,
-        ],
-    )
-    .trim()
-    .to_owned()
+    p.psql(db, sql)
 }
 
 #[test]
@@ -708,6 +686,10 @@ fn public_port_case(mut p: Platform, docker: bool) {
     p.kill9();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     p.restart();
+    // Open before READY; /api/health may answer a moment earlier.
+    common::wait_for("the port after a restart", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
     let (ok, out) = psql_from_host(&p, docker, &main, port, &password);
     assert!(ok && out.trim() == "42", "after a restart: {out}");
 

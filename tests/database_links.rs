@@ -52,18 +52,7 @@ impl Engine {
     /// The engine's socket, or `None` after saying loudly why the case is skipped (a failure
     /// under `CI=true`).
     fn socket(self, case: &str) -> Option<String> {
-        let var = self.var();
-        if let Some(socket) = std::env::var(var).ok().filter(|s| !s.is_empty()) {
-            return Some(socket);
-        }
-        let msg = format!(
-            "{case}: SKIPPED because {var} is not set (run through scripts/test-env/engines.sh)"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}; with CI=true a missing engine is a failure");
-        }
-        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
-        None
+        common::platform::engine_socket(self.var(), case)
     }
 
     /// The engine's own command line (`podman --remote` or `docker`) on `socket`.

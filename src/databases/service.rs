@@ -622,8 +622,7 @@ impl Databases {
         }
     }
 
-    /// Brings one database up on its linked apps' networks (unless stopped by request) and
-    /// opens its public port.
+    /// Brings one database up on its linked apps' networks, unless stopped by request.
     async fn reconcile_one(
         &self,
         rt: &dyn ContainerRuntime,
@@ -634,12 +633,31 @@ impl Databases {
             let links = self.linked_networks(rt, row).await?;
             lifecycle::bring_up(rt, &spec, &links, self.ready_within()).await?;
         }
-        if let Some(port) = row.public_port {
-            // The network was joined above (or will be at its start): only the forwarder
-            // is missing.
-            self.set_public_port(rt, row, Some(port)).await?;
-        }
         Ok(())
+    }
+
+    /// Opens the public ports of the databases that have one (at startup, before READY: it
+    /// only binds sockets). A database whose container is gone joins the port's network when
+    /// [`Databases::reconcile`] brings it up.
+    pub async fn open_public_ports(&self) {
+        let Ok(rt) = self.runtime() else {
+            return;
+        };
+        let rows = match self.db.call(|c| crate::db::databases::list(c)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the databases to open their public ports");
+                return;
+            }
+        };
+        for row in rows {
+            let Some(port) = row.public_port else {
+                continue;
+            };
+            if let Err(e) = self.set_public_port(rt.as_ref(), &row, Some(port)).await {
+                tracing::error!(database = %row.name, port, error = %e, "cannot open the database's public port");
+            }
+        }
     }
 
     /// Links `app` to the database `database`: the app's containers get its URL in `env`

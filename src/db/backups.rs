@@ -201,18 +201,21 @@ pub fn finish_failed(c: &Connection, id: i64, error: &str) -> rusqlite::Result<(
 /// Marks every backup still `running` failed (at startup: the Rivetr that ran them
 /// stopped) and returns them, so their partial files can be removed.
 pub fn fail_interrupted(c: &Connection) -> rusqlite::Result<Vec<BackupRow>> {
+    // One transaction: the rows returned are exactly the rows marked.
+    let tx = c.unchecked_transaction()?;
     let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE status = 'running'");
-    let rows: Vec<BackupRow> = c
+    let rows: Vec<BackupRow> = tx
         .prepare(&sql)?
         .query_map([], backup_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     for row in &rows {
         finish_failed(
-            c,
+            &tx,
             row.id,
             "Rivetr stopped before the backup finished; nothing of it is kept",
         )?;
     }
+    tx.commit()?;
     Ok(rows)
 }
 

@@ -202,8 +202,10 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         certificates: Arc::clone(&proxy.certs),
         ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
     };
-    // Databases not stopped by request come back up in the background: an engine restarted
-    // without its containers, or a rebooted machine, must not delay READY by their start.
+    // Databases' public ports listen again before READY (binding is quick); the databases
+    // not stopped by request come back up in the background: an engine restarted without
+    // its containers, or a rebooted machine, must not delay READY by their start.
+    state.databases.open_public_ports().await;
     tokio::spawn({
         let databases = state.databases.clone();
         async move { databases.reconcile().await }

@@ -31,7 +31,7 @@ pub fn docker_socket(case: &str) -> Option<String> {
 
 /// The socket in `var`, or `None` after saying loudly why `case` is skipped (a failure under
 /// CI).
-fn engine_socket(var: &str, case: &str) -> Option<String> {
+pub fn engine_socket(var: &str, case: &str) -> Option<String> {
     match std::env::var(var).ok().filter(|s| !s.is_empty()) {
         Some(s) => Some(s),
         None => {
@@ -295,6 +295,30 @@ impl Platform {
     }
 
     /// The `rivetr` command line against this Rivetr: exit code, stdout, stderr.
+    /// `psql` as a managed PostgreSQL database's user (`db` as the API shows it) inside its
+    /// container, over TCP; the output trimmed.
+    pub fn psql(&self, db: &Value, sql: &str) -> String {
+        let container = db["container"].as_str().unwrap();
+        let password = self.container_env(container, "POSTGRES_PASSWORD");
+        self.podman(&[
+            "exec",
+            "-e",
+            &format!("PGPASSWORD={password}"),
+            container,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            db["username"].as_str().unwrap(),
+            "-d",
+            db["database"].as_str().unwrap(),
+            "-tAc",
+            sql,
+        ])
+        .trim()
+        .to_owned()
+    }
+
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(super::BIN)
             .args(args)
