@@ -4,6 +4,7 @@
 # and to the local directory. Prints the database's size, each backup's size and time, the
 # throughput (database bytes per second), and Rivetr's peak RSS (VmHWM) across both.
 # Target: peak RSS under 50 MB (the dump streams: at most one 8 MiB part is held).
+# ENCRYPT=1: with a backup key set ([databases] backup_key_file), to measure encryption's cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${RIVETR_TEST_PODMAN_SOCKET:-}" ]; then
@@ -17,6 +18,12 @@ pid=""; moto=""
 trap 'kill $pid $moto 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api=$(free_port); http=$(free_port); https=$(free_port); s3=$(free_port)
+key_file=""
+if [ "${ENCRYPT:-0}" = 1 ]; then
+    key_file="$work/backup.key"
+    head -c 32 /dev/urandom >"$key_file"
+    echo "backups encrypted (ENCRYPT=1)"
+fi
 
 INITIAL_NO_AUTH_ACTION_COUNT=4 "$moto_server" -H 127.0.0.1 -p "$s3" >"$work/moto.log" 2>&1 &
 moto=$!
@@ -24,6 +31,7 @@ moto=$!
     RIVETR_PROXY_HTTPS_LISTEN=127.0.0.1:$https RIVETR_ACME_ENABLED=false \
     RIVETR_RUNTIME_ENGINE=podman RIVETR_RUNTIME_SOCKET=$RIVETR_TEST_PODMAN_SOCKET \
     RIVETR_DATABASES_POSTGRES_IMAGE='localhost/rivetr-test-postgres:{version}' \
+    RIVETR_DATABASES_BACKUP_KEY_FILE="$key_file" \
     RIVETR_LOG_LEVEL=warn exec "$OLDPWD/target/release/rivetr" serve 2>"$work/log") &
 pid=$!
 for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$api/api/health" >/dev/null && break; sleep 0.05; done
