@@ -23,6 +23,7 @@ pub mod generate;
 pub mod host;
 pub mod limits;
 pub mod logging;
+pub mod notify;
 pub mod outbound;
 pub mod proxy;
 pub mod runtime;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub databases: databases::Databases,
     /// Backups and restores of the managed databases, and their schedules.
     pub backups: databases::backups::Backups,
+    /// Messages to the notification channels.
+    pub notifier: notify::Notifier,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
         secrets: Arc<secrets::Secrets>,
         runtime: runtime::SharedDetection,
         engine: engine::Engine,
+        notifier: notify::Notifier,
     ) -> AppState {
         let config = Arc::new(ArcSwap::from_pointee(config));
         let databases = databases::Databases::new(
@@ -91,6 +95,7 @@ impl AppState {
             db.clone(),
             Arc::clone(&secrets),
             Arc::clone(&config),
+            notifier.clone(),
         );
         AppState {
             db,
@@ -108,6 +113,7 @@ impl AppState {
             certificates: proxy::tls::CertStore::new(),
             databases,
             backups,
+            notifier,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod extract;
 pub mod git_access;
 mod health;
+pub mod notifications;
 pub mod openapi;
 pub mod session;
 pub mod streams;
@@ -101,6 +102,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
             backups::create_destination
         ))
         .routes(routes!(backups::delete_destination))
+        .routes(routes!(
+            notifications::list_channels,
+            notifications::create_channel
+        ))
+        .routes(routes!(notifications::list_deliveries))
+        .routes(routes!(
+            notifications::get_channel,
+            notifications::update_channel,
+            notifications::delete_channel
+        ))
+        .routes(routes!(notifications::test_channel))
         .routes(routes!(deployments::app_logs))
         .routes(routes!(deployments::deploy, deployments::list_deployments))
         .routes(routes!(deployments::rollback))
@@ -213,7 +225,8 @@ pub(crate) mod test_support {
                 crate::engine::EngineConfig::from_config(&config, dir.path().to_owned()),
                 tokio_util::sync::CancellationToken::new(),
             );
-            let state = AppState::new(db, config, secrets, runtime, engine);
+            let notifier = crate::notify::Notifier::new(db.clone(), Arc::clone(&secrets), &config);
+            let state = AppState::new(db, config, secrets, runtime, engine, notifier);
             let created = crate::auth::create(&state.db, "test")
                 .await
                 .unwrap()

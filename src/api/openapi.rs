@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         (name = "certificates", description = "Where each domain's TLS certificate stands"),
         (name = "databases", description = "Managed databases: PostgreSQL, MariaDB, MySQL, Redis"),
         (name = "backups", description = "Backups of managed databases: now or on a schedule, downloaded, restored"),
+        (name = "notifications", description = "Channels for messages about deployments, certificates, containers and backups; their deliveries"),
     )
 )]
 pub(super) struct ApiDoc;

@@ -40,6 +40,35 @@ pub struct Config {
     pub build: BuildSettings,
     pub session: SessionConfig,
     pub databases: DatabasesConfig,
+    pub notifications: NotificationsConfig,
+}
+
+/// `[notifications]`: what messages are stamped with, and how often things are checked.
+/// The channels themselves are configured through the API.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Names this server in every message; empty: the host name.
+    pub server_name: String,
+    /// The dashboard's address, for links in messages; empty: `https://` + `[server]
+    /// domain` when set, else `http://` + `[server] api_listen`.
+    pub dashboard_url: String,
+    /// After a failed try, the next waits this long, doubling with each failure (5 tries).
+    pub retry_first_seconds: std::num::NonZeroU64,
+    /// Certificates (expiring within 14 days) and containers (crash looping) are looked at
+    /// this often.
+    pub check_seconds: std::num::NonZeroU64,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            server_name: String::new(),
+            dashboard_url: String::new(),
+            retry_first_seconds: std::num::NonZeroU64::new(30).expect("30 is not zero"),
+            check_seconds: std::num::NonZeroU64::new(60).expect("60 is not zero"),
+        }
+    }
 }
 
 /// `[databases]`: the images managed databases run and how long one may take to start.

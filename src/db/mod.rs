@@ -16,6 +16,7 @@ pub mod env_vars;
 pub mod known_hosts;
 pub mod lock;
 mod migrate;
+pub mod notifications;
 pub mod retention;
 pub mod secret_key;
 pub mod sessions;

@@ -268,14 +268,26 @@ pub fn convert_to_incremental(c: &mut Connection) -> Result<(i64, i64), rusqlite
     Ok((before, pages(c)?))
 }
 
+/// Webhook deliveries received, and notification deliveries done (sent or given up), more
+/// than [`DELIVERY_DAYS`] ago: a batch of each.
 fn delete_old_deliveries(c: &mut Connection) -> Result<usize, rusqlite::Error> {
-    c.execute(
+    let age = format!("-{DELIVERY_DAYS} days");
+    let webhooks = c.execute(
         "DELETE FROM webhook_deliveries WHERE rowid IN (
              SELECT rowid FROM webhook_deliveries
              WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
              LIMIT ?2)",
-        params![format!("-{DELIVERY_DAYS} days"), BATCH_ROWS as i64],
-    )
+        params![age, BATCH_ROWS as i64],
+    )?;
+    let notifications = c.execute(
+        "DELETE FROM notification_deliveries WHERE id IN (
+             SELECT id FROM notification_deliveries
+             WHERE status != 'pending'
+               AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
+             LIMIT ?2)",
+        params![age, BATCH_ROWS as i64],
+    )?;
+    Ok(webhooks + notifications)
 }
 
 fn apps_with_deployments(c: &mut Connection) -> Result<Vec<i64>, rusqlite::Error> {

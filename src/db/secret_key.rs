@@ -28,7 +28,8 @@ pub fn count_encrypted(conn: &mut Connection) -> Result<i64, rusqlite::Error> {
               + (SELECT COUNT(*) FROM apps WHERE git_credential IS NOT NULL)
               + (SELECT COUNT(*) FROM deploy_keys)
               + (SELECT COUNT(*) FROM databases)
-              + (SELECT COUNT(*) FROM backup_destinations)",
+              + (SELECT COUNT(*) FROM backup_destinations)
+              + (SELECT COUNT(*) FROM notification_channels)",
         [],
         |r| r.get(0),
     )

@@ -126,6 +126,8 @@ pub struct AcmeManager {
     tasks: Mutex<HashMap<String, CancellationToken>>,
     /// Reserved names already logged, so each is said once.
     reserved_logged: Mutex<HashSet<String>>,
+    /// Told of failed orders.
+    notifier: crate::notify::Notifier,
     shutdown: CancellationToken,
 }
 
@@ -134,6 +136,7 @@ impl AcmeManager {
         settings: AcmeSettings,
         state_dir: &std::path::Path,
         store: Arc<CertStore>,
+        notifier: crate::notify::Notifier,
         shutdown: CancellationToken,
     ) -> Result<AcmeManager, AcmeError> {
         let cache_dir = state_dir.join("acme");
@@ -149,6 +152,7 @@ impl AcmeManager {
             store,
             tasks: Mutex::new(HashMap::new()),
             reserved_logged: Mutex::new(HashSet::new()),
+            notifier,
             shutdown,
         })
     }
@@ -247,6 +251,7 @@ impl AcmeManager {
         self.store.insert_acme(&domain, Arc::clone(&cert));
         self.store.update_acme_state(&domain, |_| {});
         let store = Arc::clone(&self.store);
+        let notifier = self.notifier.clone();
         let first_retry = Duration::from_secs(self.settings.retry_after_failure_seconds.get());
         tracing::info!(domain, directory = %self.settings.directory_url, challenge = ?self.settings.challenge, "acme: certificate task started");
         // Detached on purpose: the token (a child of the shutdown token) ends it.
@@ -302,6 +307,7 @@ impl AcmeManager {
                             retry_in_s = wait.as_secs(),
                             "acme: certificate order failed; next attempt after the backoff"
                         );
+                        notifier.certificate_renewal_failed(&domain, &error, wait);
                         // The crate's own wait (one second, doubling) has run out by then.
                         tokio::select! {
                             _ = token.cancelled() => return,

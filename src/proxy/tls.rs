@@ -110,6 +110,15 @@ pub enum CertSource {
     Manual,
 }
 
+impl CertSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertSource::Acme => "ACME",
+            CertSource::Manual => "manual",
+        }
+    }
+}
+
 /// Where a domain's certificate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertStatus {

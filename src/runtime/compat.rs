@@ -552,6 +552,10 @@ fn info_from_inspect(r: ContainerInspectResponse) -> ContainerInfo {
         started_at: state.started_at.as_deref().and_then(timestamps::parse),
         finished_at: state.finished_at.as_deref().and_then(timestamps::parse),
         labels: config.labels.unwrap_or_default().into_iter().collect(),
+        restart_count: r
+            .restart_count
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
     }
 }
 

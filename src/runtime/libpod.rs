@@ -95,6 +95,7 @@ struct InspectJson {
     config: ConfigJson,
     network_settings: NetworkJson,
     host_config: HostConfigJson,
+    restart_count: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +164,7 @@ impl InspectJson {
             started_at: timestamps::parse(&self.state.started_at),
             finished_at: timestamps::parse(&self.state.finished_at),
             labels: sorted(self.config.labels),
+            restart_count: self.restart_count,
         }
     }
 }

@@ -445,6 +445,8 @@ pub struct ContainerInfo {
     pub started_at: Option<SystemTime>,
     pub finished_at: Option<SystemTime>,
     pub labels: BTreeMap<String, String>,
+    /// How many times the engine restarted it under its restart policy.
+    pub restart_count: u64,
 }
 
 impl ContainerInfo {
@@ -753,6 +755,7 @@ mod tests {
             build_args: vec![("TOKEN".into(), "hunter2".into())],
             tag: "t".into(),
             labels: BTreeMap::new(),
+            restart_count: 0,
             limits: BuildLimits::default(),
         };
         let shown = format!("{build:?}");
@@ -779,6 +782,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             labels: BTreeMap::new(),
+            restart_count: 0,
         };
         assert!(info.failure().is_none());
         info.oom_killed = true;

@@ -98,6 +98,7 @@ mod tests {
             started_at: None,
             finished_at: Some(SystemTime::now() + Duration::from_secs(1)),
             labels: BTreeMap::new(),
+            restart_count: 0,
         }
     }
 

@@ -135,6 +135,8 @@ pub enum Purpose<'a> {
     DatabaseRootPassword { database_id: i64 },
     /// `backup_destinations.secret_access_key`: an S3 destination's secret key.
     BackupDestination { destination_id: i64 },
+    /// `notification_channels.secret`: a channel's URL, signing secret or SMTP password.
+    NotificationChannel { channel_id: i64 },
 }
 
 impl Purpose<'_> {
@@ -151,6 +153,9 @@ impl Purpose<'_> {
             }
             Purpose::BackupDestination { destination_id } => {
                 format!("rivetr:backup-destination:{destination_id}")
+            }
+            Purpose::NotificationChannel { channel_id } => {
+                format!("rivetr:notification-channel:{channel_id}")
             }
         }
         .into_bytes()

@@ -25,6 +25,8 @@ use crate::db::lock::{LockError, StateLock};
 use crate::db::{Db, DbError};
 use crate::engine::{Engine, EngineConfig};
 use crate::logging::LogHandle;
+use crate::notify::Notifier;
+use crate::notify::watch::{mark_running, mark_stopped};
 use crate::proxy::{self, Proxy, acme::AcmeManager};
 use crate::runtime::SharedDetection;
 use crate::systemd::listen::InheritedSockets;
@@ -75,6 +77,11 @@ pub enum ServerError {
     InitialToken(Box<crate::auth::AuthError>),
     #[error(transparent)]
     BackupKey(#[from] crate::databases::backups::crypt::CryptError),
+    #[error("cannot write the running marker in {}: {source}", path.display())]
+    Marker {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl From<crate::secrets::SecretsError> for ServerError {
@@ -121,7 +128,12 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let _state_lock = lock_state_dir(&state_dir)?;
     let db = open_db(state_dir.join("rivetr.db")).await?;
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let secrets = crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?;
+    let secrets = Arc::new(crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?);
+    let notifier = Notifier::new(db.clone(), Arc::clone(&secrets), &config);
+    let after_crash = mark_running(&state_dir).map_err(|source| ServerError::Marker {
+        path: state_dir.clone(),
+        source,
+    })?;
     crate::auth::ensure_initial_token(&db, &state_dir).await?;
     check_backup_key(&config)?;
     let runtime: SharedDetection =
@@ -172,6 +184,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
             config.acme.clone(),
             &state_dir,
             Arc::clone(&proxy.certs),
+            notifier.clone(),
             shutdown.clone(),
         )?);
         tasks.spawn(acme.follow(Arc::clone(&proxy.routes)));
@@ -181,7 +194,6 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(ServerError::Signals)?;
 
-    let secrets = Arc::new(secrets);
     let engine = Engine::start(
         db.clone(),
         Arc::clone(&secrets),
@@ -190,6 +202,12 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         EngineConfig::from_config(&config, state_dir.clone()),
         shutdown.clone(),
     );
+    // Listening before reconcile: a deployment it finishes is announced.
+    tasks.spawn(notifier.clone().watch_deployments(
+        engine.subscribe_events(),
+        db.clone(),
+        shutdown.clone(),
+    ));
     // Routes of deployed apps come back before READY, so a restart serves them at once;
     // leftovers of interrupted deployments are removed after, in the background.
     if let Err(e) = engine.reconcile().await {
@@ -200,8 +218,24 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         started,
         client_handover: proxy.handover(),
         certificates: Arc::clone(&proxy.certs),
-        ..AppState::new(db.clone(), config, secrets, runtime.clone(), engine.clone())
+        ..AppState::new(
+            db.clone(),
+            config,
+            secrets,
+            runtime.clone(),
+            engine.clone(),
+            notifier.clone(),
+        )
     };
+    tasks.spawn(notifier.clone().run_deliveries(shutdown.clone()));
+    tasks.spawn(notifier.clone().watch_health(
+        Arc::clone(&proxy.certs),
+        runtime.clone(),
+        shutdown.clone(),
+    ));
+    if after_crash {
+        notifier.started_after_crash();
+    }
     // Databases' public ports listen again before READY (binding is quick); the databases
     // not stopped by request come back up in the background: an engine restarted without
     // its containers, or a rebooted machine, must not delay READY by their start.
@@ -348,6 +382,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     while tasks.join_next().await.is_some() {}
     workers.join().await;
     engine.wait_background().await;
+    mark_stopped(&state_dir);
     tracing::info!("stopped");
     Ok(())
 }
@@ -630,5 +665,6 @@ async fn reload(
         }
     }
     tracing::info!(level = new.log.level.as_str(), "configuration reloaded");
+    state.notifier.reload(&new);
     state.config.store(Arc::new(new));
 }

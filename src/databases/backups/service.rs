@@ -188,6 +188,8 @@ pub struct Backups {
     config: Arc<ArcSwap<Config>>,
     /// Schedules were added or removed: the loop reads them again.
     changed: Arc<Notify>,
+    /// Told of failed backups.
+    notifier: crate::notify::Notifier,
 }
 
 impl Backups {
@@ -196,6 +198,7 @@ impl Backups {
         db: Db,
         secrets: Arc<Secrets>,
         config: Arc<ArcSwap<Config>>,
+        notifier: crate::notify::Notifier,
     ) -> Backups {
         Backups {
             databases,
@@ -203,6 +206,7 @@ impl Backups {
             secrets,
             config,
             changed: Arc::new(Notify::new()),
+            notifier,
         }
     }
 
@@ -417,6 +421,7 @@ impl Backups {
             Err(e) => {
                 tracing::error!(database = %row.name, backup = id, error = %e, "backup failed");
                 let reason = e.to_string();
+                self.notifier.backup_failed(&row.name, id, &reason);
                 self.db
                     .call(move |c| rows::finish_failed(c, id, &reason))
                     .await
