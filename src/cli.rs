@@ -25,8 +25,9 @@ pub struct Cli {
 /// The exit statuses, in `rivetr --help` (each API command repeats them in its own help).
 const TOP_AFTER_HELP: &str = "\
 Exit status: 0 ok, 1 failed, 2 bad usage or configuration. The commands that talk to the API
-(app, env, db, deploy, logs, deployments, rollback) add 3 not found, 4 unauthorized (wrong or
-revoked token) and 5 server unreachable; with --follow, 1 also means the deployment failed.";
+(app, env, db, notify, deploy, logs, deployments, rollback) add 3 not found, 4 unauthorized
+(wrong or revoked token) and 5 server unreachable; with --follow, 1 also means the deployment
+failed.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -44,6 +45,8 @@ pub enum Command {
     Env(EnvArgs),
     /// Create, list, show, delete, start, stop and restart managed databases (through the API).
     Db(DbArgs),
+    /// Notification channels (webhook, Slack, Mattermost, Discord, email) and their deliveries.
+    Notify(NotifyArgs),
     /// Deploy an app's branch or a given commit; --follow streams the log.
     Deploy(DeployArgs),
     /// Show an app's output (its containers' stdout and stderr).
@@ -73,6 +76,7 @@ impl Command {
             Command::App(a) => Some(&a.api),
             Command::Env(a) => Some(&a.api),
             Command::Db(a) => Some(&a.api),
+            Command::Notify(a) => Some(&a.api),
             Command::Deploy(a) => Some(&a.api),
             Command::Logs(a) => Some(&a.api),
             Command::Deployments(a) => Some(&a.api),
@@ -365,6 +369,87 @@ pub struct AppCreateArgs {
     /// Containers to run [server default: 1].
     #[arg(long)]
     pub replicas: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: NotifyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Add a channel. Its URL is read from RIVETR_NOTIFY_URL and an SMTP password from
+    /// RIVETR_SMTP_PASSWORD (never flags: flags show in `ps`); both are stored encrypted. A
+    /// webhook's signing secret comes from RIVETR_NOTIFY_SIGNING_SECRET, or is generated and
+    /// printed once.
+    Add {
+        /// A DNS label.
+        name: String,
+        /// webhook, slack, mattermost, discord or email.
+        #[arg(long)]
+        kind: String,
+        /// Only these events (comma-separated), such as deployment.failed,backup.failed
+        /// [default: all].
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// email: the SMTP server's host name.
+        #[arg(long, value_name = "HOST")]
+        smtp_host: Option<String>,
+        /// email: its port [default: 587 for starttls, 465 for tls, 25 for none].
+        #[arg(long, value_name = "PORT")]
+        smtp_port: Option<u16>,
+        /// email: starttls, tls or none (a relay on this machine, no password).
+        #[arg(long, default_value = "starttls")]
+        security: String,
+        /// email: the SMTP user (with RIVETR_SMTP_PASSWORD).
+        #[arg(long)]
+        username: Option<String>,
+        /// email: the sender, such as "Rivetr <rivetr@example.com>".
+        #[arg(long)]
+        from: Option<String>,
+        /// email: a recipient; repeat for more.
+        #[arg(long)]
+        to: Vec<String>,
+        /// email: a PEM file of a private CA to trust for the SMTP server.
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<PathBuf>,
+    },
+    /// List the channels (URLs shown as their host only).
+    List,
+    /// Change which events a channel gets, turn it on or off, or (with --new-url) replace
+    /// its URL with RIVETR_NOTIFY_URL.
+    Update {
+        name: String,
+        /// Only these events (comma-separated); `all` for every event.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// Take the URL from RIVETR_NOTIFY_URL.
+        #[arg(long)]
+        new_url: bool,
+    },
+    /// Remove a channel and the record of its deliveries.
+    Remove { name: String },
+    /// Send a test message now; fails (exit 1) with the receiver's words if it is not taken.
+    Test { name: String },
+    /// The newest deliveries: sent, being retried, or given up and why.
+    Deliveries {
+        /// Only this channel's.
+        #[arg(long)]
+        channel: Option<String>,
+        /// pending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,7 +9,10 @@
 //! running Rivetr through its API. [`state_backup`] copies and restores Rivetr's own
 //! database for the administrator on the host. [`databases`] runs managed databases on the
 //! same engine as the apps: the API calls it, and the engine asks it what a linked app's
-//! containers get. [`outbound`] holds what the HTTP clients (the CLI's, S3's) share.
+//! containers get. [`notify`] sends messages to the channels people configured; the engine's
+//! events, the certificate store, backups and container restart counts feed it, and it reads
+//! nothing back. [`outbound`] holds what the HTTP clients (the CLI's, S3's, notifications')
+//! share.
 
 pub mod api;
 pub mod auth;

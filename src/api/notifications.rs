@@ -154,7 +154,11 @@ pub async fn test_channel(
     Path(name): Path<String>,
 ) -> Result<JsonResponse<DeliveryView>, ApiError> {
     Ok(JsonResponse(
-        state.notifier.send_test(&name).await.map_err(notify_error)?,
+        state
+            .notifier
+            .send_test(&name)
+            .await
+            .map_err(notify_error)?,
     ))
 }
 

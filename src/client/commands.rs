@@ -39,6 +39,7 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
         Command::App(a) => app(&client, a.command, json, out).await,
         Command::Env(a) => env(&client, a.command, json, out).await,
         Command::Db(a) => db(&client, a.command, json, out).await,
+        Command::Notify(a) => super::notify::run(&client, a.command, json, out).await,
         Command::Deploy(a) => deploy(&client, a, json, out).await,
         Command::Logs(a) => logs(&client, a, json, out).await,
         Command::Deployments(a) => deployments(&client, a, json, out).await,
@@ -58,7 +59,7 @@ fn app_path(app: &str) -> String {
 }
 
 /// Writes the API's bytes as they came, ending with a newline.
-fn raw(out: &mut dyn Write, bytes: &Bytes) -> Result<(), ClientError> {
+pub(super) fn raw(out: &mut dyn Write, bytes: &Bytes) -> Result<(), ClientError> {
     out.write_all(bytes)?;
     if !bytes.ends_with(b"\n") {
         out.write_all(b"\n")?;

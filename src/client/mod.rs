@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod format;
 pub mod http;
+pub mod notify;
 pub mod sse;
 pub mod types;
 

@@ -201,10 +201,7 @@ pub fn check_email(settings: &EmailSettings, password: bool) -> Result<(), Inval
     if let Some(pem) = &settings.ca_certificate
         && lettre::transport::smtp::client::Certificate::from_pem(pem.as_bytes()).is_err()
     {
-        return Err(invalid(
-            "email.ca_certificate",
-            "not a PEM certificate",
-        ));
+        return Err(invalid("email.ca_certificate", "not a PEM certificate"));
     }
     Ok(())
 }

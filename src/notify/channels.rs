@@ -345,7 +345,8 @@ impl Notifier {
                 let tx = c.transaction()?;
                 rows::update_channel(&tx, id, &settings, &events, enabled)?;
                 if reseal {
-                    let plain = Zeroizing::new(serde_json::to_vec(&sealed).expect("secrets serialize"));
+                    let plain =
+                        Zeroizing::new(serde_json::to_vec(&sealed).expect("secrets serialize"));
                     let sealed = secrets
                         .encrypt(Purpose::NotificationChannel { channel_id: id }, &plain)
                         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -408,9 +409,9 @@ impl Notifier {
             })
             .await?;
         match error {
-            None => Ok(delivery_view(row.ok_or_else(|| {
-                NotifyError::NotFound(name.to_owned())
-            })?)),
+            None => Ok(delivery_view(
+                row.ok_or_else(|| NotifyError::NotFound(name.to_owned()))?,
+            )),
             Some(e) => Err(NotifyError::NotDelivered(e)),
         }
     }

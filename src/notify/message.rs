@@ -337,12 +337,18 @@ mod tests {
             }
             assert!(!text.contains("{{"), "unfilled placeholder in {text}");
         }
-        assert!(m.slack_text().contains("<https://rivetr.example.com/deployments/12|"));
+        assert!(
+            m.slack_text()
+                .contains("<https://rivetr.example.com/deployments/12|")
+        );
         assert!(
             m.mattermost_text()
                 .contains("](https://rivetr.example.com/deployments/12)")
         );
-        assert_eq!(m.email_subject(), "[Rivetr box-1] web: deployment 12 failed");
+        assert_eq!(
+            m.email_subject(),
+            "[Rivetr box-1] web: deployment 12 failed"
+        );
     }
 
     #[test]

@@ -50,8 +50,8 @@ pub const SIGNATURE_HEADER: &str = "x-rivetr-signature-256";
 
 /// `sha256=<hex>`: the HMAC-SHA256 of `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -184,8 +184,9 @@ async fn connect(
         }
         let connector = crate::outbound::tls_connector(Vec::new())
             .map_err(|e| SendError::Permanent(format!("TLS setup: {e}")))?;
-        let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| SendError::Permanent(format!("{host}: not a host name: {e}")))?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                .map_err(|e| SendError::Permanent(format!("{host}: not a host name: {e}")))?;
         let stream = connector
             .connect(name, tcp)
             .await

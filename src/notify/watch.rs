@@ -92,14 +92,16 @@ impl Notifier {
     }
 
     async fn announce_deployment(&self, db: &Db, id: i64) {
-        let found = db
-            .call(move |c| crate::db::deployments::get(c, id))
-            .await;
+        let found = db.call(move |c| crate::db::deployments::get(c, id)).await;
         let Ok(Some(d)) = found else { return };
         let (event, title, text) = match d.status {
             Status::Running if d.rollback_of.is_some() => (
                 Event::DeploymentRolledBack,
-                format!("{}: rolled back to deployment {}", d.app, d.rollback_of.unwrap_or(0)),
+                format!(
+                    "{}: rolled back to deployment {}",
+                    d.app,
+                    d.rollback_of.unwrap_or(0)
+                ),
                 format!(
                     "Deployment {} put the image of deployment {} back into service.",
                     d.id,
@@ -334,7 +336,10 @@ mod tests {
         assert!(!h.observe("c", 0, t0));
         assert!(!h.observe("c", 2, t0 + Duration::from_secs(30)));
         assert!(h.observe("c", 3, t0 + Duration::from_secs(60)));
-        assert!(!h.observe("c", 5, t0 + Duration::from_secs(90)), "said once");
+        assert!(
+            !h.observe("c", 5, t0 + Duration::from_secs(90)),
+            "said once"
+        );
     }
 
     #[test]

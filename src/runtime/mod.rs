@@ -755,7 +755,6 @@ mod tests {
             build_args: vec![("TOKEN".into(), "hunter2".into())],
             tag: "t".into(),
             labels: BTreeMap::new(),
-            restart_count: 0,
             limits: BuildLimits::default(),
         };
         let shown = format!("{build:?}");

@@ -14,6 +14,7 @@ pub mod backend;
 pub mod moto;
 pub mod pebble;
 pub mod platform;
+pub mod sink;
 pub mod sse;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");

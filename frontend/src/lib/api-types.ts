@@ -681,6 +681,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_channels"];
+        put?: never;
+        /** Adds a channel: a signed webhook, Slack, Mattermost, Discord or email. */
+        post: operations["create_channel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The newest deliveries: what was sent, what is being retried, what was given up and why. */
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_channel"];
+        put?: never;
+        post?: never;
+        /** Removes a channel and the record of its deliveries. */
+        delete: operations["delete_channel"];
+        options?: never;
+        head?: never;
+        /** Changes a channel: what is given changes (a secret is replaced), the rest stays. */
+        patch: operations["update_channel"];
+        trace?: never;
+    };
+    "/api/notifications/{name}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sends a test message now, once (no retries), and says whether it got through. */
+        post: operations["test_channel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/openapi.json": {
         parameters: {
             query?: never;
@@ -912,6 +981,29 @@ export interface components {
             /** @description RFC 3339: when the served certificate stops being valid. */
             valid_until?: string | null;
         };
+        /** @description `PATCH /api/notifications/{name}`: what is given changes, the rest stays. */
+        ChannelUpdate: {
+            email?: null | components["schemas"]["EmailSettings"];
+            enabled?: boolean | null;
+            events?: string[] | null;
+            password?: string | null;
+            signing_secret?: string | null;
+            url?: string | null;
+        };
+        /** @description A channel as the API shows it: never a secret, except a generated signing secret once. */
+        ChannelView: {
+            created_at: string;
+            email?: null | components["schemas"]["EmailSettings"];
+            enabled: boolean;
+            /** @description Empty: every event. */
+            events: components["schemas"]["Event"][];
+            kind: components["schemas"]["Kind"];
+            name: string;
+            /** @description Only in the answer that created a `webhook` channel without one: keep it now. */
+            signing_secret?: string | null;
+            /** @description The URL's scheme and host (`https://hooks.slack.com/…`). */
+            url?: string | null;
+        };
         /** @description `POST /api/databases` body. */
         CreateDatabaseBody: {
             /**
@@ -992,6 +1084,25 @@ export interface components {
             kept_volume?: null | components["schemas"]["KeptVolume"];
             message: string;
             name: string;
+        };
+        /** @description One message to one channel, and what became of it. */
+        DeliveryView: {
+            /** Format: int64 */
+            attempts: number;
+            channel: string;
+            created_at: string;
+            event: string;
+            /** Format: int64 */
+            id: number;
+            /** @description Why the last try failed. */
+            last_error?: string | null;
+            /** @description When a pending delivery is tried next. */
+            next_attempt?: string | null;
+            sent_at?: string | null;
+            /** @description `pending` (being tried), `sent` or `failed` (given up). */
+            status: string;
+            /** @description The message's one-line title. */
+            title: string;
         };
         /** @description `POST /api/apps/{app}/deployments` body. */
         DeployBody: {
@@ -1076,6 +1187,22 @@ export interface components {
             prefix?: string | null;
             region?: string | null;
         };
+        /** @description An email channel's server, sender and recipients: shown by the API as stored. */
+        EmailSettings: {
+            /** @description PEM certificates to trust besides the public roots (a private CA's). */
+            ca_certificate?: string | null;
+            /** @description `Rivetr <rivetr@example.com>` or an address. */
+            from: string;
+            host: string;
+            /**
+             * Format: int32
+             * @description 587 for STARTTLS, 465 for TLS, 25 for none, unless given.
+             */
+            port?: number | null;
+            security: components["schemas"]["Security"];
+            to: string[];
+            username?: string | null;
+        };
         /** @description `PUT /api/apps/{app}/env/{KEY}` body. */
         EnvBody: {
             /** @description Encrypt at rest and never show again; default false. */
@@ -1099,6 +1226,11 @@ export interface components {
             /** @description For people: says what was wrong and where (the field, the header). */
             message: string;
         };
+        /**
+         * @description Something worth telling a person about.
+         * @enum {string}
+         */
+        Event: "deployment.succeeded" | "deployment.failed" | "deployment.rolled_back" | "certificate.renewal_failed" | "certificate.expiring" | "container.crash_looping" | "backup.failed" | "rivetr.started_after_crash" | "test";
         Health: {
             /** @description `ok`, or which managed databases' latest backup failed (their backup list says why). */
             backups: string;
@@ -1143,6 +1275,8 @@ export interface components {
             mountpoint: string;
             name: string;
         };
+        /** @enum {string} */
+        Kind: "webhook" | "slack" | "mattermost" | "discord" | "email";
         /** @description An SSH host key an app's clones recorded. */
         KnownHostView: {
             /** @description `SHA256:...`, as `ssh-keygen -l` prints it. */
@@ -1230,6 +1364,29 @@ export interface components {
             version: string;
             /** @description The named volume holding its data. */
             volume: string;
+        };
+        /** @description `POST /api/notifications`. */
+        NewChannel: {
+            email?: null | components["schemas"]["EmailSettings"];
+            /** @description Default true. */
+            enabled?: boolean | null;
+            /** @description The events sent to this channel; absent or empty: all of them. */
+            events?: string[] | null;
+            kind: components["schemas"]["Kind"];
+            /** @description A DNS label. */
+            name: string;
+            /** @description `email` only: the SMTP password (with `email.username`). Stored encrypted. */
+            password?: string | null;
+            /**
+             * @description `webhook` only: the HMAC-SHA256 key of `X-Rivetr-Signature-256`. Generated when
+             *     absent, and then shown once in the answer.
+             */
+            signing_secret?: string | null;
+            /**
+             * @description Where messages are POSTed (every kind but `email`). Stored encrypted; shown as its
+             *     scheme and host only.
+             */
+            url?: string | null;
         };
         /** @description Resource limits. */
         ResourcesBody: {
@@ -1338,6 +1495,11 @@ export interface components {
             last_run_at?: string | null;
             next_run_at?: string | null;
         };
+        /**
+         * @description How an SMTP connection is protected.
+         * @enum {string}
+         */
+        Security: "starttls" | "tls" | "none";
         /** @description The session of the request's cookie. */
         SessionView: {
             /**
@@ -3527,6 +3689,261 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    list_channels: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The channels, without their secrets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"][];
+                };
+            };
+        };
+    };
+    create_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewChannel"];
+            };
+        };
+        responses: {
+            /** @description Added; a generated signing secret is shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description Name taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid value, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Only this channel's. */
+                channel?: string;
+                /** @description `pending`, `sent` or `failed`. */
+                status?: string;
+                /** @description At most this many, newest first (default 100, at most 1000). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"][];
+                };
+            };
+            /** @description No such channel */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid value, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The channel's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The channel, without its secrets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description No such channel */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The channel's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such channel */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The channel's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelUpdate"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description No such channel */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An invalid value, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    test_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The channel's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Delivered */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            /** @description No such channel */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not delivered: the receiver's or the network's words */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
