@@ -8,6 +8,10 @@
 # nginx and Rivetr are measured in alternating rounds (ROUNDS, default 3) and compared by
 # their medians, so a noisy moment on a shared machine does not decide the comparison.
 # Target: Rivetr req/s >= nginx's, p99 no worse.
+# BASELINE=<git revision> also builds that revision of Rivetr (in a worktree under
+# target/bench-baseline) and measures it in the same alternating rounds, on the same route,
+# printing this build's req/s against it: how much a change costs, measured in one run (the
+# proxy's /metrics counters were measured so against the revision before them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/test-env/packages.sh
@@ -17,13 +21,22 @@ ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 
 cargo build --release --quiet
+baseline_bin=
+if [ -n "${BASELINE:-}" ]; then
+    tree=target/bench-baseline/src
+    rm -rf "$tree"; git worktree prune
+    git worktree add --detach --force "$tree" "$BASELINE" >/dev/null
+    (cd "$tree" && CARGO_TARGET_DIR="$PWD/../target" cargo build --release --quiet)
+    baseline_bin=target/bench-baseline/target/release/rivetr
+    baseline_rev=$(git rev-parse --short "$BASELINE")
+fi
 work=$(mktemp -d)
 chmod 755 "$work"   # nginx workers run as nobody
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-backend=$(free_port); nginx_proxy=$(free_port); rivetr_http=$(free_port)
+backend=$(free_port); nginx_proxy=$(free_port); rivetr_http=$(free_port); baseline_http=$(free_port)
 mkdir -p "$work/www" "$work/nginx"
 printf 'hello from the backend\n' > "$work/www/index.html"
 
@@ -67,8 +80,18 @@ CONF
 target/release/rivetr serve --config "$work/rivetr.toml" 2>"$work/rivetr.log" &
 rivetr_pid=$!
 pids+=($rivetr_pid)
+ports="$backend $nginx_proxy $rivetr_http"
+if [ -n "$baseline_bin" ]; then
+    sed -e "s|^http_listen = .*|http_listen = \"127.0.0.1:$baseline_http\"|" \
+        -e "s|^api_listen = .*|api_listen = \"127.0.0.1:$(free_port)\"|" \
+        -e "s|^https_listen = .*|https_listen = \"127.0.0.1:$(free_port)\"|" \
+        -e "s|^state_dir = .*|state_dir = \"$work/baseline-state\"|" "$work/rivetr.toml" > "$work/baseline.toml"
+    "$baseline_bin" serve --config "$work/baseline.toml" 2>"$work/baseline.log" &
+    pids+=($!)
+    ports="$ports $baseline_http"
+fi
 
-for port in $backend $nginx_proxy $rivetr_http; do
+for port in $ports; do
     for _ in $(seq 1 100); do curl -fs -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$port/" && break; sleep 0.1; done
     curl -fsS -o /dev/null -H 'Host: bench.test' "http://127.0.0.1:$port/"
 done
@@ -89,11 +112,17 @@ read -r d_rps d_p99 < <(measure "$backend")
 rss_file=$work/rss; ( peak=0; while kill -0 $rivetr_pid 2>/dev/null; do r=$(awk '/^VmRSS/ {print $2}' /proc/$rivetr_pid/status 2>/dev/null || echo 0); [ "$r" -gt "$peak" ] && peak=$r && echo $peak > "$rss_file"; sleep 0.2; done ) &
 sampler=$!
 rounds=()
+baseline_rounds=()
 for round in $(seq 1 "$ROUNDS"); do
     read -r n_rps n_p99 < <(measure "$nginx_proxy")
     read -r r_rps r_p99 < <(measure "$rivetr_http")
     printf 'round %d: nginx %s req/s p99 %s ms; rivetr %s req/s p99 %s ms\n' "$round" "$n_rps" "$n_p99" "$r_rps" "$r_p99"
     rounds+=("$n_rps $n_p99 $r_rps $r_p99")
+    if [ -n "$baseline_bin" ]; then
+        read -r b_rps b_p99 < <(measure "$baseline_http")
+        printf 'round %d: rivetr %s (baseline) %s req/s p99 %s ms\n' "$round" "$baseline_rev" "$b_rps" "$b_p99"
+        baseline_rounds+=("$r_rps $b_rps")
+    fi
 done
 kill $sampler 2>/dev/null || true
 python3 - "$d_rps" "$d_p99" "${rounds[@]}" <<'PY'
@@ -109,3 +138,11 @@ print(f"rivetr/nginx req/s: {r/n:.2f}   rivetr/direct req/s: {r/d:.2f}   p99 riv
 print("target (req/s >= nginx, p99 <= nginx):", "met" if r >= n and rp99 <= np99 else "MISSED")
 PY
 echo "rivetr peak VmRSS under load: $(cat "$rss_file" 2>/dev/null || echo '?') kB"
+if [ -n "$baseline_bin" ]; then
+    python3 - "$baseline_rev" "${baseline_rounds[@]}" <<'PY'
+import statistics, sys
+rev, rounds = sys.argv[1], [list(map(float, r.split())) for r in sys.argv[2:]]
+r, b = (statistics.median(col) for col in zip(*rounds))
+print(f"this build vs {rev} (medians): {r:.0f} vs {b:.0f} req/s = {r/b:.3f}x ({(r/b-1)*100:+.1f} %)")
+PY
+fi

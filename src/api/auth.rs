@@ -57,7 +57,8 @@ pub struct Caller {
 
 /// True for paths the gate protects.
 pub fn is_protected(path: &str) -> bool {
-    (path == "/api" || path.starts_with("/api/")) && !PUBLIC_PATHS.contains(&path)
+    ((path == "/api" || path.starts_with("/api/")) && !PUBLIC_PATHS.contains(&path))
+        || path == "/metrics"
 }
 
 /// The address a request is attributed to: the client Rivetr's own proxy handed over, else

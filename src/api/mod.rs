@@ -19,6 +19,7 @@ pub mod events;
 pub mod extract;
 pub mod git_access;
 mod health;
+mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod session;
@@ -48,6 +49,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(
             session::sign_in,
             session::current,

@@ -215,6 +215,27 @@ impl Engine {
         all
     }
 
+    /// Every route's counters in detail, by host, with the route's owner while it is routed.
+    pub fn route_details(&self) -> Vec<(String, Option<Owner>, crate::proxy::metrics::Detail)> {
+        let owners: HashMap<String, Owner> = self
+            .shared
+            .routes
+            .load()
+            .specs()
+            .iter()
+            .map(|s| (s.host.clone(), s.owner.clone()))
+            .collect();
+        self.shared
+            .routes
+            .metrics()
+            .into_iter()
+            .map(|(host, m)| {
+                let owner = owners.get(&host).cloned();
+                (host, owner, m.detail())
+            })
+            .collect()
+    }
+
     /// Deployments waiting for their turn.
     pub async fn queued_count(&self) -> usize {
         let (reply, answer) = oneshot::channel();

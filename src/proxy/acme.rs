@@ -299,6 +299,7 @@ impl AcmeManager {
                             }
                             s.last_error = Some(error.clone());
                             s.next_attempt = Some(SystemTime::now() + wait);
+                            s.failures_total += 1;
                         });
                         tracing::warn!(
                             domain,

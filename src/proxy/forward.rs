@@ -10,6 +10,7 @@ use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use super::h1;
+use super::metrics::UpstreamError;
 use super::pool::{Lease, Pool, PoolError};
 use hyper_util::rt::TokioIo;
 
@@ -466,15 +467,18 @@ impl Proxy {
     ) -> Attempt<T> {
         match sent {
             Err(_) => {
+                route.metrics.count_upstream_error(UpstreamError::Timeout);
                 tracing::warn!(host, upstream = %upstream.addr, timeout = ?self.settings.response_timeout, "app did not send response headers in time");
                 Attempt::Failed(pages::gateway_timeout)
             }
             Ok(Err(e @ PoolError::Connect { .. })) => {
+                route.metrics.count_upstream_error(UpstreamError::Connect);
                 tracing::warn!(host, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
                 route.mark_down(upstream, self.settings.failover);
                 Attempt::NextUpstream
             }
             Ok(Err(e)) => {
+                route.metrics.count_upstream_error(UpstreamError::Reset);
                 tracing::warn!(host, error = %e, "app connection failed");
                 Attempt::Failed(pages::bad_gateway)
             }

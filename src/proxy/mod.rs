@@ -238,11 +238,14 @@ impl Proxy {
     }
 }
 
-/// Counts a request for its route; returns what the access log needs when it is on (at debug
-/// level: its clock and copy only then).
-fn request_started(route: &Route, path: impl FnOnce() -> String) -> Option<(Instant, String)> {
+/// Counts a request for its route; returns when it started, and what the access log needs
+/// when it is on (at debug level: the path is copied only then).
+fn request_started(route: &Route, path: impl FnOnce() -> String) -> (Instant, Option<String>) {
     route.metrics.count_request();
-    tracing::enabled!(tracing::Level::DEBUG).then(|| (Instant::now(), path()))
+    (
+        Instant::now(),
+        tracing::enabled!(tracing::Level::DEBUG).then(path),
+    )
 }
 
 /// Counts the response's status and, as they go out, its body bytes; writes the access log
@@ -250,13 +253,15 @@ fn request_started(route: &Route, path: impl FnOnce() -> String) -> Option<(Inst
 fn request_answered(
     route: Arc<Route>,
     res: &mut Response<ProxyBody>,
-    logged: Option<(Instant, String)>,
+    (started, logged): (Instant, Option<String>),
     host: &str,
     method: &hyper::Method,
     peer: &Peer,
 ) {
-    route.metrics.count_status(res.status().as_u16());
-    if let Some((started, path)) = logged {
+    route
+        .metrics
+        .count_answer(method, res.status().as_u16(), started.elapsed());
+    if let Some(path) = logged {
         tracing::debug!(%host, %method, %path, status = res.status().as_u16(), peer = %peer.addr, elapsed_ms = started.elapsed().as_millis() as u64, "proxy request");
     }
     if let ProxyBody::Upstream(body) = res.body_mut() {

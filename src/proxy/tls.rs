@@ -146,6 +146,8 @@ pub struct CertificateState {
     pub next_attempt: Option<SystemTime>,
     /// Why a reserved name is never ordered.
     pub reason: Option<String>,
+    /// Failed orders since Rivetr started, for `/metrics`.
+    pub failures_total: u64,
 }
 
 impl CertificateState {
@@ -158,6 +160,7 @@ impl CertificateState {
             last_error: None,
             next_attempt: None,
             reason: None,
+            failures_total: 0,
         }
     }
 }

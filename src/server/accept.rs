@@ -268,6 +268,7 @@ pub async fn serve<F, S, B>(
         // Detached on purpose: `connections` tracks it for the drain below, and a TLS
         // handshake is bounded by HANDSHAKE_TIMEOUT.
         connections.spawn(async move {
+            let _open = crate::proxy::metrics::OpenConnection::of(name);
             // hyper on whichever stream the connection ends up as.
             macro_rules! with_hyper {
                 ($io:expr) => {{

@@ -228,6 +228,11 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         )
     };
     tasks.spawn(notifier.clone().run_deliveries(shutdown.clone()));
+    tasks.spawn(state.metrics.clone().watch_deployments(
+        engine.subscribe_events(),
+        db.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(notifier.clone().watch_health(
         Arc::clone(&proxy.certs),
         runtime.clone(),

@@ -1,0 +1,175 @@
+//! `GET /metrics` of the real binary: the proxy's counters move by exactly the requests sent
+//! through it, the text passes `promtool check metrics` (Debian's `prometheus` package), and
+//! the endpoint wants the API's token.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::api::{Api, initial_token, request};
+use common::backend::Backend;
+use common::*;
+
+fn route(host: &str, upstreams: &[SocketAddr]) -> String {
+    let ups: Vec<String> = upstreams.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[[proxy.routes]]\nhost = \"{host}\"\nupstreams = [{}]\ntls = \"none\"\n",
+        ups.join(", ")
+    )
+}
+
+/// The value of the sample `series` (name and labels exactly as written), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+fn scrape(api: &Api) -> String {
+    let r = api.get("/metrics");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    r.body
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused the text:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn proxied_requests_move_the_counters_by_exactly_their_number_and_promtool_accepts_the_text() {
+    let a = Backend::start("A");
+    let dir = TestDir::new();
+    // Port 1 on loopback: nothing listens, so every request to down.test fails to connect.
+    let down: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let config = route("a.test", &[a.addr]) + &route("down.test", &[down]);
+    let path = dir.write("rivetr.toml", &config);
+    let mut rivetr = Launch::serve()
+        .arg("--config")
+        .arg(path.to_str().unwrap())
+        .start(&dir);
+    rivetr.wait_healthy();
+    let api = Api {
+        addr: rivetr.api(),
+        token: initial_token(dir.path()),
+    };
+
+    // Without the token, or with a wrong one: refused like the rest of the API.
+    assert_eq!(
+        request(rivetr.api(), "GET", "/metrics", &[], b"").status,
+        401
+    );
+    let wrong = request(
+        rivetr.api(),
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer rivetr_wrong")],
+        b"",
+    );
+    assert_eq!(wrong.status, 401);
+
+    let get_2xx = "rivetr_proxy_requests_total{app=\"a.test\",method=\"GET\",code=\"2xx\"}";
+    let post_2xx = "rivetr_proxy_requests_total{app=\"a.test\",method=\"POST\",code=\"2xx\"}";
+    let down_5xx = "rivetr_proxy_requests_total{app=\"down.test\",method=\"GET\",code=\"5xx\"}";
+    let connect_errors = "rivetr_proxy_upstream_errors_total{app=\"down.test\",kind=\"connect\"}";
+    let durations = "rivetr_proxy_request_duration_seconds_count{app=\"a.test\"}";
+    let received = "rivetr_proxy_received_bytes_total{app=\"a.test\"}";
+    let before = scrape(&api);
+
+    const GETS: usize = 137;
+    for _ in 0..GETS {
+        let (status, _, body) = raw_exchange(
+            rivetr.http(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!((status, body.as_str()), (200, "A"));
+    }
+    const POSTS: usize = 5;
+    const BODY: usize = 1000;
+    for _ in 0..POSTS {
+        let (status, _, body) = raw_exchange(
+            rivetr.http(),
+            &format!(
+                "POST /count HTTP/1.1\r\nHost: a.test\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n{}",
+                "x".repeat(BODY)
+            ),
+        );
+        assert_eq!((status, body.as_str()), (200, "1000"));
+    }
+    for _ in 0..3 {
+        let (status, _, _) = raw_exchange(
+            rivetr.http(),
+            "GET / HTTP/1.1\r\nHost: down.test\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status, 502);
+    }
+
+    let after = scrape(&api);
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(delta(get_2xx), GETS as f64, "{after}");
+    assert_eq!(delta(post_2xx), POSTS as f64, "{after}");
+    assert_eq!(delta(down_5xx), 3.0, "{after}");
+    assert_eq!(delta(connect_errors), 3.0, "{after}");
+    assert_eq!(delta(durations), (GETS + POSTS) as f64, "{after}");
+    assert_eq!(delta(received), (POSTS * BODY) as f64, "{after}");
+    assert!(
+        sample(&after, "process_resident_memory_bytes") > 1e6,
+        "{after}"
+    );
+    assert!(after.contains("# TYPE rivetr_deployment_queue_depth gauge"));
+    promtool_check(&after);
+}
+
+#[test]
+fn open_connections_are_counted_while_they_are_held() {
+    let a = Backend::start("A");
+    let dir = TestDir::new();
+    let path = dir.write("rivetr.toml", &route("a.test", &[a.addr]));
+    let mut rivetr = Launch::serve()
+        .arg("--config")
+        .arg(path.to_str().unwrap())
+        .start(&dir);
+    rivetr.wait_healthy();
+    let api = Api {
+        addr: rivetr.api(),
+        token: initial_token(dir.path()),
+    };
+    let open = "rivetr_proxy_open_connections{listener=\"http\"}";
+    let base = sample(&scrape(&api), open);
+    let held: Vec<TcpStream> = (0..7)
+        .map(|_| TcpStream::connect(rivetr.http()).unwrap())
+        .collect();
+    wait_for("7 more open connections", Duration::from_secs(10), || {
+        (sample(&scrape(&api), open) == base + 7.0).then_some(())
+    });
+    drop(held);
+    wait_for("the connections closed", Duration::from_secs(10), || {
+        (sample(&scrape(&api), open) == base).then_some(())
+    });
+}
