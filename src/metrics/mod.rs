@@ -61,11 +61,12 @@ pub struct Snapshot {
     pub process: process::Process,
 }
 
-/// What a deployment ended as, for `rivetr_deployments_total`; `None` for a status that is
-/// no end of its own (`replaced`: an older deployment a newer one took over from).
-fn result_of(d: &Deployment) -> Option<&'static str> {
-    Some(match d.status {
-        Status::Running if d.rollback_of.is_some() => "rolled_back",
+/// What a deployment that ended as `status` counts as in `rivetr_deployments_total`; `None`
+/// for a status that is no end of its own (`replaced`: an older deployment a newer one took
+/// over from).
+fn result_of(status: Status, rollback: bool) -> Option<&'static str> {
+    Some(match status {
+        Status::Running if rollback => "rolled_back",
         Status::Running => "succeeded",
         Status::Failed => "failed",
         Status::Cancelled => "cancelled",
@@ -98,9 +99,12 @@ impl Metrics {
         Metrics::default()
     }
 
-    /// Counts a deployment that ended.
-    pub fn count_deployment(&self, d: &Deployment) {
-        let Some(result) = result_of(d) else { return };
+    /// Counts a deployment that ended as `status` (the event's: the row may have moved on to
+    /// `replaced` since).
+    pub fn count_deployment(&self, d: &Deployment, status: Status) {
+        let Some(result) = result_of(status, d.rollback_of.is_some()) else {
+            return;
+        };
         let mut counted = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *counted
             .deployments
@@ -133,9 +137,12 @@ impl Metrics {
             match event {
                 Ok(e) if e.kind == EventKind::DeploymentFinished => {
                     let Some(id) = e.deployment else { continue };
+                    let Some(status) = Status::parse(&e.status) else {
+                        continue;
+                    };
                     if let Ok(Some(d)) = db.call(move |c| crate::db::deployments::get(c, id)).await
                     {
-                        self.count_deployment(&d);
+                        self.count_deployment(&d, status);
                     }
                 }
                 Ok(_) => {}
@@ -221,9 +228,9 @@ mod tests {
     #[test]
     fn deployments_are_counted_by_result_and_their_stages_timed() {
         let m = Metrics::new();
-        m.count_deployment(&deployment(Status::Running, None));
-        m.count_deployment(&deployment(Status::Running, Some(3)));
-        m.count_deployment(&deployment(Status::Replaced, None));
+        m.count_deployment(&deployment(Status::Running, None), Status::Running);
+        m.count_deployment(&deployment(Status::Running, Some(3)), Status::Running);
+        m.count_deployment(&deployment(Status::Replaced, None), Status::Replaced);
         let c = m.inner.lock().unwrap().clone();
         assert_eq!(c.deployments.get(&("web".into(), "succeeded")), Some(&1));
         assert_eq!(c.deployments.get(&("web".into(), "rolled_back")), Some(&1));

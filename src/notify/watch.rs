@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use super::Notifier;
 use super::message::{Event, Message};
 use crate::db::Db;
-use crate::db::deployments::Status;
 use crate::engine::events::{Event as EngineEvent, EventKind};
 use crate::proxy::tls::CertStore;
 use crate::runtime::{LabelFilter, SharedDetection};
@@ -76,7 +75,7 @@ impl Notifier {
             match event {
                 Ok(e) if e.kind == EventKind::DeploymentFinished => {
                     if let Some(id) = e.deployment {
-                        self.announce_deployment(&db, id).await;
+                        self.announce_deployment(&db, id, &e.status).await;
                     }
                 }
                 Ok(_) => {}
@@ -91,11 +90,23 @@ impl Notifier {
         }
     }
 
-    async fn announce_deployment(&self, db: &Db, id: i64) {
-        let found = db.call(move |c| crate::db::deployments::get(c, id)).await;
-        let Ok(Some(d)) = found else { return };
-        let (event, title, text) = match d.status {
-            Status::Running if d.rollback_of.is_some() => (
+    /// Announces deployment `id`, which ended as `status` (the event's word: by the time the
+    /// row is read, a newer deployment may already have replaced it).
+    async fn announce_deployment(&self, db: &Db, id: i64, status: &str) {
+        let found = db
+            .call(move |c| {
+                let Some(d) = crate::db::deployments::get(c, id)? else {
+                    return Ok(None);
+                };
+                let serving = crate::db::deployments::running(c, d.app_id)?;
+                Ok(Some((d, serving)))
+            })
+            .await;
+        let Ok(Some((d, serving))) = found else {
+            return;
+        };
+        let (event, title, text) = match status {
+            "running" if d.rollback_of.is_some() => (
                 Event::DeploymentRolledBack,
                 format!(
                     "{}: rolled back to deployment {}",
@@ -108,7 +119,7 @@ impl Notifier {
                     d.rollback_of.unwrap_or(0)
                 ),
             ),
-            Status::Running => (
+            "running" => (
                 Event::DeploymentSucceeded,
                 format!("{}: deployment {} is live", d.app, d.id),
                 match &d.commit_subject {
@@ -116,12 +127,18 @@ impl Notifier {
                     None => "The new version is serving.".to_owned(),
                 },
             ),
-            Status::Failed => (
+            "failed" => (
                 Event::DeploymentFailed,
                 format!("{}: deployment {} failed", d.app, d.id),
                 format!(
-                    "{} The version that was serving keeps serving.",
-                    d.reason.as_deref().unwrap_or("No reason was recorded.")
+                    "{}\n\n{}",
+                    d.reason.as_deref().unwrap_or("No reason was recorded."),
+                    match serving {
+                        Some(s) => format!("Deployment {} keeps serving.", s.id),
+                        None =>
+                            "Nothing of the app was serving before it, so nothing is served now."
+                                .to_owned(),
+                    }
                 ),
             ),
             // Cancelled, superseded or replaced: someone's choice, nothing to tell.
@@ -144,16 +161,17 @@ impl Notifier {
                 Event::CertificateRenewalFailed,
                 format!("{domain}: certificate order failed"),
                 format!(
-                    "The ACME order failed: {error}. It is tried again in {} minutes; \
-                     GET /api/certificates shows its state.",
-                    retry_in.as_secs().div_ceil(60)
+                    "The ACME order failed: {}. It is tried again in {}; GET /api/certificates \
+                     shows its state.",
+                    error.trim_end_matches('.'),
+                    in_words(retry_in)
                 ),
             )
         });
     }
 
-    /// A backup of `database` failed.
-    pub fn backup_failed(&self, database: &str, backup: i64, reason: &str) {
+    /// A backup of `database` failed; `scheduled` when a schedule took it (and tries again).
+    pub fn backup_failed(&self, database: &str, backup: i64, reason: &str, scheduled: bool) {
         self.emit(Message {
             database: Some(database.to_owned()),
             url: Some(format!(
@@ -163,7 +181,15 @@ impl Notifier {
             ..Message::new(
                 Event::BackupFailed,
                 format!("{database}: backup {backup} failed"),
-                format!("{reason}. It is tried again at the schedule's next time."),
+                format!(
+                    "{}.{}",
+                    reason.trim_end_matches('.'),
+                    if scheduled {
+                        " It is tried again at the schedule's next time."
+                    } else {
+                        ""
+                    }
+                ),
             )
         });
     }
@@ -178,7 +204,7 @@ impl Notifier {
         let mut expiring = HashSet::new();
         let mut restarts = RestartHistory::default();
         loop {
-            self.check_certificates(&certs, &mut expiring);
+            self.check_certificates(&certs, &mut expiring).await;
             if let Some(rt) = runtime.load().runtime.clone() {
                 self.check_containers(rt.as_ref(), &mut restarts).await;
             }
@@ -189,14 +215,20 @@ impl Notifier {
         }
     }
 
-    /// Announces each certificate ending within [`EXPIRY_WARNING`], once per certificate.
-    fn check_certificates(&self, certs: &CertStore, announced: &mut HashSet<(String, SystemTime)>) {
+    /// Announces each certificate ending within [`EXPIRY_WARNING`], once per certificate
+    /// (once it reached a channel: one added later still hears of it).
+    async fn check_certificates(
+        &self,
+        certs: &CertStore,
+        announced: &mut HashSet<(String, SystemTime)>,
+    ) {
         let now = SystemTime::now();
         for state in certs.certificate_states() {
             let Some(until) = state.valid_until else {
                 continue;
             };
-            if until > now + EXPIRY_WARNING || !announced.insert((state.domain.clone(), until)) {
+            let key = (state.domain.clone(), until);
+            if until > now + EXPIRY_WARNING || announced.contains(&key) {
                 continue;
             }
             let left = until.duration_since(now).unwrap_or_default();
@@ -206,18 +238,29 @@ impl Notifier {
                 Some(e) => format!(" The last renewal failed: {e}."),
                 None => String::new(),
             };
-            self.emit(Message {
+            let message = Message {
                 domain: Some(state.domain.clone()),
                 ..Message::new(
                     Event::CertificateExpiring,
-                    format!("{}: certificate expires in {} days", state.domain, left.as_secs() / 86400),
+                    format!(
+                        "{}: certificate expires in {} days",
+                        state.domain,
+                        left.as_secs() / 86400
+                    ),
                     format!(
                         "The {} certificate of {} is valid until {ends} and has not been renewed.{why}",
                         state.source.as_str(),
                         state.domain
                     ),
                 )
-            });
+            };
+            match self.enqueue(message).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    announced.insert(key);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot queue a certificate notification"),
+            }
         }
     }
 
@@ -228,7 +271,12 @@ impl Notifier {
         runtime: &dyn crate::runtime::ContainerRuntime,
         history: &mut RestartHistory,
     ) {
-        let filter = [LabelFilter::key(crate::runtime::LABEL_APP)];
+        // This installation's containers: its apps' and its databases' (which carry no
+        // app label, and are the ones the engine restarts).
+        let filter = [LabelFilter::eq(
+            crate::runtime::LABEL_INSTANCE,
+            self.db().instance_id(),
+        )];
         let containers = match runtime.list(&filter).await {
             Ok(c) => c,
             Err(e) => {
@@ -239,6 +287,11 @@ impl Notifier {
         let now = Instant::now();
         let mut seen = HashSet::new();
         for c in containers {
+            if !c.labels.contains_key(crate::runtime::LABEL_APP)
+                && !c.labels.contains_key(crate::databases::LABEL_DATABASE)
+            {
+                continue;
+            }
             let Ok(info) = runtime.inspect(&c.id).await else {
                 continue;
             };
@@ -275,6 +328,18 @@ impl Notifier {
             }
         }
         history.forget_others(&seen);
+    }
+}
+
+/// `45 seconds`, `1 minute`, `60 minutes`.
+fn in_words(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
+        _ => {
+            let m = s.div_ceil(60);
+            format!("{m} minute{}", if m == 1 { "" } else { "s" })
+        }
     }
 }
 

@@ -421,7 +421,8 @@ impl Backups {
             Err(e) => {
                 tracing::error!(database = %row.name, backup = id, error = %e, "backup failed");
                 let reason = e.to_string();
-                self.notifier.backup_failed(&row.name, id, &reason);
+                self.notifier
+                    .backup_failed(&row.name, id, &reason, schedule.is_some());
                 self.db
                     .call(move |c| rows::finish_failed(c, id, &reason))
                     .await
