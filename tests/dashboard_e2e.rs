@@ -2,19 +2,25 @@
 //! `rivetr` binary on rootful Podman. `frontend/e2e/run.mjs` runs every scenario of the
 //! dashboard issue in one browser session, because each builds on the one before (an app,
 //! its deployments, a rollback to the first); `frontend/e2e/databases.mjs` does the same for
-//! managed databases (issue 13): create, link, back up, schedule, restore, delete. The
-//! scripts' steps and the folders of screenshots (desktop and phone width) are printed as
-//! they run.
+//! managed databases (issue 13): create, link, back up, schedule, restore, delete;
+//! `frontend/e2e/notifications.mjs` for the notifications page: channels (a signed webhook to
+//! a real receiver, Slack), test messages, deliveries, disabling and deleting. The scripts'
+//! steps and the folders of screenshots (desktop and phone width, dark) are printed as they
+//! run.
 
 mod common;
 
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::Mutex;
 
+use common::api::{Api, initial_token, sign};
 use common::platform::{GitRepo, Platform, podman_socket, unique_name};
-use serde_json::json;
+use common::sink::Sink;
+use common::{Launch, TestDir, free_port};
+use serde_json::{Value, json};
 
 /// Chromium, or `None` after saying loudly why the test is skipped (a failure under CI).
 fn chromium() -> Option<PathBuf> {
@@ -49,11 +55,12 @@ fn screenshots(script: &str) -> PathBuf {
 /// second Chromium and Rivetr on the same (small) machine would disturb.
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
-/// Runs `frontend/e2e/<script>.mjs` against the platform; the environment every script
-/// reads is set here, `env` adds the script's own.
+/// Runs `frontend/e2e/<script>.mjs` against the Rivetr whose API listens at `api`, signed in
+/// with `token`; the environment every script reads is set here, `env` adds the script's own.
 fn run_script(
     script: &str,
-    platform: &Platform,
+    api: SocketAddr,
+    token: &str,
     browser: &Path,
     env: &[(&str, &OsStr)],
 ) -> (ExitStatus, PathBuf) {
@@ -63,8 +70,8 @@ fn run_script(
     let status = Command::new("node")
         .arg(format!("e2e/{script}.mjs"))
         .current_dir(&frontend)
-        .env("RIVETR_URL", format!("http://{}", platform.rivetr.api()))
-        .env("RIVETR_TOKEN", &platform.token)
+        .env("RIVETR_URL", format!("http://{api}"))
+        .env("RIVETR_TOKEN", token)
         .env("RIVETR_E2E_SHOTS", &shots)
         .env("CHROMIUM", browser)
         .envs(env.iter().copied())
@@ -87,7 +94,8 @@ fn dashboard_end_to_end_in_chromium() {
     let proxy_port = platform.http().port().to_string();
     let (status, shots) = run_script(
         "run",
-        &platform,
+        platform.rivetr.api(),
+        &platform.token,
         &browser,
         &[
             ("RIVETR_PROXY_PORT", proxy_port.as_ref()),
@@ -126,7 +134,8 @@ fn databases_in_the_dashboard_in_chromium() {
     let app = platform.create_app(&unique_name("dblink"), repo.path(), json!({}));
     let (status, shots) = run_script(
         "databases",
-        &platform,
+        platform.rivetr.api(),
+        &platform.token,
         &browser,
         &[("RIVETR_E2E_APP", app.as_ref())],
     );
@@ -150,5 +159,94 @@ fn databases_in_the_dashboard_in_chromium() {
         "the databases e2e failed ({status}); screenshots in {}; rivetr's log:\n{}",
         shots.display(),
         platform.rivetr.log()
+    );
+}
+
+/// The notifications page: a signed webhook channel added through the form (its generated
+/// signing secret seen once), a test message that a real HTTP receiver gets, signed with that
+/// secret, and sees `sent` in the deliveries table; a Slack channel refused for a bad URL (the
+/// 422 next to the field), then added with a URL nothing listens at, its test failing in the
+/// network's words; the deliveries filtered; the Slack channel disabled and deleted. No
+/// container engine is needed: Rivetr is pointed at a socket that does not exist.
+#[test]
+fn notifications_in_the_dashboard_in_chromium() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let dir = TestDir::new();
+    let mut rivetr = Launch::serve()
+        .env(
+            "RIVETR_RUNTIME_SOCKET",
+            "unix:///nonexistent/rivetr-no-engine.sock",
+        )
+        .start(&dir);
+    rivetr.wait_healthy();
+    let api = Api {
+        addr: rivetr.api(),
+        token: initial_token(dir.path()),
+    };
+    let sink = Sink::start(&[]);
+    let hook_url = sink.url("/hook");
+    let dead_url = format!("http://127.0.0.1:{}/services/T000/B000/XXXX", free_port());
+    let secret_file = dir.path().join("signing-secret");
+    let (status, shots) = run_script(
+        "notifications",
+        api.addr,
+        &api.token,
+        &browser,
+        &[
+            ("RIVETR_E2E_HOOK_URL", hook_url.as_ref()),
+            ("RIVETR_E2E_DEAD_URL", dead_url.as_ref()),
+            ("RIVETR_E2E_SECRET_FILE", secret_file.as_os_str()),
+        ],
+    );
+    assert!(
+        status.success(),
+        "the notifications e2e failed ({status}); screenshots in {}; rivetr's log:\n{}",
+        shots.display(),
+        rivetr.log()
+    );
+
+    // The receiver got the one test message, signed with the secret the page showed once.
+    let received = sink.received();
+    assert_eq!(
+        received.len(),
+        1,
+        "the receiver got: {:#?}",
+        received
+            .iter()
+            .map(|r| (&r.path, String::from_utf8_lossy(&r.body)))
+            .collect::<Vec<_>>()
+    );
+    let hook = &received[0];
+    assert_eq!(
+        (hook.method.as_str(), hook.path.as_str()),
+        ("POST", "/hook")
+    );
+    assert_eq!(hook.json()["event"], "test", "{}", hook.json());
+    let secret = std::fs::read_to_string(&secret_file).expect("the script saved the secret");
+    assert_eq!(
+        hook.header("x-rivetr-signature-256"),
+        Some(format!("sha256={}", sign(secret.trim(), &hook.body)).as_str()),
+        "the signature is not HMAC-SHA256 of the body under the secret the page showed"
+    );
+
+    // What the page did is what the API holds: one channel left, enabled, with its events.
+    let channels: Value = api.get("/api/notifications").json();
+    let names: Vec<&str> = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ops-hook"], "{channels}");
+    assert_eq!(channels[0]["enabled"], true);
+    assert_eq!(
+        channels[0]["events"],
+        json!(["deployment.failed", "backup.failed"])
+    );
+    assert!(
+        !rivetr.log().contains(secret.trim()),
+        "the signing secret is in Rivetr's log"
     );
 }

@@ -1,9 +1,9 @@
-// What the dashboard's end-to-end scripts (run.mjs, databases.mjs) share: Debian's Chromium
-// driven by playwright-core with a throw-away profile, screenshots at desktop and phone width
-// (and in the dark theme), an axe-core check of every page the first time it is seen (a
-// serious or critical violation fails the run), a page wider than a phone fails it too, and
-// steps that print their time. Console errors that mean a bug (a CSP violation, an uncaught
-// exception) fail the run at the end.
+// What the dashboard's end-to-end scripts (run.mjs, databases.mjs, notifications.mjs) share:
+// Debian's Chromium driven by playwright-core with a throw-away profile, screenshots at
+// desktop and phone width (and in the dark theme), an axe-core check of every page the first
+// time it is seen (a serious or critical violation fails the run), a page wider than a phone
+// fails it too, and steps that print their time. Console errors that mean a bug (a CSP
+// violation, an uncaught exception) fail the run at the end.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,8 +48,9 @@ export async function openBrowser(shots) {
     if (m.type() === "error") run.consoleErrors.push(`${run.current} (${page.url()}): ${m.text()}`);
   });
 
-  /** Screenshots at desktop and phone width, and an axe-core check of the page. */
-  run.capture = async (p, name) => {
+  /** Screenshots at desktop and phone width, and an axe-core check of the page (the first
+   * time its route is seen, or again with `{ axe: true }` for a new state of the page). */
+  run.capture = async (p, name, { axe = false } = {}) => {
     run.shot += 1;
     const base = `${String(run.shot).padStart(2, "0")}-${name}`;
     await p.setViewportSize(DESKTOP);
@@ -61,7 +62,7 @@ export async function openBrowser(shots) {
     if (overflow > 1) run.violations.push(`${name}: the page is ${overflow}px wider than a 375px phone screen`);
     await p.setViewportSize(DESKTOP);
     const route = new URL(p.url()).pathname.replace(/\/\d+$/, "/:id");
-    const fresh = !run.checked.has(route);
+    const fresh = axe || !run.checked.has(route);
     run.checked.add(route);
     // Dark theme (it follows the system): a screenshot, and the axe check in both themes.
     for (const scheme of ["light", "dark"]) {

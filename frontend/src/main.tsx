@@ -46,6 +46,7 @@ const router = createBrowserRouter([
       { path: "databases/new", lazy: async () => ({ Component: (await import("@/pages/NewDatabase")).NewDatabase }) },
       { path: "databases/:db", lazy: async () => ({ Component: (await import("@/pages/DatabasePage")).DatabasePage }) },
       { path: "deployments/:id", lazy: async () => ({ Component: (await import("@/pages/DeploymentPage")).DeploymentPage }) },
+      { path: "notifications", lazy: async () => ({ Component: (await import("@/pages/Notifications")).Notifications }) },
       { path: "tokens", lazy: async () => ({ Component: (await import("@/pages/Tokens")).Tokens }) },
       { path: "system", lazy: async () => ({ Component: (await import("@/pages/System")).SystemPage }) },
       { path: "*", element: <NotFound /> },

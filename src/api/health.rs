@@ -20,6 +20,8 @@ pub(super) struct Health {
     runtime: crate::runtime::RuntimeStatus,
     /// `ok`, or which managed databases' latest backup failed (their backup list says why).
     backups: String,
+    /// `ok`, or how many notifications were given up in the last day.
+    notifications: String,
 }
 
 /// Liveness: the version, the uptime and whether the database answers.
@@ -57,6 +59,18 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         }
         Err(e) => format!("unknown: {e}"),
     };
+    let notifications = match state
+        .db
+        .call(|c| crate::db::notifications::failed_recently(c))
+        .await
+    {
+        Ok(0) => "ok".to_owned(),
+        Ok(n) => format!(
+            "{n} notifications were not delivered in the last day; GET \
+             /api/notifications/deliveries?status=failed says why"
+        ),
+        Err(e) => format!("unknown: {e}"),
+    };
     let body = Health {
         status,
         version: crate::VERSION,
@@ -64,6 +78,7 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         db,
         runtime: state.runtime.load().status.clone(),
         backups,
+        notifications,
     };
     (code, Json(body))
 }

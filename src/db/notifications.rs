@@ -165,12 +165,13 @@ pub fn insert_delivery(
     Ok(c.last_insert_rowid())
 }
 
-/// Pending deliveries whose time has come, oldest first.
+/// Pending deliveries whose time has come, oldest first. A test message is sent by the
+/// request that asked for it, never by the queue (which would send it a second time).
 pub fn due(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeliveryRow>> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries d
          JOIN notification_channels c ON c.id = d.channel_id
-         WHERE d.status = 'pending'
+         WHERE d.status = 'pending' AND d.event != 'test'
            AND d.next_attempt <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          ORDER BY d.next_attempt, d.id LIMIT ?1"
     );
@@ -183,7 +184,7 @@ pub fn due(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeliveryRow>> {
 pub fn seconds_to_next(c: &Connection) -> rusqlite::Result<Option<f64>> {
     c.query_row(
         "SELECT MAX(0, (julianday(MIN(next_attempt)) - julianday('now')) * 86400.0)
-         FROM notification_deliveries WHERE status = 'pending'",
+         FROM notification_deliveries WHERE status = 'pending' AND event != 'test'",
         [],
         |r| r.get(0),
     )
@@ -251,7 +252,7 @@ pub fn deliveries(
         .collect()
 }
 
-/// Deliveries given up in the last day: what `/api/health` counts.
+/// Deliveries given up in the last day: what `/api/health` reports.
 pub fn failed_recently(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row(
         "SELECT COUNT(*) FROM notification_deliveries

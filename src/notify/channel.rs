@@ -154,6 +154,13 @@ pub fn check_url(field: &'static str, url: &str) -> Result<(), Invalid> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid(field, "has no host"));
     }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid(
+            field,
+            "holds a user name or password before the host; put a token in the path or the \
+             query, as Slack, Mattermost and Discord URLs do",
+        ));
+    }
     Ok(())
 }
 
@@ -161,9 +168,10 @@ pub fn check_url(field: &'static str, url: &str) -> Result<(), Invalid> {
 pub fn redacted_url(url: &str) -> String {
     match url.parse::<hyper::Uri>() {
         Ok(uri) => format!(
-            "{}://{}/…",
+            "{}://{}{}/…",
             uri.scheme_str().unwrap_or("https"),
-            uri.authority().map(|a| a.as_str()).unwrap_or("")
+            uri.host().unwrap_or(""),
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
         ),
         Err(_) => "…".to_owned(),
     }
@@ -258,6 +266,11 @@ mod tests {
         assert_eq!(check_url("url", "ftp://x/").unwrap_err().field, "url");
         assert!(check_url("url", "not a url").is_err());
         assert!(check_url("url", "/relative").is_err());
+        assert!(check_url("url", "https://alice:pw@example.com/hook").is_err());
+        assert_eq!(
+            redacted_url("https://alice:pw@example.com:8443/hook"),
+            "https://example.com:8443/…"
+        );
     }
 
     #[test]

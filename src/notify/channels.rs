@@ -301,16 +301,24 @@ impl Notifier {
         if req.password.is_some() {
             sealed.password = req.password.clone();
         }
+        if kind != Kind::Email && (req.email.is_some() || req.password.is_some()) {
+            return Err(invalid(
+                if req.email.is_some() {
+                    "email"
+                } else {
+                    "password"
+                },
+                "only for `email` channels",
+            ));
+        }
         if let Some(e) = &req.email {
-            email = Some(e.clone());
-            // Another account without a password given: the old one would be for the wrong
-            // user.
-            if e.username.is_none() {
+            // Another account and no password given: the old one is for the wrong user.
+            let same_user =
+                email.as_ref().and_then(|old| old.username.as_ref()) == e.username.as_ref();
+            if !same_user && req.password.is_none() {
                 sealed.password = None;
             }
-        }
-        if kind != Kind::Email {
-            email = None;
+            email = Some(e.clone());
         }
         // A PATCH that gives a signing secret to another kind is refused like a POST.
         check_fields(

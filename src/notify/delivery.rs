@@ -1,5 +1,5 @@
-//! The delivery task: sends what is due in the queue, one message at a time, and records the
-//! outcome. A failed try is retried after `[notifications] retry_first_seconds`, doubled each
+//! The delivery task: sends what is due in the queue, a batch at a time side by side, and
+//! records each outcome. A failed try is retried after `[notifications] retry_first_seconds`, doubled each
 //! time, up to [`MAX_TRIES`] tries; a receiver that refuses for good (a 4xx other than 408
 //! and 429, an address the mail server rejects) is not tried again.
 
@@ -53,15 +53,12 @@ impl Notifier {
                     return;
                 }
             };
-            if due.is_empty() {
+            if due.is_empty() || shutdown.is_cancelled() {
                 return;
             }
-            for row in due {
-                if shutdown.is_cancelled() {
-                    return;
-                }
-                self.deliver(row).await;
-            }
+            // Side by side: a receiver that takes its time (up to the send timeout) holds up
+            // no other channel.
+            futures_util::future::join_all(due.into_iter().map(|row| self.deliver(row))).await;
         }
     }
 

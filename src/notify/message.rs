@@ -140,27 +140,33 @@ impl Message {
 
     /// Slack's text: bold title, the text, the facts, and a `<url|label>` link.
     pub fn slack_text(&self) -> String {
-        self.chat_text(|url| format!("<{url}|Open in Rivetr>"))
+        self.chat_text(escape_chat, |url| format!("<{url}|Open in Rivetr>"))
     }
 
     /// Mattermost's text: Markdown.
     pub fn mattermost_text(&self) -> String {
-        self.chat_text(|url| format!("[Open in Rivetr]({url})"))
+        self.chat_text(
+            |s| quiet_mentions(&escape_chat(s)),
+            |url| format!("[Open in Rivetr]({url})"),
+        )
     }
 
     /// Discord's content: Markdown, where a bare URL becomes a link; at most 2,000
     /// characters, Discord's limit.
     pub fn discord_content(&self) -> String {
-        let text = self.chat_text(|url| url.to_owned());
+        // Mentions are turned off by the body's `allowed_mentions`.
+        let text = self.chat_text(str::to_owned, |url| url.to_owned());
         truncate_chars(&text, 2000)
     }
 
-    fn chat_text(&self, link: impl Fn(&str) -> String) -> String {
-        let mut out = format!("*{}*\n{}\n", escape_chat(&self.title), self.text);
+    /// Title, text and facts through `escape` (what a commit subject says must not become
+    /// markup or a mention of everyone), then the link.
+    fn chat_text(&self, escape: impl Fn(&str) -> String, link: impl Fn(&str) -> String) -> String {
+        let mut out = format!("*{}*\n{}\n", escape(&self.title), escape(&self.text));
         let facts: Vec<String> = self
             .facts()
             .into_iter()
-            .map(|(k, v)| format!("{k}: {v}"))
+            .map(|(k, v)| format!("{k}: {}", escape(&v)))
             .collect();
         out.push_str(&facts.join(" · "));
         if let Some(url) = &self.url {
@@ -248,13 +254,39 @@ fn short_commit(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
 
-/// Replaces each `{{name}}` of `template` by its value; the values are inserted as given.
+/// Replaces each `{{name}}` of `template` by its value, in one pass: a value that itself
+/// holds `{{...}}` (a commit subject can) is inserted as it is.
 fn fill(template: &str, values: &[(&str, String)]) -> String {
-    let mut out = template.to_owned();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").and_then(|end| {
+            let name = &after[..end];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (v, end))
+        }) {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
+}
+
+/// Mattermost notifies whole channels for `@channel`, `@all` and `@here`: a zero-width space
+/// after each `@` keeps the text readable and mentions no one.
+fn quiet_mentions(s: &str) -> String {
+    s.replace('@', "@\u{200B}")
 }
 
 fn escape_html(s: &str) -> String {
@@ -356,6 +388,23 @@ mod tests {
         let html = failed().email_html();
         assert!(html.contains("&lt;RUN make&gt;"));
         assert!(!html.contains("<RUN make>"));
+    }
+
+    #[test]
+    fn what_a_commit_subject_says_is_shown_never_obeyed() {
+        let mut m = failed();
+        m.text = "fix <!channel> for @all, see {{link}}".into();
+        assert!(
+            m.slack_text().contains("&lt;!channel&gt;"),
+            "{}",
+            m.slack_text()
+        );
+        assert!(!m.mattermost_text().contains("@all"));
+        assert!(
+            m.email_text().contains("see {{link}}"),
+            "{}",
+            m.email_text()
+        );
     }
 
     #[test]

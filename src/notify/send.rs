@@ -113,10 +113,11 @@ async fn post_json(
     let host = uri.host().unwrap_or_default().to_owned();
     let tls = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_default();
+    // From the host and port only: user information never goes out as the Host header.
+    let authority = match uri.port_u16() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_owned())

@@ -130,10 +130,6 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secrets = Arc::new(crate::secrets::load(&db, &state_dir, credentials.as_deref()).await?);
     let notifier = Notifier::new(db.clone(), Arc::clone(&secrets), &config);
-    let after_crash = mark_running(&state_dir).map_err(|source| ServerError::Marker {
-        path: state_dir.clone(),
-        source,
-    })?;
     crate::auth::ensure_initial_token(&db, &state_dir).await?;
     check_backup_key(&config)?;
     let runtime: SharedDetection =
@@ -238,9 +234,6 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         runtime.clone(),
         shutdown.clone(),
     ));
-    if after_crash {
-        notifier.started_after_crash();
-    }
     // Databases' public ports listen again before READY (binding is quick); the databases
     // not stopped by request come back up in the background: an engine restarted without
     // its containers, or a rebooted machine, must not delay READY by their start.
@@ -329,6 +322,15 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         if let Err(e) = p.check(Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "accept loop slow to start");
         }
+    }
+    // Marked running only now that every fallible step of the start is behind: a start that
+    // fails (a port taken) is no crash, and leaves an earlier crash's marker to be reported.
+    let after_crash = mark_running(&state_dir).map_err(|source| ServerError::Marker {
+        path: state_dir.clone(),
+        source,
+    })?;
+    if after_crash {
+        notifier.started_after_crash();
     }
     tracing::info!(version = crate::VERSION, api = ?addrs.api, http = ?addrs.http, https = ?addrs.https, runtime = %runtime.load().status.summary(), state_dir = %state_dir.display(), "rivetr is serving");
     notify::ready(&status_line(&db, &proxy, &engine, &addrs, &runtime).await);

@@ -15,6 +15,9 @@ const VARIANT: Record<string, BadgeProps["variant"]> = {
   replaced: "outline",
   stopped: "secondary",
   new: "outline",
+  // A notification's delivery: being tried, or given up (`failed`, above).
+  sent: "success",
+  pending: "warning",
   // A managed database whose container is gone from the engine.
   missing: "destructive",
 };

@@ -838,6 +838,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Rivetr's metrics in the Prometheus text format 0.0.4. */
+        get: operations["metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/webhooks/{provider}/{app}": {
         parameters: {
             query?: never;
@@ -1235,6 +1252,8 @@ export interface components {
             /** @description `ok`, or which managed databases' latest backup failed (their backup list says why). */
             backups: string;
             db: string;
+            /** @description `ok`, or how many notifications were given up in the last day. */
+            notifications: string;
             /** @description The container engine (name, version, rootless) or what was tried. */
             runtime: Record<string, never>;
             status: string;
@@ -4243,6 +4262,35 @@ export interface operations {
             };
             /** @description Already revoked */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Proxy, deployment, certificate and process metrics */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description No token, or a wrong one */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

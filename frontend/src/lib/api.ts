@@ -24,6 +24,14 @@ export type Restored = Schemas["RestoreView"];
 export type Schedule = Schemas["ScheduleView"];
 export type ScheduleBody = Schemas["ScheduleBody"];
 export type Destination = Schemas["DestinationView"];
+export type Channel = Schemas["ChannelView"];
+export type NewChannel = Schemas["NewChannel"];
+export type ChannelUpdate = Schemas["ChannelUpdate"];
+export type ChannelKind = Schemas["Kind"];
+export type NotifyEvent = Schemas["Event"];
+export type EmailSettings = Schemas["EmailSettings"];
+export type SmtpSecurity = Schemas["Security"];
+export type Delivery = Schemas["DeliveryView"];
 
 /** An answer of the API that is not a success: its status, code and message, and the
  * field it names (for a 422 `invalid_value`: "field `healthcheck.path`: ..."). */

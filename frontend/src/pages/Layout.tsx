@@ -9,6 +9,7 @@ import { cn } from "@/lib/utils";
 const NAV = [
   { to: "/apps", label: "Apps" },
   { to: "/databases", label: "Databases" },
+  { to: "/notifications", label: "Notifications" },
   { to: "/tokens", label: "Tokens" },
   { to: "/system", label: "System" },
 ];
@@ -51,7 +52,7 @@ export function Layout() {
             <img src="/favicon.svg" alt="" className="h-6 w-6" />
             Rivetr
           </NavLink>
-          <nav aria-label="Main" className="order-3 flex w-full gap-1 sm:order-none sm:w-auto">
+          <nav aria-label="Main" className="order-3 flex w-full flex-wrap gap-1 sm:order-none sm:w-auto">
             {NAV.map((n) => (
               <NavLink
                 key={n.to}
