@@ -264,6 +264,11 @@ pub enum AppCommand {
     Create(Box<AppCreateArgs>),
     /// List every app.
     List,
+    /// An app's running containers' CPU and memory, and its traffic since Rivetr started.
+    Stats {
+        /// The app's name.
+        app: String,
+    },
     /// Show one app: source, port, domains, health check, limits, webhook URLs.
     Show {
         /// The app's name.

@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use common::api::{Api, initial_token, request};
 use common::backend::Backend;
+use common::platform::{
+    GitRepo, Platform, docker_socket, podman_socket, rootless_podman_socket, unique_name,
+};
 use common::*;
+use serde_json::json;
 
 fn route(host: &str, upstreams: &[SocketAddr]) -> String {
     let ups: Vec<String> = upstreams.iter().map(|a| format!("\"{a}\"")).collect();
@@ -172,4 +176,103 @@ fn open_connections_are_counted_while_they_are_held() {
     wait_for("the connections closed", Duration::from_secs(10), || {
         (sample(&scrape(&api), open) == base).then_some(())
     });
+}
+
+/// busybox httpd, with a shell spinning beside it.
+const BUSY_DOCKERFILE: &str = "FROM localhost/busybox:test\nCOPY www /www\nEXPOSE 8080\n\
+    CMD [\"sh\", \"-c\", \"while :; do :; done & exec httpd -f -p 8080 -h /www\"]\n";
+
+fn metrics_text(p: &Platform) -> String {
+    let api = Api {
+        addr: p.rivetr.api(),
+        token: p.token.clone(),
+    };
+    scrape(&api)
+}
+
+/// A busy app's CPU climbs in its stats, in /metrics and in `rivetr app stats`.
+fn busy_app_case(socket: &str, engine: &str) {
+    let p = Platform::start(socket, &[("RIVETR_RUNTIME_ENGINE", engine)]);
+    let repo = GitRepo::new("busy\n");
+    repo.commit(&[("Dockerfile", BUSY_DOCKERFILE)], "spin");
+    let app = p.create_app(&unique_name("busy"), repo.path(), json!({}));
+    let d = p.wait_done(p.deploy(&app, None));
+    assert_eq!(d["status"], "running", "{d}");
+    let stats = wait_for("a second of CPU", Duration::from_secs(60), || {
+        let (status, stats) = p.api("GET", &format!("/api/apps/{app}/stats"), None);
+        assert_eq!(status, 200, "{stats}");
+        (stats["cpu_seconds"].as_f64().unwrap_or(0.0) >= 1.0).then_some(stats)
+    });
+    assert!(stats["unavailable"].is_null(), "{stats}");
+    let containers = stats["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "{stats}");
+    assert!(
+        containers[0]["memory_bytes"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    let text = metrics_text(&p);
+    let cpu = sample(
+        &text,
+        &format!("rivetr_container_cpu_seconds_total{{app=\"{app}\"}}"),
+    );
+    assert!(cpu >= 1.0, "{text}");
+    let memory = sample(
+        &text,
+        &format!("rivetr_container_memory_bytes{{app=\"{app}\"}}"),
+    );
+    assert!(memory > 0.0, "{text}");
+    promtool_check(&text);
+    let (code, out, err) = p.cli(&["app", "stats", &app]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CPU SECONDS") && out.contains(&app), "{out}");
+    let (_, health) = p.api("GET", "/api/health", None);
+    assert_eq!(health["container_stats"], "ok", "{health}");
+    let (status, _) = p.api("DELETE", &format!("/api/apps/{app}"), None);
+    assert_eq!(status, 204);
+}
+
+#[test]
+fn a_busy_container_shows_its_cpu_on_rootful_podman() {
+    if let Some(socket) = podman_socket("a_busy_container_shows_its_cpu_on_rootful_podman") {
+        busy_app_case(&socket, "podman");
+    }
+}
+
+#[test]
+fn a_busy_container_shows_its_cpu_on_docker() {
+    if let Some(socket) = docker_socket("a_busy_container_shows_its_cpu_on_docker") {
+        busy_app_case(&socket, "docker");
+    }
+}
+
+/// Rootless Podman on cgroups v1 (this machine's) cannot say: no zeros, the reason instead.
+#[test]
+fn container_stats_that_the_engine_cannot_report_are_absent_and_health_says_why() {
+    let Some(socket) = rootless_podman_socket(
+        "container_stats_that_the_engine_cannot_report_are_absent_and_health_says_why",
+    ) else {
+        return;
+    };
+    if std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains("cgroup2"))
+    {
+        eprintln!("cgroups v2 here: rootless Podman reports stats; nothing to check");
+        return;
+    }
+    let p = Platform::start(&socket, &[]);
+    let app = p.create_app(&unique_name("quiet"), GitRepo::new("x\n").path(), json!({}));
+    let (status, stats) = p.api("GET", &format!("/api/apps/{app}/stats"), None);
+    assert_eq!(status, 200, "{stats}");
+    let why = stats["unavailable"].as_str().unwrap_or_default();
+    assert!(why.contains("cgroups v1"), "{stats}");
+    assert!(
+        stats["cpu_seconds"].is_null() && stats["memory_bytes"].is_null(),
+        "{stats}"
+    );
+    let (_, health) = p.api("GET", "/api/health", None);
+    assert_eq!(health["container_stats"].as_str(), Some(why), "{health}");
+    let text = metrics_text(&p);
+    assert!(!text.contains("rivetr_container_"), "{text}");
 }

@@ -29,6 +29,13 @@ const SLACK = "team-slack";
 const browser = await openBrowser(SHOTS);
 const { page, capture, step } = browser;
 
+/** Screenshots and the axe check of the page as it is, the mouse moved off whatever was
+ * clicked last (a hovered button is not the state being looked at). */
+async function shoot(name, options) {
+  await page.mouse.move(0, 0);
+  await capture(page, name, options);
+}
+
 const channel = (name) => page.locator(`li[data-channel="${name}"]`);
 const deliveryRows = () => page.locator("tr[data-delivery]");
 
@@ -56,7 +63,7 @@ try {
     await page.getByRole("heading", { name: "Notifications", level: 1 }).waitFor();
     await page.getByText("No channels yet").waitFor();
     await page.getByTestId("no-deliveries").filter({ hasText: "No deliveries yet" }).waitFor();
-    await capture(page, "notifications-empty");
+    await shoot("notifications-empty");
   });
 
   let secret;
@@ -88,7 +95,7 @@ try {
     // The form starts again empty: nothing typed stays in it.
     if ((await page.getByLabel("Name", { exact: true }).inputValue()) !== "") throw new Error("the form kept the name");
     if ((await url.inputValue()) !== "") throw new Error("the form kept the URL");
-    await capture(page, "webhook-added", { axe: true });
+    await shoot("webhook-added", { axe: true });
     // Shown once: after a reload neither the secret nor the URL's path is in the page.
     await page.reload();
     await channel(HOOK).waitFor();
@@ -103,9 +110,9 @@ try {
     await deliveriesAre([`${HOOK}:sent`]);
     const row = deliveryRows().first();
     const text = await row.textContent();
-    if (!text.includes("test") || !text.includes(`Test message to \`${HOOK}\``)) throw new Error(`delivery row: ${text}`);
+    if (!text.includes("test") || !text.includes(`Test message to ${HOOK}`)) throw new Error(`delivery row: ${text}`);
     if ((await row.locator("[data-attempts]").textContent()).trim() !== "1") throw new Error("not one attempt");
-    await capture(page, "test-sent", { axe: true });
+    await shoot("test-sent", { axe: true });
   });
 
   await step("a Slack channel with a bad URL shows the API's 422 next to the URL", async () => {
@@ -122,12 +129,12 @@ try {
     // Show reveals what was typed, to see the mistake.
     await page.getByRole("button", { name: "Show URL" }).click();
     if ((await url.getAttribute("type")) !== "text") throw new Error("Show did not reveal the URL");
-    await capture(page, "slack-422", { axe: true });
+    await shoot("slack-422", { axe: true });
     await page.getByRole("button", { name: "Hide URL" }).click();
     await url.fill(DEAD_URL);
     await page.getByRole("button", { name: "Add channel" }).click();
     await channel(SLACK).waitFor();
-    if ((await channel(SLACK).locator("[data-events]").textContent()).trim() !== "all") throw new Error("no events checked is not shown as all");
+    if ((await channel(SLACK).locator("[data-events]").textContent()).trim() !== "all events") throw new Error("no events checked is not shown as all");
     if (await page.locator("#channel-url-error").count()) throw new Error("the old error is still shown");
     // A Slack channel has no signing secret to show.
     if (await page.getByTestId("secret").count()) throw new Error("a secret shown for a Slack channel");
@@ -137,11 +144,13 @@ try {
     await page.getByRole("button", { name: `Send test to ${SLACK}` }).click();
     const failed = channel(SLACK).locator('[data-test-result="failed"]');
     await failed.waitFor();
-    console.log(`     the page said: ${await failed.textContent()}`);
+    const said = await failed.textContent();
+    console.log(`     the page said: ${said}`);
+    if (!said.includes("Connection refused")) throw new Error("the network's words are not shown");
     await deliveriesAre([`${SLACK}:failed`, `${HOOK}:sent`]);
     const row = deliveryRows().first();
     if (!(await row.textContent()).trim()) throw new Error("an empty row");
-    await capture(page, "test-failed", { axe: true });
+    await shoot("test-failed", { axe: true });
   });
 
   await step("filter the deliveries by status and by channel", async () => {
@@ -154,7 +163,7 @@ try {
     await page.getByLabel("Status").selectOption("");
     await page.getByLabel("Channel", { exact: true }).selectOption(SLACK);
     await deliveriesAre([`${SLACK}:failed`]);
-    await capture(page, "deliveries-filtered", { axe: true });
+    await shoot("deliveries-filtered", { axe: true });
     await page.getByLabel("Channel", { exact: true }).selectOption("");
     await deliveriesAre([`${SLACK}:failed`, `${HOOK}:sent`]);
   });
@@ -168,14 +177,14 @@ try {
     await channel(SLACK).waitFor();
     if (await page.getByRole("switch", { name: `Enabled ${SLACK}` }).isChecked()) throw new Error("disabled did not stay");
     if (!(await page.getByRole("switch", { name: `Enabled ${HOOK}` }).isChecked())) throw new Error("the other channel changed");
-    await capture(page, "channel-disabled", { axe: true });
+    await shoot("channel-disabled", { axe: true });
   });
 
   await step("delete a channel through the confirm dialog", async () => {
     await page.getByRole("button", { name: `Delete ${SLACK}` }).click();
     let dialog = page.getByRole("dialog");
     await dialog.getByRole("heading", { name: `Delete channel ${SLACK}?` }).waitFor();
-    await capture(page, "delete-dialog", { axe: true });
+    await shoot("delete-dialog", { axe: true });
     // Cancel keeps it.
     await dialog.getByRole("button", { name: "Cancel" }).click();
     await dialog.waitFor({ state: "hidden" });
@@ -190,7 +199,7 @@ try {
     await page.reload();
     await channel(HOOK).waitFor();
     if (await channel(SLACK).count()) throw new Error("the deleted channel is back after a reload");
-    await capture(page, "channel-deleted");
+    await shoot("channel-deleted");
   });
 
   await step("the email kind asks for an SMTP server instead of a URL", async () => {
@@ -204,7 +213,7 @@ try {
     await page.getByLabel("From", { exact: true }).fill("Rivetr <rivetr@example.com>");
     await page.getByRole("button", { name: "Add channel" }).click();
     await page.locator("#channel-host-error").waitFor();
-    await capture(page, "email-form", { axe: true });
+    await shoot("email-form", { axe: true });
   });
 
   browser.verdict("notifications");

@@ -22,6 +22,9 @@ pub(super) struct Health {
     backups: String,
     /// `ok`, or how many notifications were given up in the last day.
     notifications: String,
+    /// `ok`, or why the engine cannot report containers' CPU and memory (the per-app stats
+    /// and their metrics are absent then).
+    container_stats: String,
 }
 
 /// Liveness: the version, the uptime and whether the database answers.
@@ -71,6 +74,13 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         ),
         Err(e) => format!("unknown: {e}"),
     };
+    let container_stats = match state.runtime.load().runtime.clone() {
+        Some(rt) => rt
+            .stats_unavailable()
+            .await
+            .unwrap_or_else(|| "ok".to_owned()),
+        None => "no container engine".to_owned(),
+    };
     let body = Health {
         status,
         version: crate::VERSION,
@@ -79,6 +89,7 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         runtime: state.runtime.load().status.clone(),
         backups,
         notifications,
+        container_stats,
     };
     (code, Json(body))
 }

@@ -23,6 +23,7 @@ mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod session;
+pub mod stats;
 pub mod streams;
 mod system;
 pub mod tokens;
@@ -64,6 +65,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::start_app))
         .routes(routes!(apps::stop_app))
         .routes(routes!(apps::restart_app))
+        .routes(routes!(stats::app_stats))
         .routes(routes!(
             git_access::get_deploy_key,
             git_access::create_deploy_key,

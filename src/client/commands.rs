@@ -126,6 +126,14 @@ async fn app(
         AppCommand::Start { app } => lifecycle(client, &app, "start", json, out).await,
         AppCommand::Stop { app } => lifecycle(client, &app, "stop", json, out).await,
         AppCommand::Restart { app } => lifecycle(client, &app, "restart", json, out).await,
+        AppCommand::Stats { app } => {
+            let bytes = client.get(&format!("{}/stats", app_path(&app))).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            write!(out, "{}", format::app_stats(&client.parse(&bytes)?))?;
+            Ok(())
+        }
         AppCommand::DeployKey {
             app,
             rotate,

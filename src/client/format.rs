@@ -370,6 +370,65 @@ pub fn log_line(l: &LogLine) -> String {
     format!("[{}] {}", l.stream, l.line.trim_end_matches(['\r', '\n']))
 }
 
+/// `rivetr app stats`: the containers' use, then the traffic.
+pub fn app_stats(s: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let mib = |b: &serde_json::Value| {
+        b.as_f64()
+            .map(|b| format!("{:.1} MiB", b / 1048576.0))
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    match s["unavailable"].as_str() {
+        Some(why) => out.push_str(&format!("containers: not reported ({why})\n")),
+        None => {
+            let rows: Vec<Vec<String>> = s["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    vec![
+                        c["name"].as_str().unwrap_or("").to_owned(),
+                        format!("{:.2}", c["cpu_seconds"].as_f64().unwrap_or(0.0)),
+                        mib(&c["memory_bytes"]),
+                        mib(&c["memory_limit_bytes"]),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &["CONTAINER", "CPU SECONDS", "MEMORY", "LIMIT"],
+                &rows,
+            ));
+        }
+    }
+    let p = &s["proxy"];
+    let classes: Vec<String> = p["by_class"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let ms = |v: &serde_json::Value| {
+        v.as_f64()
+            .map(|s| format!("{:.1} ms", s * 1000.0))
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    out.push_str(&format!(
+        "requests: {} ({})\nmean time to headers: {}, p95 under: {}\nreceived: {}, sent: {}\n",
+        p["requests"].as_u64().unwrap_or(0),
+        if classes.is_empty() {
+            "none answered".to_owned()
+        } else {
+            classes.join(", ")
+        },
+        ms(&p["mean_duration_seconds"]),
+        ms(&p["p95_duration_seconds"]),
+        mib(&p["received_bytes"]),
+        mib(&p["sent_bytes"]),
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,22 @@ use log::LogHub;
 pub use reconcile::ReconcileReport;
 pub use request::{DeployRequest, Deployer, Trigger};
 
+/// What the engine says of containers' CPU and memory.
+#[derive(Debug, Clone)]
+pub enum ContainerUse {
+    Samples(Vec<ContainerSample>),
+    /// The engine cannot say, and why.
+    Unavailable(String),
+}
+
+/// One running container's use.
+#[derive(Debug, Clone)]
+pub struct ContainerSample {
+    pub app: String,
+    pub container: String,
+    pub stats: crate::runtime::ContainerStats,
+}
+
 /// Label giving a container's replica number within its deployment.
 pub const LABEL_REPLICA: &str = "io.rivetr.replica";
 
@@ -234,6 +250,42 @@ impl Engine {
                 (host, owner, m.detail())
             })
             .collect()
+    }
+
+    /// CPU and memory of the running containers of `app` (every app when `None`), as the
+    /// engine reports them; `Unavailable` says why an engine cannot (never zeros in their
+    /// place).
+    pub async fn container_stats(&self, app: Option<&str>) -> Result<ContainerUse, EngineError> {
+        let runtime = self.shared.runtime()?;
+        if let Some(why) = runtime.stats_unavailable().await {
+            return Ok(ContainerUse::Unavailable(why));
+        }
+        let mut filter = self.shared.instance_filter();
+        match app {
+            Some(app) => filter.push(LabelFilter::eq(LABEL_APP, app)),
+            None => filter.push(LabelFilter::key(LABEL_APP)),
+        }
+        let running: Vec<_> = runtime
+            .list(&filter)
+            .await?
+            .into_iter()
+            .filter(|c| c.state == crate::runtime::ContainerState::Running)
+            .collect();
+        let samples =
+            futures_util::future::join_all(running.iter().map(|c| runtime.stats(&c.id))).await;
+        let mut out = Vec::new();
+        for (c, sample) in running.into_iter().zip(samples) {
+            match sample {
+                Ok(stats) => out.push(ContainerSample {
+                    app: c.labels.get(LABEL_APP).cloned().unwrap_or_default(),
+                    container: c.name,
+                    stats,
+                }),
+                // Gone between the list and its sample: it uses nothing now.
+                Err(e) => tracing::debug!(container = %c.name, error = %e, "no stats"),
+            }
+        }
+        Ok(ContainerUse::Samples(out))
     }
 
     /// Deployments waiting for their turn.

@@ -178,6 +178,29 @@ impl Collector for SnapshotCollector {
             counter(&mut m, &[("domain", domain.as_str())], *failures)?;
         }
 
+        if let Some(apps) = &s.containers {
+            let mut m = e.encode_descriptor(
+                "rivetr_container_cpu_seconds",
+                "CPU time of each app's running containers, from the engine (it starts again when a deployment replaces them).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (app, (cpu, _)) in apps {
+                m.encode_family(&[("app", app.as_str())])?
+                    .encode_counter::<NoLabelSet, f64, f64>(cpu, None)?;
+            }
+            let mut m = e.encode_descriptor(
+                "rivetr_container_memory_bytes",
+                "Memory in use by each app's running containers, from the engine (page cache excluded).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (app, (_, memory)) in apps {
+                m.encode_family(&[("app", app.as_str())])?
+                    .encode_gauge(&(*memory as i64))?;
+            }
+        }
+
         let p = &s.process;
         counter_f64(
             &mut e.encode_descriptor(

@@ -59,6 +59,9 @@ pub struct Snapshot {
     /// (domain, valid until as Unix seconds, failed orders).
     pub certificates: Vec<(String, Option<f64>, u64)>,
     pub process: process::Process,
+    /// Per app: (CPU seconds, memory bytes) of its running containers; absent when the
+    /// engine cannot say (never zeros in their place).
+    pub containers: Option<BTreeMap<String, (f64, u64)>>,
 }
 
 /// What a deployment that ended as `status` counts as in `rivetr_deployments_total`; `None`
@@ -179,7 +182,20 @@ impl Metrics {
             .into_iter()
             .map(|c| (c.domain, c.valid_until.and_then(unix), c.failures_total))
             .collect();
+        let containers = match state.engine.container_stats(None).await {
+            Ok(crate::engine::ContainerUse::Samples(samples)) => {
+                let mut by_app: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+                for s in samples {
+                    let e = by_app.entry(s.app).or_default();
+                    e.0 += s.stats.cpu_seconds;
+                    e.1 += s.stats.memory_bytes;
+                }
+                Some(by_app)
+            }
+            Ok(crate::engine::ContainerUse::Unavailable(_)) | Err(_) => None,
+        };
         Snapshot {
+            containers,
             routes,
             open_connections: crate::proxy::metrics::open_connections(),
             deployments: counted.deployments,

@@ -25,9 +25,9 @@ use futures_util::StreamExt;
 
 use super::error::{Subject, redact};
 use super::{
-    BuildSpec, BuiltImage, ContainerInfo, ContainerState, ContainerSummary, ImageFilter,
-    ImageSummary, LabelFilter, LogOptions, LogSource, LogStream, Networks, RestartPolicy, RunSpec,
-    RuntimeError, logs, timestamps,
+    BuildSpec, BuiltImage, ContainerInfo, ContainerState, ContainerStats, ContainerSummary,
+    ImageFilter, ImageSummary, LabelFilter, LogOptions, LogSource, LogStream, Networks,
+    RestartPolicy, RunSpec, RuntimeError, logs, timestamps,
 };
 
 /// Deadline for ordinary calls (create, start, inspect, list, remove).
@@ -255,6 +255,26 @@ impl Compat {
                 std::future::ready(result)
             });
         logs::into_lines(frames)
+    }
+
+    /// One sample of a container's CPU time and memory (the compatible stats endpoint, which
+    /// Podman serves too).
+    pub(crate) async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        let options = bollard::query_parameters::StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut samples = self.docker.stats(id, Some(options));
+        let sample = self
+            .call(CALL_TIMEOUT, Subject::Container(id), async {
+                samples.next().await.transpose()
+            })
+            .await?
+            .ok_or_else(|| RuntimeError::Unreachable {
+                socket: self.socket.clone(),
+                message: format!("no stats for container {id}"),
+            })?;
+        Ok(stats_from(sample))
     }
 
     /// Inspect through the compatible API. Podman must not use it (bollard issue 701).
@@ -512,6 +532,31 @@ fn label_filters(labels: &[LabelFilter]) -> HashMap<String, Vec<String>> {
         "label".to_owned(),
         labels.iter().map(LabelFilter::as_filter).collect(),
     )])
+}
+
+/// CPU time and memory in use, as `docker stats` counts it: the page cache the kernel can
+/// take back (`inactive_file`) is not the app's memory.
+fn stats_from(s: bollard::models::ContainerStatsResponse) -> ContainerStats {
+    let cpu_ns = s
+        .cpu_stats
+        .and_then(|c| c.cpu_usage)
+        .and_then(|u| u.total_usage)
+        .unwrap_or(0);
+    let memory = s.memory_stats.unwrap_or_default();
+    let inactive = memory
+        .stats
+        .as_ref()
+        .and_then(|m| {
+            m.get("inactive_file")
+                .or_else(|| m.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    ContainerStats {
+        cpu_seconds: cpu_ns as f64 / 1e9,
+        memory_bytes: memory.usage.unwrap_or(0).saturating_sub(inactive),
+        memory_limit_bytes: memory.limit.filter(|&l| l > 0 && l < u64::MAX / 2),
+    }
 }
 
 fn info_from_inspect(r: ContainerInspectResponse) -> ContainerInfo {

@@ -13,9 +13,9 @@ use super::error::Subject;
 use super::oom::OomWatch;
 use super::raw::RawClient;
 use super::{
-    BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerSummary, EngineInfo,
-    EngineKind, ExecSession, ExecSpec, ImageFilter, ImageSummary, LabelFilter, LogOptions,
-    LogStream, NetworkInfo, NetworkSpec, RunSpec, RuntimeError, VolumeInfo,
+    BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerStats, ContainerSummary,
+    EngineInfo, EngineKind, ExecSession, ExecSpec, ImageFilter, ImageSummary, LabelFilter,
+    LogOptions, LogStream, NetworkInfo, NetworkSpec, RunSpec, RuntimeError, VolumeInfo,
 };
 
 /// Docker Engine at one socket.
@@ -100,6 +100,10 @@ impl ContainerRuntime for DockerRuntime {
 
     fn logs(&self, id: &str, options: LogOptions) -> LogStream {
         self.compat.logs(id, options)
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        self.compat.stats(id).await
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {

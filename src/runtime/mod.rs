@@ -418,6 +418,17 @@ impl ContainerState {
     }
 }
 
+/// A container's resource use, as its engine reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ContainerStats {
+    /// CPU time used since the container started, in seconds.
+    pub cpu_seconds: f64,
+    /// Memory in use, without the page cache the kernel can take back.
+    pub memory_bytes: u64,
+    /// Its memory limit, when it has one.
+    pub memory_limit_bytes: Option<u64>,
+}
+
 /// One container as inspected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerInfo {
@@ -620,6 +631,14 @@ pub trait ContainerRuntime: Send + Sync {
     fn logs(&self, id: &str, options: LogOptions) -> LogStream;
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError>;
+
+    /// Why this engine cannot report containers' CPU and memory, when it cannot.
+    async fn stats_unavailable(&self) -> Option<String> {
+        None
+    }
+
+    /// One sample of a running container's CPU time and memory.
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
 
     /// Containers in any state carrying all of `labels`.
     async fn list(&self, labels: &[LabelFilter]) -> Result<Vec<ContainerSummary>, RuntimeError>;

@@ -14,9 +14,9 @@ use super::libpod::Libpod;
 use super::oom::OomWatch;
 use super::raw::RawClient;
 use super::{
-    BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerSummary, EngineInfo,
-    EngineKind, ExecSession, ExecSpec, ImageFilter, ImageSummary, LabelFilter, LogOptions,
-    LogStream, NetworkInfo, NetworkSpec, RunSpec, RuntimeError, VolumeInfo,
+    BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerStats, ContainerSummary,
+    EngineInfo, EngineKind, ExecSession, ExecSpec, ImageFilter, ImageSummary, LabelFilter,
+    LogOptions, LogStream, NetworkInfo, NetworkSpec, RunSpec, RuntimeError, VolumeInfo,
 };
 
 /// Said in the build's output when its memory and CPU limits are dropped.
@@ -146,6 +146,22 @@ impl ContainerRuntime for PodmanRuntime {
 
     fn logs(&self, id: &str, options: LogOptions) -> LogStream {
         self.compat.logs(id, options)
+    }
+
+    async fn stats_unavailable(&self) -> Option<String> {
+        match self.limits_enforced().await {
+            Ok(true) => None,
+            Ok(false) => Some(
+                "rootless Podman on cgroups v1 puts no container in a cgroup of its own, so it \
+                 cannot say what one uses; cgroups v2 (systemd.unified_cgroup_hierarchy=1) can"
+                    .to_owned(),
+            ),
+            Err(e) => Some(format!("cannot ask Podman: {e}")),
+        }
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        self.compat.stats(id).await
     }
 
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {

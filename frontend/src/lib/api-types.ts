@@ -267,6 +267,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/apps/{app}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An app's CPU, memory and traffic. */
+        get: operations["app_stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/apps/{app}/stop": {
         parameters: {
             query?: never;
@@ -903,6 +920,21 @@ export interface components {
             replicas?: number | null;
             resources?: null | components["schemas"]["ResourcesBody"];
         };
+        AppStats: {
+            app: string;
+            /** @description Its running containers; empty when none runs or the engine cannot say. */
+            containers: components["schemas"]["ContainerView"][];
+            /**
+             * Format: double
+             * @description Summed over the containers; absent when the engine cannot say.
+             */
+            cpu_seconds?: number | null;
+            /** Format: int64 */
+            memory_bytes?: number | null;
+            proxy: components["schemas"]["ProxyView"];
+            /** @description Why the engine cannot report CPU and memory, when it cannot. */
+            unavailable?: string | null;
+        };
         /** @description An app as the API shows it. */
         AppView: {
             branch: string;
@@ -1020,6 +1052,27 @@ export interface components {
             signing_secret?: string | null;
             /** @description The URL's scheme and host (`https://hooks.slack.com/…`). */
             url?: string | null;
+        };
+        /** @description A container's resource use, as its engine reports it. */
+        ContainerStats: {
+            /**
+             * Format: double
+             * @description CPU time used since the container started, in seconds.
+             */
+            cpu_seconds: number;
+            /**
+             * Format: int64
+             * @description Memory in use, without the page cache the kernel can take back.
+             */
+            memory_bytes: number;
+            /**
+             * Format: int64
+             * @description Its memory limit, when it has one.
+             */
+            memory_limit_bytes?: number | null;
+        };
+        ContainerView: components["schemas"]["ContainerStats"] & {
+            name: string;
         };
         /** @description `POST /api/databases` body. */
         CreateDatabaseBody: {
@@ -1251,6 +1304,11 @@ export interface components {
         Health: {
             /** @description `ok`, or which managed databases' latest backup failed (their backup list says why). */
             backups: string;
+            /**
+             * @description `ok`, or why the engine cannot report containers' CPU and memory (the per-app stats
+             *     and their metrics are absent then).
+             */
+            container_stats: string;
             db: string;
             /** @description `ok`, or how many notifications were given up in the last day. */
             notifications: string;
@@ -1406,6 +1464,34 @@ export interface components {
              *     scheme and host only.
              */
             url?: string | null;
+        };
+        /** @description The app's traffic since Rivetr started, over all its domains. */
+        ProxyView: {
+            /** @description Answers by status class: `1xx` ... `5xx`. */
+            by_class: {
+                [key: string]: number;
+            };
+            /**
+             * Format: double
+             * @description Mean time to the app's response headers.
+             */
+            mean_duration_seconds?: number | null;
+            /**
+             * Format: double
+             * @description The bound (seconds) under which 95 % of the answers came, from the histogram's
+             *     buckets; absent without answers, or when it is past the last bucket.
+             */
+            p95_duration_seconds?: number | null;
+            /** Format: int64 */
+            received_bytes: number;
+            /** Format: int64 */
+            requests: number;
+            /** Format: int64 */
+            sent_bytes: number;
+            /** @description `connect`, `timeout`, `reset`. */
+            upstream_errors: {
+                [key: string]: number;
+            };
         };
         /** @description Resource limits. */
         ResourcesBody: {
@@ -2529,6 +2615,47 @@ export interface operations {
             };
             /** @description The app was never deployed */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    app_stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its containers' use and its traffic */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppStats"];
+                };
+            };
+            /** @description No such app */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

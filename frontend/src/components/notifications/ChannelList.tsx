@@ -27,6 +27,11 @@ export function target(c: Channel): string {
   return c.url ?? "—";
 }
 
+/** A message as a sentence: its first letter in upper case. */
+function sentence(message: string): string {
+  return message.charAt(0).toUpperCase() + message.slice(1);
+}
+
 /** The channels, each with its switch, a test message and deletion. */
 export function ChannelList({ channels }: { channels: Channel[] }) {
   if (channels.length === 0) {
@@ -74,7 +79,7 @@ function ChannelItem({ channel: c }: { channel: Channel }) {
         <dt className="text-muted-foreground">Events</dt>
         <dd data-events>
           {c.events.length === 0 ? (
-            "all"
+            "all events"
           ) : (
             <span className="flex flex-wrap gap-1">
               {c.events.map((e) => (
@@ -113,12 +118,11 @@ function ChannelItem({ channel: c }: { channel: Channel }) {
       )}
       {test.isError && (
         <Alert variant="destructive" data-test-result="failed">
+          {/* A 502 carries the receiver's (or the network's) own words. */}
           {test.error instanceof ApiError && test.error.status === 502 ? (
-            <>
-              Not delivered: <span className="break-words">{test.error.message}</span>
-            </>
+            <span className="break-words">{sentence(test.error.message)}</span>
           ) : (
-            <>Could not send: {test.error.message}</>
+            <>Could not send the test message: {test.error.message}</>
           )}
         </Alert>
       )}

@@ -84,7 +84,9 @@ export function Deliveries({ channels }: { channels: Channel[] }) {
                     </td>
                     <td className="px-4 py-3">
                       <div className="font-medium">{d.channel}</div>
-                      <div className="break-words">{d.title}</div>
+                      <div className="break-words">
+                        <Title text={d.title} />
+                      </div>
                       <code className="font-mono text-xs text-muted-foreground">{d.event}</code>
                       <span className="text-xs text-muted-foreground sm:hidden" title={d.created_at}>
                         {" "}
@@ -127,5 +129,22 @@ export function Deliveries({ channels }: { channels: Channel[] }) {
         )}
       </CardContent>
     </Card>
+  );
+}
+
+/** A message's title, its `quoted` names (apps, channels) in code type as in chat apps. */
+function Title({ text }: { text: string }) {
+  return (
+    <>
+      {text.split(/(`[^`]+`)/).map((part, i) =>
+        /^`[^`]+`$/.test(part) ? (
+          <code key={i} className="font-mono text-xs">
+            {part.slice(1, -1)}
+          </code>
+        ) : (
+          part
+        ),
+      )}
+    </>
   );
 }
