@@ -276,3 +276,79 @@ fn container_stats_that_the_engine_cannot_report_are_absent_and_health_says_why(
     let text = metrics_text(&p);
     assert!(!text.contains("rivetr_container_"), "{text}");
 }
+
+fn get_with_token(addr: SocketAddr, path: &str, token: Option<&str>) -> common::api::Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    request(addr, "GET", path, &headers, b"")
+}
+
+/// Checks a listener serving `/metrics` alone, behind the token.
+fn check_metrics_only_listener(addr: SocketAddr, token: &str) {
+    let r = get_with_token(addr, "/metrics", Some(token));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("# TYPE rivetr_proxy_requests_total counter")
+    );
+    assert_eq!(get_with_token(addr, "/metrics", None).status, 401);
+    let other = get_with_token(addr, "/api/apps", Some(token));
+    assert_eq!(other.status, 404, "{}", other.body);
+    assert!(other.body.contains("only /metrics"), "{}", other.body);
+    let dashboard = get_with_token(addr, "/", Some(token));
+    assert_eq!(
+        dashboard.status, 404,
+        "no dashboard here: {}",
+        dashboard.body
+    );
+}
+
+#[test]
+fn metrics_listen_serves_metrics_alone_behind_the_token() {
+    let dir = TestDir::new();
+    let port = free_port();
+    let mut rivetr = Launch::serve()
+        .env("RIVETR_METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .start(&dir);
+    rivetr.wait_healthy();
+    let token = initial_token(dir.path());
+    check_metrics_only_listener(format!("127.0.0.1:{port}").parse().unwrap(), &token);
+    // Still on the API's address too.
+    let api = Api {
+        addr: rivetr.api(),
+        token,
+    };
+    scrape(&api);
+}
+
+#[test]
+fn a_socket_passed_by_systemd_as_metrics_serves_metrics() {
+    let dir = TestDir::new();
+    let (api_port, metrics_port) = (free_port(), free_port());
+    let launch = Launch::serve();
+    let mut launch = Launch {
+        wrapper: vec![
+            "systemd-socket-activate".into(),
+            format!("--listen=127.0.0.1:{api_port}"),
+            format!("--listen=127.0.0.1:{metrics_port}"),
+            "--fdname=api:metrics".into(),
+        ],
+        ..launch
+    };
+    let env = std::mem::take(&mut launch.env);
+    for (k, v) in env {
+        launch.wrapper.push(format!("--setenv={k}={v}"));
+    }
+    let mut rivetr = launch.start(&dir);
+    rivetr.wait_healthy_at(format!("127.0.0.1:{api_port}").parse().unwrap());
+    let token = initial_token(dir.path());
+    check_metrics_only_listener(format!("127.0.0.1:{metrics_port}").parse().unwrap(), &token);
+    assert!(
+        rivetr
+            .log()
+            .contains("/metrics also served on its own listener")
+    );
+}

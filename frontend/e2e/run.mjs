@@ -152,6 +152,65 @@ try {
     await capture(page, "apps-running");
   });
 
+  await step("the app's resources: CPU and memory from the engine, requests through the proxy", async () => {
+    await page.goto(`${BASE}/apps/${APP}`);
+    const card = page.getByTestId("resources");
+    await card.getByRole("heading", { name: "Resources" }).waitFor();
+    // Traffic while the card polls (every 5 s): a few requests a second through the proxy.
+    let sending = true;
+    let sent = 0;
+    const traffic = (async () => {
+      while (sending) {
+        const res = await proxyGet();
+        if (res.status !== 200) throw new Error(`${APP}.test answered ${res.status}`);
+        sent += 1;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    /** The number a figure of the card shows (its data-value), once it has one. */
+    const figure = async (id, ok = (v) => v >= 0, timeout = 40_000) => {
+      const el = card.locator(`[data-metric="${id}"]`);
+      const deadline = Date.now() + timeout;
+      for (;;) {
+        const raw = await el.getAttribute("data-value");
+        const v = raw === "" || raw == null ? NaN : Number(raw);
+        if (Number.isFinite(v) && ok(v)) return v;
+        if (Date.now() > deadline) throw new Error(`${id}: no value after ${timeout} ms (data-value "${raw}", "${await el.innerText()}")`);
+        await page.waitForTimeout(250);
+      }
+    };
+    try {
+      const memory = await figure("memory", (v) => v > 0);
+      const cpu = await figure("cpu");
+      const rps = await figure("requests", (v) => v > 0);
+      // Enough readings for the charts to draw a line.
+      for (const deadline = Date.now() + 40_000; ; await page.waitForTimeout(250)) {
+        const n = Number(await card.getByTestId("stats-containers").getAttribute("data-samples"));
+        if (n >= 4) break;
+        if (Date.now() > deadline) throw new Error(`only ${n} readings after 40 s`);
+      }
+      const p95 = await figure("p95", (v) => v > 0);
+      const shown = await card.locator('[data-metric="cpu"] dd > span').first().innerText();
+      if (!/^\d+(\.\d)? %$/.test(shown)) throw new Error(`CPU shown as "${shown}"`);
+      const memShown = await card.locator('[data-metric="memory"] dd > span').first().innerText();
+      if (!/(KiB|MiB|GiB)$/.test(memShown)) throw new Error(`memory shown as "${memShown}"`);
+      for (const id of ["cpu", "memory", "requests", "5xx", "p95"]) {
+        const label = await card.locator(`[data-metric="${id}"] svg[role="img"]`).getAttribute("aria-label");
+        if (!label) throw new Error(`the ${id} chart has no accessible name`);
+      }
+      if (await card.getByTestId("stats-unavailable").count()) throw new Error("rootful Podman said CPU and memory are unavailable");
+      const containers = await card.getByTestId("stats-containers").locator("li").count();
+      if (containers < 1) throw new Error("no container listed");
+      console.log(
+        `     CPU ${cpu.toFixed(2)} %, memory ${memory} B (${memShown}), ${rps.toFixed(1)} requests/s, p95 ${p95} s; ${sent} requests sent; ${containers} container(s)`,
+      );
+    } finally {
+      sending = false;
+      await traffic;
+    }
+    await capture(page, "resources", { axe: true });
+  });
+
   await step("set a secret and see it masked", async () => {
     await page.goto(`${BASE}/apps/${APP}/env`);
     await page.getByLabel("Key", { exact: true }).fill("DB_PASSWORD");

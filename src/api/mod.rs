@@ -146,6 +146,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, for `[metrics] listen`: behind the same token, with nothing else of the
+/// API or the dashboard on that address.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!(
+                "only /metrics is served on this address, not {}",
+                uri.path()
+            ))
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(extract::json_errors))
+        .with_state(state)
+}
+
 /// One line per request at debug level; nothing is written to the database per request.
 async fn access_log(
     req: axum::extract::Request,

@@ -41,6 +41,45 @@ pub struct Config {
     pub session: SessionConfig,
     pub databases: DatabasesConfig,
     pub notifications: NotificationsConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where `/metrics` is served besides the API's own address.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A listener of its own for `/metrics` (and nothing else), when systemd does not pass a
+    /// socket named `metrics`; empty: none.
+    #[serde(
+        deserialize_with = "optional_socket_addr",
+        serialize_with = "serialize_optional_addr"
+    )]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `""` or an address such as `"10.0.0.5:9464"`.
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.trim() {
+        "" => Ok(None),
+        addr => addr.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{addr}` is not an address and port such as \"127.0.0.1:9464\" (or \"\" for none)"
+            ))
+        }),
+    }
+}
+
+fn serialize_optional_addr<S: serde::Serializer>(
+    addr: &Option<std::net::SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(a) => s.serialize_str(&a.to_string()),
+        None => s.serialize_str(""),
+    }
 }
 
 /// `[notifications]`: what messages are stamped with, and how often things are checked.

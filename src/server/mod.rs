@@ -163,6 +163,16 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         sockets.https,
         config.proxy.https_listen,
     )?;
+    // `/metrics` on a listener of its own: asked for in the configuration, or passed by
+    // systemd as `metrics`.
+    let metrics_listener = match (sockets.metrics, config.metrics.listen) {
+        (None, None) => None,
+        (inherited, addr) => {
+            let addr = addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+            let listener = take_or_bind("metrics", "metrics", "listen", inherited, addr)?;
+            Some(into_tokio(listener, "metrics", "metrics", "listen", addr)?)
+        }
+    };
     let (config_http, config_https) = (config.proxy.http_listen, config.proxy.https_listen);
     let addrs = Addrs {
         api: api_listener.local_addr().ok(),
@@ -292,6 +302,23 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         },
     )
     .map_err(ServerError::Workers)?;
+    let mut extra_probes = Vec::new();
+    if let Some(listener) = metrics_listener {
+        tracing::info!(addr = ?listener.local_addr().ok(), "/metrics also served on its own listener");
+        let (metrics_probe, metrics_probes) = probe("metrics");
+        extra_probes.push(metrics_probe);
+        let router = crate::api::metrics_router(state.clone());
+        tasks.spawn(accept::serve(
+            "metrics",
+            accept::Source::Listener(listener),
+            None,
+            None,
+            move |peer| crate::api::service(router.clone(), peer),
+            metrics_probes,
+            shutdown.clone(),
+            grace,
+        ));
+    }
     let (http_dispatch_probe, http_dispatch_probes) = probe("http dispatch");
     tasks.spawn(accept::dispatch(
         "http",
@@ -317,6 +344,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let mut probes = vec![api_probe, http_dispatch_probe, https_dispatch_probe];
     probes.extend(workers.probes.iter().cloned());
+    probes.extend(extra_probes);
     // READY only once every loop is demonstrably polling its listener.
     for p in &probes {
         if let Err(e) = p.check(Duration::from_secs(5)).await {

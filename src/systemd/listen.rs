@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// The names Rivetr understands.
-pub const NAMES: [&str; 3] = ["api", "http", "https"];
+pub const NAMES: [&str; 4] = ["api", "http", "https", "metrics"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -41,11 +41,12 @@ pub struct InheritedSockets {
     pub api: Option<TcpListener>,
     pub http: Option<TcpListener>,
     pub https: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
 }
 
 impl InheritedSockets {
     pub fn is_empty(&self) -> bool {
-        self.api.is_none() && self.http.is_none() && self.https.is_none()
+        self.api.is_none() && self.http.is_none() && self.https.is_none() && self.metrics.is_none()
     }
 }
 
@@ -65,6 +66,7 @@ pub unsafe fn take_from_env() -> Result<InheritedSockets, ListenError> {
             "api" => &mut sockets.api,
             "http" => &mut sockets.http,
             "https" => &mut sockets.https,
+            "metrics" => &mut sockets.metrics,
             _ => return Err(ListenError::UnknownName { fd, name }),
         };
         if slot.is_some() {

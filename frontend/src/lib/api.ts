@@ -32,6 +32,7 @@ export type NotifyEvent = Schemas["Event"];
 export type EmailSettings = Schemas["EmailSettings"];
 export type SmtpSecurity = Schemas["Security"];
 export type Delivery = Schemas["DeliveryView"];
+export type AppStats = Schemas["AppStats"];
 
 /** An answer of the API that is not a success: its status, code and message, and the
  * field it names (for a 422 `invalid_value`: "field `healthcheck.path`: ..."). */

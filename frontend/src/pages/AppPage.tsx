@@ -19,6 +19,7 @@ import {
 } from "@/components/ui/dialog";
 import { StatusBadge } from "@/components/StatusBadge";
 import { ErrorNote } from "@/components/ErrorNote";
+import { ResourcesCard } from "@/components/ResourcesCard";
 import { ago, cn, shortSha } from "@/lib/utils";
 
 export function useAppName(): string {
@@ -204,6 +205,7 @@ export function AppOverview() {
           </CardContent>
         </Card>
       </div>
+      <ResourcesCard app={a.name} />
       <DeploymentsTable app={a} deployments={deployments.data ?? []} />
       <ErrorNote error={deployments.error} />
     </div>
