@@ -194,6 +194,9 @@ try {
       if (!/^\d+(\.\d)? %$/.test(shown)) throw new Error(`CPU shown as "${shown}"`);
       const memShown = await card.locator('[data-metric="memory"] dd > span').first().innerText();
       if (!/(KiB|MiB|GiB)$/.test(memShown)) throw new Error(`memory shown as "${memShown}"`);
+      // The app sets no memory limit (Podman reports the host's memory as the container's).
+      const memNote = await card.locator('[data-metric="memory"]').innerText();
+      if (!memNote.includes("no limit set")) throw new Error(`memory without a limit shown as "${memNote}"`);
       for (const id of ["cpu", "memory", "requests", "5xx", "p95"]) {
         const label = await card.locator(`[data-metric="${id}"] svg[role="img"]`).getAttribute("aria-label");
         if (!label) throw new Error(`the ${id} chart has no accessible name`);

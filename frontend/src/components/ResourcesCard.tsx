@@ -25,7 +25,7 @@ const count = (v: number) => v.toLocaleString("en");
 
 /** An app's CPU, memory and traffic, asked every few seconds while the page is visible,
  * with a small chart of the last readings of each. */
-export function ResourcesCard({ app }: { app: string }) {
+export function ResourcesCard({ app, memoryLimitBytes }: { app: string; memoryLimitBytes: number | null | undefined }) {
   const stats = useAppStats(app);
   const history = stats.data ?? [];
   const cur = history.at(-1);
@@ -42,18 +42,28 @@ export function ResourcesCard({ app }: { app: string }) {
       <CardContent className="grid gap-4">
         <ErrorNote error={stats.error} />
         {!cur && stats.isPending && <p className="text-sm text-muted-foreground">Loading…</p>}
-        {cur && <Figures history={history} cur={cur} prev={prev} />}
+        {cur && <Figures history={history} cur={cur} prev={prev} configuredLimit={memoryLimitBytes} />}
       </CardContent>
     </Card>
   );
 }
 
-function Figures({ history, cur, prev }: { history: Sample[]; cur: Sample; prev: Sample | undefined }) {
+function Figures({
+  history,
+  cur,
+  prev,
+  configuredLimit,
+}: {
+  history: Sample[];
+  cur: Sample;
+  prev: Sample | undefined;
+  configuredLimit: number | null | undefined;
+}) {
   const s = cur.stats;
   const reported = s.unavailable == null && s.cpu_seconds != null;
   const cpu = prev && reported ? cpuPercent(prev, cur) : null;
   const rps = prev ? requestsPerSecond(prev, cur) : null;
-  const limit = memoryLimit(s);
+  const limit = memoryLimit(s, configuredLimit);
   const errors = serverErrors(s);
   const p95 = s.proxy.p95_duration_seconds;
   const none = s.containers.length === 0;
@@ -128,7 +138,7 @@ function Figures({ history, cur, prev }: { history: Sample[]; cur: Sample; prev:
           summary={p95 != null ? `95 % of answers within ${duration(p95)}` : "p95 time to headers: no answers yet"}
         />
       </dl>
-      <Containers history={history} cur={cur} prev={prev} />
+      <Containers history={history} cur={cur} prev={prev} limited={configuredLimit != null} />
     </>
   );
 }
@@ -168,7 +178,17 @@ function Metric({
   );
 }
 
-function Containers({ history, cur, prev }: { history: Sample[]; cur: Sample; prev: Sample | undefined }) {
+function Containers({
+  history,
+  cur,
+  prev,
+  limited,
+}: {
+  history: Sample[];
+  cur: Sample;
+  prev: Sample | undefined;
+  limited: boolean;
+}) {
   const s = cur.stats;
   if (s.containers.length === 0) {
     return (
@@ -190,7 +210,7 @@ function Containers({ history, cur, prev }: { history: Sample[]; cur: Sample; pr
                 <span>CPU {cpu == null ? "—" : percent(cpu)}</span>
                 <span>
                   Memory {bytes(c.memory_bytes)}
-                  {c.memory_limit_bytes != null && ` of ${bytes(c.memory_limit_bytes)}`}
+                  {limited && c.memory_limit_bytes != null && ` of ${bytes(c.memory_limit_bytes)}`}
                 </span>
                 <span>{c.cpu_seconds.toFixed(1)} CPU s in all</span>
               </span>

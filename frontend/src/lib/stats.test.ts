@@ -105,10 +105,13 @@ describe("history", () => {
     expect(s[0]).toBeNull();
     expect(s[1]).toBeCloseTo(20);
   });
-  it("sums memory limits only when every container has one", () => {
+  it("shows a memory limit only when the app sets one", () => {
     const s = stats([["a", 0], ["b", 0]]);
-    expect(memoryLimit(s)).toBeNull();
+    // Podman on a container without a limit: the host's memory.
+    s.containers.forEach((c) => (c.memory_limit_bytes = 24 << 30));
+    expect(memoryLimit(s, null)).toBeNull();
     s.containers.forEach((c) => (c.memory_limit_bytes = 256 << 20));
-    expect(memoryLimit(s)).toBe(512 << 20);
+    expect(memoryLimit(s, 256 << 20)).toBe(512 << 20);
+    expect(memoryLimit(stats([]), 256 << 20)).toBeNull();
   });
 });

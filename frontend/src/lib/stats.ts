@@ -75,15 +75,13 @@ export function newServerErrors(prev: Sample, cur: Sample): number | null {
   return d < 0 ? null : d;
 }
 
-/** The sum of the containers' memory limits, when every container has one. */
-export function memoryLimit(s: AppStats): number | null {
-  if (s.containers.length === 0) return null;
-  let sum = 0;
-  for (const c of s.containers) {
-    if (c.memory_limit_bytes == null) return null;
-    sum += c.memory_limit_bytes;
-  }
-  return sum;
+/** The app's memory limit over its running containers: `configured` (the app's setting,
+ * per container) times their number; `null` when the app sets none. The engine's own
+ * figure is not taken alone: Podman reports the host's memory for a container without a
+ * limit, which would read as a limit nobody set. */
+export function memoryLimit(s: AppStats, configured: number | null | undefined): number | null {
+  if (configured == null || s.containers.length === 0) return null;
+  return s.containers.reduce((sum, c) => sum + (c.memory_limit_bytes ?? configured), 0);
 }
 
 /** A series per sample (`null` where unknown), from a function of the sample before and

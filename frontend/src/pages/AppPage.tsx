@@ -205,7 +205,7 @@ export function AppOverview() {
           </CardContent>
         </Card>
       </div>
-      <ResourcesCard app={a.name} />
+      <ResourcesCard app={a.name} memoryLimitBytes={a.resources.memory_bytes} />
       <DeploymentsTable app={a} deployments={deployments.data ?? []} />
       <ErrorNote error={deployments.error} />
     </div>
