@@ -210,6 +210,8 @@ fn busy_app_case(socket: &str, engine: &str) {
         containers[0]["memory_bytes"].as_u64().unwrap() > 0,
         "{stats}"
     );
+    // No limit was set: the machine's memory, which the engine reports instead, is none.
+    assert!(containers[0]["memory_limit_bytes"].is_null(), "{stats}");
     let text = metrics_text(&p);
     let cpu = sample(
         &text,

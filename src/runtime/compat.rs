@@ -555,8 +555,29 @@ fn stats_from(s: bollard::models::ContainerStatsResponse) -> ContainerStats {
     ContainerStats {
         cpu_seconds: cpu_ns as f64 / 1e9,
         memory_bytes: memory.usage.unwrap_or(0).saturating_sub(inactive),
-        memory_limit_bytes: memory.limit.filter(|&l| l > 0 && l < u64::MAX / 2),
+        // A container without a limit reports the machine's memory (Podman) or a huge
+        // number: neither is a limit anyone set.
+        memory_limit_bytes: memory
+            .limit
+            .filter(|&l| l > 0 && host_memory().is_none_or(|total| l < total)),
     }
+}
+
+/// This machine's memory (`MemTotal`), read once; the engines Rivetr talks to run here.
+fn host_memory() -> Option<u64> {
+    static TOTAL: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    })
 }
 
 fn info_from_inspect(r: ContainerInspectResponse) -> ContainerInfo {
