@@ -1,10 +1,12 @@
 //! The running daemon: opens the database (holding the state directory's lock for as long as
 //! it runs, [`crate::db::lock`]), takes or binds the listeners, serves the API and
 //! the proxy, keeps systemd informed, and handles SIGTERM (drain and exit) and SIGHUP (reload).
+//! [`alerts`] turns what the engine, the certificates and the containers do into notifications.
 //!
 //! `main` decides exit codes; this module returns typed errors and never exits the process.
 
 pub(crate) mod accept;
+mod alerts;
 mod linger;
 mod startup_pages;
 mod workers;
@@ -209,7 +211,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         shutdown.clone(),
     );
     // Listening before reconcile: a deployment it finishes is announced.
-    tasks.spawn(notifier.clone().watch_deployments(
+    tasks.spawn(alerts::announce_deployments(
+        notifier.clone(),
         engine.subscribe_events(),
         db.clone(),
         shutdown.clone(),
@@ -239,7 +242,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         db.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(notifier.clone().watch_health(
+    tasks.spawn(alerts::watch_health(
+        notifier.clone(),
         Arc::clone(&proxy.certs),
         runtime.clone(),
         shutdown.clone(),
