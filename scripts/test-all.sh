@@ -12,10 +12,15 @@ export CI="${CI:-}"
 # built from whatever CARGO_TARGET_DIR says, and a script that read target/release instead
 # (issue 11, defect 15) fails here instead of packaging a stale binary.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/ci}"
+# One build per run: incremental state would only take disk (5 GB of it once), and a CI
+# machine's disk is not large (stop 22 failed on a full one).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 . scripts/test-env/packages.sh
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "free disk before the build: $(df -h --output=avail . | tail -1)"
 
 step "installing test dependencies"
 # systemd: systemd-socket-activate; pebble: the ACME test CA; openssh-client and
@@ -55,5 +60,7 @@ step "packages: build, lint, and install in a container with systemd (scripts/te
 scripts/test-env/package-e2e.sh
 
 step "dashboard screenshots (desktop, phone and dark, per step of the e2e test): $RIVETR_E2E_SHOTS"
+
+step "disk used by the build: $(du -sh "$CARGO_TARGET_DIR" | cut -f1) under $CARGO_TARGET_DIR; free: $(df -h --output=avail . | tail -1)"
 
 step "all tests passed"
