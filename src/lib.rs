@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+pub mod previews;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub notifier: notify::Notifier,
     /// What `/metrics` counts besides the proxy's own counters.
     pub metrics: metrics::Metrics,
+    /// The previews of pull requests.
+    pub previews: previews::Previews,
 }
 
 impl AppState {
@@ -103,7 +106,14 @@ impl AppState {
             Arc::clone(&config),
             notifier.clone(),
         );
+        let previews = previews::Previews::new(
+            db.clone(),
+            engine.clone(),
+            Arc::clone(&secrets),
+            Arc::clone(&config),
+        );
         AppState {
+            previews,
             db,
             config,
             started: Instant::now(),

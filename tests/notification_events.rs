@@ -573,7 +573,14 @@ fn a_start_after_kill_9_is_announced_and_a_start_after_a_clean_stop_is_not() {
         &[],
     );
 
-    // kill -9, and the next start says so.
+    // kill -9 once the start completed (its marker is written just before READY, a little
+    // after the API answers), and the next start says so.
+    let marker = common::api::state_dir(dir.path()).join("rivetr.running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(marker.exists(), "no running marker while serving");
     rivetr.signal(libc::SIGKILL);
     rivetr.wait_exit(Duration::from_secs(10));
     let mut rivetr = start();

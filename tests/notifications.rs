@@ -55,10 +55,21 @@ fn marker(dir: &TestDir) -> PathBuf {
     state_dir(dir.path()).join("rivetr.running")
 }
 
+/// Waits for the marker of a completed start. The API answers a little before the start
+/// completes (the marker is written just before READY), and a kill before it would be a
+/// failed start, not a crash.
+fn wait_marker(dir: &TestDir) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !marker(dir).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(marker(dir).exists(), "no running marker while serving");
+}
+
 /// Kills `rivetr` with SIGKILL and starts it again in the same state directory: the new
 /// process queues `rivetr.started_after_crash` to every channel that takes it.
 fn crash_and_restart(dir: &TestDir, mut rivetr: Rivetr) -> (Rivetr, Api) {
-    assert!(marker(dir).exists(), "no running marker while serving");
+    wait_marker(dir);
     rivetr.signal(libc::SIGKILL);
     rivetr.wait_exit(Duration::from_secs(10));
     drop(rivetr);
@@ -953,7 +964,7 @@ fn a_message_queued_by_a_crash_restart_is_retried_until_sent_and_a_clean_restart
     // A clean stop, then a start: nothing new is queued or sent.
     stop_cleanly(&dir, rivetr);
     let (_rivetr, api) = start(&dir);
-    assert!(marker(&dir).exists(), "no running marker while serving");
+    wait_marker(&dir);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(flaky.received().len(), 3, "{:#?}", flaky.received());
     let all = deliveries(&api, "");

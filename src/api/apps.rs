@@ -19,7 +19,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use super::webhooks::secret::{self, WebhookUrls};
 use crate::AppState;
-use crate::db::apps::{App, AppFields, Healthcheck};
+use crate::db::apps::{App, AppFields, Healthcheck, PreviewSettings};
 use crate::engine::EngineError;
 use crate::limits;
 use crate::secrets::Purpose;
@@ -69,6 +69,51 @@ pub struct AppBody {
     pub resources: Option<ResourcesBody>,
     /// Containers sharing the traffic, 1 to 32; default 1.
     pub replicas: Option<u32>,
+    /// Previews of pull requests; off by default. Only the fields given change.
+    pub previews: Option<PreviewsBody>,
+}
+
+/// How the app's pull requests get previews.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewsBody {
+    /// Deploy a preview of each open pull request; default false.
+    pub enabled: Option<bool>,
+    /// The preview's host, with `{number}` (required), `{app}` and `{domain}` (the app's
+    /// first domain); default `pr-{number}.{domain}`.
+    pub domain_template: Option<String>,
+    /// Previews at most at once, 1 to 100; default 5. A PR past it gets none, with the
+    /// reason in the webhook's answer, the log and `GET /api/apps/{app}/previews`.
+    pub limit: Option<u32>,
+    /// Preview PRs from forks; default false (they would run code from outside the
+    /// repository with the app's environment).
+    pub forks: Option<bool>,
+    /// Preview draft PRs; default false.
+    pub drafts: Option<bool>,
+    /// Variables set in previews on top of the app's, replacing those given before
+    /// (`{}` removes them). Stored encrypted; never shown again, only their names.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// How the app's pull requests get previews, as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewsView {
+    pub enabled: bool,
+    pub domain_template: String,
+    pub limit: u32,
+    pub forks: bool,
+    pub drafts: bool,
+    /// The names of the previews' own variables (values are never shown).
+    pub env_keys: Vec<String>,
+}
+
+/// What a preview app previews.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewOfView {
+    /// The app it previews.
+    pub app: String,
+    /// The pull (merge) request's number.
+    pub number: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -116,6 +161,9 @@ pub struct AppView {
     /// The newest deployment, whatever its status.
     pub latest_deployment: Option<LatestDeployment>,
     pub webhooks: WebhookUrls,
+    pub previews: PreviewsView,
+    /// For a preview: the app and pull request it previews.
+    pub preview_of: Option<PreviewOfView>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -156,6 +204,24 @@ pub(super) fn engine_error(e: EngineError) -> ApiError {
         EngineError::Runtime(_) => ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string()),
         EngineError::Db(_) | EngineError::Environment(_) => ApiError::internal(e),
     }
+}
+
+/// Refuses to change a preview's settings: it follows the app it previews.
+pub(super) async fn refuse_preview(state: &AppState, app: &App) -> Result<(), ApiError> {
+    let Some(of) = app.preview_of else {
+        return Ok(());
+    };
+    let parent = state
+        .db
+        .call(move |c| crate::db::apps::get_by_id(c, of.app_id))
+        .await
+        .map_err(ApiError::internal)?
+        .map(|p| p.name)
+        .unwrap_or_default();
+    Err(ApiError::conflict(format!(
+        "`{}` is the preview of PR #{} of app `{parent}` and follows its settings: change `{parent}` instead",
+        app.name, of.number
+    )))
 }
 
 pub(super) async fn find_app(state: &AppState, name: &str) -> Result<App, ApiError> {
@@ -214,7 +280,36 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         .map_err(ApiError::internal)?;
     let base = secret::base_url(state, headers);
     let certificates = super::certificates::for_domains(state, &app.domains);
+    let env_keys = state
+        .previews
+        .env(&app)
+        .map_err(ApiError::internal)?
+        .into_keys()
+        .collect();
+    let preview_of = match app.preview_of {
+        Some(of) => {
+            let parent = state
+                .db
+                .call(move |c| crate::db::apps::get_by_id(c, of.app_id))
+                .await
+                .map_err(ApiError::internal)?;
+            parent.map(|p| PreviewOfView {
+                app: p.name,
+                number: of.number,
+            })
+        }
+        None => None,
+    };
     Ok(AppView {
+        previews: PreviewsView {
+            enabled: app.previews.enabled,
+            domain_template: app.previews.domain_template.clone(),
+            limit: app.previews.limit,
+            forks: app.previews.forks,
+            drafts: app.previews.drafts,
+            env_keys,
+        },
+        preview_of,
         deploy_key,
         webhooks: secret::urls(&base, &app.name),
         git_credential: app.git_credential.is_some(),
@@ -336,6 +431,89 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
         f.replicas = limits::replicas(r).map_err(|e| ApiError::invalid_value("replicas", e))?;
     }
     Ok((f, credential))
+}
+
+/// Applies a `previews` body over the app's settings; returns them and the new env
+/// overrides, if given.
+fn merge_previews(
+    mut settings: PreviewSettings,
+    body: PreviewsBody,
+) -> Result<
+    (
+        PreviewSettings,
+        Option<std::collections::BTreeMap<String, String>>,
+    ),
+    ApiError,
+> {
+    if let Some(enabled) = body.enabled {
+        settings.enabled = enabled;
+    }
+    if let Some(template) = body.domain_template {
+        let template = template.trim().to_ascii_lowercase();
+        if !template.contains("{number}") {
+            return Err(ApiError::invalid_value(
+                "previews.domain_template",
+                "must contain {number}, or every preview would have the same host",
+            ));
+        }
+        // Checked with sample values: the real host is checked again for each PR.
+        crate::previews::preview_host(&template, "app", Some("example.com"), 1)
+            .map_err(|e| ApiError::invalid_value("previews.domain_template", e))?;
+        settings.domain_template = template;
+    }
+    if let Some(limit) = body.limit {
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::invalid_value(
+                "previews.limit",
+                format!("{limit} is out of range (1 to 100)"),
+            ));
+        }
+        settings.limit = limit;
+    }
+    if let Some(forks) = body.forks {
+        settings.forks = forks;
+    }
+    if let Some(drafts) = body.drafts {
+        settings.drafts = drafts;
+    }
+    if let Some(env) = &body.env {
+        for key in env.keys() {
+            limits::variable_name(key)
+                .map_err(|e| ApiError::invalid_value(&format!("previews.env.{key}"), e))?;
+        }
+    }
+    Ok((settings, body.env))
+}
+
+/// Stores the app's preview settings and, when given, its previews' env (sealed).
+async fn store_previews(
+    state: &AppState,
+    app_id: i64,
+    settings: PreviewSettings,
+    env: Option<std::collections::BTreeMap<String, String>>,
+) -> Result<(), ApiError> {
+    let sealed = match env {
+        Some(env) if env.is_empty() => Some(None),
+        Some(env) => Some(Some(
+            state
+                .previews
+                .seal_env(app_id, &env)
+                .map_err(ApiError::internal)?,
+        )),
+        None => None,
+    };
+    state
+        .db
+        .call(move |c| {
+            crate::db::apps::set_previews(
+                c,
+                app_id,
+                &settings,
+                sealed.as_ref().map(|s| s.as_deref()),
+            )
+        })
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// `resources.memory`: `null` (no limit), bytes, or a size such as `"256M"`.
@@ -470,6 +648,11 @@ pub async fn create_app(
         cpus: None,
         replicas: 1,
     };
+    let previews_body = body.previews.clone();
+    let previews = match previews_body {
+        Some(p) => Some(merge_previews(PreviewSettings::default(), p)?),
+        None => None,
+    };
     let (fields, credential) = merge(base, body)?;
     check_domains_free(&state, &fields.domains, None).await?;
     let name = fields.name.clone();
@@ -489,6 +672,9 @@ pub async fn create_app(
         Err(e) => return Err(ApiError::internal(e)),
     };
     store_credential(&state, app.id, credential.flatten()).await?;
+    if let Some((settings, env)) = previews {
+        store_previews(&state, app.id, settings, env).await?;
+    }
     let webhook_secret = secret::rotate(&state.db, &state.secrets, app.id)
         .await
         .map_err(ApiError::internal)?;
@@ -510,7 +696,7 @@ pub async fn create_app(
     path = "/api/apps",
     tag = "apps",
     security(("bearer" = [])),
-    responses((status = 200, description = "Every app, by name", body = Vec<AppView>))
+    responses((status = 200, description = "Every app, by name; previews are listed under their app (`GET /api/apps/{app}/previews`)", body = Vec<AppView>))
 )]
 pub async fn list_apps(
     State(state): State<AppState>,
@@ -522,7 +708,7 @@ pub async fn list_apps(
         .await
         .map_err(ApiError::internal)?;
     let mut out = Vec::with_capacity(apps.len());
-    for app in apps {
+    for app in apps.into_iter().filter(|a| a.preview_of.is_none()) {
         out.push(view(&state, &headers, app).await?);
     }
     Ok(JsonResponse(out))
@@ -560,7 +746,7 @@ pub async fn get_app(
     responses(
         (status = 200, description = "The changed app", body = AppView),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 409, description = "A domain is held by another app or by the configuration", body = ErrorBody),
+        (status = 409, description = "A domain is held by another app or by the configuration, or the app is a preview (it follows its app's settings)", body = ErrorBody),
         (status = 422, description = "An invalid value, named", body = ErrorBody),
     )
 )]
@@ -571,6 +757,7 @@ pub async fn update_app(
     Json(body): Json<AppBody>,
 ) -> Result<JsonResponse<AppView>, ApiError> {
     let app = find_app(&state, &name).await?;
+    refuse_preview(&state, &app).await?;
     if body.name.as_ref().is_some_and(|n| n != &app.name) {
         return Err(ApiError::invalid_value(
             "name",
@@ -589,6 +776,10 @@ pub async fn update_app(
         cpus: app.cpus,
         replicas: app.replicas,
     };
+    let previews = match body.previews.clone() {
+        Some(p) => Some(merge_previews(app.previews.clone(), p)?),
+        None => None,
+    };
     let (fields, credential) = merge(base, body)?;
     check_domains_free(&state, &fields.domains, Some(app.id)).await?;
     let id = app.id;
@@ -601,6 +792,9 @@ pub async fn update_app(
     if let Some(credential) = credential {
         store_credential(&state, id, credential).await?;
     }
+    if let Some((settings, env)) = previews {
+        store_previews(&state, id, settings, env).await?;
+    }
     if domains_changed {
         match state.engine.refresh_routes(&name).await {
             Ok(()) | Err(EngineError::NoRuntime(_)) => {}
@@ -612,7 +806,7 @@ pub async fn update_app(
     Ok(JsonResponse(view(&state, &headers, app).await?))
 }
 
-/// Deletes an app with its containers, images, routes, deployments and variables.
+/// Deletes an app with its previews, containers, images, routes, deployments and variables.
 #[utoipa::path(
     delete,
     path = "/api/apps/{app}",
@@ -628,7 +822,14 @@ pub async fn delete_app(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    // The app's links go first (its databases leave its network), its network last.
+    // Its previews go first (they run on its network), then its links (its databases leave
+    // its network), its network last.
+    let app = find_app(&state, &name).await?;
+    state
+        .previews
+        .remove_all(&app)
+        .await
+        .map_err(super::previews::preview_error)?;
     state
         .databases
         .forget_app(&name)

@@ -22,6 +22,7 @@ mod health;
 mod metrics;
 pub mod notifications;
 pub mod openapi;
+pub mod previews;
 pub mod session;
 pub mod stats;
 pub mod streams;
@@ -66,6 +67,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::stop_app))
         .routes(routes!(apps::restart_app))
         .routes(routes!(stats::app_stats))
+        .routes(routes!(previews::list_previews))
+        .routes(routes!(previews::remove_preview))
         .routes(routes!(
             git_access::get_deploy_key,
             git_access::create_deploy_key,

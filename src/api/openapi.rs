@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         (name = "databases", description = "Managed databases: PostgreSQL, MariaDB, MySQL, Redis"),
         (name = "backups", description = "Backups of managed databases: now or on a schedule, downloaded, restored"),
         (name = "notifications", description = "Channels for messages about deployments, certificates, containers and backups; their deliveries"),
+        (name = "previews", description = "Previews of pull requests: a running copy of each, at its own host"),
     )
 )]
 pub(super) struct ApiDoc;

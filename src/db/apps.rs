@@ -44,6 +44,50 @@ pub struct App {
     /// The encrypted `user:token` of the git URL, if it had one.
     #[serde(skip)]
     pub git_credential: Option<Vec<u8>>,
+    /// How pull requests get previews of this app.
+    pub previews: PreviewSettings,
+    /// The previews' env overrides, sealed (`Purpose::PreviewEnv`): a JSON object.
+    #[serde(skip)]
+    pub preview_env: Option<Vec<u8>>,
+    /// For a preview: the app it previews and the pull request's number.
+    pub preview_of: Option<PreviewOf>,
+}
+
+/// Whether and how an app's pull requests get previews (`previews` in the API). Off by
+/// default: a preview runs the PR's code with the app's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreviewSettings {
+    pub enabled: bool,
+    /// The preview's host: `{number}`, `{app}` and `{domain}` (the app's first domain) are
+    /// filled in.
+    pub domain_template: String,
+    /// Previews at most at once; a PR past it is refused, with the reason.
+    pub limit: u32,
+    /// Preview PRs whose head lives in a fork. Off by default: they run code from outside the
+    /// repository with the app's secrets.
+    pub forks: bool,
+    /// Preview draft PRs.
+    pub drafts: bool,
+}
+
+impl Default for PreviewSettings {
+    fn default() -> Self {
+        PreviewSettings {
+            enabled: false,
+            domain_template: "pr-{number}.{domain}".to_owned(),
+            limit: 5,
+            forks: false,
+            drafts: false,
+        }
+    }
+}
+
+/// What a preview app previews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PreviewOf {
+    pub app_id: i64,
+    pub number: u64,
 }
 
 /// The fields of a new app (and of an update).
@@ -61,7 +105,7 @@ pub struct AppFields {
     pub replicas: u32,
 }
 
-const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at, git_credential";
+const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at, git_credential, previews, preview_env, preview_of, preview_number";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     let domains: String = row.get(6)?;
@@ -82,6 +126,21 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         created_at: row.get(12)?,
         updated_at: row.get(13)?,
         git_credential: row.get(14)?,
+        previews: row
+            .get::<_, Option<String>>(15)?
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default(),
+        preview_env: row.get(16)?,
+        preview_of: match (
+            row.get::<_, Option<i64>>(17)?,
+            row.get::<_, Option<i64>>(18)?,
+        ) {
+            (Some(app_id), Some(number)) => Some(PreviewOf {
+                app_id,
+                number: number as u64,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -150,6 +209,54 @@ pub fn list(c: &Connection) -> rusqlite::Result<Vec<App>> {
     let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM apps ORDER BY name"))?;
     let rows = stmt.query_map([], from_row)?;
     rows.collect()
+}
+
+/// The previews of an app, by PR number.
+pub fn previews_of(c: &Connection, app_id: i64) -> rusqlite::Result<Vec<App>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM apps WHERE preview_of = ?1 ORDER BY preview_number"
+    ))?;
+    let rows = stmt.query_map([app_id], from_row)?;
+    rows.collect()
+}
+
+/// Records a new preview of `parent` for PR `number`, from `fields`.
+pub fn insert_preview(
+    c: &Connection,
+    f: &AppFields,
+    parent: i64,
+    number: u64,
+) -> rusqlite::Result<App> {
+    let tx = c.unchecked_transaction()?;
+    let app = insert(&tx, f)?;
+    tx.execute(
+        "UPDATE apps SET preview_of = ?2, preview_number = ?3 WHERE id = ?1",
+        params![app.id, parent, number as i64],
+    )?;
+    tx.commit()?;
+    get_by_id(c, app.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Stores an app's preview settings and (when `env` is `Some`) its sealed env overrides
+/// (`Some(None)` removes them).
+pub fn set_previews(
+    c: &Connection,
+    id: i64,
+    settings: &PreviewSettings,
+    env: Option<Option<&[u8]>>,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(settings).unwrap_or_else(|_| "{}".into());
+    c.execute(
+        "UPDATE apps SET previews = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        params![id, json],
+    )?;
+    if let Some(env) = env {
+        c.execute(
+            "UPDATE apps SET preview_env = ?2 WHERE id = ?1",
+            params![id, env],
+        )?;
+    }
+    Ok(())
 }
 
 pub fn set_stopped(c: &Connection, id: i64, stopped: bool) -> rusqlite::Result<()> {

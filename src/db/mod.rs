@@ -17,6 +17,7 @@ pub mod known_hosts;
 pub mod lock;
 mod migrate;
 pub mod notifications;
+pub mod pull_requests;
 pub mod retention;
 pub mod secret_key;
 pub mod sessions;

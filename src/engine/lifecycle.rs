@@ -155,6 +155,10 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
         .db
         .call(move |c| crate::db::apps::delete(c, id))
         .await?;
+    if app.preview_of.is_some() {
+        // A closed PR's host never comes back: its certificate and counters go too.
+        shared.routes.retire(&app.domains);
+    }
     tracing::info!(app = %app.name, "app deleted");
     Ok(())
 }

@@ -499,7 +499,39 @@ impl Engine {
     }
 }
 
+/// The env overrides of `app`'s previews, decrypted: a JSON object sealed as
+/// `Purpose::PreviewEnv`.
+pub fn preview_env(
+    secrets: &crate::secrets::Secrets,
+    app: &App,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    let Some(sealed) = &app.preview_env else {
+        return Ok(BTreeMap::new());
+    };
+    let bad =
+        |e: String| EngineError::Environment(format!("the previews' env of `{}`: {e}", app.name));
+    let json = secrets
+        .decrypt_str(
+            crate::secrets::Purpose::PreviewEnv { app_id: app.id },
+            sealed,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+    serde_json::from_str(json.expose()).map_err(|e| bad(e.to_string()))
+}
+
 impl Shared {
+    /// The app whose git access and environment `app`'s deployments use: the app it
+    /// previews, for a preview; else itself.
+    async fn source_app(&self, app: &App) -> Result<App, EngineError> {
+        let Some(of) = app.preview_of else {
+            return Ok(app.clone());
+        };
+        self.db
+            .call(move |c| crate::db::apps::get_by_id(c, of.app_id))
+            .await?
+            .ok_or_else(|| EngineError::AppNotFound(format!("(previewed by {})", app.name)))
+    }
+
     fn announce_created(&self, d: &Deployment) {
         self.events.send(
             events::EventKind::DeploymentCreated,

@@ -244,7 +244,9 @@ async fn clone_and_build(
         redact_url(&url),
         describe(&reference)
     ));
-    let access = git::Access::load(&shared.db, &shared.secrets, app)
+    // A preview clones with the git access of the app it previews.
+    let source = shared.source_app(app).await?;
+    let access = git::Access::load(&shared.db, &shared.secrets, &source)
         .await
         .map_err(|e| Stop::Failed(format!("clone failed: {e}")))?;
     let checkout = match git::checkout(&url, &reference, &work, &access, log, cancel).await {
@@ -523,20 +525,49 @@ pub(crate) async fn environment(
     settings: &Settings,
     log: &DeployLog,
 ) -> Result<Environment, String> {
-    let app_id = app.id;
-    let stored = shared
-        .db
-        .call(move |c| crate::db::env_vars::list(c, app_id))
+    // A preview runs with the environment (and the databases) of the app it previews, with
+    // the previews' overrides on top.
+    let source = shared
+        .source_app(app)
         .await
-        .map_err(|e| format!("database: {e}"))?;
-    let links = crate::databases::links::for_app(&shared.db, &shared.secrets, app_id, &app.name)
-        .await
-        .map_err(|e| format!("linked databases: {e}"))?;
+        .map_err(|e| format!("the previewed app: {e}"))?;
+    let links =
+        crate::databases::links::for_app(&shared.db, &shared.secrets, source.id, &source.name)
+            .await
+            .map_err(|e| format!("linked databases: {e}"))?;
     for secret in &links.secrets {
         log.hide(secret);
     }
     let mut env: BTreeMap<String, String> = settings.env_defaults.clone();
     env.extend(links.env);
+    env.extend(stored_env(shared, source.id, log).await?);
+    if source.id != app.id {
+        let overrides = super::preview_env(&shared.secrets, &source).map_err(|e| e.to_string())?;
+        for value in overrides.values() {
+            log.hide(value);
+        }
+        env.extend(overrides);
+        env.extend(stored_env(shared, app.id, log).await?);
+    }
+    Ok(Environment {
+        vars: env.into_iter().collect(),
+        network: links.network,
+        hosts: links.hosts,
+    })
+}
+
+/// The stored variables of app `app_id`, secrets decrypted (and hidden in the log).
+async fn stored_env(
+    shared: &Shared,
+    app_id: i64,
+    log: &DeployLog,
+) -> Result<BTreeMap<String, String>, String> {
+    let stored = shared
+        .db
+        .call(move |c| crate::db::env_vars::list(c, app_id))
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let mut env = BTreeMap::new();
     for var in stored {
         let value = if var.secret {
             let purpose = crate::secrets::Purpose::EnvVar {
@@ -554,11 +585,7 @@ pub(crate) async fn environment(
         };
         env.insert(var.key, value);
     }
-    Ok(Environment {
-        vars: env.into_iter().collect(),
-        network: links.network,
-        hosts: links.hosts,
-    })
+    Ok(env)
 }
 
 /// Removes what a failed or cancelled deployment created.

@@ -222,9 +222,32 @@ impl AcmeManager {
         loop {
             let wanted = acme_domains(&table);
             self.sync(&wanted);
+            for host in table.take_retired() {
+                self.forget_cached(&host);
+            }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Removes what is cached for a host that will not come back (a closed pull request's
+    /// preview): its certificate file and its state. An app's own domains keep theirs when
+    /// they stop being routed (a stop, a domain taken off for a while), so a start does not
+    /// order again and meet the CA's rate limits.
+    fn forget_cached(&self, domain: &str) {
+        self.store.forget_acme_state(domain);
+        let file = self
+            .cache_dir
+            .join(cached_cert_file_name(domain, &self.settings.directory_url));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                tracing::info!(domain, file = %file.display(), "acme: removed the certificate of a retired host");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(domain, file = %file.display(), error = %e, "acme: cannot remove the certificate of a retired host");
             }
         }
     }
@@ -396,6 +419,22 @@ impl AccountCache for NotingCache {
     }
 }
 
+/// The name rustls-acme's `DirCache` gives the certificate of one domain: `cached_cert_`
+/// and the URL-safe base64 of SHA-256 over the domain, a NUL and the directory URL. Its
+/// function is private; the test below checks this one against the files it writes.
+fn cached_cert_file_name(domain: &str, directory_url: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(domain.as_bytes());
+    hash.update([0u8]);
+    hash.update(directory_url.as_bytes());
+    format!(
+        "cached_cert_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.finalize())
+    )
+}
+
 /// Every host of the current routes that wants an ACME certificate.
 fn acme_domains(table: &RouteTable) -> BTreeSet<String> {
     table
@@ -449,6 +488,19 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_cached_certificate_is_named_as_rustls_acme_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DirCache::new(dir.path().to_owned());
+        let url = "https://127.0.0.1:14000/dir";
+        cache
+            .store_cert(&["pr-7.web.example.com".to_owned()], url, b"pem")
+            .await
+            .unwrap();
+        let name = cached_cert_file_name("pr-7.web.example.com", url);
+        assert_eq!(std::fs::read(dir.path().join(name)).unwrap(), b"pem");
+    }
 
     #[test]
     fn names_that_can_never_be_public() {

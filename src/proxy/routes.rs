@@ -260,6 +260,8 @@ impl std::ops::Deref for Tables {
 struct Registry {
     metrics: HashMap<String, Arc<RouteMetrics>>,
     upstreams: HashMap<SocketAddr, Arc<UpstreamState>>,
+    /// Hosts retired since the certificates last looked (see [`RouteTable::retire`]).
+    retired: Vec<String>,
 }
 
 /// The shared handle to the current routes.
@@ -348,6 +350,35 @@ impl RouteTable {
         self.current.store(Arc::new(tables));
         self.changes.send_modify(|v| *v += 1);
         Ok(())
+    }
+
+    /// Says that `hosts` are gone for good (a closed pull request's preview): their counters
+    /// go now, and whoever follows the table forgets the rest ([`RouteTable::take_retired`]),
+    /// so hosts that never come back do not pile up. A host routed again is left alone.
+    pub fn retire(&self, hosts: &[String]) {
+        let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load();
+        for host in hosts {
+            let host = host.to_ascii_lowercase();
+            if current.specs().iter().any(|s| s.host == host) {
+                continue;
+            }
+            registry.metrics.remove(&host);
+            registry.retired.push(host);
+        }
+        drop(current);
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// The hosts retired since the last call, not routed again since.
+    pub fn take_retired(&self) -> Vec<String> {
+        let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let retired = std::mem::take(&mut registry.retired);
+        let current = self.current.load();
+        retired
+            .into_iter()
+            .filter(|h| !current.specs().iter().any(|s| &s.host == h))
+            .collect()
     }
 
     /// Counters of every route the table has served, by host.

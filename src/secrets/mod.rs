@@ -137,6 +137,8 @@ pub enum Purpose<'a> {
     BackupDestination { destination_id: i64 },
     /// `notification_channels.secret`: a channel's URL, signing secret or SMTP password.
     NotificationChannel { channel_id: i64 },
+    /// `apps.preview_env`: the env overrides of an app's previews (a JSON object).
+    PreviewEnv { app_id: i64 },
 }
 
 impl Purpose<'_> {
@@ -157,6 +159,7 @@ impl Purpose<'_> {
             Purpose::NotificationChannel { channel_id } => {
                 format!("rivetr:notification-channel:{channel_id}")
             }
+            Purpose::PreviewEnv { app_id } => format!("rivetr:preview-env:{app_id}"),
         }
         .into_bytes()
     }

@@ -256,6 +256,22 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
         let databases = state.databases.clone();
         async move { databases.reconcile().await }
     });
+    // Previews whose PR was closed but whose removal did not finish (Rivetr stopped on the
+    // way) go now, in the background.
+    tokio::spawn({
+        let previews = state.previews.clone();
+        async move {
+            match previews.reconcile().await {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(previews = %removed.join(", "), "removed the previews of closed pull requests");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot remove the previews of closed pull requests")
+                }
+            }
+        }
+    });
     // Backups left running by a previous process are marked failed, then the schedules run
     // (one missed while Rivetr was down runs once now).
     tasks.spawn(state.backups.clone().run_schedules(shutdown.clone()));

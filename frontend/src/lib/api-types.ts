@@ -33,7 +33,7 @@ export interface paths {
         get: operations["get_app"];
         put?: never;
         post?: never;
-        /** Deletes an app with its containers, images, routes, deployments and variables. */
+        /** Deletes an app with its previews, containers, images, routes, deployments and variables. */
         delete: operations["delete_app"];
         options?: never;
         head?: never;
@@ -211,6 +211,44 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/previews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The pull requests Rivetr heard of for this app, newest number first, with their previews. */
+        get: operations["list_previews"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/previews/{number}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Removes the preview of a pull request: its containers, images, route, certificate and
+         *     work directories. The PR is recorded closed: only a reopen (or an `opened` delivered
+         *     again) brings a preview back.
+         */
+        delete: operations["remove_preview"];
         options?: never;
         head?: never;
         patch?: never;
@@ -913,6 +951,7 @@ export interface components {
              * @description The port the app listens on inside its container, 1 to 65535; default 8080.
              */
             port?: number | null;
+            previews?: null | components["schemas"]["PreviewsBody"];
             /**
              * Format: int32
              * @description Containers sharing the traffic, 1 to 32; default 1.
@@ -959,6 +998,8 @@ export interface components {
             name: string;
             /** Format: int32 */
             port: number;
+            preview_of?: null | components["schemas"]["PreviewOfView"];
+            previews: components["schemas"]["PreviewsView"];
             /** Format: int32 */
             replicas: number;
             resources: components["schemas"]["ResourcesView"];
@@ -1465,6 +1506,83 @@ export interface components {
              */
             url?: string | null;
         };
+        /** @description What a preview app previews. */
+        PreviewOfView: {
+            /** @description The app it previews. */
+            app: string;
+            /**
+             * Format: int64
+             * @description The pull (merge) request's number.
+             */
+            number: number;
+        };
+        /** @description A pull request of the app, and its preview if it has one. */
+        PreviewView: {
+            /** @description The preview app, while there is one. */
+            app?: string | null;
+            deployment?: null | components["schemas"]["LatestDeployment"];
+            head_ref: string;
+            head_sha: string;
+            /** @description The preview's host. */
+            host?: string | null;
+            /**
+             * Format: int64
+             * @description The pull (merge) request's number.
+             */
+            number: number;
+            /** @description Why the PR has no preview, when it was refused one (a fork, the limit, no domain). */
+            refused?: string | null;
+            /**
+             * Format: int64
+             * @description The deployment in service, if any.
+             */
+            running_deployment?: number | null;
+            /** @description `open` or `closed`, as the forge last said. */
+            state: string;
+            /** @description When Rivetr last heard of the PR. */
+            updated_at: string;
+        };
+        /** @description How the app's pull requests get previews. */
+        PreviewsBody: {
+            /**
+             * @description The preview's host, with `{number}` (required), `{app}` and `{domain}` (the app's
+             *     first domain); default `pr-{number}.{domain}`.
+             */
+            domain_template?: string | null;
+            /** @description Preview draft PRs; default false. */
+            drafts?: boolean | null;
+            /** @description Deploy a preview of each open pull request; default false. */
+            enabled?: boolean | null;
+            /**
+             * @description Variables set in previews on top of the app's, replacing those given before
+             *     (`{}` removes them). Stored encrypted; never shown again, only their names.
+             */
+            env?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * @description Preview PRs from forks; default false (they would run code from outside the
+             *     repository with the app's environment).
+             */
+            forks?: boolean | null;
+            /**
+             * Format: int32
+             * @description Previews at most at once, 1 to 100; default 5. A PR past it gets none, with the
+             *     reason in the webhook's answer, the log and `GET /api/apps/{app}/previews`.
+             */
+            limit?: number | null;
+        };
+        /** @description How the app's pull requests get previews, as the API shows it. */
+        PreviewsView: {
+            domain_template: string;
+            drafts: boolean;
+            enabled: boolean;
+            /** @description The names of the previews' own variables (values are never shown). */
+            env_keys: string[];
+            forks: boolean;
+            /** Format: int32 */
+            limit: number;
+        };
         /** @description The app's traffic since Rivetr started, over all its domains. */
         ProxyView: {
             /** @description Answers by status class: `1xx` ... `5xx`. */
@@ -1675,8 +1793,14 @@ export interface components {
              */
             deployment_id?: number | null;
             message: string;
-            /** @description `queued` (202), `ignored` (202), `duplicate` (200) or `pong` (200). */
+            /**
+             * @description `queued` (202), `ignored` (202), `duplicate` (200) or `pong` (200); for pull
+             *     requests also `removed` (200: the PR's preview went) and `refused` (202: the PR gets
+             *     no preview, for the reason given).
+             */
             outcome: string;
+            /** @description The preview app a pull request event deployed or removed. */
+            preview?: string | null;
         };
         /** @description Where each forge should send an app's webhooks. */
         WebhookUrls: {
@@ -1702,7 +1826,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every app, by name */
+            /** @description Every app, by name; previews are listed under their app (`GET /api/apps/{app}/previews`) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1860,7 +1984,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description A domain is held by another app or by the configuration */
+            /** @description A domain is held by another app or by the configuration, or the app is a preview (it follows its app's settings) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2479,6 +2603,70 @@ export interface operations {
             };
             /** @description The token has its most log streams open already */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_previews: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The app's pull requests and their previews */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreviewView"][];
+                };
+            };
+            /** @description No such app */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    remove_preview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The app's name */
+                app: string;
+                /** @description The pull request's number */
+                number: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such app, or the PR has no preview */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4446,7 +4634,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A ping, or a delivery already received */
+            /** @description A ping, a delivery already received, or a closed pull request's preview removed */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4455,7 +4643,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookOutcome"];
                 };
             };
-            /** @description Queued, or ignored with the reason (another branch, a tag, a deleted branch, another event) */
+            /** @description Queued, or ignored with the reason (another branch, a tag, a deleted branch, another event), or a pull request refused a preview with the reason (a fork, the limit) */
             202: {
                 headers: {
                     [name: string]: unknown;

@@ -2,13 +2,17 @@
 //!
 //! - Signature: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, keyed with
 //!   the hook's secret. The legacy SHA-1 `X-Hub-Signature` is not accepted.
-//! - Event: `X-GitHub-Event` (`push`, `ping`, ...). Delivery: `X-GitHub-Delivery`, a GUID
-//!   that a redelivery repeats.
+//! - Event: `X-GitHub-Event` (`push`, `ping`, `pull_request`, ...). Delivery:
+//!   `X-GitHub-Delivery`, a GUID that a redelivery repeats.
+//! - Pull requests: `pull_request` with the body's `action`. New commits on the head branch
+//!   are `synchronize`; a merge is `closed` with `merged: true`, as is a close without merge,
+//!   since both end the preview. The commit to build is `pull_request.head.sha`, and
+//!   `head.repo` is `null` once a fork is deleted, which counts as a fork.
 //! - Body: JSON, or `application/x-www-form-urlencoded` with the JSON in `payload`.
 
 use axum::http::HeaderMap;
 
-use super::{Event, WebhookError};
+use super::{Event, PrAction, PullRequest, WebhookError};
 
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 pub const EVENT_HEADER: &str = "X-GitHub-Event";
@@ -50,7 +54,27 @@ pub fn event(headers: &HeaderMap, body: &[u8]) -> Result<Event, WebhookError> {
     match name {
         "push" => super::parse_push(&json).map(Event::Push),
         "ping" => super::check_json(&json).map(|()| Event::Ping),
+        "pull_request" => parse_pull_request(&json).map(Event::PullRequest),
         other => super::check_json(&json).map(|()| Event::Other(other.to_owned())),
+    }
+}
+
+fn parse_pull_request(json: &[u8]) -> Result<PullRequest, WebhookError> {
+    let payload: super::GitHubStylePr = super::parse_payload(json)?;
+    let action = pr_action(&payload.action);
+    payload.into_pull_request(action)
+}
+
+/// GitHub's `action` names. Labels, edits, reviews and the like change no code: `Other`.
+fn pr_action(action: &str) -> PrAction {
+    match action {
+        "opened" => PrAction::Opened,
+        "reopened" => PrAction::Reopened,
+        "synchronize" => PrAction::Updated,
+        "ready_for_review" => PrAction::ReadyForReview,
+        "converted_to_draft" => PrAction::ConvertedToDraft,
+        "closed" => PrAction::Closed,
+        _ => PrAction::Other,
     }
 }
 
@@ -204,5 +228,173 @@ mod tests {
             event(&h, b"{oops"),
             Err(WebhookError::MalformedJson(_))
         ));
+    }
+
+    fn pr_event(body: &[u8]) -> Result<PullRequest, WebhookError> {
+        let h = headers(&[(EVENT_HEADER, "pull_request")]);
+        match event(&h, body)? {
+            Event::PullRequest(pr) => Ok(pr),
+            other => panic!("not a pull request: {other:?}"),
+        }
+    }
+
+    /// A fixture as JSON, to change one field of a real payload.
+    fn fixture_value(path: &str) -> serde_json::Value {
+        serde_json::from_slice(&read(path)).unwrap()
+    }
+
+    #[test]
+    fn pull_request_opened_fixture() {
+        let pr = pr_event(&read("github/pull_request.opened.json")).unwrap();
+        assert_eq!(
+            pr,
+            PullRequest {
+                number: 2,
+                action: PrAction::Opened,
+                action_name: "opened".into(),
+                head_ref: "changes".into(),
+                head_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+                head_repo: Some("Codertocat/Hello-World".into()),
+                base_repo: Some("Codertocat/Hello-World".into()),
+                from_fork: false,
+                draft: false,
+                // 2019-05-15T15:20:33Z
+                updated_at: Some(1_557_933_633),
+            }
+        );
+    }
+
+    #[test]
+    fn pull_request_synchronize_fixture_is_an_update() {
+        let pr = pr_event(&read("github/pull_request.synchronize.json")).unwrap();
+        assert_eq!(pr.number, 2);
+        assert_eq!(pr.action, PrAction::Updated);
+        assert_eq!(pr.action_name, "synchronize");
+        assert_eq!(pr.head_ref, "changes");
+        assert_eq!(pr.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(pr.head_repo.as_deref(), Some("Codertocat/Hello-World"));
+        assert_eq!(pr.base_repo.as_deref(), Some("Codertocat/Hello-World"));
+        assert!(!pr.from_fork);
+        assert!(!pr.draft);
+        assert_eq!(pr.updated_at, Some(1_557_933_633));
+    }
+
+    #[test]
+    fn pull_request_merged_fixture_is_closed() {
+        let pr = pr_event(&read("github/pull_request.closed.json")).unwrap();
+        assert_eq!(
+            pr,
+            PullRequest {
+                number: 62,
+                action: PrAction::Closed,
+                action_name: "closed".into(),
+                head_ref: "anbraten-patch-3".into(),
+                head_sha: "c88b9ee719285134957cbc698c9b7ef9b78007bf".into(),
+                head_repo: Some("anbraten/test-ready-release-go".into()),
+                base_repo: Some("anbraten/test-ready-release-go".into()),
+                from_fork: false,
+                draft: false,
+                // 2023-12-05T18:34:19Z
+                updated_at: Some(1_701_801_259),
+            }
+        );
+    }
+
+    #[test]
+    fn pull_request_actions() {
+        for (name, action) in [
+            ("opened", PrAction::Opened),
+            ("reopened", PrAction::Reopened),
+            ("synchronize", PrAction::Updated),
+            ("ready_for_review", PrAction::ReadyForReview),
+            ("converted_to_draft", PrAction::ConvertedToDraft),
+            ("closed", PrAction::Closed),
+            ("labeled", PrAction::Other),
+            ("edited", PrAction::Other),
+            // Gitea's spelling is not GitHub's.
+            ("synchronized", PrAction::Other),
+        ] {
+            let mut v = fixture_value("github/pull_request.opened.json");
+            v["action"] = name.into();
+            let pr = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap();
+            assert_eq!((pr.action, pr.action_name.as_str()), (action, name));
+        }
+    }
+
+    #[test]
+    fn pull_request_from_a_fork_or_a_deleted_fork() {
+        let mut v = fixture_value("github/pull_request.opened.json");
+        v["pull_request"]["head"]["repo"]["full_name"] = "someone/Hello-World".into();
+        let pr = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(pr.from_fork);
+        assert_eq!(pr.head_repo.as_deref(), Some("someone/Hello-World"));
+        assert_eq!(pr.base_repo.as_deref(), Some("Codertocat/Hello-World"));
+
+        // Repository names are case-insensitive on GitHub.
+        v["pull_request"]["head"]["repo"]["full_name"] = "codertocat/hello-world".into();
+        assert!(
+            !pr_event(&serde_json::to_vec(&v).unwrap())
+                .unwrap()
+                .from_fork
+        );
+
+        v["pull_request"]["head"]["repo"] = serde_json::Value::Null;
+        let pr = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(pr.from_fork);
+        assert_eq!(pr.head_repo, None);
+        assert_eq!(pr.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+    }
+
+    #[test]
+    fn pull_request_draft_sha_case_and_time() {
+        let mut v = fixture_value("github/pull_request.opened.json");
+        v["pull_request"]["draft"] = true.into();
+        v["pull_request"]["head"]["sha"] = "EC26C3E57CA3A959CA5AAD62DE7213C562F8C821".into();
+        v["pull_request"]["updated_at"] = "yesterday".into();
+        let pr = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(pr.draft);
+        assert_eq!(pr.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(pr.updated_at, None);
+
+        let body = v["pull_request"].as_object_mut().unwrap();
+        body.remove("draft");
+        body.remove("updated_at");
+        let pr = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(!pr.draft);
+        assert_eq!(pr.updated_at, None);
+    }
+
+    #[test]
+    fn pull_request_field_errors_name_the_field() {
+        let mut v = fixture_value("github/pull_request.opened.json");
+        v["pull_request"]["head"]["sha"] = "not-a-sha".into();
+        let err = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload field `pull_request.head.sha`: not a commit id (40 or 64 hex digits)"
+        );
+
+        let mut v = fixture_value("github/pull_request.opened.json");
+        v["pull_request"]["head"]["ref"] = "".into();
+        let err = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload field `pull_request.head.ref`: empty"
+        );
+
+        let mut v = fixture_value("github/pull_request.opened.json");
+        v["pull_request"]["head"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sha");
+        let err = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`pull_request.head`"), "{text}");
+        assert!(text.contains("missing field `sha`"), "{text}");
+
+        let mut v = fixture_value("github/pull_request.opened.json");
+        v["number"] = "two".into();
+        let err = pr_event(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("`number`"), "{err}");
     }
 }

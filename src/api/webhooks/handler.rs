@@ -8,7 +8,8 @@
 //! anything that does not deploy 202 with the reason, and a push to the app's branch claims
 //! the delivery id (a repeat answers 200 and queues nothing) and goes to the engine through
 //! [`crate::engine::Deployer`]. If the engine refuses, the claim is released so the
-//! forge's retry is not mistaken for a repeat.
+//! forge's retry is not mistaken for a repeat. A pull request event claims its delivery the
+//! same way and goes to [`crate::previews`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -26,17 +27,23 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Path, read_body};
 use crate::auth::Scope;
 use crate::engine::{DeployRequest, Trigger};
+use crate::previews::Outcome;
 use crate::secrets::Purpose;
 
 /// The answer to a delivery the signature check let through.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookOutcome {
-    /// `queued` (202), `ignored` (202), `duplicate` (200) or `pong` (200).
+    /// `queued` (202), `ignored` (202), `duplicate` (200) or `pong` (200); for pull
+    /// requests also `removed` (200: the PR's preview went) and `refused` (202: the PR gets
+    /// no preview, for the reason given).
     pub outcome: &'static str,
     pub message: String,
     /// The queued deployment, for `queued`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<i64>,
+    /// The preview app a pull request event deployed or removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
 }
 
 fn answer(
@@ -49,6 +56,7 @@ fn answer(
         outcome,
         message,
         deployment_id,
+        preview: None,
     };
     (status, axum::Json(body)).into_response()
 }
@@ -64,8 +72,8 @@ fn answer(
     ),
     request_body(content = String, description = "The forge's payload as it sent it: JSON, or form-encoded with the JSON in `payload` (GitHub, Gitea)", content_type = "application/json"),
     responses(
-        (status = 200, description = "A ping, or a delivery already received", body = WebhookOutcome),
-        (status = 202, description = "Queued, or ignored with the reason (another branch, a tag, a deleted branch, another event)", body = WebhookOutcome),
+        (status = 200, description = "A ping, a delivery already received, or a closed pull request's preview removed", body = WebhookOutcome),
+        (status = 202, description = "Queued, or ignored with the reason (another branch, a tag, a deleted branch, another event), or a pull request refused a preview with the reason (a fork, the limit)", body = WebhookOutcome),
         (status = 400, description = "A header or payload field is missing or malformed", body = ErrorBody),
         (status = 401, description = "Missing or wrong signature or token", body = ErrorBody),
         (status = 404, description = "Unknown provider or app", body = ErrorBody),
@@ -164,7 +172,117 @@ pub async fn receive(
             };
             deploy(&state, request).await
         }
+        Decision::Preview(pr) => {
+            let trigger = Trigger::Webhook {
+                provider: provider.as_str(),
+                delivery_id,
+            };
+            preview(&state, target.app_id, &pr, trigger).await
+        }
     }
+}
+
+/// Claims the delivery and hands the pull request event to the previews; a repeat answers
+/// 200 and does nothing. If that fails, the claim is released for the forge's retry.
+async fn preview(
+    state: &AppState,
+    app_id: i64,
+    pr: &crate::previews::PullRequest,
+    trigger: Trigger,
+) -> Result<Response, ApiError> {
+    let Trigger::Webhook {
+        provider,
+        delivery_id,
+    } = trigger.clone()
+    else {
+        return Err(ApiError::internal("preview without a webhook trigger"));
+    };
+    let app = state
+        .db
+        .call(move |c| crate::db::apps::get_by_id(c, app_id))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("the app was deleted"))?;
+    let id = delivery_id.clone();
+    let claimed = state
+        .db
+        .call(move |c| crate::db::webhooks::claim_delivery(c, app_id, provider, &id))
+        .await
+        .map_err(ApiError::internal)?;
+    if !claimed {
+        tracing::info!(provider, app = %app.name, delivery = %delivery_id, "webhook delivery already received; nothing done");
+        return Ok(answer(
+            StatusCode::OK,
+            "duplicate",
+            format!("delivery `{delivery_id}` was already received; nothing done"),
+            None,
+        ));
+    }
+    let outcome = match state.previews.handle(&app, pr, trigger).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let id = delivery_id.clone();
+            state
+                .db
+                .call(move |c| crate::db::webhooks::release_delivery(c, app_id, provider, &id))
+                .await
+                .map_err(ApiError::internal)?;
+            return Err(match e {
+                crate::previews::PreviewError::Engine(e) => engine_error(e),
+                other => ApiError::internal(other),
+            });
+        }
+    };
+    let number = pr.number;
+    let (status, kind, message, deployment_id, preview) = match outcome {
+        Outcome::Queued {
+            preview,
+            deployment,
+        } => {
+            let (id, deployment_id) = (delivery_id.clone(), deployment.id);
+            state
+                .db
+                .call(move |c| {
+                    crate::db::webhooks::set_delivery_deployment(
+                        c,
+                        app_id,
+                        provider,
+                        &id,
+                        deployment_id,
+                    )
+                })
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(provider, app = %app.name, pr = number, preview = %preview, delivery = %delivery_id, commit = %pr.head_sha, deployment = deployment_id, "webhook queued a preview deployment");
+            let message = format!(
+                "preview `{preview}` of PR #{number}: deployment {deployment_id} of {} queued",
+                pr.head_sha
+            );
+            (
+                StatusCode::ACCEPTED,
+                "queued",
+                message,
+                Some(deployment_id),
+                Some(preview),
+            )
+        }
+        Outcome::Removed { preview, why } => {
+            let message = format!("preview `{preview}` removed: {why}");
+            (StatusCode::OK, "removed", message, None, Some(preview))
+        }
+        Outcome::Ignored(why) => {
+            tracing::info!(provider, app = %app.name, pr = number, delivery = %delivery_id, reason = %why, "webhook ignored");
+            (StatusCode::ACCEPTED, "ignored", why, None, None)
+        }
+        Outcome::Refused(why) => (StatusCode::ACCEPTED, "refused", why, None, None),
+    };
+    let body = WebhookOutcome {
+        outcome: kind,
+        message,
+        deployment_id,
+        preview,
+    };
+    Ok((status, axum::Json(body)).into_response())
 }
 
 fn invalid(e: WebhookError) -> ApiError {

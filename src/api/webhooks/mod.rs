@@ -92,9 +92,13 @@ pub enum Event {
     /// A forge checking the hook works (GitHub's `ping`).
     Ping,
     Push(Push),
+    /// Something happened to a pull (merge) request.
+    PullRequest(PullRequest),
     /// Any other event, by the forge's name for it.
     Other(String),
 }
+
+pub use crate::previews::{PrAction, PullRequest};
 
 /// A push of one ref.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,14 +156,19 @@ pub enum Decision {
     Ignore(String),
     /// Queue a deployment of exactly this commit.
     Deploy { branch: String, commit_sha: String },
+    /// A pull request changed: its preview follows (see [`crate::previews`]).
+    Preview(PullRequest),
 }
 
 pub fn decide(event: &Event, app_branch: &str) -> Decision {
     let push = match event {
         Event::Ping => return Decision::Pong,
         Event::Other(name) => {
-            return Decision::Ignore(format!("`{name}` events do not deploy; only pushes do"));
+            return Decision::Ignore(format!(
+                "`{name}` events do not deploy; only pushes and pull requests do"
+            ));
         }
+        Event::PullRequest(pr) => return Decision::Preview(pr.clone()),
         Event::Push(push) => push,
     };
     if let Some(tag) = &push.tag {
@@ -353,6 +362,129 @@ struct PushPayload {
 fn parse_push(json: &[u8]) -> Result<Push, WebhookError> {
     let p: PushPayload = parse_payload(json)?;
     Push::new(p.git_ref, p.after, p.deleted)
+}
+
+/// A pull request event as GitHub sends it. Gitea, Forgejo and Gogs send the same shape
+/// (their `PullRequestPayload` copies GitHub's), so both modules read it here and differ only
+/// in what their `action` strings mean.
+#[derive(Debug, Deserialize)]
+struct GitHubStylePr {
+    action: String,
+    number: u64,
+    pull_request: GitHubStylePrBody,
+}
+
+#[derive(Debug, Deserialize)]
+struct GitHubStylePrBody {
+    head: GitHubStyleHead,
+    base: GitHubStyleBase,
+    /// Absent from older GitHub Enterprise and Gitea payloads: not a draft.
+    #[serde(default)]
+    draft: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_timestamp")]
+    updated_at: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GitHubStyleHead {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+    /// `null` when the fork the PR came from has been deleted.
+    #[serde(default)]
+    repo: Option<GitHubStyleRepo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GitHubStyleBase {
+    #[serde(default)]
+    repo: Option<GitHubStyleRepo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GitHubStyleRepo {
+    full_name: String,
+}
+
+impl GitHubStylePr {
+    /// The event, with `action` already read by the forge's own rules.
+    fn into_pull_request(self, action: PrAction) -> Result<PullRequest, WebhookError> {
+        let pr = self.pull_request;
+        let head_repo = pr.head.repo.map(|r| r.full_name);
+        let base_repo = pr.base.repo.map(|r| r.full_name);
+        // Only a head known to live in the base repository is not a fork: a deleted fork
+        // (`head.repo: null`) is still someone else's code.
+        let from_fork = match (&head_repo, &base_repo) {
+            (Some(head), Some(base)) => !head.eq_ignore_ascii_case(base),
+            _ => true,
+        };
+        check_pull_request(
+            PullRequest {
+                number: self.number,
+                action,
+                action_name: self.action,
+                head_ref: pr.head.git_ref,
+                head_sha: pr.head.sha,
+                head_repo,
+                base_repo,
+                from_fork,
+                draft: pr.draft.unwrap_or(false),
+                updated_at: pr.updated_at,
+            },
+            "pull_request.head.sha",
+            "pull_request.head.ref",
+        )
+    }
+}
+
+/// Checks a pull request's head as [`Push::new`] checks a push, naming the payload's field
+/// for it, and lower-cases the commit so that previews compare commits as text.
+fn check_pull_request(
+    mut pr: PullRequest,
+    sha_field: &str,
+    ref_field: &str,
+) -> Result<PullRequest, WebhookError> {
+    if !is_commit_id(&pr.head_sha) {
+        return Err(WebhookError::Field {
+            field: sha_field.to_owned(),
+            message: "not a commit id (40 or 64 hex digits)".to_owned(),
+        });
+    }
+    if pr.head_ref.is_empty() {
+        return Err(WebhookError::Field {
+            field: ref_field.to_owned(),
+            message: "empty".to_owned(),
+        });
+    }
+    pr.head_sha.make_ascii_lowercase();
+    Ok(pr)
+}
+
+/// Reads a payload's time as seconds since the epoch. The time only orders deliveries, so a
+/// missing, `null`, non-text or unreadable value is `None` rather than a refused delivery.
+fn lenient_timestamp<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(de)?;
+    Ok(value
+        .as_ref()
+        .and_then(serde_json::Value::as_str)
+        .and_then(parse_timestamp))
+}
+
+/// RFC 3339 (GitHub, Gitea, newer GitLab), or GitLab's `2016-08-12 13:54:19 UTC` and its
+/// `2016-08-12 13:54:19 +0200` variant.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp());
+    }
+    if let Some(naive) = text.strip_suffix(" UTC") {
+        return chrono::NaiveDateTime::parse_from_str(naive, "%Y-%m-%d %H:%M:%S")
+            .ok()
+            .map(|t| t.and_utc().timestamp());
+    }
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S %z")
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 #[cfg(test)]
