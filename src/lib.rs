@@ -11,7 +11,9 @@
 //! same engine as the apps: the API calls it, and the engine asks it what a linked app's
 //! containers get. [`notify`] sends messages to the channels people configured; the engine's
 //! events, the certificate store, backups and container restart counts feed it, and it reads
-//! nothing back. [`outbound`] holds what the HTTP clients (the CLI's, S3's, notifications')
+//! nothing back. [`previews`] decides what a pull request event does to its preview (an app of
+//! its own that the engine deploys): the webhook handler calls it, and it calls the engine.
+//! [`outbound`] holds what the HTTP clients (the CLI's, S3's, notifications')
 //! share.
 
 pub mod api;

@@ -193,3 +193,86 @@ fn the_systemd_credential_is_the_key_raw_or_hex() {
         stop(start(&dir, launch()));
     }
 }
+
+#[test]
+fn the_previews_env_is_sealed_shown_only_by_name_and_cleared_by_an_empty_object() {
+    let dir = TestDir::new();
+    let rivetr = start(&dir, Launch::serve());
+    let api = Api {
+        addr: rivetr.api(),
+        token: initial_token(dir.path()),
+    };
+    let value = format!("preview-secret-{}", std::process::id());
+    let body = serde_json::json!({
+        "name": "web",
+        "git_url": "https://git.example.com/web.git",
+        "domains": ["web.example.com"],
+        "previews": {"enabled": true, "env": {"PREVIEW_TOKEN": value}},
+    });
+    let r = api.post_json("/api/apps", &body.to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(!r.body.contains(&value), "the value came back: {}", r.body);
+    let shown = api.get("/api/apps/web").json();
+    assert_eq!(shown["previews"]["enabled"], true);
+    assert_eq!(
+        shown["previews"]["env_keys"],
+        serde_json::json!(["PREVIEW_TOKEN"])
+    );
+    let sealed: Vec<u8> = open_db(dir.path())
+        .query_row("SELECT preview_env FROM apps WHERE name = 'web'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(sealed[0], 1, "version byte");
+    for file in ["rivetr.db", "rivetr.db-wal"] {
+        if let Ok(bytes) = std::fs::read(state_dir(dir.path()).join(file)) {
+            assert!(
+                !contains(&bytes, value.as_bytes()),
+                "the value is in {file}"
+            );
+        }
+    }
+    assert!(!rivetr.log().contains(&value), "the value is in the log");
+
+    // Other preview settings change without touching the env; `{}` removes it.
+    let r = api.patch_json("/api/apps/web", r#"{"previews": {"limit": 2}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["previews"]["limit"], 2);
+    assert_eq!(
+        r.json()["previews"]["env_keys"],
+        serde_json::json!(["PREVIEW_TOKEN"])
+    );
+    let r = api.patch_json("/api/apps/web", r#"{"previews": {"env": {}}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["previews"]["env_keys"], serde_json::json!([]));
+    let cleared: Option<Vec<u8>> = open_db(dir.path())
+        .query_row("SELECT preview_env FROM apps WHERE name = 'web'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(cleared, None);
+
+    // Bad settings are refused naming the field.
+    for (body, field) in [
+        (
+            r#"{"previews": {"domain_template": "pr.{domain}"}}"#,
+            "previews.domain_template",
+        ),
+        (r#"{"previews": {"limit": 0}}"#, "previews.limit"),
+        (
+            r#"{"previews": {"env": {"1BAD": "x"}}}"#,
+            "previews.env.1BAD",
+        ),
+        (r#"{"previews": {"color": "red"}}"#, "color"),
+    ] {
+        let r = api.patch_json("/api/apps/web", body);
+        assert!(
+            r.status == 422 || r.status == 400,
+            "{body}: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(r.body.contains(field), "{body}: {}", r.body);
+    }
+    stop(rivetr);
+}

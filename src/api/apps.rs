@@ -825,6 +825,22 @@ pub async fn delete_app(
     // Its previews go first (they run on its network), then its links (its databases leave
     // its network), its network last.
     let app = find_app(&state, &name).await?;
+    if let Some(of) = app.preview_of {
+        // As `DELETE /api/apps/{app}/previews/{number}`: the PR is recorded closed, so a late
+        // delivery does not bring the preview back.
+        let parent = state
+            .db
+            .call(move |c| crate::db::apps::get_by_id(c, of.app_id))
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no app named `{name}`")))?;
+        state
+            .previews
+            .remove(&parent, of.number)
+            .await
+            .map_err(super::previews::preview_error)?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     state
         .previews
         .remove_all(&app)

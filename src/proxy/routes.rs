@@ -546,6 +546,27 @@ mod tests {
         assert_eq!(table.load().len(), 1);
     }
 
+    #[test]
+    fn a_retired_host_loses_its_counters_and_is_handed_over_once_unless_routed_again() {
+        let table = RouteTable::new();
+        let preview = Owner::App("web-pr-7".into());
+        table.set_owner(&preview, vec![owned("pr-7.web.test", 2, &preview)]);
+        assert!(table.metrics().iter().any(|(h, _)| h == "pr-7.web.test"));
+        table.set_owner(&preview, vec![]);
+        table.retire(&["PR-7.web.test".to_owned()]);
+        assert!(!table.metrics().iter().any(|(h, _)| h == "pr-7.web.test"));
+        assert_eq!(table.take_retired(), vec!["pr-7.web.test".to_owned()]);
+        assert!(table.take_retired().is_empty(), "handed over once");
+        // A host routed again (by the time the certificates look) is not retired.
+        let app = Owner::App("other".into());
+        table.retire(&["again.test".to_owned()]);
+        table.set_owner(&app, vec![owned("again.test", 3, &app)]);
+        assert!(table.take_retired().is_empty());
+        table.retire(&["again.test".to_owned()]);
+        assert!(table.take_retired().is_empty(), "still routed: kept");
+        assert_eq!(port_for(&table, "again.test"), Some(3));
+    }
+
     fn owned(host: &str, port: u16, owner: &Owner) -> RouteSpec {
         RouteSpec {
             owner: owner.clone(),

@@ -188,6 +188,19 @@ impl Api {
             body.as_bytes(),
         )
     }
+
+    pub fn patch_json(&self, path: &str, body: &str) -> Resp {
+        request(
+            self.addr,
+            "PATCH",
+            path,
+            &[
+                ("Authorization", &self.auth()),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    }
 }
 
 /// The state directory `Launch::serve()` uses.
