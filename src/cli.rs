@@ -25,9 +25,9 @@ pub struct Cli {
 /// The exit statuses, in `rivetr --help` (each API command repeats them in its own help).
 const TOP_AFTER_HELP: &str = "\
 Exit status: 0 ok, 1 failed, 2 bad usage or configuration. The commands that talk to the API
-(app, env, db, notify, deploy, logs, deployments, rollback) add 3 not found, 4 unauthorized
-(wrong or revoked token) and 5 server unreachable; with --follow, 1 also means the deployment
-failed.";
+(app, env, db, notify, preview, deploy, logs, deployments, rollback) add 3 not found,
+4 unauthorized (wrong or revoked token) and 5 server unreachable; with --follow, 1 also means
+the deployment failed.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -39,7 +39,7 @@ pub enum Command {
     Backup(BackupArgs),
     /// Put a database copied by `rivetr backup` back in place; Rivetr must be stopped.
     Restore(RestoreArgs),
-    /// Create, list, show, delete, start, stop and restart apps (through the API).
+    /// Create, list, show, update, delete, start, stop and restart apps (through the API).
     App(AppArgs),
     /// Set, unset and list an app's environment variables (through the API).
     Env(EnvArgs),
@@ -47,6 +47,8 @@ pub enum Command {
     Db(DbArgs),
     /// Notification channels (webhook, Slack, Mattermost, Discord, email) and their deliveries.
     Notify(NotifyArgs),
+    /// An app's pull requests and their previews; remove a preview by hand.
+    Preview(PreviewArgs),
     /// Deploy an app's branch or a given commit; --follow streams the log.
     Deploy(DeployArgs),
     /// Show an app's output (its containers' stdout and stderr).
@@ -77,6 +79,7 @@ impl Command {
             Command::Env(a) => Some(&a.api),
             Command::Db(a) => Some(&a.api),
             Command::Notify(a) => Some(&a.api),
+            Command::Preview(a) => Some(&a.api),
             Command::Deploy(a) => Some(&a.api),
             Command::Logs(a) => Some(&a.api),
             Command::Deployments(a) => Some(&a.api),
@@ -182,7 +185,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad usage or configuration (flags, cli.toml, URL, no token): nothing was sent.
     pub const USAGE: u8 = 2;
-    /// The app, deployment or variable does not exist (HTTP 404).
+    /// The app, deployment, variable or preview does not exist (HTTP 404).
     pub const NOT_FOUND: u8 = 3;
     /// The token is missing, wrong or revoked (HTTP 401).
     pub const UNAUTHORIZED: u8 = 4;
@@ -201,7 +204,10 @@ pub mod exit {
             USAGE,
             "bad usage or configuration (flags, cli.toml, URL, no token); nothing was sent",
         ),
-        (NOT_FOUND, "no such app, deployment or variable (HTTP 404)"),
+        (
+            NOT_FOUND,
+            "no such app, deployment, variable or preview (HTTP 404)",
+        ),
         (
             UNAUTHORIZED,
             "the server did not accept the token: wrong or revoked (HTTP 401)",
@@ -262,6 +268,10 @@ pub enum AppCommand {
     /// Create an app from a git repository (or an image); prints its webhook secret once.
     // Boxed: its many flags would make every variant as large as this one.
     Create(Box<AppCreateArgs>),
+    /// Change an app's settings, previews of pull requests included: only what is given
+    /// changes. Settings apply at its next deployment; domains change at once.
+    // Boxed, as Create.
+    Update(Box<AppUpdateArgs>),
     /// List every app.
     List,
     /// An app's running containers' CPU and memory, and its traffic since Rivetr started.
@@ -269,7 +279,7 @@ pub enum AppCommand {
         /// The app's name.
         app: String,
     },
-    /// Show one app: source, port, domains, health check, limits, webhook URLs.
+    /// Show one app: source, port, domains, health check, limits, previews, webhook URLs.
     Show {
         /// The app's name.
         app: String,
@@ -344,16 +354,42 @@ pub struct AppCreateArgs {
     /// Run this image instead of building from git.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
-    /// The branch deployed by default and by webhooks [server default: main].
+    #[command(flatten)]
+    pub settings: AppSettingsArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AppUpdateArgs {
+    /// The app's name (it cannot change).
+    pub app: String,
+    /// Build from this git repository from now on (an image app becomes a git app). A
+    /// credential in an https URL is stored encrypted and never shown.
+    #[arg(long, value_name = "URL", alias = "git-url", conflicts_with = "image")]
+    pub git: Option<String>,
+    /// Run this image from now on instead of building from git.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Remove every domain: the proxy stops serving the app.
+    #[arg(long, conflicts_with = "domains")]
+    pub clear_domains: bool,
+    #[command(flatten)]
+    pub settings: AppSettingsArgs,
+}
+
+/// What `app create` and `app update` both set; on update, only what is given changes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AppSettingsArgs {
+    /// The branch deployed by default and by webhooks [new apps: main].
     #[arg(long)]
     pub branch: Option<String>,
-    /// The port the app listens on in its container [server default: 8080].
+    /// The port the app listens on in its container [new apps: 8080].
     #[arg(long)]
     pub port: Option<u16>,
-    /// A host name the proxy serves the app on; repeat for more.
+    /// A host name the proxy serves the app on; repeat for more. On update, the ones given
+    /// replace the app's domains.
     #[arg(long = "domain", value_name = "HOST")]
     pub domains: Vec<String>,
-    /// The health check's HTTP path [server default: /].
+    /// The health check's HTTP path [new apps: /].
     #[arg(long, value_name = "PATH")]
     pub health_path: Option<String>,
     /// Milliseconds between health check attempts.
@@ -371,9 +407,66 @@ pub struct AppCreateArgs {
     /// CPU limit; fractions allowed.
     #[arg(long)]
     pub cpus: Option<f64>,
-    /// Containers to run [server default: 1].
+    /// Containers to run [new apps: 1].
     #[arg(long)]
     pub replicas: Option<u32>,
+    #[command(flatten)]
+    pub previews: PreviewSettingsArgs,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+/// How the app's pull requests get previews: each open PR's head deployed as an app of its
+/// own, `<app>-pr-<number>`, at the template's host. Only what is given changes.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Previews of pull requests")]
+pub struct PreviewSettingsArgs {
+    /// Deploy a preview of each open pull request (GitHub, GitLab and Gitea webhooks)
+    /// [new apps: off].
+    #[arg(long, value_name = "on|off")]
+    pub previews: Option<OnOff>,
+    /// The previews' host, with {number} (required), {app} and {domain} (the app's first
+    /// domain) [new apps: pr-{number}.{domain}].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub preview_domain_template: Option<String>,
+    /// Previews at most at once, 1 to 100; a PR past it gets none, with the reason in
+    /// `rivetr preview list` [new apps: 5].
+    #[arg(long, value_name = "N")]
+    pub preview_limit: Option<u32>,
+    /// Preview pull requests from forks: they run code from outside the repository with the
+    /// app's environment [new apps: off].
+    #[arg(long, value_name = "on|off")]
+    pub preview_forks: Option<OnOff>,
+    /// Preview draft pull requests [new apps: off].
+    #[arg(long, value_name = "on|off")]
+    pub preview_drafts: Option<OnOff>,
+    /// A variable the previews get on top of the app's, by name: its value is read from
+    /// this command's environment; repeat for more. The ones given replace all set before.
+    ///
+    /// `API_URL=https://staging.example rivetr app update web --preview-env API_URL` gives
+    /// the previews API_URL with that value; a name not set in the environment is refused.
+    /// The values are secrets (stored encrypted, never shown again), so they are not taken
+    /// from arguments, which show in `ps` and the shell history; and there can be several,
+    /// so not from stdin either, which holds one (`rivetr env set APP KEY -`). The
+    /// environment it is, as RIVETR_NOTIFY_URL for `rivetr notify`. The names given replace
+    /// all the previews' variables set before (only their names can be read back): give
+    /// every one each time.
+    #[arg(long = "preview-env", value_name = "NAME")]
+    pub preview_env: Vec<String>,
+    /// Remove all the previews' own variables (they keep the app's).
+    #[arg(long, conflicts_with = "preview_env")]
+    pub clear_preview_env: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -454,6 +547,33 @@ pub enum NotifyCommand {
         status: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: PreviewCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreviewCommand {
+    /// List the pull requests Rivetr heard of for an app, newest first: their branch and
+    /// commit, their preview's app, host and latest deployment, or why they got none.
+    List {
+        /// The app's name (the one previewed, not a preview).
+        app: String,
+    },
+    /// Remove the preview of a pull request (its containers, images, route and
+    /// certificate), for a close the forge never delivered; only a reopen brings it back.
+    Remove {
+        /// The app's name (the one previewed, not a preview).
+        app: String,
+        /// The pull (merge) request's number.
+        number: u64,
     },
 }
 

@@ -269,6 +269,11 @@ fn an_app_is_created_configured_deployed_rolled_back_and_deleted_through_the_cli
         r.stdout.contains(&format!("/webhooks/github/{app}")),
         "{r:#?}"
     );
+    let webhook_secret = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook secret: "))
+        .map(str::to_owned);
 
     // A plain variable and a secret one from stdin (its trailing newline dropped).
     keep(&cli.run(&["env", "set", &app, "GREETING", "hello"]).ok());
@@ -439,6 +444,110 @@ fn an_app_is_created_configured_deployed_rolled_back_and_deleted_through_the_cli
         r.stdout.contains(&app) && r.stdout.contains(&host),
         "{r:#?}"
     );
+
+    // A preview of a pull request: previews on with a variable of their own (its value
+    // from the client's environment), then GitHub's `opened` for PR #2 from branch
+    // `changes` at v2.
+    let webhook_secret = webhook_secret.expect("the creation printed the webhook secret");
+    let git = Command::new("git")
+        .args(["branch", "changes", &v2])
+        .current_dir(repo.path())
+        .output()
+        .unwrap();
+    assert!(git.status.success(), "{git:?}");
+    let mut with_env = Client::new(&format!("http://{}", p.rivetr.api()), &p.token);
+    with_env
+        .env
+        .push(("GREETING".into(), "hello from the preview".into()));
+    let r = with_env
+        .run(&[
+            "app",
+            "update",
+            &app,
+            "--previews",
+            "on",
+            "--preview-env",
+            "GREETING",
+        ])
+        .ok();
+    keep(&r);
+    assert!(r.stdout.contains("preview env:    GREETING"), "{r:#?}");
+    let mut body: Value =
+        serde_json::from_slice(&common::api::fixture("github/pull_request.opened.json")).unwrap();
+    body["pull_request"]["head"]["sha"] = v2.as_str().into();
+    let answer = deliver_pull_request(
+        &p.rivetr,
+        &app,
+        &webhook_secret,
+        "pr-2-opened",
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(answer["outcome"], "queued", "{answer}");
+    let preview = format!("{app}-pr-2");
+    let preview_host = format!("pr-2.{host}");
+    let listed = wait_for("the preview to run", Duration::from_secs(180), || {
+        let r = cli.run(&["preview", "list", &app, "--json"]).ok();
+        let status = r.json()[0]["deployment"]["status"].as_str()?.to_owned();
+        assert_ne!(status, "failed", "{r:#?}");
+        (status == "running").then_some(r.json())
+    });
+    assert_eq!(listed[0]["app"], preview.as_str(), "{listed}");
+    assert_eq!(listed[0]["host"], preview_host.as_str(), "{listed}");
+    let r = cli.run(&["preview", "list", &app]).ok();
+    keep(&r);
+    let row: Vec<&str> = r
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &row[..6],
+        ["#2", "open", "changes", &v2[..12], &preview, &preview_host],
+        "{r:#?}"
+    );
+    assert!(row[6].starts_with('#') && row[7] == "running", "{r:#?}");
+    assert_eq!(row.len(), 8, "nothing refused: {r:#?}");
+    // The preview serves the PR's code, with the app's variables and its own.
+    assert_eq!(
+        p.through_proxy(&preview_host, "/"),
+        (200, "v2\n".to_owned())
+    );
+    assert_eq!(
+        p.through_proxy(&preview_host, "/env.txt"),
+        (200, format!("hello from the preview|{secret}\n"))
+    );
+    // The preview is an app that follows its app's settings.
+    let r = cli.run(&["app", "show", &preview]).ok();
+    keep(&r);
+    assert!(
+        r.stdout.contains(&format!(
+            "preview of:     {app} PR #2 (follows its settings)\n"
+        )),
+        "{r:#?}"
+    );
+    assert!(!r.stdout.contains("previews:"), "{r:#?}");
+    let r = cli
+        .run(&["app", "update", &preview, "--replicas", "2"])
+        .code(1);
+    assert!(
+        r.stderr.contains("follows its settings") && r.stderr.contains("409"),
+        "{r:#?}"
+    );
+    // Removed by hand: its containers go, the PR stays listed, closed.
+    let r = cli.run(&["preview", "remove", &app, "2"]).ok();
+    assert!(r.stdout.contains("removed the preview of PR #2"), "{r:#?}");
+    wait_for(
+        "no preview containers left",
+        Duration::from_secs(30),
+        || p.containers(&preview).is_empty().then_some(()),
+    );
+    let r = cli.run(&["preview", "list", &app, "--json"]).ok();
+    assert_eq!(r.json()[0]["state"], "closed", "{r:#?}");
+    assert_eq!(r.json()[0]["app"], Value::Null, "{r:#?}");
+    cli.run(&["app", "show", &preview]).code(3);
+    cli.run(&["preview", "remove", &app, "2"]).code(3);
 
     // The secret appeared in no output of the client.
     for o in &outputs {
@@ -763,4 +872,251 @@ fn https_through_rivetrs_own_proxy_with_a_ca_file() {
         .run(&["app", "list", "--ca-file", key_path.to_str().unwrap()])
         .code(2);
     assert!(r.stderr.contains("CA file"), "{r:#?}");
+}
+
+/// A signed GitHub `pull_request` delivery to `app`, as GitHub sends it; its answer.
+fn deliver_pull_request(
+    rivetr: &Rivetr,
+    app: &str,
+    secret: &str,
+    delivery: &str,
+    body: &[u8],
+) -> Value {
+    let sig = format!("sha256={}", common::api::sign(secret, body));
+    let r = common::api::request(
+        rivetr.api(),
+        "POST",
+        &format!("/webhooks/github/{app}"),
+        &[
+            ("X-GitHub-Event", "pull_request"),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+            ("User-Agent", "GitHub-Hookshot/044aadd"),
+        ],
+        body,
+    );
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    r.json()
+}
+
+#[test]
+fn preview_settings_and_pull_requests_through_the_cli() {
+    let dir = TestDir::new();
+    let (rivetr, token) = start_without_engine(&dir, Launch::serve());
+    let url = url_of(&rivetr);
+    let cli = Client::new(&url, &token);
+    let app = "web";
+
+    // Previews on from the creation: the details show the defaults.
+    let r = cli
+        .run(&[
+            "app",
+            "create",
+            app,
+            "--git",
+            "https://git.example/web.git",
+            "--domain",
+            "web.example",
+            "--previews",
+            "on",
+        ])
+        .ok();
+    let line = |r: &Run, key: &str| -> String {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key}: line: {r:#?}"))
+            .split_once(':')
+            .unwrap()
+            .1
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        line(&r, "previews"),
+        "on, at most 5 at once, forks no, drafts no"
+    );
+    assert_eq!(line(&r, "preview domain"), "pr-{number}.{domain}");
+    assert_eq!(line(&r, "preview env"), "-");
+
+    // Every setting through `app update`, the variables' values from the client's own
+    // environment; they show nowhere, only their names do.
+    let secret = "preview-secret-value-4d1c";
+    let mut with_env = Client::new(&url, &token);
+    with_env.env.push(("PREVIEW_API_KEY".into(), secret.into()));
+    with_env
+        .env
+        .push(("API_URL".into(), "https://staging.example".into()));
+    let r = with_env
+        .run(&[
+            "app",
+            "update",
+            app,
+            "--preview-domain-template",
+            "{number}.pr.example",
+            "--preview-limit",
+            "3",
+            "--preview-forks",
+            "on",
+            "--preview-drafts",
+            "on",
+            "--preview-env",
+            "PREVIEW_API_KEY",
+            "--preview-env",
+            "API_URL",
+        ])
+        .ok();
+    assert_eq!(
+        line(&r, "previews"),
+        "on, at most 3 at once, forks yes, drafts yes"
+    );
+    assert_eq!(line(&r, "preview domain"), "{number}.pr.example");
+    assert_eq!(line(&r, "preview env"), "API_URL, PREVIEW_API_KEY");
+    let shown = cli.run(&["app", "show", app]).ok();
+    for key in ["previews", "preview domain", "preview env"] {
+        assert_eq!(line(&shown, key), line(&r, key), "{key}");
+    }
+    assert!(!shown.stdout.contains("preview of"), "{shown:#?}");
+    let shown = cli.run(&["app", "show", app, "--json"]).ok();
+    assert_eq!(
+        shown.json()["previews"],
+        serde_json::json!({
+            "enabled": true, "domain_template": "{number}.pr.example", "limit": 3,
+            "forks": true, "drafts": true, "env_keys": ["API_URL", "PREVIEW_API_KEY"],
+        })
+    );
+    assert_eq!(shown.json()["preview_of"], Value::Null);
+    assert!(!r.stdout.contains(secret) && !shown.stdout.contains(secret));
+    // Settings not given are left as they are; --json is the API's app.
+    let r = cli
+        .run(&["app", "update", app, "--previews", "off", "--json"])
+        .ok();
+    let previews = &r.json()["previews"];
+    assert_eq!(previews["enabled"], false);
+    assert_eq!(previews["limit"], 3);
+    assert_eq!(previews["env_keys"].as_array().unwrap().len(), 2);
+    let r = cli.run(&["app", "show", app]).ok();
+    assert!(line(&r, "previews").starts_with("off ("), "{r:#?}");
+
+    // Refused before anything is sent (2): a name not set in the environment, a value in
+    // the arguments (not echoed), a flag's bad value, nothing to change.
+    let r = cli
+        .run(&["app", "update", app, "--preview-env", "NOT_SET_ANYWHERE"])
+        .code(2);
+    assert!(r.stderr.contains("NOT_SET_ANYWHERE is not set"), "{r:#?}");
+    let r = cli
+        .run(&["app", "update", app, "--preview-env", "TOKEN=hunter2"])
+        .code(2);
+    assert!(!r.stderr.contains("hunter2"), "{r:#?}");
+    cli.run(&["app", "update", app, "--previews", "yes"])
+        .code(2);
+    let r = cli.run(&["app", "update", app]).code(2);
+    assert!(r.stderr.contains("nothing to change"), "{r:#?}");
+    let keys = cli.run(&["app", "show", app, "--json"]).ok().json()["previews"]["env_keys"].clone();
+    assert_eq!(keys, serde_json::json!(["API_URL", "PREVIEW_API_KEY"]));
+    // Refused by the server (1), with its message naming the field.
+    let r = cli
+        .run(&["app", "update", app, "--preview-limit", "0"])
+        .code(1);
+    assert!(r.stderr.contains("previews.limit"), "{r:#?}");
+    let r = cli
+        .run(&[
+            "app",
+            "update",
+            app,
+            "--preview-domain-template",
+            "pr.example",
+        ])
+        .code(1);
+    assert!(
+        r.stderr.contains("previews.domain_template") && r.stderr.contains("{number}"),
+        "{r:#?}"
+    );
+    cli.run(&["app", "update", "nosuch", "--previews", "on"])
+        .code(3);
+
+    // --clear-preview-env removes the variables, and nothing else.
+    let r = cli.run(&["app", "update", app, "--clear-preview-env"]).ok();
+    assert_eq!(line(&r, "preview env"), "-");
+    assert_eq!(line(&r, "preview domain"), "{number}.pr.example");
+
+    // No pull request heard of: an empty table, [] in JSON.
+    let r = cli.run(&["preview", "list", app]).ok();
+    assert_eq!(
+        r.stdout,
+        "PR  STATE  BRANCH  COMMIT  PREVIEW  HOST  DEPLOYMENT  REFUSED\n"
+    );
+    assert_eq!(
+        cli.run(&["preview", "list", app, "--json"]).ok().json(),
+        serde_json::json!([])
+    );
+    cli.run(&["preview", "list", "nosuch"]).code(3);
+    // Removing a preview there is not: 3, with the API's message.
+    let r = cli.run(&["preview", "remove", app, "7"]).code(3);
+    assert!(
+        r.stderr.contains("PR #7 of app `web` has no preview"),
+        "{r:#?}"
+    );
+    assert!(r.stdout.is_empty(), "{r:#?}");
+    cli.run(&["preview", "remove", app, "seven"]).code(2);
+
+    // An image app with previews on: a pull request is refused one, and the list says why.
+    let r = cli
+        .run(&[
+            "app",
+            "create",
+            "img",
+            "--image",
+            "docker.io/library/nginx:1.27",
+            "--domain",
+            "img.example",
+            "--previews",
+            "on",
+            "--json",
+        ])
+        .ok();
+    let webhook_secret = r.json()["webhook_secret"].as_str().unwrap().to_owned();
+    let answer = deliver_pull_request(
+        &rivetr,
+        "img",
+        &webhook_secret,
+        "pr-delivery-1",
+        &common::api::fixture("github/pull_request.opened.json"),
+    );
+    assert_eq!(answer["outcome"], "refused", "{answer}");
+    let r = cli.run(&["preview", "list", "img"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:#?}");
+    assert!(lines[0].ends_with("REFUSED"), "{r:#?}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        ["#2", "open", "changes", "ec26c3e57ca3", "-", "-", "-"]
+    );
+    assert!(
+        lines[1].ends_with(
+            "app `img` runs an image, not a git repository; a preview builds the PR's code"
+        ),
+        "{r:#?}"
+    );
+    let r = cli.run(&["preview", "list", "img", "--json"]).ok();
+    let list = r.json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["number"], 2);
+    assert_eq!(list[0]["state"], "open");
+    assert_eq!(list[0]["app"], Value::Null);
+    assert!(
+        list[0]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("runs an image"),
+        "{list}"
+    );
+    // A refused PR has no preview to remove.
+    let r = cli.run(&["preview", "remove", "img", "2"]).code(3);
+    assert!(
+        r.stderr.contains("PR #2 of app `img` has no preview"),
+        "{r:#?}"
+    );
 }

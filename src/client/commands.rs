@@ -22,8 +22,9 @@ use super::types::{
 };
 use super::{Client, ClientError, format};
 use crate::cli::{
-    AppCommand, AppCreateArgs, Command, DbCommand, DeployArgs, DeploymentsArgs, DestinationCommand,
-    EnvCommand, LogsArgs, RollbackArgs, ScheduleCommand,
+    AppCommand, AppCreateArgs, AppSettingsArgs, AppUpdateArgs, Command, DbCommand, DeployArgs,
+    DeploymentsArgs, DestinationCommand, EnvCommand, LogsArgs, PreviewSettingsArgs, RollbackArgs,
+    ScheduleCommand,
 };
 
 /// Runs an API command (not `serve` or `token`) and writes its output to `out`.
@@ -40,6 +41,7 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
         Command::Env(a) => env(&client, a.command, json, out).await,
         Command::Db(a) => db(&client, a.command, json, out).await,
         Command::Notify(a) => super::notify::run(&client, a.command, json, out).await,
+        Command::Preview(a) => super::preview::run(&client, a.command, json, out).await,
         Command::Deploy(a) => deploy(&client, a, json, out).await,
         Command::Logs(a) => logs(&client, a, json, out).await,
         Command::Deployments(a) => deployments(&client, a, json, out).await,
@@ -54,7 +56,7 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
     }
 }
 
-fn app_path(app: &str) -> String {
+pub(super) fn app_path(app: &str) -> String {
     format!("/api/apps/{}", segment(app))
 }
 
@@ -75,7 +77,8 @@ async fn app(
 ) -> Result<(), ClientError> {
     match command {
         AppCommand::Create(args) => {
-            let bytes = client.post("/api/apps", Some(&create_body(&args))).await?;
+            let body = create_body(&args, &process_env)?;
+            let bytes = client.post("/api/apps", Some(&body)).await?;
             if json {
                 return raw(out, &bytes);
             }
@@ -89,6 +92,15 @@ async fn app(
                     created.name
                 );
             }
+            Ok(())
+        }
+        AppCommand::Update(args) => {
+            let body = update_body(&args, &process_env)?;
+            let bytes = client.patch(&app_path(&args.app), &body).await?;
+            if json {
+                return raw(out, &bytes);
+            }
+            write!(out, "{}", format::app(&client.parse(&bytes)?))?;
             Ok(())
         }
         AppCommand::List => {
@@ -255,26 +267,66 @@ async fn credential(
     Ok(())
 }
 
+/// A variable of this process's environment, as `--preview-env` reads it.
+fn process_env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name)
+}
+
 /// The `POST /api/apps` body: only what was given, so the server's defaults apply.
-fn create_body(a: &AppCreateArgs) -> Value {
+fn create_body(
+    a: &AppCreateArgs,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Value, ClientError> {
     let mut body = json!({ "name": a.name });
-    let mut set = |k: &str, v: Value| {
-        body[k] = v;
-    };
     if let Some(git) = &a.git {
-        set("git_url", json!(git));
+        body["git_url"] = json!(git);
     }
     if let Some(image) = &a.image {
-        set("image", json!(image));
+        body["image"] = json!(image);
     }
+    settings_body(&mut body, &a.settings, env)?;
+    Ok(body)
+}
+
+/// The `PATCH /api/apps/{app}` body: only what was given changes.
+fn update_body(
+    a: &AppUpdateArgs,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Value, ClientError> {
+    let mut body = json!({});
+    if let Some(git) = &a.git {
+        body["git_url"] = json!(git);
+    }
+    if let Some(image) = &a.image {
+        body["image"] = json!(image);
+    }
+    if a.clear_domains {
+        body["domains"] = json!([]);
+    }
+    settings_body(&mut body, &a.settings, env)?;
+    if body.as_object().is_some_and(|o| o.is_empty()) {
+        return Err(ClientError::Usage(
+            "nothing to change: give the settings to change (see `rivetr app update --help`)"
+                .to_owned(),
+        ));
+    }
+    Ok(body)
+}
+
+/// The settings `app create` and `app update` share, added to `body` when given.
+fn settings_body(
+    body: &mut Value,
+    a: &AppSettingsArgs,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(), ClientError> {
     if let Some(branch) = &a.branch {
-        set("branch", json!(branch));
+        body["branch"] = json!(branch);
     }
     if let Some(port) = a.port {
-        set("port", json!(port));
+        body["port"] = json!(port);
     }
     if !a.domains.is_empty() {
-        set("domains", json!(a.domains));
+        body["domains"] = json!(a.domains);
     }
     let mut health = serde_json::Map::new();
     if let Some(p) = &a.health_path {
@@ -290,7 +342,7 @@ fn create_body(a: &AppCreateArgs) -> Value {
         health.insert("retries".into(), json!(v));
     }
     if !health.is_empty() {
-        set("healthcheck", Value::Object(health));
+        body["healthcheck"] = Value::Object(health);
     }
     let mut resources = serde_json::Map::new();
     if let Some(m) = &a.memory {
@@ -300,12 +352,72 @@ fn create_body(a: &AppCreateArgs) -> Value {
         resources.insert("cpus".into(), json!(c));
     }
     if !resources.is_empty() {
-        set("resources", Value::Object(resources));
+        body["resources"] = Value::Object(resources);
     }
     if let Some(r) = a.replicas {
-        set("replicas", json!(r));
+        body["replicas"] = json!(r);
     }
-    body
+    if let Some(previews) = previews_body(&a.previews, env)? {
+        body["previews"] = previews;
+    }
+    Ok(())
+}
+
+/// The `previews` object of an app's body, `None` when no preview flag was given. The
+/// values of `--preview-env NAME` come from the variables of those names in `env` (this
+/// process's environment): never from arguments, which show in `ps` and the shell history.
+fn previews_body(
+    p: &PreviewSettingsArgs,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<Value>, ClientError> {
+    let mut out = serde_json::Map::new();
+    if let Some(on) = p.previews {
+        out.insert("enabled".into(), json!(on.is_on()));
+    }
+    if let Some(t) = &p.preview_domain_template {
+        out.insert("domain_template".into(), json!(t));
+    }
+    if let Some(n) = p.preview_limit {
+        out.insert("limit".into(), json!(n));
+    }
+    if let Some(on) = p.preview_forks {
+        out.insert("forks".into(), json!(on.is_on()));
+    }
+    if let Some(on) = p.preview_drafts {
+        out.insert("drafts".into(), json!(on.is_on()));
+    }
+    if p.clear_preview_env {
+        out.insert("env".into(), json!({}));
+    } else if !p.preview_env.is_empty() {
+        let mut vars = serde_json::Map::new();
+        for name in &p.preview_env {
+            if let Some((key, _)) = name.split_once('=') {
+                return Err(ClientError::Usage(format!(
+                    "--preview-env takes a name only, and reads its value from this command's \
+                     environment (a value in the arguments would show in `ps` and the shell \
+                     history): `{key}=... rivetr app update APP --preview-env {key}`"
+                )));
+            }
+            if name.is_empty() || name.contains('\0') {
+                return Err(ClientError::Usage(format!(
+                    "--preview-env {name:?}: not a variable name"
+                )));
+            }
+            let value = env(name).ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "--preview-env {name}: {name} is not set in this command's environment; \
+                     run `{name}=... rivetr app update APP --preview-env {name}` (the value is \
+                     read from there, so it stays out of the arguments)"
+                ))
+            })?;
+            let value = value.into_string().map_err(|_| {
+                ClientError::Usage(format!("--preview-env {name}: its value is not UTF-8"))
+            })?;
+            vars.insert(name.clone(), json!(value));
+        }
+        out.insert("env".into(), Value::Object(vars));
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
 }
 
 fn db_path(db: &str) -> String {
@@ -1171,25 +1283,27 @@ async fn print_output(
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<std::ffi::OsString> {
+        None
+    }
+
     #[test]
     fn create_sends_only_what_was_given() {
         let args = AppCreateArgs {
             name: "web".into(),
             git: Some("https://git.example/web.git".into()),
             image: None,
-            branch: None,
-            port: Some(3000),
-            domains: vec!["a.example".into(), "b.example".into()],
-            health_path: Some("/up".into()),
-            health_interval_ms: None,
-            health_timeout_ms: None,
-            health_retries: Some(5),
-            memory: Some("256M".into()),
-            cpus: None,
-            replicas: None,
+            settings: AppSettingsArgs {
+                port: Some(3000),
+                domains: vec!["a.example".into(), "b.example".into()],
+                health_path: Some("/up".into()),
+                health_retries: Some(5),
+                memory: Some("256M".into()),
+                ..AppSettingsArgs::default()
+            },
         };
         assert_eq!(
-            create_body(&args),
+            create_body(&args, &no_env).unwrap(),
             json!({
                 "name": "web", "git_url": "https://git.example/web.git", "port": 3000,
                 "domains": ["a.example", "b.example"],
@@ -1197,6 +1311,87 @@ mod tests {
                 "resources": {"memory": "256M"},
             })
         );
+    }
+
+    fn parse_update(args: &[&str]) -> AppUpdateArgs {
+        use clap::Parser;
+        let words = ["rivetr", "app", "update"].iter().chain(args);
+        match crate::cli::Cli::try_parse_from(words).unwrap().command {
+            Command::App(a) => match a.command {
+                AppCommand::Update(u) => *u,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn update_sends_only_what_was_given_and_preview_values_from_the_environment() {
+        let env = |name: &str| match name {
+            "API_URL" => Some("https://staging.example".into()),
+            "EMPTY" => Some("".into()),
+            _ => None,
+        };
+        let a = parse_update(&[
+            "web",
+            "--previews",
+            "on",
+            "--preview-domain-template",
+            "{number}.pr.example",
+            "--preview-limit",
+            "3",
+            "--preview-forks",
+            "off",
+            "--preview-drafts",
+            "on",
+            "--preview-env",
+            "API_URL",
+            "--preview-env",
+            "EMPTY",
+        ]);
+        assert_eq!(
+            update_body(&a, &env).unwrap(),
+            json!({"previews": {
+                "enabled": true, "domain_template": "{number}.pr.example", "limit": 3,
+                "forks": false, "drafts": true,
+                "env": {"API_URL": "https://staging.example", "EMPTY": ""},
+            }})
+        );
+        let a = parse_update(&["web", "--previews", "off", "--port", "9000"]);
+        assert_eq!(
+            update_body(&a, &env).unwrap(),
+            json!({"port": 9000, "previews": {"enabled": false}})
+        );
+        let a = parse_update(&["web", "--clear-preview-env", "--clear-domains"]);
+        assert_eq!(
+            update_body(&a, &env).unwrap(),
+            json!({"domains": [], "previews": {"env": {}}})
+        );
+
+        // Refused, with nothing sent: a variable that is not set, a value in the arguments,
+        // nothing to change.
+        let a = parse_update(&["web", "--preview-env", "NOT_SET"]);
+        let e = update_body(&a, &env).unwrap_err();
+        assert!(matches!(e, ClientError::Usage(_)), "{e}");
+        assert!(e.to_string().contains("NOT_SET is not set"), "{e}");
+        let a = parse_update(&["web", "--preview-env", "TOKEN=hunter2"]);
+        let e = update_body(&a, &env).unwrap_err();
+        assert!(e.to_string().contains("name only"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = update_body(&parse_update(&["web"]), &env).unwrap_err();
+        assert!(e.to_string().contains("nothing to change"), "{e}");
+
+        // Flags that contradict each other are clap's usage errors.
+        use clap::Parser;
+        for bad in [
+            &["--previews", "maybe"][..],
+            &["--preview-env", "A", "--clear-preview-env"],
+            &["--domain", "a.example", "--clear-domains"],
+            &["--git", "https://g/x.git", "--image", "nginx"],
+        ] {
+            let words = ["rivetr", "app", "update", "web"].iter().chain(bad);
+            assert!(crate::cli::Cli::try_parse_from(words).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

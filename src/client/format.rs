@@ -2,7 +2,7 @@
 //! API's answers to text, so they are tested without a server. Values that could break a
 //! table (newlines, tabs, control characters) are escaped.
 
-use super::types::{App, Database, Deployment, EnvVar, KnownHost, LogLine};
+use super::types::{App, Database, Deployment, EnvVar, KnownHost, LogLine, PullRequest};
 
 /// What a secret value is printed as. The API already masks secret values; the client does
 /// not rely on that alone.
@@ -147,6 +147,41 @@ pub fn app(a: &App) -> String {
             .cpus
             .map_or_else(|| "no limit".to_owned(), |c| c.to_string()),
     ));
+    if let Some(of) = &a.preview_of {
+        lines.push((
+            "preview of",
+            format!("{} PR #{} (follows its settings)", of.app, of.number),
+        ));
+    } else if let Some(p) = &a.previews {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        lines.push((
+            "previews",
+            if p.enabled {
+                format!(
+                    "on, at most {} at once, forks {}, drafts {}",
+                    p.limit,
+                    yes_no(p.forks),
+                    yes_no(p.drafts)
+                )
+            } else {
+                format!(
+                    "off (at most {}, forks {}, drafts {} when on)",
+                    p.limit,
+                    yes_no(p.forks),
+                    yes_no(p.drafts)
+                )
+            },
+        ));
+        lines.push(("preview domain", p.domain_template.clone()));
+        lines.push((
+            "preview env",
+            if p.env_keys.is_empty() {
+                "-".to_owned()
+            } else {
+                p.env_keys.join(", ")
+            },
+        ));
+    }
     if let Some(w) = &a.webhooks {
         lines.push(("webhook github", w.github.clone()));
         lines.push(("webhook gitlab", w.gitlab.clone()));
@@ -309,6 +344,47 @@ pub fn known_hosts(hosts: &[KnownHost]) -> String {
         })
         .collect();
     table(&["HOST", "TYPE", "FINGERPRINT"], &rows)
+}
+
+/// `rivetr preview list`: an app's pull requests, newest first, with their previews; the last
+/// column says why a PR got no preview.
+pub fn pull_requests(list: &[PullRequest]) -> String {
+    let dash = |v: Option<&String>| v.map_or_else(|| "-".to_owned(), |s| one_line(s));
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|pr| {
+            let deployment = match (&pr.deployment, pr.running_deployment) {
+                (Some(d), Some(running)) if running != d.id => {
+                    format!("#{} {} (#{running} serves)", d.id, d.status)
+                }
+                (Some(d), _) => format!("#{} {}", d.id, d.status),
+                (None, _) => "-".to_owned(),
+            };
+            vec![
+                format!("#{}", pr.number),
+                one_line(&pr.state),
+                one_line(&pr.head_ref),
+                short_sha(&pr.head_sha),
+                dash(pr.app.as_ref()),
+                dash(pr.host.as_ref()),
+                deployment,
+                pr.refused.as_deref().map(one_line).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PR",
+            "STATE",
+            "BRANCH",
+            "COMMIT",
+            "PREVIEW",
+            "HOST",
+            "DEPLOYMENT",
+            "REFUSED",
+        ],
+        &rows,
+    )
 }
 
 /// What a deployment is about, for the last column: why it failed, what it rolled back to,
@@ -484,6 +560,94 @@ mod tests {
         assert!(
             details.contains("http://h/webhooks/github/web"),
             "{details}"
+        );
+    }
+
+    #[test]
+    fn app_preview_settings_and_preview_of() {
+        let mut v = app_json();
+        v["previews"] = serde_json::json!({
+            "enabled": true, "domain_template": "pr-{number}.{domain}", "limit": 3,
+            "forks": false, "drafts": true, "env_keys": ["API_URL", "DEBUG"]
+        });
+        v["preview_of"] = serde_json::Value::Null;
+        let details = app(&serde_json::from_value(v.clone()).unwrap());
+        assert!(
+            details.contains("previews:       on, at most 3 at once, forks no, drafts yes\n"),
+            "{details}"
+        );
+        assert!(
+            details.contains("preview domain: pr-{number}.{domain}\n"),
+            "{details}"
+        );
+        assert!(
+            details.contains("preview env:    API_URL, DEBUG\n"),
+            "{details}"
+        );
+        assert!(!details.contains("preview of"), "{details}");
+
+        v["previews"]["enabled"] = false.into();
+        v["previews"]["env_keys"] = serde_json::json!([]);
+        let details = app(&serde_json::from_value(v.clone()).unwrap());
+        assert!(details.contains("previews:       off ("), "{details}");
+        assert!(details.contains("preview env:    -\n"), "{details}");
+
+        v["preview_of"] = serde_json::json!({"app": "web", "number": 7});
+        let details = app(&serde_json::from_value(v).unwrap());
+        assert!(
+            details.contains("preview of:     web PR #7 (follows its settings)\n"),
+            "{details}"
+        );
+        assert!(!details.contains("previews:"), "{details}");
+
+        // A server from before previews: nothing about them.
+        let details = app(&serde_json::from_value(app_json()).unwrap());
+        assert!(!details.contains("preview"), "{details}");
+    }
+
+    #[test]
+    fn pull_request_table() {
+        let list: Vec<PullRequest> = serde_json::from_value(serde_json::json!([
+            {"number": 12, "state": "open", "head_ref": "feature/x",
+             "head_sha": "0123456789abcdef0123456789abcdef01234567", "refused": null,
+             "app": "web-pr-12", "host": "pr-12.web.example",
+             "deployment": {"id": 9, "status": "building", "queued_at": "t", "finished_at": null},
+             "running_deployment": 8, "updated_at": "t"},
+            {"number": 11, "state": "open", "head_ref": "fork\nbranch",
+             "head_sha": "fedcba9876543210fedcba9876543210fedcba98",
+             "refused": "a fork: previews of forks are off", "app": null, "host": null,
+             "deployment": null, "running_deployment": null, "updated_at": "t"},
+            {"number": 10, "state": "closed", "head_ref": "old",
+             "head_sha": "1111111111111111111111111111111111111111", "refused": null,
+             "app": null, "host": null, "deployment": null, "running_deployment": null,
+             "updated_at": "t"}
+        ]))
+        .unwrap();
+        let t = pull_requests(&list);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].starts_with("PR   STATE   BRANCH") && lines[0].ends_with("REFUSED"),
+            "{t}"
+        );
+        for want in [
+            "#12",
+            "feature/x",
+            "0123456789ab ",
+            "web-pr-12",
+            "pr-12.web.example",
+            "#9 building (#8 serves)",
+        ] {
+            assert!(lines[1].contains(want), "{want}: {t}");
+        }
+        assert!(lines[2].contains("fork\\nbranch"), "{t}");
+        assert!(
+            lines[2].ends_with("a fork: previews of forks are off"),
+            "{t}"
+        );
+        assert!(lines[3].starts_with("#10  closed"), "{t}");
+        assert_eq!(
+            pull_requests(&[]),
+            "PR  STATE  BRANCH  COMMIT  PREVIEW  HOST  DEPLOYMENT  REFUSED\n"
         );
     }
 

@@ -1,5 +1,5 @@
-//! The command-line client: `rivetr app|env|deploy|logs|deployments|rollback` drive a
-//! running Rivetr through its REST API, the same API the dashboard and scripts use.
+//! The command-line client: `rivetr app|env|db|notify|preview|deploy|logs|deployments|rollback`
+//! drive a running Rivetr through its REST API, the same API the dashboard and scripts use.
 //!
 //! [`config`] finds the URL and the token, [`http`] carries requests (hyper 1, TCP or
 //! rustls), [`sse`] parses the log streams, [`types`] reads the answers, [`format`] turns
@@ -12,6 +12,7 @@ pub mod config;
 pub mod format;
 pub mod http;
 pub mod notify;
+pub mod preview;
 pub mod sse;
 pub mod types;
 

@@ -24,9 +24,67 @@ pub struct App {
     pub stopped: bool,
     pub running_deployment: Option<i64>,
     pub webhooks: Option<WebhookUrls>,
+    /// How its pull requests get previews (absent from servers older than previews).
+    #[serde(default)]
+    pub previews: Option<PreviewSettings>,
+    /// For a preview: the app and pull request it previews.
+    #[serde(default)]
+    pub preview_of: Option<PreviewOf>,
     pub created_at: String,
     /// Only in the creation answer.
     pub webhook_secret: Option<String>,
+}
+
+/// An app's settings for previews of its pull requests.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PreviewSettings {
+    pub enabled: bool,
+    pub domain_template: String,
+    pub limit: u32,
+    pub forks: bool,
+    pub drafts: bool,
+    /// The names of the previews' own variables; their values are never shown.
+    #[serde(default)]
+    pub env_keys: Vec<String>,
+}
+
+/// What a preview app previews.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PreviewOf {
+    pub app: String,
+    pub number: u64,
+}
+
+/// A pull request of an app and its preview, from `GET /api/apps/{app}/previews`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    /// `open` or `closed`.
+    pub state: String,
+    pub head_ref: String,
+    pub head_sha: String,
+    /// Why it has no preview, when it was refused one.
+    #[serde(default)]
+    pub refused: Option<String>,
+    /// The preview app, while there is one.
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The preview's newest deployment.
+    #[serde(default)]
+    pub deployment: Option<LatestDeployment>,
+    #[serde(default)]
+    pub running_deployment: Option<i64>,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// An app's newest deployment, in short.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LatestDeployment {
+    pub id: i64,
+    pub status: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
