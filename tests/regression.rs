@@ -2485,3 +2485,37 @@ async fn issue_13_the_injected_redis_url_authenticates_with_redis_cli() {
         out.stderr
     );
 }
+
+/// `PATCH /api/apps/{app}` with `"resources": {"memory": null}` is documented to remove the
+/// memory limit, but serde read the `null` as an absent field and the limit stayed (found
+/// while adding `rivetr app update`).
+#[test]
+fn issue_14_a_null_memory_in_a_patch_removes_the_limit() {
+    let dir = common::TestDir::new();
+    let mut rivetr = common::Launch::serve().start(&dir);
+    rivetr.wait_healthy();
+    let api = common::api::Api {
+        addr: rivetr.api(),
+        token: common::api::initial_token(dir.path()),
+    };
+    let r = api.post_json(
+        "/api/apps",
+        r#"{"name": "web", "image": "docker.io/library/nginx:1.27", "resources": {"memory": "256M", "cpus": 0.5}}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["resources"]["memory_bytes"], 256 * 1024 * 1024);
+    let r = api.patch_json("/api/apps/web", r#"{"resources": {"memory": null}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["resources"]["memory_bytes"],
+        serde_json::Value::Null
+    );
+    assert_eq!(r.json()["resources"]["cpus"], 0.5, "cpus untouched");
+    // Absent still means unchanged.
+    let r = api.patch_json("/api/apps/web", r#"{"resources": {"memory": "128M"}}"#);
+    assert_eq!(r.json()["resources"]["memory_bytes"], 128 * 1024 * 1024);
+    let r = api.patch_json("/api/apps/web", r#"{"resources": {"cpus": 1}}"#);
+    assert_eq!(r.json()["resources"]["memory_bytes"], 128 * 1024 * 1024);
+    rivetr.signal(libc::SIGTERM);
+    rivetr.wait_exit(std::time::Duration::from_secs(30));
+}

@@ -44,9 +44,16 @@ pub struct HealthcheckBody {
 pub struct ResourcesBody {
     /// Bytes, or a size such as `"256M"` or `"1G"`; 6 MiB to 1 TiB; `null` for no limit.
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "given")]
     pub memory: Option<serde_json::Value>,
     /// CPUs, fractions allowed; above 0, at most 1024.
     pub cpus: Option<f64>,
+}
+
+/// A field given, `null` included (`Some(Value::Null)`), as opposed to absent (`None`, by
+/// `#[serde(default)]`): serde reads a `null` for an `Option` as absent, so "no limit" was lost.
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// `POST /api/apps` and `PATCH /api/apps/{app}` body. On PATCH every field is optional and
