@@ -191,6 +191,11 @@ impl Engine {
         Engine { shared }
     }
 
+    /// A container engine is there (detection can find one after the start).
+    pub fn has_runtime(&self) -> bool {
+        self.shared.current_runtime().is_some()
+    }
+
     /// Live followers of deployment logs.
     pub fn logs(&self) -> &Arc<LogHub> {
         &self.shared.logs

@@ -229,6 +229,17 @@ impl Previews {
     /// After a start: removes the previews whose PR was recorded closed but whose removal
     /// did not finish (Rivetr stopped or crashed on the way). Returns their names.
     pub async fn reconcile(&self) -> Result<Vec<String>, PreviewError> {
+        // Removing needs the engine (without it the images would stay behind for good), and
+        // Rivetr may start before its engine: wait for one.
+        let shutdown = self.inner.engine.shutdown_token();
+        let mut pause = std::time::Duration::from_secs(1);
+        while !self.inner.engine.has_runtime() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(Vec::new()),
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(std::time::Duration::from_secs(30));
+        }
         let leftovers = self
             .inner
             .db
@@ -425,6 +436,14 @@ impl Previews {
     }
 
     async fn remove_preview(&self, name: &str, why: &str) -> Result<(), PreviewError> {
+        // Without an engine its containers and images would stay behind for good: refuse
+        // (503; the PR is already recorded closed, so a retry or the next start removes it).
+        if !self.inner.engine.has_runtime() {
+            return Err(EngineError::NoRuntime(format!(
+                "cannot remove preview `{name}` now ({why})"
+            ))
+            .into());
+        }
         match self.inner.engine.delete_app(name).await {
             Ok(()) => {
                 tracing::info!(preview = %name, reason = %why, "preview removed");
