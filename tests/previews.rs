@@ -1784,3 +1784,159 @@ fn a_closed_prs_preview_goes_entirely_when_the_engine_appears_after_the_start() 
         "images of the removed preview {preview} left in the engine"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. The preview's certificate, from a real ACME CA.
+// ---------------------------------------------------------------------------------------
+
+/// The certificates cached under the state directory's acme/.
+fn cached_certificates(p: &Platform) -> Vec<String> {
+    let dir = state_dir(p.dir.path()).join("acme");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("cached_cert_"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn certificate_domains(p: &Platform) -> Vec<String> {
+    let (status, states) = p.api("GET", "/api/certificates", None);
+    assert_eq!(status, 200, "{states}");
+    states
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["domain"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A preview's host gets its own certificate from the CA (Pebble), as an app's domain does;
+/// closing the PR removes the certificate file and its state, and keeps the app's.
+#[test]
+fn a_previews_certificate_comes_from_the_ca_and_goes_with_the_pr() {
+    if !common::pebble::available() {
+        return;
+    }
+    let Some(socket) = podman_socket("a preview's certificate, rootful Podman") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ca_dir = common::TestDir::new();
+    let (http_port, https_port) = (common::free_port(), common::free_port());
+    let pebble = common::pebble::Pebble::start(&ca_dir, http_port, https_port);
+    let root = rt.block_on(pebble.root());
+    let (http, https) = (
+        format!("127.0.0.1:{http_port}"),
+        format!("127.0.0.1:{https_port}"),
+    );
+    let (directory, ca) = (
+        pebble.directory_url.clone(),
+        pebble.listener_ca.display().to_string(),
+    );
+    let p = Platform::start(
+        &socket,
+        &[
+            ("RIVETR_RUNTIME_ENGINE", "podman"),
+            ("RIVETR_PROXY_HTTP_LISTEN", &http),
+            ("RIVETR_PROXY_HTTPS_LISTEN", &https),
+            ("RIVETR_ACME_ENABLED", "true"),
+            ("RIVETR_ACME_DIRECTORY_URL", &directory),
+            ("RIVETR_ACME_EXTRA_ROOT_CA", &ca),
+            ("RIVETR_ACME_CHALLENGE", "tls-alpn-01"),
+            ("RIVETR_ACME_CONTACT_EMAIL", "ops@rivetr.test"),
+            ("RIVETR_ACME_RETRY_AFTER_FAILURE_SECONDS", "2"),
+        ],
+    );
+    let repo = GitRepo::new(&page("cert main"));
+    let app = unique_name("cert");
+    // Under a name Pebble's DNS answers for (Rivetr never orders for `.test`).
+    let domain = format!("{app}.acme.rivetr-tests.net");
+    let secret = create_app(
+        &p,
+        &app,
+        &repo,
+        json!({ "enabled": true }),
+        json!({ "domains": [domain] }),
+    );
+    let main_deploy = p.deploy(&app, None);
+    wait_running(&p, main_deploy);
+    let sha = commit_on(
+        &repo,
+        "tls",
+        "main",
+        &[("www/index.html", &page("cert PR"))],
+        "tls",
+    );
+    let preview = format!("{app}-pr-5");
+    let host = format!("pr-5.{domain}");
+    let id = queued(
+        &deliver(
+            &p,
+            Forge::GitHub,
+            &app,
+            &secret,
+            Act::Open,
+            &Pr::new(5, "tls", &sha, T0),
+            "c-open",
+        ),
+        &preview,
+    );
+    wait_running(&p, id);
+    let https_addr: std::net::SocketAddr = https.parse().unwrap();
+    let fetch = |h: &str| rt.block_on(common::pebble::https_get(https_addr, h, &root));
+    let served = wait_for(
+        "the preview served over HTTPS with the CA's certificate",
+        Duration::from_secs(90),
+        || fetch(&host).ok(),
+    );
+    assert_eq!(served.1, page("cert PR"));
+    wait_for("the app's own certificate", Duration::from_secs(90), || {
+        fetch(&domain).ok()
+    });
+    wait_for("both certificates cached", Duration::from_secs(30), || {
+        (cached_certificates(&p).len() == 2).then_some(())
+    });
+    let before = cached_certificates(&p);
+    assert!(certificate_domains(&p).contains(&host));
+
+    let (status, answer) = deliver(
+        &p,
+        Forge::GitHub,
+        &app,
+        &secret,
+        Act::Close,
+        &Pr::new(5, "tls", &sha, T0 + 60),
+        "c-close",
+    );
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("removed")),
+        "{answer}"
+    );
+    wait_for(
+        "the preview's certificate file to go",
+        Duration::from_secs(30),
+        || (cached_certificates(&p).len() == 1).then_some(()),
+    );
+    let after = cached_certificates(&p);
+    assert!(before.contains(&after[0]), "the app's certificate stays");
+    assert!(
+        !certificate_domains(&p).contains(&host),
+        "the preview's certificate state stays: {:?}",
+        certificate_domains(&p)
+    );
+    p.rivetr.wait_log(
+        "removed the certificate of a retired host",
+        Duration::from_secs(10),
+    );
+    // The app keeps being served over HTTPS with its certificate.
+    assert_eq!(fetch(&domain).unwrap().1, page("cert main"));
+}
