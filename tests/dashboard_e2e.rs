@@ -1,7 +1,9 @@
 //! The dashboard end to end: Debian's Chromium, driven by playwright-core, against the real
 //! `rivetr` binary on rootful Podman. `frontend/e2e/run.mjs` runs every scenario of the
 //! dashboard issue in one browser session, because each builds on the one before (an app,
-//! its deployments, a rollback to the first); `frontend/e2e/databases.mjs` does the same for
+//! its deployments, previews of pull requests turned on through the settings form and a PR
+//! delivered to its webhook, signed with its secret, a rollback to the first);
+//! `frontend/e2e/databases.mjs` does the same for
 //! managed databases (issue 13): create, link, back up, schedule, restore, delete;
 //! `frontend/e2e/notifications.mjs` for the notifications page: channels (a signed webhook to
 //! a real receiver, Slack), test messages, deliveries, disabling and deleting. The scripts'

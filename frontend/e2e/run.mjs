@@ -10,6 +10,7 @@
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 // Every page visited is checked with axe-core: a serious or critical violation fails the run.
 import { execFileSync } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
 import http from "node:http";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -38,10 +39,10 @@ function commit(files, message) {
   return git("rev-parse", "HEAD");
 }
 
-/** GET / of the app through Rivetr's proxy, by its domain. */
-function proxyGet() {
+/** GET `path` of the app through Rivetr's proxy, by its domain (or `host`). */
+function proxyGet(host = `${APP}.test`, path = "/") {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port: PROXY_PORT, path: "/", headers: { Host: `${APP}.test` } }, (res) => {
+    const req = http.get({ host: "127.0.0.1", port: PROXY_PORT, path, headers: { Host: host } }, (res) => {
       let body = "";
       res.on("data", (c) => (body += c));
       res.on("end", () => resolve({ status: res.statusCode, body }));
@@ -50,12 +51,12 @@ function proxyGet() {
   });
 }
 
-async function throughProxy(text) {
+async function throughProxy(text, host = `${APP}.test`, path = "/") {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const res = await proxyGet();
+    const res = await proxyGet(host, path);
     if (res.status === 200 && res.body.includes(text)) return;
-    if (Date.now() > deadline) throw new Error(`${APP}.test answered ${res.status} ${res.body.slice(0, 200)}; wanted "${text}"`);
+    if (Date.now() > deadline) throw new Error(`${host}${path} answered ${res.status} ${res.body.slice(0, 200)}; wanted "${text}"`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -233,11 +234,13 @@ try {
     await capture(page, "env");
   });
 
+  let webhookSecret;
   await step("webhook URLs and a rotated secret shown once", async () => {
     await page.getByRole("link", { name: "Webhook" }).click();
     await page.getByText(`/webhooks/github/${APP}`).waitFor();
     await page.getByRole("button", { name: "Rotate the secret" }).click();
     await page.getByTestId("secret").waitFor();
+    webhookSecret = (await page.getByTestId("secret").textContent()).trim();
     await capture(page, "webhook");
   });
 
@@ -248,6 +251,170 @@ try {
     await page.getByRole("link", { name: "Settings" }).click();
     await page.getByRole("button", { name: "Save" }).waitFor();
     await capture(page, "settings");
+  });
+
+  const TEMPLATE = "{app}-pr-{number}.test";
+  const PREVIEW_SECRET = "preview-only-value-0b5e";
+  await step("previews: turned on through the settings form, a bad template refused at its field", async () => {
+    await page.goto(`${BASE}/apps/${APP}`);
+    const card = page.getByTestId("previews");
+    await card.getByTestId("previews-empty").filter({ hasText: "No previews yet." }).waitFor();
+    await capture(page, "previews-off", { axe: true });
+    // The empty card says how to start, and leads to the settings.
+    await card.getByRole("link", { name: "Settings" }).click();
+    await page.waitForURL(/\/settings$/);
+    const enabled = page.getByRole("switch", { name: "Deploy a preview of each open pull request" });
+    if (await enabled.isChecked()) throw new Error("previews are on before anyone turned them on");
+    await enabled.check();
+    await page.getByLabel("Domain template").fill("preview.test");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#preview_domain_template-error").filter({ hasText: "must contain {number}" }).waitFor();
+    if ((await page.getByLabel("Domain template").getAttribute("aria-invalid")) !== "true") throw new Error("the template is not marked invalid");
+    await capture(page, "previews-settings-error", { axe: true });
+    const app = await (await context.request.get(`${BASE}/api/apps/${APP}`)).json();
+    if (app.previews.enabled) throw new Error("a refused save turned previews on");
+  });
+
+  await step("previews: the settings and a write-only variable saved, and shown again after a reload", async () => {
+    await page.getByLabel("Domain template").fill(TEMPLATE);
+    await page.getByLabel("Limit").fill("3");
+    await page.getByRole("switch", { name: "Draft pull requests" }).check();
+    await page.getByRole("button", { name: "Add a variable" }).click();
+    await page.getByLabel("Preview variable 1 name").fill("PREVIEW_BANNER");
+    await page.getByLabel("Preview variable 1 value").fill(PREVIEW_SECRET);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("status").filter({ hasText: "Saved." }).waitFor();
+    const app = await (await context.request.get(`${BASE}/api/apps/${APP}`)).json();
+    const want = { enabled: true, domain_template: TEMPLATE, limit: 3, forks: false, drafts: true, env_keys: ["PREVIEW_BANNER"] };
+    if (JSON.stringify(app.previews) !== JSON.stringify(want)) throw new Error(`the API holds ${JSON.stringify(app.previews)}`);
+    if (JSON.stringify(app).includes(PREVIEW_SECRET)) throw new Error("the API shows the variable's value");
+    await page.reload();
+    await page.getByRole("button", { name: "Save" }).waitFor();
+    const got = {
+      enabled: await page.getByRole("switch", { name: "Deploy a preview of each open pull request" }).isChecked(),
+      template: await page.getByLabel("Domain template").inputValue(),
+      limit: await page.getByLabel("Limit").inputValue(),
+      forks: await page.getByRole("switch", { name: "Pull requests from forks" }).isChecked(),
+      drafts: await page.getByRole("switch", { name: "Draft pull requests" }).isChecked(),
+      key: await page.getByLabel("Preview variable 1 name").inputValue(),
+      value: await page.getByLabel("Preview variable 1 value").inputValue(),
+    };
+    const expected = { enabled: true, template: TEMPLATE, limit: "3", forks: false, drafts: true, key: "PREVIEW_BANNER", value: "" };
+    if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`after a reload the form shows ${JSON.stringify(got)}`);
+    if ((await page.content()).includes(PREVIEW_SECRET)) throw new Error("the variable's value is in the page");
+    // Saving other settings leaves the variable alone (its value is not known to the page).
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("status").filter({ hasText: "Saved." }).waitFor();
+    const again = await (await context.request.get(`${BASE}/api/apps/${APP}`)).json();
+    if (JSON.stringify(again.previews.env_keys) !== '["PREVIEW_BANNER"]') throw new Error(`a second save changed the variables: ${JSON.stringify(again.previews)}`);
+    await capture(page, "previews-settings", { axe: true });
+    await page.getByRole("link", { name: "Overview" }).click();
+    const card = page.getByTestId("previews");
+    await card.getByTestId("previews-empty").filter({ hasText: "No pull requests yet." }).waitFor();
+    await card.getByText("Previews are on.").waitFor();
+    await card.getByText(`${APP}-pr-{number}.test`).waitFor();
+    await capture(page, "previews-empty", { axe: true });
+  });
+
+  /** Delivers a GitHub pull_request event for PR `number`, signed with the app's secret. */
+  async function pullRequest(number, action, head, { fork = false } = {}) {
+    const body = JSON.stringify({
+      action,
+      number,
+      pull_request: {
+        head: { ref: head.ref, sha: head.sha, repo: { full_name: fork ? "someone/e2e-app" : "rivetr/e2e-app" } },
+        base: { repo: { full_name: "rivetr/e2e-app" } },
+        draft: false,
+        updated_at: new Date().toISOString(),
+      },
+    });
+    const res = await fetch(`${BASE}/webhooks/github/${APP}`, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": randomUUID(),
+        "X-Hub-Signature-256": `sha256=${createHmac("sha256", webhookSecret).update(body).digest("hex")}`,
+      },
+      body,
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  const PREVIEW = `${APP}-pr-7`;
+  const PREVIEW_HOST = `${APP}-pr-7.test`;
+  await step("a pull request gets a preview at its host, with the preview's variable; a fork's is refused", async () => {
+    // The PR's branch: its own page, and the variable written where the proxy serves it.
+    git("checkout", "--quiet", "-b", "feature/preview");
+    const sha = commit(
+      {
+        Dockerfile:
+          'FROM localhost/busybox:test\nCOPY www /www\nEXPOSE 8080\nCMD ["sh", "-c", "echo \\"$PREVIEW_BANNER\\" > /www/banner.txt && exec httpd -f -p 8080 -h /www"]\n',
+        "www/index.html": "<h1>preview of PR 7</h1>\n",
+      },
+      "a change to preview",
+    );
+    git("checkout", "--quiet", "main");
+    await page.goto(`${BASE}/apps/${APP}`);
+    const card = page.getByTestId("previews");
+    await card.getByTestId("previews-empty").waitFor();
+    const opened = await pullRequest(7, "opened", { ref: "feature/preview", sha });
+    if (opened.status !== 202 || opened.body.outcome !== "queued") throw new Error(`the PR's delivery got ${opened.status} ${JSON.stringify(opened.body)}`);
+    // The card shows it without a reload (the event stream, or the next 5 s refresh).
+    const row = card.locator('li[data-preview="7"]');
+    await row.waitFor({ timeout: 15_000 });
+    await row.getByText("feature/preview").waitFor();
+    await row.getByText(sha.slice(0, 8)).waitFor();
+    await capture(page, "preview-deploying");
+    await card.locator('li[data-preview="7"][data-status="running"]').waitFor({ timeout: 180_000 });
+    const host = row.getByRole("link", { name: PREVIEW_HOST });
+    if ((await host.getAttribute("href")) !== `https://${PREVIEW_HOST}`) throw new Error(`the host links to ${await host.getAttribute("href")}`);
+    await throughProxy("preview of PR 7", PREVIEW_HOST);
+    await throughProxy(PREVIEW_SECRET, PREVIEW_HOST, "/banner.txt");
+    await throughProxy("version one");
+    // A PR from a fork: refused (forks are off), the reason on its row.
+    const forked = await pullRequest(8, "opened", { ref: "their-change", sha }, { fork: true });
+    if (forked.status !== 202 || forked.body.outcome !== "refused") throw new Error(`the fork's delivery got ${forked.status} ${JSON.stringify(forked.body)}`);
+    const refused = card.locator('li[data-preview="8"] [data-refused]');
+    await refused.waitFor({ timeout: 15_000 });
+    console.log(`     PR #8 refused: ${(await refused.innerText()).replace(/\s+/g, " ")}`);
+    if (await card.locator('li[data-preview="8"]').getByRole("button", { name: /Remove/ }).count()) throw new Error("a refused PR offers Remove");
+    await capture(page, "previews-listed", { axe: true });
+  });
+
+  await step("the preview's own page: which PR of which app, no settings, its deployments", async () => {
+    await page.getByTestId("previews").getByRole("link", { name: PREVIEW, exact: true }).click();
+    await page.getByRole("heading", { name: PREVIEW }).waitFor();
+    const banner = page.getByTestId("preview-of");
+    await banner.filter({ hasText: `Preview of PR #7 of ${APP}` }).waitFor();
+    const tabs = page.getByRole("navigation", { name: "App" });
+    if (await tabs.getByRole("link", { name: "Settings" }).count()) throw new Error("a preview offers its own settings");
+    await page.locator("li[data-deployment]").first().locator('[data-status="running"]').waitFor();
+    await capture(page, "preview-app");
+    await tabs.getByRole("link", { name: "Logs" }).click();
+    await page.getByText("Following the app's output").waitFor();
+    // Its settings' address says where they are changed.
+    await page.goto(`${BASE}/apps/${PREVIEW}/settings`);
+    await page.getByText(/follows the settings of/).waitFor();
+    if (await page.getByRole("button", { name: "Save" }).count()) throw new Error("a preview's settings can be saved");
+    await page.getByTestId("preview-of").getByRole("link", { name: APP, exact: true }).click();
+    await page.waitForURL(new RegExp(`/apps/${APP}$`));
+  });
+
+  await step("remove a preview after confirming", async () => {
+    const card = page.getByTestId("previews");
+    await card.getByRole("button", { name: "Remove the preview of PR #7" }).click();
+    await page.getByRole("heading", { name: "Remove the preview of PR #7?" }).waitFor();
+    await capture(page, "preview-remove-dialog");
+    await page.getByRole("button", { name: "Remove preview" }).click();
+    await card.locator('li[data-preview="7"][data-state="closed"]').waitFor({ timeout: 60_000 });
+    if (await card.getByRole("link", { name: PREVIEW_HOST }).count()) throw new Error("the removed preview's host is still shown");
+    const res = await proxyGet(PREVIEW_HOST);
+    if (res.status === 200) throw new Error(`${PREVIEW_HOST} still answers 200 after the removal`);
+    const gone = await context.request.get(`${BASE}/api/apps/${PREVIEW}`, { failOnStatusCode: false });
+    if (gone.status() !== 404) throw new Error(`the removed preview's app answers ${gone.status()}`);
+    await throughProxy("version one");
+    await capture(page, "preview-removed");
   });
 
   await step("deploy a broken commit and see it fail while the old version keeps serving", async () => {
@@ -350,22 +517,47 @@ try {
         body: "retry: 200\n\n" + cut.join("\n\n") + "\n\n",
       });
     });
-    const resumedAt = new Promise((resolve) => {
-      const onFinished = async (request) => {
-        if (!request.url().includes(`/api/deployments/${second}/logs`) || requests < 2) return;
+    // The reconnection's answer when it finished; when the page closed the stream at its
+    // `end` event before the answer was complete (Chromium then reports the request failed,
+    // and its body cannot be read), the Last-Event-ID it was sent with instead.
+    const resumedAt = new Promise((resolve, reject) => {
+      const mine = (request) => request.url().includes(`/api/deployments/${second}/logs`) && requests >= 2;
+      const done = () => {
         page.off("requestfinished", onFinished);
+        page.off("requestfailed", onFailed);
+        clearTimeout(timer);
+      };
+      const onFinished = async (request) => {
+        if (!mine(request)) return;
+        done();
         const body = await (await request.response()).text();
         const first = /^id: (\d+)$/m.exec(body);
-        resolve(first ? Number(first[1]) : null);
+        resolve({ first: first ? Number(first[1]) : null });
       };
+      const onFailed = async (request) => {
+        if (!mine(request)) return;
+        done();
+        const header = (await request.allHeaders())["last-event-id"];
+        resolve({ lastEventId: header == null ? null : Number(header), failure: request.failure()?.errorText });
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`the reconnection (request ${requests}) neither finished nor failed in 60 s`));
+      }, 60_000);
       page.on("requestfinished", onFinished);
+      page.on("requestfailed", onFailed);
     });
     await page.reload();
     await page.getByTestId("log-state").filter({ hasText: "ended: running" }).waitFor();
-    const first = await resumedAt;
+    const seen = await resumedAt;
     await page.unroute(pattern);
     const resumed = Number(await page.getByRole("log").getAttribute("data-lines"));
     if (requests !== 2) throw new Error(`${requests} log requests, wanted the cut one and one reconnection`);
+    if ("lastEventId" in seen) {
+      if (seen.lastEventId !== kept) throw new Error(`cut after line ${kept}, the reconnection asked from Last-Event-ID ${seen.lastEventId}`);
+      console.log(`     (the page closed the reconnection at its end event, ${seen.failure}: checked its Last-Event-ID)`);
+    }
+    const first = "first" in seen ? seen.first : next;
     if (first !== next) throw new Error(`cut after line ${kept}, the reconnection's answer started at line ${first}, not ${next}`);
     if (resumed !== whole) throw new Error(`${resumed} lines after the drop, ${whole} without it`);
     console.log(`     ${whole} lines; the stream was cut after line id ${kept} and the reconnection resumed at ${first}`);

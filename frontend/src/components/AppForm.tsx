@@ -1,5 +1,7 @@
 import { useState } from "react";
 import { ApiError, fieldMessage, type App, type AppBody } from "@/lib/api";
+import { envChanged, envProblems, previewValuesOf, previewsBodyOf, type PreviewValues } from "@/lib/previews";
+import { PreviewSettings, type PreviewField } from "@/components/PreviewSettings";
 import { Button } from "@/components/ui/button";
 import { Input, Textarea } from "@/components/ui/input";
 import { Field } from "@/components/ui/field";
@@ -21,6 +23,8 @@ export interface AppFormValues {
   memory: string;
   cpus: string;
   replicas: string;
+  /** How pull requests get previews (the settings form only). */
+  previews: PreviewValues;
 }
 
 export function valuesOf(app?: App): AppFormValues {
@@ -39,6 +43,7 @@ export function valuesOf(app?: App): AppFormValues {
     memory: app?.resources.memory_bytes ? String(app.resources.memory_bytes) : "",
     cpus: app?.resources.cpus ? String(app.resources.cpus) : "",
     replicas: String(app?.replicas ?? 1),
+    previews: previewValuesOf(app?.previews),
   };
 }
 
@@ -77,11 +82,14 @@ export function bodyOf(v: AppFormValues, create: boolean): AppBody {
   if (num(v.cpus) !== undefined) resources.cpus = num(v.cpus);
   body.resources = resources;
   body.replicas = num(v.replicas);
+  if (!create) body.previews = previewsBodyOf(v.previews);
   return body;
 }
 
+type FormField = Exclude<keyof AppFormValues, "source" | "previews"> | PreviewField;
+
 /** Which form field shows an error the API gave for `field`. */
-const FIELD_OF: Record<string, keyof AppFormValues> = {
+const FIELD_OF: Record<string, FormField> = {
   name: "name",
   git_url: "git_url",
   branch: "branch",
@@ -95,12 +103,21 @@ const FIELD_OF: Record<string, keyof AppFormValues> = {
   "resources.memory": "memory",
   "resources.cpus": "cpus",
   replicas: "replicas",
+  "previews.enabled": "preview_enabled",
+  "previews.domain_template": "preview_domain_template",
+  "previews.limit": "preview_limit",
+  "previews.forks": "preview_forks",
+  "previews.drafts": "preview_drafts",
+  "previews.env": "preview_env",
 };
 
 /** The field an API error belongs to, and the error for the form as a whole otherwise. */
-export function placeError(error: unknown): { field?: keyof AppFormValues; message: string } | null {
+export function placeError(error: unknown): { field?: FormField; envKey?: string; message: string } | null {
   if (!error) return null;
   if (error instanceof ApiError) {
+    // A preview variable's name: `previews.env.NAME` goes to its row.
+    const envKey = error.field?.startsWith("previews.env.") ? error.field.slice("previews.env.".length) : undefined;
+    if (envKey) return { field: "preview_env", envKey, message: fieldMessage(error.message) };
     const field = error.field ? FIELD_OF[error.field] : undefined;
     if (field) return { field, message: fieldMessage(error.message) };
     if (error.status === 409 && /app named/.test(error.message)) return { field: "name", message: error.message };
@@ -126,19 +143,46 @@ export function AppForm({
   onSubmit: (body: AppBody) => void;
 }) {
   const [v, setV] = useState(initial);
-  const placed = placeError(error);
-  const err = (f: keyof AppFormValues) => (placed?.field === f ? placed.message : undefined);
+  // What stops the preview variables from being sent, found when the form is submitted.
+  const [rowProblems, setRowProblems] = useState<Map<number, string>>(new Map());
+  // When the page itself stopped a submission, the API error of the one before is stale: hidden.
+  const [localFailed, setLocalFailed] = useState(false);
+  const placed = localFailed ? null : placeError(error);
+  const err = (f: FormField) => (placed?.field === f && !placed.envKey ? placed.message : undefined);
   const set = (f: keyof AppFormValues) => (e: { target: { value: string } }) => setV({ ...v, [f]: e.target.value });
+  const rowErrors = new Map(rowProblems);
+  if (placed?.envKey) {
+    const row = v.previews.env.find((r) => r.key.trim() === placed.envKey);
+    if (row) rowErrors.set(row.id, placed.message);
+  }
+  const envLost = placed?.envKey && !v.previews.env.some((r) => r.key.trim() === placed.envKey) ? `${placed.envKey}: ${placed.message}` : undefined;
   return (
     <form
       className="grid gap-6"
       noValidate
       onSubmit={(e) => {
         e.preventDefault();
+        const problems = !create && envChanged(v.previews.env, v.previews.env_keys) ? envProblems(v.previews.env) : new Map<number, string>();
+        setRowProblems(problems);
+        setLocalFailed(problems.size > 0);
+        if (problems.size > 0) {
+          // The first row to fix gets the focus (its name field, or its value when named).
+          const i = v.previews.env.findIndex((r) => problems.has(r.id));
+          const row = v.previews.env[i];
+          const which = row?.key.trim() ? "value" : "name";
+          const input = e.currentTarget.querySelector<HTMLInputElement>(`[aria-label="Preview variable ${i + 1} ${which}"]`);
+          input?.focus();
+          return;
+        }
         onSubmit(bodyOf(v, create));
       }}
     >
       {placed && !placed.field && <Alert variant="destructive">{placed.message}</Alert>}
+      {rowProblems.size > 0 && (
+        <p className="sr-only" role="status">
+          The preview variables need attention: {[...rowProblems.values()][0]}
+        </p>
+      )}
       {placed?.field && (
         <p className="sr-only" role="status">
           The form has an error: {placed.message}
@@ -212,6 +256,20 @@ export function AppForm({
           <Input inputMode="decimal" value={v.cpus} onChange={set("cpus")} />
         </Field>
       </fieldset>
+      {!create && (
+        <PreviewSettings
+          app={v.name}
+          hasDomain={v.domains.split(/[\s,]+/).some((d) => d.trim())}
+          value={v.previews}
+          onChange={(previews) => {
+            setV({ ...v, previews });
+            if (rowProblems.size > 0) setRowProblems(new Map());
+          }}
+          err={err}
+          envError={placed?.field === "preview_env" && !placed.envKey ? placed.message : envLost}
+          rowErrors={rowErrors}
+        />
+      )}
       <div>
         <Button type="submit" disabled={pending}>
           {pending ? "Saving…" : submitLabel}

@@ -33,6 +33,9 @@ export type EmailSettings = Schemas["EmailSettings"];
 export type SmtpSecurity = Schemas["Security"];
 export type Delivery = Schemas["DeliveryView"];
 export type AppStats = Schemas["AppStats"];
+export type Preview = Schemas["PreviewView"];
+export type PreviewsBody = Schemas["PreviewsBody"];
+export type PreviewsSettings = Schemas["PreviewsView"];
 
 /** An answer of the API that is not a success: its status, code and message, and the
  * field it names (for a 422 `invalid_value`: "field `healthcheck.path`: ..."). */

@@ -14,7 +14,7 @@ describe("staleKeys", () => {
 
   it("refetches the lists a deployment change shows in", () => {
     const data = JSON.stringify({ kind: "deployment_stage", app: "web", deployment: 7, status: "building" });
-    expect(staleKeys("deployment_stage", data)).toEqual([["apps"], ["app", "web"], ["deployments", "web"], ["deployment", 7]]);
+    expect(staleKeys("deployment_stage", data)).toEqual([["apps"], ["app", "web"], ["deployments", "web"], ["previews"], ["deployment", 7]]);
   });
 
   it("refetches an app's variables when the app changed", () => {

@@ -22,6 +22,8 @@ export function staleKeys(event: string, data: string): QueryKey[] | "all" {
   if (!change || typeof change.app !== "string") return "all";
   const keys: QueryKey[] = [["apps"], ["app", change.app], ["deployments", change.app]];
   if (change.kind === "app") keys.push(["env", change.app]);
+  // A preview is an app of its own (`web-pr-7`): the list of its app's PRs shows its stage.
+  keys.push(["previews"]);
   if (change.deployment !== undefined) keys.push(["deployment", change.deployment]);
   return keys;
 }

@@ -20,6 +20,8 @@ import {
 import { StatusBadge } from "@/components/StatusBadge";
 import { ErrorNote } from "@/components/ErrorNote";
 import { ResourcesCard } from "@/components/ResourcesCard";
+import { PreviewsCard } from "@/components/PreviewsCard";
+import { Alert } from "@/components/ui/alert";
 import { ago, cn, shortSha } from "@/lib/utils";
 
 export function useAppName(): string {
@@ -32,10 +34,10 @@ export function useApp(name: string) {
 
 const TABS = [
   { to: "", label: "Overview", end: true },
-  { to: "settings", label: "Settings" },
+  { to: "settings", label: "Settings", ownSettings: true },
   { to: "env", label: "Environment" },
-  { to: "databases", label: "Databases" },
-  { to: "webhook", label: "Webhook" },
+  { to: "databases", label: "Databases", ownSettings: true },
+  { to: "webhook", label: "Webhook", ownSettings: true },
   { to: "logs", label: "Logs" },
 ];
 
@@ -59,8 +61,11 @@ export function AppPage() {
   if (app.error) return <ErrorNote error={app.error} />;
   if (!app.data) return <p className="text-sm text-muted-foreground">Loading…</p>;
   const a = app.data;
+  // A preview follows the settings, webhook and databases of the app it previews.
+  const tabs = a.preview_of ? TABS.filter((t) => !t.ownSettings) : TABS;
   return (
     <div className="grid gap-4">
+      {a.preview_of && <PreviewBanner of={a.preview_of} />}
       <div className="flex flex-wrap items-center gap-3">
         <h1 className="text-2xl font-semibold">{a.name}</h1>
         <StatusBadge status={a.status} />
@@ -90,7 +95,7 @@ export function AppPage() {
       )}
       <ErrorNote error={deploy.error ?? action.error} />
       <nav aria-label="App" className="flex gap-1 overflow-x-auto border-b">
-        {TABS.map((t) => (
+        {tabs.map((t) => (
           <NavLink
             key={t.label}
             to={t.to}
@@ -108,6 +113,23 @@ export function AppPage() {
       </nav>
       <Outlet context={a} />
     </div>
+  );
+}
+
+/** Says which app and pull request a preview app previews. */
+function PreviewBanner({ of }: { of: NonNullable<App["preview_of"]> }) {
+  return (
+    <Alert role="note" data-testid="preview-of" className="border-primary/40 bg-primary/5">
+      <p className="font-medium">
+        Preview of PR #{of.number} of{" "}
+        <Link className="underline underline-offset-4" to={`/apps/${enc(of.app)}`}>
+          {of.app}
+        </Link>
+      </p>
+      <p className="text-muted-foreground">
+        It follows {of.app}'s settings, webhook and databases: change them there. Closing or merging the pull request removes it.
+      </p>
+    </Alert>
   );
 }
 
@@ -206,6 +228,7 @@ export function AppOverview() {
         </Card>
       </div>
       <ResourcesCard app={a.name} memoryLimitBytes={a.resources.memory_bytes} />
+      {!a.preview_of && <PreviewsCard app={a} />}
       <DeploymentsTable app={a} deployments={deployments.data ?? []} />
       <ErrorNote error={deployments.error} />
     </div>
