@@ -310,6 +310,17 @@ pub struct RuntimeConfig {
     pub engine: EngineChoice,
     /// The engine's socket as `unix:///path`; empty means look in the usual places.
     pub socket: RuntimeSocket,
+    /// `engine = "swarm"`: where builds go for the nodes to pull them.
+    pub swarm: SwarmConfig,
+}
+
+/// `[runtime.swarm]`: Docker Swarm settings, read when `engine = "swarm"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwarmConfig {
+    /// The registry (`host:port`, optionally with a path) Rivetr pushes its builds to and every
+    /// node pulls them from.
+    pub registry: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -319,6 +330,9 @@ pub enum EngineChoice {
     Auto,
     Podman,
     Docker,
+    /// A Docker engine that manages a swarm: apps run as services across its nodes. Never
+    /// chosen by `auto`.
+    Swarm,
 }
 
 /// `""` or `unix:///absolute/path`, checked when the config is read.
@@ -482,6 +496,29 @@ impl Config {
                     format!("two routes for host `{}`", route.host),
                 ));
             }
+        }
+        if self.runtime.engine == EngineChoice::Swarm && self.runtime.swarm.registry.is_empty() {
+            return Err(error::located(
+                source,
+                text,
+                "\"swarm\"",
+                1,
+                "runtime.engine",
+                "engine = \"swarm\" needs [runtime.swarm] registry: the registry (host:port) Rivetr pushes builds to and every node pulls them from".to_owned(),
+            ));
+        }
+        if self.runtime.swarm.registry.contains("://") {
+            return Err(error::located(
+                source,
+                text,
+                "registry",
+                1,
+                "runtime.swarm.registry",
+                format!(
+                    "`{}` is not host:port[/path]; give the registry without a scheme",
+                    self.runtime.swarm.registry
+                ),
+            ));
         }
         if !self.server.domain.is_empty() {
             let domain = crate::host::validate_route_host(&self.server.domain)
@@ -679,6 +716,31 @@ mod tests {
             err.contains("RIVETR_RUNTIME_SOCKET") && err.contains("unix:///"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn swarm_needs_a_registry_named_without_a_scheme() {
+        let err = parse("[runtime]\nengine = \"swarm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml:2") && err.contains("[runtime.swarm] registry"),
+            "{err}"
+        );
+        let err = parse(
+            "[runtime]\nengine = \"swarm\"\n[runtime.swarm]\nregistry = \"https://r:5000\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("test.toml:4") && err.contains("without a scheme"),
+            "{err}"
+        );
+        let config =
+            parse("[runtime]\nengine = \"swarm\"\n[runtime.swarm]\nregistry = \"10.0.0.1:5000\"\n")
+                .unwrap();
+        assert_eq!(config.runtime.engine, EngineChoice::Swarm);
+        assert_eq!(config.runtime.swarm.registry, "10.0.0.1:5000");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::error::{Subject, redact};
+use super::error::{OwnedSubject, Subject, redact};
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerState, ContainerStats, ContainerSummary,
     ImageFilter, ImageSummary, LabelFilter, LogOptions, LogSource, LogStream, Networks,
@@ -214,47 +214,12 @@ impl Compat {
     }
 
     pub(crate) fn logs(&self, id: &str, options: LogOptions) -> LogStream {
-        let mut builder = LogsOptionsBuilder::default()
-            .follow(options.follow)
-            .stdout(true)
-            .stderr(true)
-            .tail(
-                &options
-                    .tail
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "all".to_owned()),
-            );
-        if let Some(since) = options.since {
-            let secs = i32::try_from(timestamps::unix_seconds(since)).unwrap_or(i32::MAX);
-            builder = builder.since(secs);
-        }
-        let socket = self.socket.clone();
-        let container = id.to_owned();
-        let frames = self
-            .docker
-            .logs(id, Some(builder.build()))
-            .filter_map(move |item| {
-                let result = match item {
-                    Ok(bollard::container::LogOutput::StdOut { message }) => {
-                        Some(Ok((LogSource::Stdout, message)))
-                    }
-                    Ok(bollard::container::LogOutput::StdErr { message }) => {
-                        Some(Ok((LogSource::Stderr, message)))
-                    }
-                    // Only a TTY container has console output; Rivetr never allocates one.
-                    Ok(bollard::container::LogOutput::Console { message }) => {
-                        Some(Ok((LogSource::Stdout, message)))
-                    }
-                    Ok(bollard::container::LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(RuntimeError::from_bollard(
-                        e,
-                        &socket,
-                        Subject::Container(&container),
-                    ))),
-                };
-                std::future::ready(result)
-            });
-        logs::into_lines(frames)
+        let frames = self.docker.logs(id, Some(logs_options(options)));
+        log_lines(
+            frames,
+            self.socket.clone(),
+            OwnedSubject::Container(id.to_owned()),
+        )
     }
 
     /// One sample of a container's CPU time and memory (the compatible stats endpoint, which
@@ -409,6 +374,58 @@ impl Compat {
             .filter(|i| rest.iter().all(|f| f.matches(&i.labels)))
             .collect())
     }
+}
+
+/// What the engine's logs endpoints (a container's, a service's) are asked for.
+pub(crate) fn logs_options(options: LogOptions) -> bollard::query_parameters::LogsOptions {
+    let mut builder = LogsOptionsBuilder::default()
+        .follow(options.follow)
+        .stdout(true)
+        .stderr(true)
+        .tail(
+            &options
+                .tail
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "all".to_owned()),
+        );
+    if let Some(since) = options.since {
+        let secs = i32::try_from(timestamps::unix_seconds(since)).unwrap_or(i32::MAX);
+        builder = builder.since(secs);
+    }
+    builder.build()
+}
+
+/// The lines of a logs endpoint's frames; errors name `subject`.
+pub(crate) fn log_lines(
+    frames: impl futures_util::Stream<
+        Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+    > + Send
+    + 'static,
+    socket: String,
+    subject: OwnedSubject,
+) -> LogStream {
+    let frames = frames.filter_map(move |item| {
+        let result = match item {
+            Ok(bollard::container::LogOutput::StdOut { message }) => {
+                Some(Ok((LogSource::Stdout, message)))
+            }
+            Ok(bollard::container::LogOutput::StdErr { message }) => {
+                Some(Ok((LogSource::Stderr, message)))
+            }
+            // Only a TTY container has console output; Rivetr never allocates one.
+            Ok(bollard::container::LogOutput::Console { message }) => {
+                Some(Ok((LogSource::Stdout, message)))
+            }
+            Ok(bollard::container::LogOutput::StdIn { .. }) => None,
+            Err(e) => Some(Err(RuntimeError::from_bollard(
+                e,
+                &socket,
+                subject.borrow(),
+            ))),
+        };
+        std::future::ready(result)
+    });
+    logs::into_lines(frames)
 }
 
 /// The path of a `unix:///path` (or plain `/path`) socket; other schemes are refused, since

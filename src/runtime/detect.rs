@@ -19,7 +19,9 @@ use serde::Serialize;
 
 use super::compat::socket_path;
 use super::raw::RawClient;
-use super::{ContainerRuntime, DockerRuntime, EngineInfo, EngineKind, PodmanRuntime, RuntimeError};
+use super::{
+    ContainerRuntime, DockerRuntime, EngineInfo, EngineKind, PodmanRuntime, RuntimeError, Swarm,
+};
 use crate::config::{EngineChoice, RuntimeConfig};
 use crate::systemd::dbus::{self, Bus};
 
@@ -82,6 +84,9 @@ pub type SharedDetection = Arc<arc_swap::ArcSwap<Detection>>;
 #[derive(Clone)]
 pub struct Detection {
     pub runtime: Option<Arc<dyn ContainerRuntime>>,
+    /// With `engine = "swarm"`: the swarm that runs the apps (builds and databases stay on
+    /// `runtime`, the manager's own engine).
+    pub swarm: Option<Arc<Swarm>>,
     pub status: RuntimeStatus,
 }
 
@@ -92,6 +97,7 @@ impl Detection {
         let message = format!("no container runtime (detection did not finish within {limit:?})");
         Detection {
             runtime: None,
+            swarm: None,
             status: RuntimeStatus::Unavailable {
                 message,
                 tried: Vec::new(),
@@ -111,6 +117,7 @@ impl Detection {
         };
         Detection {
             runtime: None,
+            swarm: None,
             status: RuntimeStatus::Unavailable { message, tried },
         }
     }
@@ -162,7 +169,7 @@ pub async fn detect_with(config: &RuntimeConfig, env: &DetectEnv) -> Detection {
     let mut tried = Vec::new();
     let mut missing = Vec::new();
     for c in &candidates {
-        match try_candidate(c, config.engine).await {
+        match try_candidate(c, config).await {
             Ok(found) => return found,
             Err(Failure::Missing(error)) => {
                 missing.push(c.clone());
@@ -175,7 +182,7 @@ pub async fn detect_with(config: &RuntimeConfig, env: &DetectEnv) -> Detection {
         for c in missing.iter().filter(|c| c.systemd.is_some()) {
             let bus = c.systemd.unwrap_or(Bus::System);
             let outcome = match start_podman_socket(bus, &c.socket).await {
-                Ok(()) => try_candidate(c, config.engine).await.map_err(Failure::text),
+                Ok(()) => try_candidate(c, config).await.map_err(Failure::text),
                 Err(e) => Err(e),
             };
             match outcome {
@@ -210,7 +217,7 @@ fn candidates(config: &RuntimeConfig, env: &DetectEnv) -> Vec<Candidate> {
         return vec![candidate(socket.to_owned(), "[runtime] socket", None)];
     }
     let mut list = Vec::new();
-    if config.engine != EngineChoice::Docker {
+    if matches!(config.engine, EngineChoice::Auto | EngineChoice::Podman) {
         if let Some(dir) = &env.xdg_runtime_dir {
             let path = dir.join("podman/podman.sock");
             list.push(candidate(
@@ -225,7 +232,7 @@ fn candidates(config: &RuntimeConfig, env: &DetectEnv) -> Vec<Candidate> {
             Some(Bus::System),
         ));
     }
-    if config.engine != EngineChoice::Podman {
+    if !matches!(config.engine, EngineChoice::Podman) {
         if let Some(host) = &env.docker_host {
             list.push(candidate(host.clone(), "DOCKER_HOST", None));
         }
@@ -253,7 +260,8 @@ impl Failure {
 }
 
 /// Asks the engine at `c` who it is; accepts it when it is the configured kind.
-async fn try_candidate(c: &Candidate, choice: EngineChoice) -> Result<Detection, Failure> {
+async fn try_candidate(c: &Candidate, config: &RuntimeConfig) -> Result<Detection, Failure> {
+    let choice = config.engine;
     let path = socket_path(&c.socket).map_err(|e| Failure::Other(e.to_string()))?;
     if !path.exists() {
         return Err(Failure::Missing("no such socket".to_owned()));
@@ -262,7 +270,7 @@ async fn try_candidate(c: &Candidate, choice: EngineChoice) -> Result<Detection,
     let wanted = match choice {
         EngineChoice::Auto => kind,
         EngineChoice::Podman => EngineKind::Podman,
-        EngineChoice::Docker => EngineKind::Docker,
+        EngineChoice::Docker | EngineChoice::Swarm => EngineKind::Docker,
     };
     if kind != wanted {
         return Err(Failure::Other(format!(
@@ -277,9 +285,21 @@ async fn try_candidate(c: &Candidate, choice: EngineChoice) -> Result<Detection,
         .await
         .map_err(|_| Failure::Other(format!("no answer within {PROBE_TIMEOUT:?}")))?
         .map_err(other)?;
+    let swarm = if choice == EngineChoice::Swarm {
+        let swarm = Swarm::connect(&c.socket, &config.swarm.registry).map_err(other)?;
+        let about = tokio::time::timeout(PROBE_TIMEOUT, swarm.info())
+            .await
+            .map_err(|_| Failure::Other(format!("no answer within {PROBE_TIMEOUT:?}")))?
+            .map_err(other)?;
+        tracing::info!(nodes = about.nodes, managers = about.managers, registry = %config.swarm.registry, "swarm manager found");
+        Some(Arc::new(swarm))
+    } else {
+        None
+    };
     tracing::info!(engine = %info.engine, version = %info.version, rootless = info.rootless, socket = %info.socket, source = %c.source, "container runtime found");
     Ok(Detection {
         runtime: Some(runtime),
+        swarm,
         status: RuntimeStatus::Ok { info },
     })
 }
@@ -342,6 +362,7 @@ mod tests {
         RuntimeConfig {
             engine,
             socket: RuntimeSocket::try_from(socket.to_owned()).unwrap(),
+            swarm: Default::default(),
         }
     }
 
@@ -369,6 +390,14 @@ mod tests {
                 "unix:///custom/docker.sock",
                 "unix:///var/run/docker.sock",
             ]
+        );
+    }
+
+    #[test]
+    fn swarm_looks_only_where_docker_is() {
+        assert_eq!(
+            sockets(candidates(&config(EngineChoice::Swarm, ""), &env())),
+            vec!["unix:///custom/docker.sock", "unix:///var/run/docker.sock"]
         );
     }
 

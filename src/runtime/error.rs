@@ -15,6 +15,10 @@ pub enum RuntimeError {
     NetworkNotFound { network: String, message: String },
     #[error("volume {volume} not found: {message}")]
     VolumeNotFound { volume: String, message: String },
+    #[error("swarm service {service} not found: {message}")]
+    ServiceNotFound { service: String, message: String },
+    #[error("swarm node {node} not found: {message}")]
+    NodeNotFound { node: String, message: String },
     #[error("container name {name} is already in use: {message}")]
     NameInUse { name: String, message: String },
     #[error("{} is already in use: {message}", port_text(*port))]
@@ -120,7 +124,26 @@ pub(crate) enum Subject<'a> {
     },
     Network(&'a str),
     Volume(&'a str),
+    Service(&'a str),
+    Node(&'a str),
     Engine,
+}
+
+/// A [`Subject`] that owns its name, for errors raised after the call that named it (a
+/// stream's later items).
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedSubject {
+    Container(String),
+    Service(String),
+}
+
+impl OwnedSubject {
+    pub(crate) fn borrow(&self) -> Subject<'_> {
+        match self {
+            OwnedSubject::Container(c) => Subject::Container(c),
+            OwnedSubject::Service(s) => Subject::Service(s),
+        }
+    }
 }
 
 impl RuntimeError {
@@ -182,6 +205,14 @@ impl RuntimeError {
                 volume: volume.to_owned(),
                 message,
             },
+            Subject::Service(service) if status == 404 => RuntimeError::ServiceNotFound {
+                service: service.to_owned(),
+                message,
+            },
+            Subject::Node(node) if status == 404 => RuntimeError::NodeNotFound {
+                node: node.to_owned(),
+                message,
+            },
             _ => RuntimeError::Engine { status, message },
         }
     }
@@ -224,6 +255,8 @@ impl RuntimeError {
                 | RuntimeError::ContainerNotFound { .. }
                 | RuntimeError::NetworkNotFound { .. }
                 | RuntimeError::VolumeNotFound { .. }
+                | RuntimeError::ServiceNotFound { .. }
+                | RuntimeError::NodeNotFound { .. }
         )
     }
 }
@@ -287,6 +320,8 @@ impl RuntimeError {
             RuntimeError::ContainerNotFound { .. } => "container_not_found",
             RuntimeError::NetworkNotFound { .. } => "network_not_found",
             RuntimeError::VolumeNotFound { .. } => "volume_not_found",
+            RuntimeError::ServiceNotFound { .. } => "service_not_found",
+            RuntimeError::NodeNotFound { .. } => "node_not_found",
             RuntimeError::NameInUse { .. } => "name_in_use",
             RuntimeError::PortInUse { .. } => "port_in_use",
             RuntimeError::OutOfMemory { .. } => "out_of_memory",

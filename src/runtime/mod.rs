@@ -48,6 +48,7 @@ mod networks;
 mod oom;
 mod podman;
 mod raw;
+mod swarm;
 mod timestamps;
 mod volumes;
 
@@ -73,6 +74,10 @@ pub use networks::PRIVATE_RANGE;
 pub use podman::PodmanRuntime;
 /// Percent-encoding of RFC 3986's unreserved set, for a URL's user, password and path.
 pub(crate) use raw::encode as percent_encode;
+pub use swarm::{
+    Availability, LABEL_SERVICE, NodeView, RegistryAuth, ServiceRun, ServiceView, Swarm, SwarmInfo,
+    SwarmPlacement, TaskView,
+};
 
 /// Label naming the app a container or image belongs to.
 pub const LABEL_APP: &str = "io.rivetr.app";
