@@ -25,7 +25,7 @@ pub struct Cli {
 /// The exit statuses, in `rivetr --help` (each API command repeats them in its own help).
 const TOP_AFTER_HELP: &str = "\
 Exit status: 0 ok, 1 failed, 2 bad usage or configuration. The commands that talk to the API
-(app, env, db, notify, preview, deploy, logs, deployments, rollback) add 3 not found,
+(app, env, db, notify, preview, node, deploy, logs, deployments, rollback) add 3 not found,
 4 unauthorized (wrong or revoked token) and 5 server unreachable; with --follow, 1 also means
 the deployment failed.";
 
@@ -49,6 +49,8 @@ pub enum Command {
     Notify(NotifyArgs),
     /// An app's pull requests and their previews; remove a preview by hand.
     Preview(PreviewArgs),
+    /// The swarm's nodes with the apps' tasks on each; drain a node or make it active again.
+    Node(NodeArgs),
     /// Deploy an app's branch or a given commit; --follow streams the log.
     Deploy(DeployArgs),
     /// Show an app's output (its containers' stdout and stderr).
@@ -80,6 +82,7 @@ impl Command {
             Command::Db(a) => Some(&a.api),
             Command::Notify(a) => Some(&a.api),
             Command::Preview(a) => Some(&a.api),
+            Command::Node(a) => Some(&a.api),
             Command::Deploy(a) => Some(&a.api),
             Command::Logs(a) => Some(&a.api),
             Command::Deployments(a) => Some(&a.api),
@@ -185,7 +188,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad usage or configuration (flags, cli.toml, URL, no token): nothing was sent.
     pub const USAGE: u8 = 2;
-    /// The app, deployment, variable or preview does not exist (HTTP 404).
+    /// The app, deployment, variable, preview or node does not exist (HTTP 404).
     pub const NOT_FOUND: u8 = 3;
     /// The token is missing, wrong or revoked (HTTP 401).
     pub const UNAUTHORIZED: u8 = 4;
@@ -206,7 +209,7 @@ pub mod exit {
         ),
         (
             NOT_FOUND,
-            "no such app, deployment, variable or preview (HTTP 404)",
+            "no such app, deployment, variable, preview or node (HTTP 404)",
         ),
         (
             UNAUTHORIZED,
@@ -372,6 +375,9 @@ pub struct AppUpdateArgs {
     /// Remove every domain: the proxy stops serving the app.
     #[arg(long, conflicts_with = "domains")]
     pub clear_domains: bool,
+    /// Remove the app's placement: no constraint, no limit per node, no spread.
+    #[arg(long, conflicts_with_all = ["constraints", "max_per_node", "spread"])]
+    pub clear_placement: bool,
     #[command(flatten)]
     pub settings: AppSettingsArgs,
 }
@@ -411,7 +417,37 @@ pub struct AppSettingsArgs {
     #[arg(long)]
     pub replicas: Option<u32>,
     #[command(flatten)]
+    pub placement: PlacementArgs,
+    #[command(flatten)]
     pub previews: PreviewSettingsArgs,
+}
+
+/// Where the app's replicas may run when Rivetr deploys to a swarm (ignored on a single
+/// engine). On update, each option given replaces that part of the app's placement; the
+/// others stay.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Placement on a swarm")]
+pub struct PlacementArgs {
+    /// A constraint such as node.role==worker or node.labels.zone!=eu-3 (a key under node.
+    /// or engine.labels., == or !=, a value); repeat for more, at most 16. On update, the
+    /// ones given replace the app's constraints.
+    #[arg(long = "constraint", value_name = "EXPR")]
+    pub constraints: Vec<String>,
+    /// At most N replicas of the app on one node, 0 to 1000; 0 for no limit. A deployment
+    /// runs the new replicas beside the old ones: leave the nodes room [new apps: 0].
+    #[arg(long, value_name = "N")]
+    pub max_per_node: Option<u64>,
+    /// A node label such as node.labels.zone to spread replicas evenly over; repeat for
+    /// more, at most 4. On update, the ones given replace the app's.
+    #[arg(long, value_name = "LABEL")]
+    pub spread: Vec<String>,
+}
+
+impl PlacementArgs {
+    /// True when any placement option was given.
+    pub fn any(&self) -> bool {
+        !self.constraints.is_empty() || self.max_per_node.is_some() || !self.spread.is_empty()
+    }
 }
 
 /// `on` or `off`.
@@ -574,6 +610,34 @@ pub enum PreviewCommand {
         app: String,
         /// The pull (merge) request's number.
         number: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = API_AFTER_HELP)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+/// The nodes of the swarm Rivetr deploys to (`[runtime] engine = "swarm"`); without a swarm
+/// these commands fail (exit 1) saying so.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes: id, hostname, role, state, availability, address, labels, and the
+    /// tasks of Rivetr's apps on each.
+    List,
+    /// Drain a node: the swarm moves its tasks to the other nodes, and the routes follow.
+    Drain {
+        /// The node's id or hostname.
+        id: String,
+    },
+    /// Make a drained node active again: the swarm may place tasks there from now on.
+    Activate {
+        /// The node's id or hostname.
+        id: String,
     },
 }
 

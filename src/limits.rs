@@ -31,6 +31,11 @@ pub const MIN_MEMORY: u64 = 6 << 20;
 /// Stored as a signed 64-bit integer by SQLite and the engines; far above any real machine.
 pub const MAX_MEMORY: u64 = 1 << 40;
 pub const MAX_VARIABLE_NAME: usize = 256;
+/// Swarm placement: constraints per app, the length of one, replicas per node, spread labels.
+pub const MAX_CONSTRAINTS: usize = 16;
+pub const MAX_PLACEMENT_TEXT: usize = 256;
+pub const MAX_PER_NODE: RangeInclusive<u64> = 0..=1_000;
+pub const MAX_SPREAD: usize = 4;
 
 fn in_range<T: PartialOrd + fmt::Display + Copy>(
     value: T,
@@ -127,6 +132,102 @@ pub fn variable_name(name: &str) -> Result<(), OutOfLimits> {
     } else {
         Err(OutOfLimits(format!(
             "`{name}` is not a variable name (letters, digits and `_`, not starting with a digit, at most {MAX_VARIABLE_NAME} characters)"
+        )))
+    }
+}
+
+/// A label key as a swarm takes it: letters, digits, `-`, `_` and `.`.
+fn is_label_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A swarm placement constraint: `<key>==<value>` or `<key>!=<value>`, the key under `node.`
+/// (`node.role`, `node.hostname`, `node.labels.zone`, ...) or `engine.labels.`, the value in
+/// the characters the swarm accepts (spaces around the operator allowed), at most
+/// [`MAX_PLACEMENT_TEXT`] bytes.
+pub fn placement_constraint(c: &str) -> Result<(), OutOfLimits> {
+    let refuse = |why: &str| {
+        Err(OutOfLimits(format!(
+            "`{}` is not a constraint such as `node.labels.zone==eu` or `node.role!=manager`: {why}",
+            c.escape_debug()
+        )))
+    };
+    if c.len() > MAX_PLACEMENT_TEXT {
+        return refuse(&format!("longer than {MAX_PLACEMENT_TEXT} bytes"));
+    }
+    if c.chars().any(char::is_control) {
+        return refuse("it holds a control character");
+    }
+    // The swarm's own parser looks for `==` first, then `!=`.
+    let Some((key, value)) = c.split_once("==").or_else(|| c.split_once("!=")) else {
+        return refuse("no `==` or `!=`");
+    };
+    let (key, value) = (key.trim(), value.trim());
+    let under = ["node.", "engine.labels."]
+        .into_iter()
+        .find_map(|prefix| key.strip_prefix(prefix));
+    match under {
+        None => return refuse("the key must start with `node.` or `engine.labels.`"),
+        Some(rest) if !is_label_key(rest) || rest.starts_with('.') || rest.ends_with('.') => {
+            return refuse(&format!(
+                "`{key}` is not a key (letters, digits, `-`, `_` and `.`)"
+            ));
+        }
+        Some(_) => {}
+    }
+    let value_ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == ' ' || ":-_.*()?+[]\\^$|/".contains(ch));
+    if !value_ok {
+        return refuse(
+            "the value must be letters, digits, spaces or `: - _ . * ( ) ? + [ ] \\ ^ $ | /`",
+        );
+    }
+    Ok(())
+}
+
+/// How many constraints an app may have.
+pub fn constraint_count(n: usize) -> Result<(), OutOfLimits> {
+    if n <= MAX_CONSTRAINTS {
+        Ok(())
+    } else {
+        Err(OutOfLimits(format!(
+            "{n} constraints: at most {MAX_CONSTRAINTS}"
+        )))
+    }
+}
+
+/// Replicas of one app on one node; 0 for no limit.
+pub fn max_per_node(n: u64) -> Result<u64, OutOfLimits> {
+    in_range(n, &MAX_PER_NODE, " (0: no limit)")
+}
+
+/// A node label to spread replicas over: `node.labels.<name>`.
+pub fn spread_label(s: &str) -> Result<(), OutOfLimits> {
+    let ok = s.len() <= MAX_PLACEMENT_TEXT
+        && s.strip_prefix("node.labels.").is_some_and(|name| {
+            is_label_key(name) && !name.starts_with('.') && !name.ends_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(OutOfLimits(format!(
+            "`{}` is not a node label such as `node.labels.zone` (letters, digits, `-`, `_` and `.` after `node.labels.`, at most {MAX_PLACEMENT_TEXT} bytes)",
+            s.escape_debug()
+        )))
+    }
+}
+
+/// How many labels an app's replicas may be spread over.
+pub fn spread_count(n: usize) -> Result<(), OutOfLimits> {
+    if n <= MAX_SPREAD {
+        Ok(())
+    } else {
+        Err(OutOfLimits(format!(
+            "{n} spread labels: at most {MAX_SPREAD}"
         )))
     }
 }
@@ -295,6 +396,126 @@ checked!(
     BuildTimeoutSeconds(u64, "u64") = build_timeout_seconds
 );
 
+checked!(
+    /// Replicas of one app on one node; 0 for no limit.
+    MaxPerNode(u64, "u64") = max_per_node
+);
+
+/// A string checked while it is deserialized (inside the deserializer's visit, so the TOML
+/// deserializer locates the value itself, an element of an array included, not its parent).
+struct CheckedStr {
+    check: fn(&str) -> Result<(), OutOfLimits>,
+    expecting: &'static str,
+}
+
+impl serde::de::Visitor<'_> for CheckedStr {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        (self.check)(v).map_err(E::custom)?;
+        Ok(v.to_owned())
+    }
+}
+
+/// A swarm placement constraint, checked by [`placement_constraint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Constraint(pub String);
+
+impl<'de> Deserialize<'de> for Constraint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(CheckedStr {
+            check: placement_constraint,
+            expecting: "a constraint such as \"node.role==worker\"",
+        })
+        .map(Constraint)
+    }
+}
+
+impl From<Constraint> for String {
+    fn from(v: Constraint) -> String {
+        v.0
+    }
+}
+
+/// An app's constraints, at most [`MAX_CONSTRAINTS`]: each is checked as it is read, so the
+/// TOML deserializer names the element (`constraints[1]`), then their number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "Vec<Constraint>", into = "Vec<Constraint>")]
+pub struct Constraints(pub Vec<Constraint>);
+
+impl Constraints {
+    pub fn strings(&self) -> Vec<String> {
+        self.0.iter().map(|c| c.0.clone()).collect()
+    }
+}
+
+impl TryFrom<Vec<Constraint>> for Constraints {
+    type Error = OutOfLimits;
+
+    fn try_from(v: Vec<Constraint>) -> Result<Self, OutOfLimits> {
+        constraint_count(v.len())?;
+        Ok(Constraints(v))
+    }
+}
+
+impl From<Constraints> for Vec<Constraint> {
+    fn from(v: Constraints) -> Vec<Constraint> {
+        v.0
+    }
+}
+
+/// A node label to spread replicas over, checked by [`spread_label`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct SpreadLabel(pub String);
+
+impl<'de> Deserialize<'de> for SpreadLabel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(CheckedStr {
+            check: spread_label,
+            expecting: "a node label such as \"node.labels.zone\"",
+        })
+        .map(SpreadLabel)
+    }
+}
+
+impl From<SpreadLabel> for String {
+    fn from(v: SpreadLabel) -> String {
+        v.0
+    }
+}
+
+/// The labels to spread over, at most [`MAX_SPREAD`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "Vec<SpreadLabel>", into = "Vec<SpreadLabel>")]
+pub struct SpreadLabels(pub Vec<SpreadLabel>);
+
+impl SpreadLabels {
+    pub fn strings(&self) -> Vec<String> {
+        self.0.iter().map(|s| s.0.clone()).collect()
+    }
+}
+
+impl TryFrom<Vec<SpreadLabel>> for SpreadLabels {
+    type Error = OutOfLimits;
+
+    fn try_from(v: Vec<SpreadLabel>) -> Result<Self, OutOfLimits> {
+        spread_count(v.len())?;
+        Ok(SpreadLabels(v))
+    }
+}
+
+impl From<SpreadLabels> for Vec<SpreadLabel> {
+    fn from(v: SpreadLabels) -> Vec<SpreadLabel> {
+        v.0
+    }
+}
+
 /// An environment variable's or build argument's name, checked by [`variable_name`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
@@ -378,6 +599,64 @@ mod tests {
             assert!(variable_name(bad).is_err(), "{bad}");
         }
         assert!(variable_name(&"A".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn placement_constraints() {
+        for ok in [
+            "node.role==worker",
+            "node.role != manager",
+            "node.labels.zone==eu-west-1",
+            "node.hostname!=node-2",
+            "engine.labels.storage==ssd",
+            "node.platform.os==linux",
+            "node.labels.rack==r[0-9]*",
+        ] {
+            assert!(placement_constraint(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("node.role=worker", "no `==` or `!=`"),
+            ("role==worker", "must start with `node.`"),
+            ("labels.zone==eu", "must start with `node.`"),
+            ("engine.role==x", "must start with `node.`"),
+            ("node.==x", "is not a key"),
+            ("node.labels zone==x", "is not a key"),
+            ("node.role==", "the value"),
+            ("node.labels.a==b==c", "the value"),
+            ("node.labels.a==b,c", "the value"),
+            ("node.role==worker\n", "control character"),
+        ] {
+            let e = placement_constraint(bad).unwrap_err().0;
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let long = format!("node.labels.a=={}", "x".repeat(MAX_PLACEMENT_TEXT));
+        assert!(placement_constraint(&long).unwrap_err().0.contains("256"));
+        assert!(constraint_count(16).is_ok());
+        assert!(constraint_count(17).unwrap_err().0.contains("at most 16"));
+    }
+
+    #[test]
+    fn max_per_node_and_spread() {
+        assert_eq!(max_per_node(0), Ok(0));
+        assert_eq!(max_per_node(1000), Ok(1000));
+        assert!(
+            max_per_node(1001)
+                .unwrap_err()
+                .0
+                .contains("between 0 and 1000")
+        );
+        assert!(spread_label("node.labels.zone").is_ok());
+        for bad in [
+            "node.zone",
+            "node.labels.",
+            "zone",
+            "node.labels.a b",
+            "node.labels.a\n",
+        ] {
+            assert!(spread_label(bad).is_err(), "{bad}");
+        }
+        assert!(spread_count(4).is_ok());
+        assert!(spread_count(5).unwrap_err().0.contains("at most 4"));
     }
 
     #[test]

@@ -482,3 +482,115 @@ fn deployments_list_newest_first_cancel_roll_back_and_stream_their_logs() {
     assert_eq!(rb["status"], "running", "{rb}");
     assert_eq!(p.through_proxy(&host, "/"), (200, "v1\n".to_owned()));
 }
+
+/// An app's swarm placement is stored, shown, replaced whole by PATCH and checked (422 naming
+/// the field, nothing changed); on an engine that is not a swarm the node routes answer 409
+/// saying so.
+#[test]
+fn placement_is_stored_and_checked_and_nodes_need_a_swarm() {
+    let Some(p) = platform("placement and nodes") else {
+        return;
+    };
+    let repo = GitRepo::new("v1\n");
+    let name = unique_name("placed");
+    let (status, created) = p.api(
+        "POST",
+        "/api/apps",
+        Some(json!({
+            "name": name,
+            "git_url": repo.path(),
+            "placement": {"constraints": ["node.role==worker"], "max_per_node": 1},
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["placement"],
+        json!({"constraints": ["node.role==worker"], "max_per_node": 1, "spread": []})
+    );
+    let (status, shown) = p.api("GET", &format!("/api/apps/{name}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(shown["placement"], created["placement"]);
+
+    // PATCH replaces the placement whole; a PATCH without it leaves it.
+    let placement = json!({
+        "constraints": ["node.labels.zone!=eu-3", "engine.labels.disk==ssd"],
+        "max_per_node": 2,
+        "spread": ["node.labels.zone"],
+    });
+    let (status, changed) = p.api(
+        "PATCH",
+        &format!("/api/apps/{name}"),
+        Some(json!({ "placement": placement })),
+    );
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["placement"], placement);
+    let (status, changed) = p.api(
+        "PATCH",
+        &format!("/api/apps/{name}"),
+        Some(json!({"branch": "release"})),
+    );
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["placement"], placement);
+
+    // A bad constraint: 422 naming it, and nothing changes.
+    assert_error(
+        p.api(
+            "PATCH",
+            &format!("/api/apps/{name}"),
+            Some(json!({
+                "branch": "other",
+                "placement": {"constraints": ["node.role==worker", "zone==eu"]},
+            })),
+        ),
+        422,
+        "invalid_value",
+        "placement.constraints[1]",
+    );
+    assert_error(
+        p.api(
+            "POST",
+            "/api/apps",
+            Some(json!({
+                "name": unique_name("x"), "git_url": repo.path(),
+                "placement": {"max_per_node": 1001},
+            })),
+        ),
+        422,
+        "invalid_value",
+        "placement.max_per_node",
+    );
+    assert_error(
+        send(
+            &p,
+            "PATCH",
+            &format!("/api/apps/{name}"),
+            r#"{"placement": {"constraint": ["node.role==worker"]}}"#,
+        ),
+        400,
+        "invalid_json",
+        "constraint",
+    );
+    let (_, after) = p.api("GET", &format!("/api/apps/{name}"), None);
+    assert_eq!(
+        after["branch"], "release",
+        "a refused change changed the app"
+    );
+    assert_eq!(after["placement"], placement);
+
+    // Podman is no swarm: the node routes say so.
+    for (method, path) in [
+        ("GET", "/api/nodes".to_owned()),
+        ("POST", "/api/nodes/some-node/drain".to_owned()),
+        ("POST", "/api/nodes/some-node/activate".to_owned()),
+    ] {
+        assert_error(
+            p.api(method, &path, None),
+            409,
+            "conflict",
+            "not running on a swarm",
+        );
+    }
+
+    let (status, _) = p.api("DELETE", &format!("/api/apps/{name}"), None);
+    assert_eq!(status, 204);
+}

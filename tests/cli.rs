@@ -1120,3 +1120,133 @@ fn preview_settings_and_pull_requests_through_the_cli() {
         "{r:#?}"
     );
 }
+
+#[test]
+fn placement_flags_and_node_commands_through_the_cli() {
+    let dir = TestDir::new();
+    let (rivetr, token) = start_without_engine(&dir, Launch::serve());
+    let url = url_of(&rivetr);
+    let cli = Client::new(&url, &token);
+    let app = "placed";
+    let line = |r: &Run, key: &str| -> Option<String> {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}:")))
+            .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+    };
+
+    // No swarm: the node commands fail (1) with the API's message; nothing on stdout.
+    for args in [
+        &["node", "list"][..],
+        &["node", "list", "--json"],
+        &["node", "drain", "some-node"],
+        &["node", "activate", "some-node"],
+    ] {
+        let r = cli.run(args).code(1);
+        assert!(
+            r.stderr.contains("not running on a swarm") && r.stderr.contains("409"),
+            "{args:?}: {r:#?}"
+        );
+        assert!(r.stdout.is_empty(), "{args:?}: {r:#?}");
+    }
+    cli.run(&["node", "drain"]).code(2);
+
+    // Created with a placement; --json is the API's app.
+    let r = cli
+        .run(&[
+            "app",
+            "create",
+            app,
+            "--image",
+            "docker.io/library/nginx:1.27",
+            "--constraint",
+            "node.role==worker",
+            "--constraint",
+            "node.labels.zone!=eu-3",
+            "--max-per-node",
+            "1",
+            "--json",
+        ])
+        .ok();
+    assert_eq!(
+        r.json()["placement"],
+        serde_json::json!({
+            "constraints": ["node.role==worker", "node.labels.zone!=eu-3"],
+            "max_per_node": 1, "spread": [],
+        })
+    );
+    let r = cli.run(&["app", "show", app]).ok();
+    assert_eq!(
+        line(&r, "constraints").as_deref(),
+        Some("node.role==worker, node.labels.zone!=eu-3"),
+        "{r:#?}"
+    );
+    assert_eq!(line(&r, "max per node").as_deref(), Some("1"), "{r:#?}");
+    assert_eq!(line(&r, "spread"), None, "{r:#?}");
+
+    // An update changes only the placement options given.
+    let r = cli
+        .run(&[
+            "app",
+            "update",
+            app,
+            "--spread",
+            "node.labels.zone",
+            "--json",
+        ])
+        .ok();
+    assert_eq!(
+        r.json()["placement"],
+        serde_json::json!({
+            "constraints": ["node.role==worker", "node.labels.zone!=eu-3"],
+            "max_per_node": 1, "spread": ["node.labels.zone"],
+        })
+    );
+    let r = cli
+        .run(&[
+            "app",
+            "update",
+            app,
+            "--constraint",
+            "engine.labels.disk==ssd",
+        ])
+        .ok();
+    assert_eq!(
+        line(&r, "constraints").as_deref(),
+        Some("engine.labels.disk==ssd")
+    );
+    assert_eq!(line(&r, "spread").as_deref(), Some("node.labels.zone"));
+
+    // A bad value: 1, the API naming the field; nothing changed.
+    let r = cli
+        .run(&["app", "update", app, "--constraint", "zone==eu"])
+        .code(1);
+    assert!(
+        r.stderr.contains("placement.constraints[0]") && r.stderr.contains("422"),
+        "{r:#?}"
+    );
+    let r = cli
+        .run(&["app", "update", app, "--max-per-node", "1001"])
+        .code(1);
+    assert!(r.stderr.contains("placement.max_per_node"), "{r:#?}");
+    // --clear-placement removes it, and takes no other placement option.
+    cli.run(&[
+        "app",
+        "update",
+        app,
+        "--clear-placement",
+        "--spread",
+        "node.labels.zone",
+    ])
+    .code(2);
+    let r = cli.run(&["app", "update", app, "--clear-placement"]).ok();
+    assert_eq!(line(&r, "constraints"), None, "{r:#?}");
+    assert_eq!(line(&r, "max per node"), None, "{r:#?}");
+    assert_eq!(
+        cli.run(&["app", "show", app, "--json"]).ok().json()["placement"],
+        serde_json::json!({"constraints": [], "max_per_node": 0, "spread": []})
+    );
+    // An unknown app is 3 here too (the current placement is read first).
+    cli.run(&["app", "update", "nosuch", "--max-per-node", "2"])
+        .code(3);
+}

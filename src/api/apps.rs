@@ -19,7 +19,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use super::webhooks::secret::{self, WebhookUrls};
 use crate::AppState;
-use crate::db::apps::{App, AppFields, Healthcheck, PreviewSettings};
+use crate::db::apps::{App, AppFields, Healthcheck, Placement, PreviewSettings};
 use crate::engine::EngineError;
 use crate::limits;
 use crate::secrets::Purpose;
@@ -78,6 +78,34 @@ pub struct AppBody {
     pub replicas: Option<u32>,
     /// Previews of pull requests; off by default. Only the fields given change.
     pub previews: Option<PreviewsBody>,
+    /// Where replicas may run on a swarm (ignored on a single engine). On PATCH the object
+    /// given replaces the app's placement whole (`{}` removes it).
+    pub placement: Option<PlacementBody>,
+}
+
+/// Where an app's replicas may run on a swarm; a key left out is empty (no constraint, no
+/// limit, no spread).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementBody {
+    /// At most 16, each `<key>==<value>` or `<key>!=<value>` (at most 256 bytes), the key
+    /// under `node.` or `engine.labels.`: `node.role==worker`, `node.labels.zone!=eu-3`.
+    pub constraints: Vec<String>,
+    /// Replicas of the app on one node, 0 to 1000; 0 (the default) for no limit. On a
+    /// deployment the new version's replicas run beside the old ones, so leave the nodes room.
+    pub max_per_node: u64,
+    /// At most 4 node labels such as `node.labels.zone`: replicas spread evenly over their
+    /// values, in order.
+    pub spread: Vec<String>,
+}
+
+/// Where an app's replicas may run on a swarm, as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlacementView {
+    pub constraints: Vec<String>,
+    /// 0: no limit.
+    pub max_per_node: u64,
+    pub spread: Vec<String>,
 }
 
 /// How the app's pull requests get previews.
@@ -155,6 +183,8 @@ pub struct AppView {
     pub healthcheck: HealthcheckView,
     pub resources: ResourcesView,
     pub replicas: u32,
+    /// Where replicas may run on a swarm (ignored on a single engine).
+    pub placement: PlacementView,
     pub stopped: bool,
     /// `running`, `deploying` (a deployment is under way), `failed` (the last deployment
     /// failed and no version serves), `stopped`, or `new` (never deployed).
@@ -197,7 +227,9 @@ pub struct CreatedApp {
 
 pub(super) fn engine_error(e: EngineError) -> ApiError {
     match e {
-        EngineError::AppNotFound(_) | EngineError::DeploymentNotFound(_) => {
+        EngineError::AppNotFound(_)
+        | EngineError::DeploymentNotFound(_)
+        | EngineError::Runtime(crate::runtime::RuntimeError::NodeNotFound { .. }) => {
             ApiError::not_found(e.to_string())
         }
         EngineError::NoRuntime(_) | EngineError::Stopped => ApiError::new(
@@ -207,8 +239,11 @@ pub(super) fn engine_error(e: EngineError) -> ApiError {
         ),
         EngineError::NotRollbackable { .. }
         | EngineError::NotCancellable { .. }
-        | EngineError::NeverDeployed(_) => ApiError::conflict(e.to_string()),
-        EngineError::Runtime(_) => ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string()),
+        | EngineError::NeverDeployed(_)
+        | EngineError::NotSwarm => ApiError::conflict(e.to_string()),
+        EngineError::Runtime(_) | EngineError::Swarm(_) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "runtime", e.to_string())
+        }
         EngineError::Db(_) | EngineError::Environment(_) => ApiError::internal(e),
     }
 }
@@ -337,6 +372,11 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
             cpus: app.cpus,
         },
         replicas: app.replicas,
+        placement: PlacementView {
+            constraints: app.placement.constraints,
+            max_per_node: app.placement.max_per_node,
+            spread: app.placement.spread,
+        },
         stopped: app.stopped,
         status,
         running_deployment: running,
@@ -437,7 +477,33 @@ fn merge(base: AppFields, body: AppBody) -> Result<(AppFields, Option<Option<Str
     if let Some(r) = body.replicas {
         f.replicas = limits::replicas(r).map_err(|e| ApiError::invalid_value("replicas", e))?;
     }
+    if let Some(p) = body.placement {
+        f.placement = placement(p)?;
+    }
     Ok((f, credential))
+}
+
+/// A `placement` body, checked: the same limits as `[deploy.placement]` in `deploy.toml`.
+fn placement(b: PlacementBody) -> Result<Placement, ApiError> {
+    limits::constraint_count(b.constraints.len())
+        .map_err(|e| ApiError::invalid_value("placement.constraints", e))?;
+    for (i, c) in b.constraints.iter().enumerate() {
+        limits::placement_constraint(c)
+            .map_err(|e| ApiError::invalid_value(&format!("placement.constraints[{i}]"), e))?;
+    }
+    let max_per_node = limits::max_per_node(b.max_per_node)
+        .map_err(|e| ApiError::invalid_value("placement.max_per_node", e))?;
+    limits::spread_count(b.spread.len())
+        .map_err(|e| ApiError::invalid_value("placement.spread", e))?;
+    for (i, s) in b.spread.iter().enumerate() {
+        limits::spread_label(s)
+            .map_err(|e| ApiError::invalid_value(&format!("placement.spread[{i}]"), e))?;
+    }
+    Ok(Placement {
+        constraints: b.constraints,
+        max_per_node,
+        spread: b.spread,
+    })
 }
 
 /// Applies a `previews` body over the app's settings; returns them and the new env
@@ -654,6 +720,7 @@ pub async fn create_app(
         memory_bytes: None,
         cpus: None,
         replicas: 1,
+        placement: Placement::default(),
     };
     let previews_body = body.previews.clone();
     let previews = match previews_body {
@@ -782,6 +849,7 @@ pub async fn update_app(
         memory_bytes: app.memory_bytes,
         cpus: app.cpus,
         replicas: app.replicas,
+        placement: app.placement.clone(),
     };
     let previews = match body.previews.clone() {
         Some(p) => Some(merge_previews(app.previews.clone(), p)?),
@@ -909,3 +977,172 @@ lifecycle_handler!(
     restart_app,
     "Stops and starts an app."
 );
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::test_support::TestApi;
+
+    fn body(v: Value) -> PlacementBody {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn placement_is_checked_and_errors_name_the_field() {
+        let p = placement(body(json!({
+            "constraints": ["node.role==worker", "engine.labels.disk != hdd"],
+            "max_per_node": 2,
+            "spread": ["node.labels.zone"],
+        })))
+        .unwrap();
+        assert_eq!(p.constraints.len(), 2);
+        assert_eq!(p.max_per_node, 2);
+        assert_eq!(placement(body(json!({}))).unwrap(), Placement::default());
+
+        let many: Vec<String> = (0..17).map(|i| format!("node.labels.l{i}==x")).collect();
+        for (bad, field, says) in [
+            (
+                json!({"constraints": ["node.role==worker", "zone==eu"]}),
+                "placement.constraints[1]",
+                "node.",
+            ),
+            (
+                json!({"constraints": ["node.role=worker"]}),
+                "placement.constraints[0]",
+                "`==` or `!=`",
+            ),
+            (
+                json!({"constraints": ["node.role==a\u{7}"]}),
+                "placement.constraints[0]",
+                "control character",
+            ),
+            (
+                json!({"constraints": [format!("node.labels.a=={}", "x".repeat(300))]}),
+                "placement.constraints[0]",
+                "256 bytes",
+            ),
+            (
+                json!({"constraints": many}),
+                "placement.constraints",
+                "at most 16",
+            ),
+            (
+                json!({"max_per_node": 1001}),
+                "placement.max_per_node",
+                "between 0 and 1000",
+            ),
+            (
+                json!({"spread": ["node.labels.zone", "zone"]}),
+                "placement.spread[1]",
+                "node.labels.zone",
+            ),
+            (
+                json!({"spread": ["node.labels.a", "node.labels.b", "node.labels.c", "node.labels.d", "node.labels.e"]}),
+                "placement.spread",
+                "at most 4",
+            ),
+        ] {
+            let e = placement(body(bad.clone())).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert!(
+                e.message.contains(&format!("`{field}`")) && e.message.contains(says),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        // Unknown keys are refused while the body is read.
+        assert!(serde_json::from_value::<PlacementBody>(json!({"constraint": []})).is_err());
+    }
+
+    async fn call(
+        api: &TestApi,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", api.token))
+            .header("content-type", "application/json");
+        let req = match body {
+            Some(b) => req.body(Body::from(b.to_string())).unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let res = api.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn placement_is_stored_shown_and_replaced_whole() {
+        let api = TestApi::new().await;
+        let (status, created) = call(
+            &api,
+            "POST",
+            "/api/apps",
+            Some(json!({
+                "name": "placed", "image": "nginx",
+                "placement": {"constraints": ["node.role==worker"], "max_per_node": 1},
+            })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        assert_eq!(
+            created["placement"],
+            json!({"constraints": ["node.role==worker"], "max_per_node": 1, "spread": []})
+        );
+        // Without `placement` in a PATCH it stays; with it, it is replaced whole.
+        let (status, changed) = call(
+            &api,
+            "PATCH",
+            "/api/apps/placed",
+            Some(json!({"port": 9000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{changed}");
+        assert_eq!(changed["placement"]["max_per_node"], 1);
+        let (status, changed) = call(
+            &api,
+            "PATCH",
+            "/api/apps/placed",
+            Some(json!({"placement": {"spread": ["node.labels.zone"]}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{changed}");
+        assert_eq!(
+            changed["placement"],
+            json!({"constraints": [], "max_per_node": 0, "spread": ["node.labels.zone"]})
+        );
+        // A refused placement changes nothing.
+        let (status, refused) = call(
+            &api,
+            "PATCH",
+            "/api/apps/placed",
+            Some(json!({"port": 7000, "placement": {"constraints": ["node.role==worker", "bad"]}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`placement.constraints[1]`"),
+            "{refused}"
+        );
+        let (_, shown) = call(&api, "GET", "/api/apps/placed", None).await;
+        assert_eq!(shown["port"], 9000);
+        assert_eq!(shown["placement"]["spread"], json!(["node.labels.zone"]));
+    }
+}

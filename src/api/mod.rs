@@ -20,9 +20,11 @@ pub mod extract;
 pub mod git_access;
 mod health;
 mod metrics;
+pub mod nodes;
 pub mod notifications;
 pub mod openapi;
 pub mod previews;
+pub mod registry;
 pub mod session;
 pub mod stats;
 pub mod streams;
@@ -67,6 +69,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::stop_app))
         .routes(routes!(apps::restart_app))
         .routes(routes!(stats::app_stats))
+        .routes(routes!(nodes::list_nodes))
+        .routes(routes!(nodes::drain_node))
+        .routes(routes!(nodes::activate_node))
+        .routes(routes!(
+            registry::get_registry_credential,
+            registry::set_registry_credential,
+            registry::delete_registry_credential
+        ))
         .routes(routes!(previews::list_previews))
         .routes(routes!(previews::remove_preview))
         .routes(routes!(
@@ -238,6 +248,7 @@ pub(crate) mod test_support {
             let config = crate::config::Config::default();
             let runtime = Arc::new(arc_swap::ArcSwap::from_pointee(crate::runtime::Detection {
                 runtime: None,
+                swarm: None,
                 status: crate::runtime::RuntimeStatus::Unavailable {
                     message: "no container engine in API unit tests".to_owned(),
                     tried: Vec::new(),

@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         (name = "backups", description = "Backups of managed databases: now or on a schedule, downloaded, restored"),
         (name = "notifications", description = "Channels for messages about deployments, certificates, containers and backups; their deliveries"),
         (name = "previews", description = "Previews of pull requests: a running copy of each, at its own host"),
+        (name = "nodes", description = "The nodes of the swarm apps run on (`[runtime] engine = \"swarm\"`): their state, labels and tasks; drain and activate"),
     )
 )]
 pub(super) struct ApiDoc;

@@ -18,13 +18,13 @@ use tokio::io::AsyncReadExt;
 use super::http::segment;
 use super::types::{
     App, Backup, Database, DeletedDatabase, DeployKey, Deployment, End, EnvVar, KnownHost, LogLine,
-    succeeded,
+    Placement, succeeded,
 };
 use super::{Client, ClientError, format};
 use crate::cli::{
     AppCommand, AppCreateArgs, AppSettingsArgs, AppUpdateArgs, Command, DbCommand, DeployArgs,
-    DeploymentsArgs, DestinationCommand, EnvCommand, LogsArgs, PreviewSettingsArgs, RollbackArgs,
-    ScheduleCommand,
+    DeploymentsArgs, DestinationCommand, EnvCommand, LogsArgs, PlacementArgs, PreviewSettingsArgs,
+    RollbackArgs, ScheduleCommand,
 };
 
 /// Runs an API command (not `serve` or `token`) and writes its output to `out`.
@@ -42,6 +42,7 @@ pub async fn run(command: Command, out: &mut dyn Write) -> Result<(), ClientErro
         Command::Db(a) => db(&client, a.command, json, out).await,
         Command::Notify(a) => super::notify::run(&client, a.command, json, out).await,
         Command::Preview(a) => super::preview::run(&client, a.command, json, out).await,
+        Command::Node(a) => super::nodes::run(&client, a.command, json, out).await,
         Command::Deploy(a) => deploy(&client, a, json, out).await,
         Command::Logs(a) => logs(&client, a, json, out).await,
         Command::Deployments(a) => deployments(&client, a, json, out).await,
@@ -95,7 +96,15 @@ async fn app(
             Ok(())
         }
         AppCommand::Update(args) => {
-            let body = update_body(&args, &process_env)?;
+            // The API replaces an app's placement whole: start from the app's, so that only
+            // the options given change.
+            let current = if args.settings.placement.any() {
+                let app: App = client.parse(&client.get(&app_path(&args.app)).await?)?;
+                Some(app.placement.unwrap_or_default())
+            } else {
+                None
+            };
+            let body = update_body(&args, current.as_ref(), &process_env)?;
             let bytes = client.patch(&app_path(&args.app), &body).await?;
             if json {
                 return raw(out, &bytes);
@@ -285,12 +294,17 @@ fn create_body(
         body["image"] = json!(image);
     }
     settings_body(&mut body, &a.settings, env)?;
+    if a.settings.placement.any() {
+        body["placement"] = placement_body(&a.settings.placement, &Placement::default());
+    }
     Ok(body)
 }
 
-/// The `PATCH /api/apps/{app}` body: only what was given changes.
+/// The `PATCH /api/apps/{app}` body: only what was given changes. `current` is the app's
+/// placement, needed when a placement option is given (the API replaces the placement whole).
 fn update_body(
     a: &AppUpdateArgs,
+    current: Option<&Placement>,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<Value, ClientError> {
     let mut body = json!({});
@@ -304,6 +318,12 @@ fn update_body(
         body["domains"] = json!([]);
     }
     settings_body(&mut body, &a.settings, env)?;
+    if a.clear_placement {
+        body["placement"] = json!({});
+    } else if a.settings.placement.any() {
+        let none = Placement::default();
+        body["placement"] = placement_body(&a.settings.placement, current.unwrap_or(&none));
+    }
     if body.as_object().is_some_and(|o| o.is_empty()) {
         return Err(ClientError::Usage(
             "nothing to change: give the settings to change (see `rivetr app update --help`)"
@@ -361,6 +381,15 @@ fn settings_body(
         body["previews"] = previews;
     }
     Ok(())
+}
+
+/// The `placement` object of an app's body: `base` with the parts given replaced.
+fn placement_body(p: &PlacementArgs, base: &Placement) -> Value {
+    json!({
+        "constraints": if p.constraints.is_empty() { &base.constraints } else { &p.constraints },
+        "max_per_node": p.max_per_node.unwrap_or(base.max_per_node),
+        "spread": if p.spread.is_empty() { &base.spread } else { &p.spread },
+    })
 }
 
 /// The `previews` object of an app's body, `None` when no preview flag was given. The
@@ -1350,7 +1379,7 @@ mod tests {
             "EMPTY",
         ]);
         assert_eq!(
-            update_body(&a, &env).unwrap(),
+            update_body(&a, None, &env).unwrap(),
             json!({"previews": {
                 "enabled": true, "domain_template": "{number}.pr.example", "limit": 3,
                 "forks": false, "drafts": true,
@@ -1359,26 +1388,26 @@ mod tests {
         );
         let a = parse_update(&["web", "--previews", "off", "--port", "9000"]);
         assert_eq!(
-            update_body(&a, &env).unwrap(),
+            update_body(&a, None, &env).unwrap(),
             json!({"port": 9000, "previews": {"enabled": false}})
         );
         let a = parse_update(&["web", "--clear-preview-env", "--clear-domains"]);
         assert_eq!(
-            update_body(&a, &env).unwrap(),
+            update_body(&a, None, &env).unwrap(),
             json!({"domains": [], "previews": {"env": {}}})
         );
 
         // Refused, with nothing sent: a variable that is not set, a value in the arguments,
         // nothing to change.
         let a = parse_update(&["web", "--preview-env", "NOT_SET"]);
-        let e = update_body(&a, &env).unwrap_err();
+        let e = update_body(&a, None, &env).unwrap_err();
         assert!(matches!(e, ClientError::Usage(_)), "{e}");
         assert!(e.to_string().contains("NOT_SET is not set"), "{e}");
         let a = parse_update(&["web", "--preview-env", "TOKEN=hunter2"]);
-        let e = update_body(&a, &env).unwrap_err();
+        let e = update_body(&a, None, &env).unwrap_err();
         assert!(e.to_string().contains("name only"), "{e}");
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        let e = update_body(&parse_update(&["web"]), &env).unwrap_err();
+        let e = update_body(&parse_update(&["web"]), None, &env).unwrap_err();
         assert!(e.to_string().contains("nothing to change"), "{e}");
 
         // Flags that contradict each other are clap's usage errors.
@@ -1388,6 +1417,91 @@ mod tests {
             &["--preview-env", "A", "--clear-preview-env"],
             &["--domain", "a.example", "--clear-domains"],
             &["--git", "https://g/x.git", "--image", "nginx"],
+        ] {
+            let words = ["rivetr", "app", "update", "web"].iter().chain(bad);
+            assert!(crate::cli::Cli::try_parse_from(words).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn placement_options_make_a_whole_placement() {
+        use clap::Parser;
+        let words = [
+            "rivetr",
+            "app",
+            "create",
+            "web",
+            "--image",
+            "nginx",
+            "--constraint",
+            "node.role==worker",
+            "--constraint",
+            "node.labels.zone!=eu-3",
+            "--max-per-node",
+            "1",
+        ];
+        let Command::App(a) = crate::cli::Cli::try_parse_from(words).unwrap().command else {
+            panic!("not app");
+        };
+        let AppCommand::Create(args) = a.command else {
+            panic!("not create");
+        };
+        assert_eq!(
+            create_body(&args, &no_env).unwrap(),
+            json!({
+                "name": "web", "image": "nginx",
+                "placement": {
+                    "constraints": ["node.role==worker", "node.labels.zone!=eu-3"],
+                    "max_per_node": 1, "spread": [],
+                },
+            })
+        );
+
+        // On update the API replaces the placement whole: the parts not given come from the
+        // app's current one.
+        let current = Placement {
+            constraints: vec!["node.role==worker".into()],
+            max_per_node: 2,
+            spread: vec!["node.labels.zone".into()],
+        };
+        let a = parse_update(&[
+            "web",
+            "--spread",
+            "node.labels.rack",
+            "--spread",
+            "node.labels.zone",
+        ]);
+        assert_eq!(
+            update_body(&a, Some(&current), &no_env).unwrap(),
+            json!({"placement": {
+                "constraints": ["node.role==worker"], "max_per_node": 2,
+                "spread": ["node.labels.rack", "node.labels.zone"],
+            }})
+        );
+        let a = parse_update(&[
+            "web",
+            "--max-per-node",
+            "0",
+            "--constraint",
+            "node.role==manager",
+        ]);
+        assert_eq!(
+            update_body(&a, Some(&current), &no_env).unwrap(),
+            json!({"placement": {
+                "constraints": ["node.role==manager"], "max_per_node": 0,
+                "spread": ["node.labels.zone"],
+            }})
+        );
+        let a = parse_update(&["web", "--clear-placement"]);
+        assert_eq!(
+            update_body(&a, None, &no_env).unwrap(),
+            json!({"placement": {}})
+        );
+        for bad in [
+            &["--clear-placement", "--constraint", "node.role==worker"][..],
+            &["--clear-placement", "--max-per-node", "1"],
+            &["--clear-placement", "--spread", "node.labels.zone"],
+            &["--max-per-node", "-1"],
         ] {
             let words = ["rivetr", "app", "update", "web"].iter().chain(bad);
             assert!(crate::cli::Cli::try_parse_from(words).is_err(), "{bad:?}");

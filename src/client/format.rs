@@ -2,7 +2,7 @@
 //! API's answers to text, so they are tested without a server. Values that could break a
 //! table (newlines, tabs, control characters) are escaped.
 
-use super::types::{App, Database, Deployment, EnvVar, KnownHost, LogLine, PullRequest};
+use super::types::{App, Database, Deployment, EnvVar, KnownHost, LogLine, Node, PullRequest};
 
 /// What a secret value is printed as. The API already masks secret values; the client does
 /// not rely on that alone.
@@ -135,6 +135,17 @@ pub fn app(a: &App) -> String {
         ),
     ));
     lines.push(("replicas", a.replicas.to_string()));
+    if let Some(p) = a.placement.as_ref().filter(|p| !p.is_empty()) {
+        if !p.constraints.is_empty() {
+            lines.push(("constraints", p.constraints.join(", ")));
+        }
+        if p.max_per_node > 0 {
+            lines.push(("max per node", p.max_per_node.to_string()));
+        }
+        if !p.spread.is_empty() {
+            lines.push(("spread", p.spread.join(", ")));
+        }
+    }
     lines.push((
         "memory",
         a.resources
@@ -325,6 +336,68 @@ pub fn env(vars: &[EnvVar]) -> String {
         })
         .collect();
     table(&["KEY", "SECRET", "UPDATED", "VALUE"], &rows)
+}
+
+/// `rivetr node list`: the swarm's nodes, each with the tasks of Rivetr's apps on it as
+/// `app/deployment state`.
+pub fn nodes(list: &[Node]) -> String {
+    let dash_if_empty = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| {
+            let labels: Vec<String> = n
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{}={}", one_line(k), one_line(v)))
+                .collect();
+            let tasks: Vec<String> = n
+                .tasks
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}/{} {}",
+                        one_line(&t.app),
+                        t.deployment,
+                        one_line(&t.state)
+                    )
+                })
+                .collect();
+            vec![
+                one_line(&n.id.chars().take(12).collect::<String>()),
+                one_line(&n.hostname),
+                one_line(&n.role),
+                one_line(&n.state),
+                one_line(&n.availability),
+                n.addr.as_deref().map_or_else(|| "-".to_owned(), one_line),
+                dash_if_empty(labels.join(",")),
+                dash_if_empty(tasks.join(", ")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "HOSTNAME",
+            "ROLE",
+            "STATE",
+            "AVAILABILITY",
+            "ADDRESS",
+            "LABELS",
+            "TASKS",
+        ],
+        &rows,
+    )
+}
+
+/// One node after a change of its availability.
+pub fn node(n: &Node) -> String {
+    format!(
+        "node {} ({}): {}, {}\n",
+        one_line(&n.id.chars().take(12).collect::<String>()),
+        one_line(&n.hostname),
+        one_line(&n.availability),
+        one_line(&n.state)
+    )
 }
 
 /// The SSH host keys an app's clones recorded.
@@ -560,6 +633,93 @@ mod tests {
         assert!(
             details.contains("http://h/webhooks/github/web"),
             "{details}"
+        );
+    }
+
+    #[test]
+    fn app_placement_shows_only_when_set() {
+        let details = app(&serde_json::from_value(app_json()).unwrap());
+        assert!(!details.contains("constraints:"), "{details}");
+        let mut v = app_json();
+        v["placement"] = serde_json::json!({"constraints": [], "max_per_node": 0, "spread": []});
+        let details = app(&serde_json::from_value(v.clone()).unwrap());
+        assert!(
+            !details.contains("constraints:") && !details.contains("per node"),
+            "{details}"
+        );
+        v["placement"] = serde_json::json!({
+            "constraints": ["node.role==worker", "node.labels.zone!=eu-3"],
+            "max_per_node": 2, "spread": ["node.labels.zone"]
+        });
+        let details = app(&serde_json::from_value(v).unwrap());
+        for want in [
+            "constraints:    node.role==worker, node.labels.zone!=eu-3\n",
+            "max per node:   2\n",
+            "spread:         node.labels.zone\n",
+        ] {
+            assert!(details.contains(want), "{want}: {details}");
+        }
+    }
+
+    #[test]
+    fn node_table() {
+        let list: crate::client::types::NodeList = serde_json::from_value(serde_json::json!({
+            "nodes": [
+                {
+                    "id": "abcdefghijklmnopqrstuvwxy", "hostname": "manager", "role": "manager",
+                    "state": "ready", "availability": "active", "addr": "10.0.0.1",
+                    "labels": {}, "engine_version": "26.1.5", "leader": true, "tasks": []
+                },
+                {
+                    "id": "zyxwvutsrqponmlkjihgfedcb", "hostname": "worker-1", "role": "worker",
+                    "state": "ready", "availability": "drain", "addr": null,
+                    "labels": {"zone": "eu", "disk": "ssd"}, "engine_version": "26.1.5",
+                    "leader": false, "new_field": 1,
+                    "tasks": [
+                        {"app": "web", "deployment": 12, "id": "t1", "state": "running",
+                         "desired_state": "running", "endpoint": "10.0.0.2:30001", "error": null},
+                        {"app": "api", "deployment": 3, "id": "t2", "state": "preparing",
+                         "desired_state": "running", "endpoint": null, "error": null}
+                    ]
+                }
+            ]
+        }))
+        .unwrap();
+        let t = nodes(&list.nodes);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "ID",
+                "HOSTNAME",
+                "ROLE",
+                "STATE",
+                "AVAILABILITY",
+                "ADDRESS",
+                "LABELS",
+                "TASKS"
+            ]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "abcdefghijkl",
+                "manager",
+                "manager",
+                "ready",
+                "active",
+                "10.0.0.1",
+                "-",
+                "-"
+            ]
+        );
+        assert_eq!(
+            lines[2],
+            "zyxwvutsrqpo  worker-1  worker   ready  drain         -         disk=ssd,zone=eu  web/12 running, api/3 preparing"
+        );
+        assert_eq!(
+            node(&list.nodes[1]),
+            "node zyxwvutsrqpo (worker-1): drain, ready\n"
         );
     }
 

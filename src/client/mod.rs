@@ -1,4 +1,4 @@
-//! The command-line client: `rivetr app|env|db|notify|preview|deploy|logs|deployments|rollback`
+//! The command-line client: `rivetr app|env|db|notify|preview|node|deploy|logs|deployments|rollback`
 //! drive a running Rivetr through its REST API, the same API the dashboard and scripts use.
 //!
 //! [`config`] finds the URL and the token, [`http`] carries requests (hyper 1, TCP or
@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod format;
 pub mod http;
+pub mod nodes;
 pub mod notify;
 pub mod preview;
 pub mod sse;

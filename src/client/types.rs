@@ -21,6 +21,9 @@ pub struct App {
     pub healthcheck: Healthcheck,
     pub resources: Resources,
     pub replicas: u32,
+    /// Where its replicas may run on a swarm (absent from servers older than swarms).
+    #[serde(default)]
+    pub placement: Option<Placement>,
     pub stopped: bool,
     pub running_deployment: Option<i64>,
     pub webhooks: Option<WebhookUrls>,
@@ -33,6 +36,57 @@ pub struct App {
     pub created_at: String,
     /// Only in the creation answer.
     pub webhook_secret: Option<String>,
+}
+
+/// Where an app's replicas may run on a swarm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Placement {
+    pub constraints: Vec<String>,
+    /// 0: no limit.
+    pub max_per_node: u64,
+    pub spread: Vec<String>,
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.constraints.is_empty() && self.max_per_node == 0 && self.spread.is_empty()
+    }
+}
+
+/// `GET /api/nodes`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<Node>,
+}
+
+/// A node of the swarm, with the tasks of Rivetr's apps on it (none in the answer of
+/// drain and activate).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    pub role: String,
+    pub state: String,
+    pub availability: String,
+    #[serde(default)]
+    pub addr: Option<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub leader: bool,
+    #[serde(default)]
+    pub tasks: Vec<NodeTask>,
+}
+
+/// One task of an app on a node.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeTask {
+    pub app: String,
+    pub deployment: i64,
+    pub state: String,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// An app's settings for previews of its pull requests.

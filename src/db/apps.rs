@@ -24,6 +24,18 @@ impl Default for Healthcheck {
     }
 }
 
+/// Where an app's replicas may run on a swarm (ignored on a single engine).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Placement {
+    /// Swarm constraints such as `node.labels.zone==eu` or `node.role==worker`.
+    pub constraints: Vec<String>,
+    /// At most this many replicas on one node; 0: no limit.
+    pub max_per_node: u64,
+    /// Node labels to spread replicas evenly over, such as `node.labels.zone`.
+    pub spread: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct App {
     pub id: i64,
@@ -38,6 +50,8 @@ pub struct App {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub replicas: u32,
+    /// Where its replicas may run on a swarm.
+    pub placement: Placement,
     pub stopped: bool,
     pub created_at: String,
     pub updated_at: String,
@@ -103,9 +117,10 @@ pub struct AppFields {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub replicas: u32,
+    pub placement: Placement,
 }
 
-const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at, git_credential, previews, preview_env, preview_of, preview_number";
+const COLUMNS: &str = "id, name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, stopped, created_at, updated_at, git_credential, previews, preview_env, preview_of, preview_number, placement";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     let domains: String = row.get(6)?;
@@ -131,6 +146,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
             .and_then(|p| serde_json::from_str(&p).ok())
             .unwrap_or_default(),
         preview_env: row.get(16)?,
+        placement: serde_json::from_str(&row.get::<_, String>(19)?).unwrap_or_default(),
         preview_of: match (
             row.get::<_, Option<i64>>(17)?,
             row.get::<_, Option<i64>>(18)?,
@@ -146,8 +162,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
 
 pub fn insert(c: &Connection, f: &AppFields) -> rusqlite::Result<App> {
     c.execute(
-        "INSERT INTO apps (name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO apps (name, git_url, branch, image, port, domains, healthcheck, memory_bytes, cpus, replicas, placement)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             f.name,
             f.git_url,
@@ -159,6 +175,7 @@ pub fn insert(c: &Connection, f: &AppFields) -> rusqlite::Result<App> {
             f.memory_bytes.map(|b| b as i64),
             f.cpus,
             f.replicas,
+            serde_json::to_string(&f.placement).unwrap_or_else(|_| "{}".into()),
         ],
     )?;
     get_by_id(c, c.last_insert_rowid())?.ok_or(rusqlite::Error::QueryReturnedNoRows)
@@ -167,7 +184,7 @@ pub fn insert(c: &Connection, f: &AppFields) -> rusqlite::Result<App> {
 pub fn update(c: &Connection, id: i64, f: &AppFields) -> rusqlite::Result<App> {
     c.execute(
         "UPDATE apps SET name = ?2, git_url = ?3, branch = ?4, image = ?5, port = ?6, domains = ?7,
-            healthcheck = ?8, memory_bytes = ?9, cpus = ?10, replicas = ?11,
+            healthcheck = ?8, memory_bytes = ?9, cpus = ?10, replicas = ?11, placement = ?12,
             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          WHERE id = ?1",
         params![
@@ -182,6 +199,7 @@ pub fn update(c: &Connection, id: i64, f: &AppFields) -> rusqlite::Result<App> {
             f.memory_bytes.map(|b| b as i64),
             f.cpus,
             f.replicas,
+            serde_json::to_string(&f.placement).unwrap_or_else(|_| "{}".into()),
         ],
     )?;
     get_by_id(c, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)

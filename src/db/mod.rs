@@ -18,6 +18,7 @@ pub mod lock;
 mod migrate;
 pub mod notifications;
 pub mod pull_requests;
+pub mod registry_credentials;
 pub mod retention;
 pub mod secret_key;
 pub mod sessions;

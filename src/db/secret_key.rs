@@ -30,7 +30,8 @@ pub fn count_encrypted(conn: &mut Connection) -> Result<i64, rusqlite::Error> {
               + (SELECT COUNT(*) FROM databases)
               + (SELECT COUNT(*) FROM backup_destinations)
               + (SELECT COUNT(*) FROM notification_channels)
-              + (SELECT COUNT(*) FROM apps WHERE preview_env IS NOT NULL)",
+              + (SELECT COUNT(*) FROM apps WHERE preview_env IS NOT NULL)
+              + (SELECT COUNT(*) FROM registry_credentials)",
         [],
         |r| r.get(0),
     )

@@ -21,6 +21,11 @@
 //! timeout_ms = 2000
 //! retries = 30
 //!
+//! [deploy.placement]                 # on a swarm only; ignored on a single engine
+//! constraints = ["node.role==worker", "node.labels.zone!=eu-3"]   # at most 16
+//! max_per_node = 1                   # replicas on one node, 0 to 1000; 0: no limit
+//! spread = ["node.labels.zone"]      # node labels to spread replicas over, at most 4
+//!
 //! [resources]
 //! memory = "256M"                    # bytes, or with K, M, G
 //! cpus = 0.5
@@ -46,8 +51,8 @@ use toml::Spanned;
 use super::repo_files::{self, Kind, RepoFileError};
 use crate::config::ConfigError;
 use crate::limits::{
-    BuildTimeoutSeconds, Cpus, DrainSeconds, HealthcheckMs, HealthcheckPath, MemorySize, Port,
-    Replicas, Retries, VariableName,
+    BuildTimeoutSeconds, Constraints, Cpus, DrainSeconds, HealthcheckMs, HealthcheckPath,
+    MaxPerNode, MemorySize, Port, Replicas, Retries, SpreadLabels, VariableName,
 };
 use crate::runtime::BuildLimits;
 
@@ -97,6 +102,7 @@ pub struct Deploy {
     pub drain_seconds: Option<DrainSeconds>,
     pub replicas: Option<Replicas>,
     pub healthcheck: Option<HealthcheckToml>,
+    pub placement: Option<PlacementToml>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +112,16 @@ pub struct HealthcheckToml {
     pub interval_ms: Option<HealthcheckMs>,
     pub timeout_ms: Option<HealthcheckMs>,
     pub retries: Option<Retries>,
+}
+
+/// `[deploy.placement]`: where replicas may run on a swarm. Each key given replaces the
+/// app's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementToml {
+    pub constraints: Option<Constraints>,
+    pub max_per_node: Option<MaxPerNode>,
+    pub spread: Option<SpreadLabels>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +295,72 @@ mod tests {
     }
 
     #[test]
+    fn placement_is_read_and_applied_key_by_key() {
+        let dir = repo_with(
+            "[deploy.placement]\nconstraints = [\"node.role==worker\", \"engine.labels.disk!=hdd\"]\nmax_per_node = 1\n",
+        );
+        let t = read(dir.path(), &max()).unwrap().unwrap();
+        let p = t.deploy.placement.as_ref().unwrap();
+        assert_eq!(
+            p.constraints.as_ref().unwrap().strings(),
+            ["node.role==worker", "engine.labels.disk!=hdd"]
+        );
+        assert_eq!(p.max_per_node, Some(crate::limits::MaxPerNode(1)));
+        assert!(p.spread.is_none());
+        // The keys given replace the app's; the others stay.
+        let app = crate::db::apps::App {
+            id: 1,
+            name: "web".to_owned(),
+            git_url: None,
+            branch: "main".to_owned(),
+            image: Some("nginx".to_owned()),
+            port: 8080,
+            domains: Vec::new(),
+            healthcheck: Default::default(),
+            memory_bytes: None,
+            cpus: None,
+            replicas: 2,
+            placement: crate::db::apps::Placement {
+                constraints: vec!["node.labels.zone==eu".to_owned()],
+                max_per_node: 3,
+                spread: vec!["node.labels.zone".to_owned()],
+            },
+            stopped: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+            git_credential: None,
+            previews: Default::default(),
+            preview_env: None,
+            preview_of: None,
+        };
+        let mut settings = super::super::settings::Settings::from_app(&app, 0);
+        assert_eq!(
+            settings.placement, app.placement,
+            "the app's placement by default"
+        );
+        settings.apply(&t);
+        assert_eq!(
+            settings.placement,
+            crate::db::apps::Placement {
+                constraints: vec![
+                    "node.role==worker".to_owned(),
+                    "engine.labels.disk!=hdd".to_owned()
+                ],
+                max_per_node: 1,
+                spread: vec!["node.labels.zone".to_owned()],
+            }
+        );
+        let e = error(&format!(
+            "[deploy.placement]\nconstraints = [{}]\n",
+            vec!["\"node.role==worker\""; 17].join(", ")
+        ));
+        assert!(
+            e.contains("deploy.placement.constraints") && e.contains("at most 16"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn no_file_is_none() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read(dir.path(), &max()).unwrap().is_none());
@@ -335,6 +417,31 @@ mod tests {
             ("[env]\nA = \"1\"\n\"B-C\" = \"2\"\n", "env.B-C", 3),
             ("[build]\nargs = { \"9\" = \"x\" }\n", "build.args.9", 2),
             ("[build]\ntimeout_seconds = 0\n", "build.timeout_seconds", 2),
+            (
+                "[deploy.placement]\nmax_per_node = 1001\n",
+                "deploy.placement.max_per_node",
+                2,
+            ),
+            (
+                "[deploy.placement]\nconstraints = [\n  \"node.role==worker\",\n  \"zone==eu\",\n]\n",
+                "deploy.placement.constraints[1]",
+                4,
+            ),
+            (
+                "[deploy.placement]\nspread = [\"node.labels.zone\", \"zone\"]\n",
+                "deploy.placement.spread[1]",
+                2,
+            ),
+            (
+                "[deploy.placement]\n\nspread = [\"node.labels.a\", \"node.labels.b\", \"node.labels.c\", \"node.labels.d\", \"node.labels.e\"]\n",
+                "deploy.placement.spread",
+                3,
+            ),
+            (
+                "[deploy.placement]\nconstraint = [\"node.role==worker\"]\n",
+                "deploy.placement.constraint",
+                2,
+            ),
         ] {
             let e = error(text);
             assert!(

@@ -2,6 +2,7 @@
 //! until it answers 2xx or 3xx, or the retries run out. Every attempt is logged. A container
 //! that exits meanwhile fails the check at once, with its exit code and last lines of output.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,22 +32,35 @@ pub async fn wait_healthy(
     log: &DeployLog,
     cancel: &CancellationToken,
 ) -> Result<(), Unhealthy> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], host_port));
+    wait_until_healthy(addr, check, log, cancel, || exited(runtime, container)).await
+}
+
+/// Probes `addr` as `check` says until it answers 2xx or 3xx; `gone` says why the thing
+/// behind it stopped (then probing stops too), or `None` while it runs.
+pub async fn wait_until_healthy<F, Fut>(
+    addr: SocketAddr,
+    check: &Healthcheck,
+    log: &DeployLog,
+    cancel: &CancellationToken,
+    mut gone: F,
+) -> Result<(), Unhealthy>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
     let retries = check.retries.max(1);
     let timeout = Duration::from_millis(check.timeout_ms.max(1));
     let interval = Duration::from_millis(check.interval_ms);
-    let path = if check.path.starts_with('/') {
-        check.path.clone()
-    } else {
-        format!("/{}", check.path)
-    };
+    let path = probe_path(check);
     for attempt in 1..=retries {
         if cancel.is_cancelled() {
             return Err(Unhealthy::Cancelled);
         }
-        if let Some(why) = exited(runtime, container).await {
+        if let Some(why) = gone().await {
             return Err(Unhealthy::Failed(why));
         }
-        match tokio::time::timeout(timeout, get(host_port, &path)).await {
+        match tokio::time::timeout(timeout, get(addr, &path)).await {
             Ok(Ok(status)) if (200..400).contains(&status) => {
                 log.line(
                     "health",
@@ -74,7 +88,7 @@ pub async fn wait_healthy(
             }
         }
     }
-    if let Some(why) = exited(runtime, container).await {
+    if let Some(why) = gone().await {
         return Err(Unhealthy::Failed(why));
     }
     Err(Unhealthy::Failed(format!(
@@ -131,9 +145,26 @@ pub async fn last_lines(
     lines
 }
 
-/// One GET on 127.0.0.1; the status code, or why there was none.
-async fn get(port: u16, path: &str) -> Result<u16, String> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+/// One probe of `addr` as `check` says, within its timeout: true for a 2xx or 3xx answer.
+pub async fn answers(addr: SocketAddr, check: &Healthcheck) -> bool {
+    let timeout = Duration::from_millis(check.timeout_ms.max(1));
+    matches!(
+        tokio::time::timeout(timeout, get(addr, &probe_path(check))).await,
+        Ok(Ok(status)) if (200..400).contains(&status)
+    )
+}
+
+fn probe_path(check: &Healthcheck) -> String {
+    if check.path.starts_with('/') {
+        check.path.clone()
+    } else {
+        format!("/{}", check.path)
+    }
+}
+
+/// One GET; the status code, or why there was none.
+async fn get(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

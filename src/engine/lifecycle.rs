@@ -26,8 +26,14 @@ pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> 
         .call(move |c| crate::db::apps::set_stopped(c, id, true))
         .await?;
     shared.set_routes(app, Vec::new());
-    for c in runtime.list(&shared.app_filter(&app.name)).await? {
-        runtime.stop(&c.id, shared.config.stop_timeout).await?;
+    if let Some(swarm) = shared.swarm() {
+        super::swarm::stop(shared, &swarm, &app.name)
+            .await
+            .map_err(EngineError::Swarm)?;
+    } else {
+        for c in runtime.list(&shared.app_filter(&app.name)).await? {
+            runtime.stop(&c.id, shared.config.stop_timeout).await?;
+        }
     }
     tracing::info!(app = %app.name, "app stopped");
     Ok(())
@@ -67,6 +73,9 @@ pub(crate) async fn bring_up(
         .as_deref()
         .and_then(Settings::from_json)
         .unwrap_or_else(|| Settings::from_app(app, shared.config.drain_seconds));
+    if let Some(swarm) = shared.swarm() {
+        return super::swarm::bring_up(shared, &swarm, app, current, &settings).await;
+    }
     let log = DeployLog::open(
         shared.db.clone(),
         Arc::clone(&shared.logs),
@@ -140,6 +149,11 @@ pub(crate) async fn delete(shared: &Shared, app: &App) -> Result<(), EngineError
     let lock = shared.app_lock(app.id);
     let _one_at_a_time = lock.lock().await;
     shared.set_routes(app, Vec::new());
+    if let Some(swarm) = shared.swarm() {
+        super::swarm::remove_app(shared, &swarm, &app.name)
+            .await
+            .map_err(EngineError::Swarm)?;
+    }
     if let Some(runtime) = shared.current_runtime() {
         for c in runtime.list(&shared.app_filter(&app.name)).await? {
             runtime.remove(&c.id).await?;
@@ -209,6 +223,10 @@ pub(crate) async fn refresh_routes(shared: &Shared, app: &App) -> Result<(), Eng
         shared.set_routes(app, Vec::new());
         return Ok(());
     };
+    if shared.swarm().is_some() {
+        super::swarm::refresh_routes(shared, app).await;
+        return Ok(());
+    }
     let runtime = shared.runtime()?;
     let mut upstreams = Vec::new();
     for c in runtime

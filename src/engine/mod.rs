@@ -26,6 +26,7 @@ mod reconcile;
 pub mod repo_files;
 pub mod request;
 pub mod settings;
+mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ use crate::runtime::{
 use log::LogHub;
 pub use reconcile::ReconcileReport;
 pub use request::{DeployRequest, Deployer, Trigger};
+pub use swarm::{NodeTask, NodeTasks};
 
 /// What the engine says of containers' CPU and memory.
 #[derive(Debug, Clone)]
@@ -127,6 +129,10 @@ pub enum EngineError {
     NeverDeployed(String),
     #[error("cannot prepare the container environment: {0}")]
     Environment(String),
+    #[error("swarm: {0}")]
+    Swarm(String),
+    #[error("Rivetr is not running on a swarm: nodes exist only with [runtime] engine = \"swarm\"")]
+    NotSwarm,
 }
 
 /// The engine handle; cheap to clone.
@@ -156,6 +162,8 @@ pub(crate) struct Shared {
     /// shutdown.
     background: TaskTracker,
     shutdown: CancellationToken,
+    /// On a swarm: the task endpoints routed per app, and the lock that orders route updates.
+    swarm_routes: swarm::RoutedEndpoints,
 }
 
 impl Engine {
@@ -185,9 +193,11 @@ impl Engine {
             drains: TaskTracker::new(),
             background: TaskTracker::new(),
             shutdown,
+            swarm_routes: Default::default(),
         });
-        // Detached on purpose: it ends when the shutdown token is cancelled.
+        // Detached on purpose: both end when the shutdown token is cancelled.
         tokio::spawn(queue::run(Arc::clone(&shared), rx));
+        tokio::spawn(swarm::track(Arc::clone(&shared)));
         Engine { shared }
     }
 
@@ -262,6 +272,11 @@ impl Engine {
     /// place).
     pub async fn container_stats(&self, app: Option<&str>) -> Result<ContainerUse, EngineError> {
         let runtime = self.shared.runtime()?;
+        if self.shared.swarm().is_some() {
+            return Ok(ContainerUse::Unavailable(
+                "on a swarm the apps' containers run on the nodes, and their CPU and memory are not gathered yet".to_owned(),
+            ));
+        }
         if let Some(why) = runtime.stats_unavailable().await {
             return Ok(ContainerUse::Unavailable(why));
         }
@@ -449,6 +464,24 @@ impl Engine {
         lifecycle::refresh_routes(&self.shared, &app).await
     }
 
+    /// The swarm's nodes, each with the tasks of this installation's apps on it.
+    pub async fn nodes(&self) -> Result<Vec<NodeTasks>, EngineError> {
+        let swarm = self.shared.swarm().ok_or(EngineError::NotSwarm)?;
+        swarm::nodes(&self.shared, &swarm).await
+    }
+
+    /// Drains node `node` (its tasks move to other nodes) or makes it active again.
+    pub async fn set_node_availability(
+        &self,
+        node: &str,
+        availability: crate::runtime::Availability,
+    ) -> Result<crate::runtime::NodeView, EngineError> {
+        let swarm = self.shared.swarm().ok_or(EngineError::NotSwarm)?;
+        let view = swarm.set_availability(node, availability).await?;
+        tracing::info!(node = %view.id, availability = %view.availability, "node availability changed");
+        Ok(view)
+    }
+
     /// The output of the app's running containers (all replicas, interleaved).
     pub async fn app_logs(
         &self,
@@ -456,6 +489,17 @@ impl Engine {
         options: crate::runtime::LogOptions,
     ) -> Result<crate::runtime::LogStream, EngineError> {
         let app = self.app(app).await?;
+        if let Some(swarm) = self.shared.swarm() {
+            let app_id = app.id;
+            let current = self
+                .shared
+                .db
+                .call(move |c| crate::db::deployments::running(c, app_id))
+                .await?
+                .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
+            let service = swarm::service_name(&self.shared, &app.name, current.id);
+            return Ok(swarm.service_logs(&service, options));
+        }
         let runtime = self.shared.runtime()?;
         let app_id = app.id;
         let current = self
@@ -574,6 +618,11 @@ impl Shared {
     /// The container engine, when there is one.
     fn current_runtime(&self) -> Option<Arc<dyn ContainerRuntime>> {
         self.runtime.load().runtime.clone()
+    }
+
+    /// The swarm apps run on, when `[runtime] engine = "swarm"` found one.
+    fn swarm(&self) -> Option<Arc<crate::runtime::Swarm>> {
+        self.runtime.load().swarm.clone()
     }
 
     fn app_lock(&self, app_id: i64) -> Arc<tokio::sync::Mutex<()>> {

@@ -121,7 +121,8 @@ async fn stages(
         .call(move |c| crate::db::apps::get_by_id(c, app_id))
         .await?
         .ok_or_else(|| Stop::Failed("the app was deleted".to_owned()))?;
-    let runtime = shared.runtime()?;
+    // Fails at once, naming what detection tried, when there is no engine.
+    shared.runtime()?;
 
     let (image, settings) = if let Some(source) = d.rollback_of {
         from_earlier_deployment(shared, d, source, log).await?
@@ -141,12 +142,81 @@ async fn stages(
     let env = environment(shared, &app, &settings, log)
         .await
         .map_err(Stop::Failed)?;
+    let upstreams = match shared.swarm() {
+        Some(swarm) => {
+            let started = super::swarm::start(
+                shared, &swarm, &app, d.id, &image, &settings, &env, log, cancel,
+            )
+            .await;
+            check(cancel)?;
+            started.map_err(Stop::Failed)?
+        }
+        None => start_containers(shared, d, &app, &image, &settings, &env, log, cancel).await?,
+    };
+    check(cancel)?;
+
+    // From here on the deployment completes: a cancel would leave routes half-way.
+    set_status(shared, d.id, Status::Switching).await?;
+    // The record first: should it fail, the routes still point at the old version and the
+    // new containers can go. After it, nothing below returns an error.
+    let (new, app_id) = (d.id, app.id);
+    // Held across the record and the swap, so the swarm's route tracker cannot route the
+    // app back to the deployment it read before the switch.
+    let mut swarm_routes = shared.swarm_routes.lock().await;
+    let old = shared
+        .db
+        .call(move |c| deployments::switch(c, app_id, new))
+        .await?;
+    if shared.swarm().is_some() {
+        swarm_routes.insert(app.name.clone(), upstreams.iter().copied().collect());
+    }
+    shared.set_routes(&app, upstreams);
+    drop(swarm_routes);
+    if app.domains.is_empty() {
+        log.say(
+            "switched: deployment is running (the app has no domains, so nothing routes to it)",
+        );
+    } else {
+        log.say(&format!(
+            "switched: {} now served by this deployment",
+            app.domains.join(", ")
+        ));
+    }
+    for old_id in old {
+        let shared2 = Arc::clone(shared);
+        let app_name = app.name.clone();
+        let drain = Duration::from_secs(settings.drain_seconds);
+        log.say(&format!(
+            "deployment {old_id} drains for {drain:?}, then stops"
+        ));
+        shared
+            .drains
+            .spawn(async move { drain_old(&shared2, &app_name, old_id, drain).await });
+    }
+    prune_images(shared, &app, log).await;
+    Ok(())
+}
+
+/// Starts the deployment's containers on the single engine and waits until each is healthy;
+/// returns where the proxy reaches them.
+#[allow(clippy::too_many_arguments)]
+async fn start_containers(
+    shared: &Arc<Shared>,
+    d: &Deployment,
+    app: &App,
+    image: &str,
+    settings: &Settings,
+    env: &Environment,
+    log: &DeployLog,
+    cancel: &CancellationToken,
+) -> Result<Vec<SocketAddr>, Stop> {
+    let runtime = shared.runtime()?;
     env.prepare(runtime.as_ref())
         .await
         .map_err(|e| Stop::Failed(format!("cannot create the app's network: {e}")))?;
     let mut started: Vec<(String, u16)> = Vec::new();
     for replica in 0..settings.replicas {
-        let spec = run_spec(shared, &app, d.id, replica, &image, &settings, &env);
+        let spec = run_spec(shared, app, d.id, replica, image, settings, env);
         let info = tokio::select! {
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
             r = runtime.run(&spec) => r.map_err(|e| Stop::Failed(start_failure(shared, &spec, &e)))?,
@@ -173,45 +243,10 @@ async fn stages(
             Err(Unhealthy::Failed(why)) => return Err(Stop::Failed(why)),
         }
     }
-    check(cancel)?;
-
-    // From here on the deployment completes: a cancel would leave routes half-way.
-    set_status(shared, d.id, Status::Switching).await?;
-    let upstreams: Vec<SocketAddr> = started
+    Ok(started
         .iter()
         .map(|(_, p)| SocketAddr::from(([127, 0, 0, 1], *p)))
-        .collect();
-    // The record first: should it fail, the routes still point at the old version and the
-    // new containers can go. After it, nothing below returns an error.
-    let (new, app_id) = (d.id, app.id);
-    let old = shared
-        .db
-        .call(move |c| deployments::switch(c, app_id, new))
-        .await?;
-    shared.set_routes(&app, upstreams);
-    if app.domains.is_empty() {
-        log.say(
-            "switched: deployment is running (the app has no domains, so nothing routes to it)",
-        );
-    } else {
-        log.say(&format!(
-            "switched: {} now served by this deployment",
-            app.domains.join(", ")
-        ));
-    }
-    for old_id in old {
-        let shared2 = Arc::clone(shared);
-        let app_name = app.name.clone();
-        let drain = Duration::from_secs(settings.drain_seconds);
-        log.say(&format!(
-            "deployment {old_id} drains for {drain:?}, then stops"
-        ));
-        shared
-            .drains
-            .spawn(async move { drain_old(&shared2, &app_name, old_id, drain).await });
-    }
-    prune_images(shared, &app, log).await;
-    Ok(())
+        .collect())
 }
 
 async fn clone_and_build(
@@ -593,6 +628,11 @@ async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image:
     let Some(runtime) = shared.current_runtime() else {
         return;
     };
+    if let Some(swarm) = shared.swarm()
+        && let Err(e) = super::swarm::remove_deployment(shared, &swarm, &d.app, d.id).await
+    {
+        log.say(&e);
+    }
     match runtime.list(&shared.deployment_filter(&d.app, d.id)).await {
         Ok(containers) => {
             for c in containers {
@@ -625,6 +665,19 @@ pub(crate) async fn drain_old(shared: &Shared, app: &str, old: i64, drain: Durat
         // On shutdown the old containers stay; the next start's reconcile removes them.
         _ = shared.shutdown.cancelled() => return,
         _ = tokio::time::sleep(drain) => {}
+    }
+    if let Some(swarm) = shared.swarm() {
+        match super::swarm::remove_deployment(shared, &swarm, app, old).await {
+            Ok(()) => tracing::info!(
+                app,
+                deployment = old,
+                "replaced deployment's service removed"
+            ),
+            Err(e) => {
+                tracing::warn!(app, deployment = old, error = %e, "cannot remove a replaced deployment's service")
+            }
+        }
+        return;
     }
     let Some(runtime) = shared.current_runtime() else {
         return;

@@ -38,6 +38,8 @@ pub struct ReconcileReport {
     pub interrupted: usize,
     /// Leftover containers handed to the background cleanup.
     pub leftover_containers: usize,
+    /// Leftover swarm services (on a swarm), removed in the background.
+    pub leftover_services: usize,
     pub started_containers: usize,
     pub routed_apps: usize,
 }
@@ -79,6 +81,11 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> Result<ReconcileReport, EngineE
         .filter(|c| !c.labels.contains_key(crate::databases::LABEL_DATABASE))
         .collect();
     report.leftover_containers = leftovers.len();
+    if let Some(swarm) = shared.swarm() {
+        let services = super::swarm::leftovers(shared, &swarm, &keep).await?;
+        report.leftover_services = services.len();
+        spawn_service_cleanup(shared, swarm, services);
+    }
 
     for (app, d) in current {
         if app.stopped {
@@ -157,6 +164,29 @@ async fn move_work_dir_aside(state_dir: &Path) -> Vec<PathBuf> {
         }
     }
     stale
+}
+
+/// Removes leftover swarm services in the background, each under its app's lock.
+fn spawn_service_cleanup(
+    shared: &Arc<Shared>,
+    swarm: Arc<crate::runtime::Swarm>,
+    services: Vec<String>,
+) {
+    if services.is_empty() {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    shared.background.clone().spawn(async move {
+        for name in services {
+            if shared.shutdown.is_cancelled() {
+                return;
+            }
+            tracing::info!(service = %name, "removing a swarm service that belongs to no running deployment");
+            if let Err(e) = swarm.remove_service(&name).await {
+                tracing::warn!(service = %name, error = %e, "cannot remove a leftover service; trying again at the next start");
+            }
+        }
+    });
 }
 
 /// Removes the leftovers and the stale work directories in the background, on the engine's

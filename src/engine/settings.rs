@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::deploy_toml::DeployToml;
-use crate::db::apps::{App, Healthcheck};
+use crate::db::apps::{App, Healthcheck, Placement};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -17,6 +17,9 @@ pub struct Settings {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub replicas: u32,
+    /// Where replicas may run on a swarm; absent in settings recorded before swarms.
+    #[serde(default)]
+    pub placement: Placement,
     /// Defaults from deploy.toml; the app's stored variables win over them.
     pub env_defaults: BTreeMap<String, String>,
     /// The Dockerfile and build context, relative to the repository root.
@@ -34,6 +37,7 @@ impl Settings {
             memory_bytes: app.memory_bytes,
             cpus: app.cpus,
             replicas: app.replicas.max(1),
+            placement: app.placement.clone(),
             env_defaults: BTreeMap::new(),
             dockerfile: "Dockerfile".to_owned(),
             context: ".".to_owned(),
@@ -76,6 +80,17 @@ impl Settings {
             }
             if let Some(r) = h.retries {
                 self.healthcheck.retries = r.0;
+            }
+        }
+        if let Some(p) = &t.deploy.placement {
+            if let Some(c) = &p.constraints {
+                self.placement.constraints = c.strings();
+            }
+            if let Some(m) = p.max_per_node {
+                self.placement.max_per_node = m.0;
+            }
+            if let Some(s) = &p.spread {
+                self.placement.spread = s.strings();
             }
         }
         if let Some(m) = t.resources.memory {

@@ -432,6 +432,8 @@ impl Previews {
             memory_bytes: app.memory_bytes,
             cpus: app.cpus,
             replicas: 1,
+            // On a swarm a preview runs where the app may.
+            placement: app.placement.clone(),
         }))
     }
 

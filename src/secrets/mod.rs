@@ -139,6 +139,8 @@ pub enum Purpose<'a> {
     NotificationChannel { channel_id: i64 },
     /// `apps.preview_env`: the env overrides of an app's previews (a JSON object).
     PreviewEnv { app_id: i64 },
+    /// `registry_credentials.password`: the password of a registry swarm builds go to.
+    RegistryPassword { registry: &'a str },
 }
 
 impl Purpose<'_> {
@@ -160,6 +162,7 @@ impl Purpose<'_> {
                 format!("rivetr:notification-channel:{channel_id}")
             }
             Purpose::PreviewEnv { app_id } => format!("rivetr:preview-env:{app_id}"),
+            Purpose::RegistryPassword { registry } => format!("rivetr:registry:{registry}"),
         }
         .into_bytes()
     }

@@ -736,6 +736,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lists the swarm's nodes with the tasks of Rivetr's apps on each. */
+        get: operations["list_nodes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/nodes/{id}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Makes a drained node active: the swarm may place tasks there again (it does not move
+         *     running tasks back by itself; the next deployment spreads them).
+         */
+        post: operations["activate_node"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/nodes/{id}/drain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Drains a node: the swarm moves its tasks to the other nodes and places none there until it
+         *     is active again. The routes follow the tasks, so requests keep being answered.
+         */
+        post: operations["drain_node"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/notifications": {
         parameters: {
             query?: never;
@@ -817,6 +874,25 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/registry-credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Shows whether the swarm's registry has credentials, and for which user. */
+        get: operations["get_registry_credential"];
+        /** Stores the swarm registry's credentials (replacing any), used from the next deployment on. */
+        put: operations["set_registry_credential"];
+        post?: never;
+        /** Removes the swarm registry's credentials; pushes and pulls go anonymous. */
+        delete: operations["delete_registry_credential"];
         options?: never;
         head?: never;
         patch?: never;
@@ -946,6 +1022,7 @@ export interface components {
             image?: string | null;
             /** @description A DNS label: lower-case letters, digits and inner hyphens, up to 63 characters. */
             name?: string | null;
+            placement?: null | components["schemas"]["PlacementBody"];
             /**
              * Format: int32
              * @description The port the app listens on inside its container, 1 to 65535; default 8080.
@@ -996,6 +1073,8 @@ export interface components {
             image?: string | null;
             latest_deployment?: null | components["schemas"]["LatestDeployment"];
             name: string;
+            /** @description Where replicas may run on a swarm (ignored on a single engine). */
+            placement: components["schemas"]["PlacementView"];
             /** Format: int32 */
             port: number;
             preview_of?: null | components["schemas"]["PreviewOfView"];
@@ -1506,6 +1585,89 @@ export interface components {
              */
             url?: string | null;
         };
+        /** @description One node of the swarm. */
+        NodeInfo: {
+            /** @description The address the node's tasks are reached at. */
+            addr?: string | null;
+            /** @description `active`, `pause` or `drain`. */
+            availability: string;
+            engine_version: string;
+            hostname: string;
+            /** @description The swarm's id of the node (`/api/nodes/{id}/...` also take its hostname). */
+            id: string;
+            /** @description The node's labels (what `node.labels.<name>` constraints and spread refer to). */
+            labels: {
+                [key: string]: string;
+            };
+            /** @description True for the managers' leader. */
+            leader: boolean;
+            /** @description `manager` or `worker`. */
+            role: string;
+            /** @description `ready`, `down`, `unknown` or `disconnected`. */
+            state: string;
+        };
+        /** @description `GET /api/nodes` answer. */
+        NodeList: {
+            nodes: components["schemas"]["NodeWithTasks"][];
+        };
+        /** @description One task (a replica of an app's deployment) on a node. */
+        NodeTaskView: {
+            app: string;
+            /** Format: int64 */
+            deployment: number;
+            /** @description What the swarm wants it to be (`running`). */
+            desired_state: string;
+            /** @description `address:port` where the proxy reaches it, once it runs. */
+            endpoint?: string | null;
+            /** @description Why it failed, when it did. */
+            error?: string | null;
+            /** @description The swarm's id of the task. */
+            id: string;
+            /**
+             * @description The task's state as the swarm reports it: `pending`, `preparing`, `starting`,
+             *     `running`, `failed`, ...
+             */
+            state: string;
+        };
+        /** @description A node with the tasks of Rivetr's apps the swarm wants running there. */
+        NodeWithTasks: components["schemas"]["NodeInfo"] & {
+            tasks: components["schemas"]["NodeTaskView"][];
+        };
+        /**
+         * @description Where an app's replicas may run on a swarm; a key left out is empty (no constraint, no
+         *     limit, no spread).
+         */
+        PlacementBody: {
+            /**
+             * @description At most 16, each `<key>==<value>` or `<key>!=<value>` (at most 256 bytes), the key
+             *     under `node.` or `engine.labels.`: `node.role==worker`, `node.labels.zone!=eu-3`.
+             * @default []
+             */
+            constraints: string[];
+            /**
+             * Format: int64
+             * @description Replicas of the app on one node, 0 to 1000; 0 (the default) for no limit. On a
+             *     deployment the new version's replicas run beside the old ones, so leave the nodes room.
+             * @default 0
+             */
+            max_per_node: number;
+            /**
+             * @description At most 4 node labels such as `node.labels.zone`: replicas spread evenly over their
+             *     values, in order.
+             * @default []
+             */
+            spread: string[];
+        };
+        /** @description Where an app's replicas may run on a swarm, as the API shows it. */
+        PlacementView: {
+            constraints: string[];
+            /**
+             * Format: int64
+             * @description 0: no limit.
+             */
+            max_per_node: number;
+            spread: string[];
+        };
         /** @description What a preview app previews. */
         PreviewOfView: {
             /** @description The app it previews. */
@@ -1610,6 +1772,21 @@ export interface components {
             upstream_errors: {
                 [key: string]: number;
             };
+        };
+        /** @description What `PUT /api/registry-credentials` takes. */
+        RegistryCredentialBody: {
+            /** @description Stored encrypted; never returned. */
+            password: string;
+            username: string;
+        };
+        /** @description The registry's credentials as the API shows them: without the password. */
+        RegistryCredentialView: {
+            /** @description Whether credentials are stored; without them pushes and pulls are anonymous. */
+            configured: boolean;
+            /** @description `[runtime.swarm] registry`. */
+            registry: string;
+            updated_at?: string | null;
+            username?: string | null;
         };
         /** @description Resource limits. */
         ResourcesBody: {
@@ -4027,6 +4204,171 @@ export interface operations {
             };
         };
     };
+    list_nodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every node, with its state, labels and tasks */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeList"];
+                };
+            };
+            /** @description Rivetr is not running on a swarm */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The swarm's manager failed the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    activate_node: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The node's id or hostname */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeInfo"];
+                };
+            };
+            /** @description No such node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rivetr is not running on a swarm */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The swarm's manager failed the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    drain_node: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The node's id or hostname */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node as it is now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeInfo"];
+                };
+            };
+            /** @description No such node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rivetr is not running on a swarm */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The swarm's manager failed the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No container engine */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_channels: {
         parameters: {
             query?: never;
@@ -4298,6 +4640,102 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    get_registry_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The registry and its user, never the password */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryCredentialView"];
+                };
+            };
+            /** @description Rivetr is not running on a swarm */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_registry_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegistryCredentialBody"];
+            };
+        };
+        responses: {
+            /** @description Stored encrypted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Rivetr is not running on a swarm */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An empty or malformed user name or password, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_registry_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed (also when there were none) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Rivetr is not running on a swarm */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

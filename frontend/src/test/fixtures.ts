@@ -16,6 +16,7 @@ export function appView(over: Partial<App> = {}): App {
     healthcheck: { path: "/", interval_ms: 500, timeout_ms: 2000, retries: 60 },
     port: 8080,
     replicas: 1,
+    placement: { constraints: [], max_per_node: 0, spread: [] },
     resources: {},
     status: "running",
     stopped: false,
