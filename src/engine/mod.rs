@@ -489,18 +489,6 @@ impl Engine {
         options: crate::runtime::LogOptions,
     ) -> Result<crate::runtime::LogStream, EngineError> {
         let app = self.app(app).await?;
-        if let Some(swarm) = self.shared.swarm() {
-            let app_id = app.id;
-            let current = self
-                .shared
-                .db
-                .call(move |c| crate::db::deployments::running(c, app_id))
-                .await?
-                .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
-            let service = swarm::service_name(&self.shared, &app.name, current.id);
-            return Ok(swarm.service_logs(&service, options));
-        }
-        let runtime = self.shared.runtime()?;
         let app_id = app.id;
         let current = self
             .shared
@@ -508,6 +496,11 @@ impl Engine {
             .call(move |c| crate::db::deployments::running(c, app_id))
             .await?
             .ok_or_else(|| EngineError::NeverDeployed(app.name.clone()))?;
+        if let Some(swarm) = self.shared.swarm() {
+            let service = swarm::service_name(&self.shared, &app.name, current.id);
+            return Ok(swarm.service_logs(&service, options));
+        }
+        let runtime = self.shared.runtime()?;
         let containers = runtime
             .list(&self.shared.deployment_filter(&app.name, current.id))
             .await?;
