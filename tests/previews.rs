@@ -1388,6 +1388,13 @@ fn a_preview_whose_pr_was_closed_while_rivetr_was_stopped_goes_at_start() {
         Duration::from_secs(30),
         || (p.through_proxy(&host, "/").0 == 404).then_some(()),
     );
+    // The removal goes route, containers, images, rows: the images may still be on their way
+    // (rootless Podman on a busy machine took seconds).
+    wait_for(
+        "the closed PR's images to be removed",
+        Duration::from_secs(30),
+        || images(&socket, &preview).is_empty().then_some(()),
+    );
     assert_preview_gone(&p, &socket, &app, 4, &host, &[id], &[]);
     assert!(
         p.rivetr
