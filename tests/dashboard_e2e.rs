@@ -92,6 +92,21 @@ fn dashboard_end_to_end_in_chromium() {
     };
     let platform = Platform::start(&socket, &[]);
     let repo = GitRepo::new("<h1>version one</h1>\n");
+    // A build step that prints, waits and prints again: the first deployment lasts long
+    // enough for the page to show its log growing line by line however fast the machine is
+    // (a 4-step cached-base build once ended between two of the page's samples). Later builds
+    // take it from the cache.
+    repo.commit(
+        &[(
+            "Dockerfile",
+            &common::platform::DOCKERFILE.replacen(
+                "COPY www /www\n",
+                "RUN echo build step one && sleep 1 && echo build step two && sleep 1 && echo build step three\nCOPY www /www\n",
+                1,
+            ),
+        )],
+        "a build that takes a moment",
+    );
     let app = unique_name("dash");
     let proxy_port = platform.http().port().to_string();
     let (status, shots) = run_script(
