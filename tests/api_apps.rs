@@ -82,17 +82,27 @@ fn deploy_ok(p: &Platform, app: &str) -> Value {
 }
 
 /// Image ids Podman holds for `app`.
+///
+/// `podman images` lists and then inspects each image, so an image another test removes in
+/// between fails the whole listing ("image not known"); such a failure is asked again.
 fn images(p: &Platform, app: &str) -> Vec<String> {
-    let out = std::process::Command::new("podman")
-        .args(["--remote", "--url", &p.socket, "images", "-q"])
-        .args(["--filter", &format!("label=io.rivetr.app={app}")])
-        .output()
-        .expect("podman");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let mut last_error = String::new();
+    for _ in 0..10 {
+        let out = std::process::Command::new("podman")
+            .args(["--remote", "--url", &p.socket, "images", "-q"])
+            .args(["--filter", &format!("label=io.rivetr.app={app}")])
+            .output()
+            .expect("podman");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        }
+        last_error = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("podman images failed ten times; the last said: {last_error}");
 }
 
 #[test]

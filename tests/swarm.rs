@@ -14,6 +14,8 @@
 //! - A commit whose health check fails is refused: the deployment fails naming the health
 //!   check, the old version keeps serving (0 failed requests), the failed service and its
 //!   secret are gone.
+//! - An explicit rollback to the first deployment runs its image again (the same digest, no
+//!   build) with 0 failed requests, and the service it replaced is removed.
 //! - `GET /api/nodes` lists the three nodes with their roles and the app's tasks; draining a
 //!   worker through the API moves its task to the other worker with every request answered,
 //!   and `activate` brings the node back.
@@ -243,6 +245,17 @@ fn next_deployment(p: &Platform, app: &str, after: i64) -> i64 {
     })
 }
 
+/// The `sha256:...` digest a deployment's log says its service runs.
+fn digest_in(log: &str) -> String {
+    let at = log
+        .find("@sha256:")
+        .unwrap_or_else(|| panic!("no digest in the log: {log}"));
+    log[at + 1..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+        .collect()
+}
+
 const DOCKERFILE: &str = "FROM localhost/busybox:test\nCOPY www /www\nCMD [\"sh\", \"-c\", \"hostname > /www/host.txt; echo \\\"$GREETING\\\" > /www/env.txt; echo task-started-on-$(hostname); exec httpd -f -p 8080 -h /www\"]\n";
 
 #[test]
@@ -399,6 +412,40 @@ fn an_app_runs_across_the_swarm_and_survives_rollouts_drains_and_failures() {
         "the failed deployment's secret stays: {secrets}"
     );
     assert_no_failures("failed deployment", client);
+
+    // An explicit rollback to the first deployment: its image (same digest), no build, and
+    // every request answered while the services swap.
+    let client = Loop::start(&p, &host);
+    let (status, queued) = p.api(
+        "POST",
+        &format!("/api/apps/{app}/rollback"),
+        Some(json!({ "deployment_id": first })),
+    );
+    assert_eq!(status, 202, "{queued}");
+    let back = queued["id"].as_i64().expect("the rollback's deployment id");
+    let d = p.wait_done(back);
+    assert_eq!(d["status"], "running", "{d}\n{}", p.logs(back));
+    assert_eq!(d["rollback_of"], first, "{d}");
+    let log = p.logs(back);
+    assert!(
+        log.contains(&format!("rolling back to deployment {first}")),
+        "{log}"
+    );
+    assert!(!log.contains("[build]"), "a rollback builds nothing: {log}");
+    assert_eq!(p.through_proxy(&host, "/").1, "v1\n");
+    let first_digest = digest_in(&p.logs(first));
+    assert_eq!(
+        digest_in(&log),
+        first_digest,
+        "the rollback runs the first build's digest"
+    );
+    wait_for(
+        "the rolled-back-from service to go",
+        Duration::from_secs(30),
+        || (services(&socket, &app).len() == 1).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_no_failures("rollback", client);
     // Back to a healthy head for what follows.
     repo.commit(
         &[("deploy.toml", ""), ("www/index.html", "v4\n")],
