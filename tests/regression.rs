@@ -2519,3 +2519,95 @@ fn issue_14_a_null_memory_in_a_patch_removes_the_limit() {
     rivetr.signal(libc::SIGTERM);
     rivetr.wait_exit(std::time::Duration::from_secs(30));
 }
+
+mod issue_17_smuggling {
+    //! Issue 17: requests whose framing or target is ambiguous, through the proxy's own
+    //! HTTP/1.1 code.
+
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    use super::common::backend::Backend;
+    use super::common::{Launch, Rivetr, TestDir, raw_exchange};
+
+    fn proxy_to(dir: &TestDir, routes: &[(&str, SocketAddr)]) -> Rivetr {
+        let config: String = routes
+            .iter()
+            .map(|(host, addr)| {
+                format!("[[proxy.routes]]\nhost = \"{host}\"\nupstreams = [\"{addr}\"]\ntls = \"none\"\n")
+            })
+            .collect();
+        let path = dir.write("rivetr.toml", &config);
+        let mut rivetr = Launch::serve()
+            .arg("--config")
+            .arg(path.to_str().unwrap())
+            .start(dir);
+        rivetr.wait_healthy();
+        rivetr
+    }
+
+    /// Sends `request` and reads until the proxy closes; returns the status and the text.
+    fn send(to: SocketAddr, request: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(request).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text:?}"));
+        (status, text)
+    }
+
+    #[test]
+    fn issue_17_two_host_headers_or_a_target_naming_another_host_are_refused_with_400() {
+        let (a, b) = (Backend::start("A"), Backend::start("B"));
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", a.addr), ("b.test", b.addr)]);
+        for request in [
+            "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            "GET http://b.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        ] {
+            let (status, text) = send(rivetr.http(), request.as_bytes());
+            assert_eq!(status, 400, "{request:?} was answered: {text}");
+            assert!(text.contains("Host"), "{text}");
+        }
+        // An absolute-form target that agrees with Host is served.
+        let (status, _, body) = raw_exchange(
+            rivetr.http(),
+            "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!((status, body.as_str()), (200, "A"));
+    }
+
+    #[test]
+    fn issue_17_a_malformed_chunked_body_is_the_clients_error_400_not_502() {
+        let a = Backend::start("A");
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", a.addr)]);
+        let head = "POST /count HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for body in [
+            "-2d\r\nhello\r\n0\r\n\r\n",
+            "fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+            "5;a=\"x\r\ny\"\r\nhello\r\n0\r\n\r\n",
+            "5\r\nhelloXX0\r\n\r\n",
+        ] {
+            let (status, text) = send(rivetr.http(), format!("{head}{body}").as_bytes());
+            assert_eq!(status, 400, "{body:?} was answered: {text}");
+            assert!(text.contains("request body"), "{text}");
+        }
+        // A well-formed one still reaches the app.
+        let (status, _, body) = raw_exchange(
+            rivetr.http(),
+            "POST /count HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        );
+        assert_eq!((status, body.as_str()), (200, "5"));
+    }
+}

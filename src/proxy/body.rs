@@ -219,6 +219,27 @@ impl Body for UpstreamBody {
     }
 }
 
+/// A failure reading the client's request body (a malformed chunk, a body cut short). It is
+/// the client's fault, and is told apart from a failure of the app's connection so that the
+/// client gets 400, not a 502 blaming the app.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the client's request body: {0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
+
+impl ClientBodyError {
+    /// Whether `e` or one of its causes is a failure of the client's body.
+    pub fn caused(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cause = Some(e);
+        while let Some(e) = cause {
+            if e.is::<ClientBodyError>() {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
 /// A client's request body on its way to an app.
 pub enum RequestBody {
     Empty,
@@ -265,12 +286,12 @@ fn count_in(metrics: &RouteMetrics, frame: &Frame<Bytes>) {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Stream { inner, metrics } => {
@@ -278,7 +299,7 @@ impl Body for RequestBody {
                 if let Some(Ok(f)) = &frame {
                     count_in(metrics, f);
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(ClientBodyError)))
             }
             RequestBody::Reclaimable {
                 slot,
@@ -296,7 +317,7 @@ impl Body for RequestBody {
                 if let Some(Ok(f)) = &frame {
                     count_in(metrics, f);
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(ClientBodyError)))
             }
         }
     }

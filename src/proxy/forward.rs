@@ -15,7 +15,7 @@ use super::pool::{Lease, Pool, PoolError};
 use hyper_util::rt::TokioIo;
 
 use super::Proxy;
-use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::body::{ClientBodyError, ProxyBody, RequestBody, UpstreamBody};
 use super::handover;
 use super::pages;
 use super::routes::{Owner, Route};
@@ -476,6 +476,10 @@ impl Proxy {
                 tracing::warn!(host, error = %e, failover = ?self.settings.failover, "cannot connect to app; skipping this upstream for a while");
                 route.mark_down(upstream, self.settings.failover);
                 Attempt::NextUpstream
+            }
+            Ok(Err(e)) if ClientBodyError::caused(&e) => {
+                tracing::debug!(host, error = %e, "the client's request body was malformed or cut short");
+                Attempt::Failed(pages::bad_request_body)
             }
             Ok(Err(e)) => {
                 route.metrics.count_upstream_error(UpstreamError::Reset);

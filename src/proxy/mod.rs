@@ -184,8 +184,9 @@ impl Proxy {
         peer: &Peer,
         scheme: Scheme,
     ) -> Response<ProxyBody> {
-        let Some(host) = request_host(&req) else {
-            return pages::bad_request("no Host header");
+        let host = match request_host(&req) {
+            Ok(host) => host,
+            Err(why) => return pages::bad_request(why),
         };
         if scheme == Scheme::Http {
             if let Some(res) = self.http_only_answers(&req, &host) {
@@ -283,13 +284,31 @@ fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The normalised host of a request: the Host header, or the authority of an HTTP/2 or
-/// absolute-form request.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let raw = match req.headers().get(HOST) {
-        Some(h) => h.to_str().ok()?,
-        None => req.uri().authority()?.as_str(),
-    };
-    crate::host::normalize(raw)
+/// absolute-form request. A request that names its host twice, differently or not, is
+/// refused (RFC 9112 3.2): a proxy that picked one of two hosts could route a request where
+/// a front end or the app believes another was meant.
+fn request_host(req: &Request<Incoming>) -> Result<String, &'static str> {
+    let mut fields = req.headers().get_all(HOST).iter();
+    let field = fields.next();
+    if fields.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let field = field
+        .map(|h| h.to_str().ok().and_then(crate::host::normalize))
+        .map(|h| h.ok_or("the Host header is not a valid host"))
+        .transpose()?;
+    let target = req
+        .uri()
+        .authority()
+        .map(|a| crate::host::normalize(a.as_str()).ok_or("the request target's host is not valid"))
+        .transpose()?;
+    match (field, target) {
+        (Some(field), Some(target)) if field != target => {
+            Err("the request target names another host than the Host header")
+        }
+        (Some(host), _) | (None, Some(host)) => Ok(host),
+        (None, None) => Err("no Host header"),
+    }
 }
 
 /// What one proxy worker thread serves with: the shared proxy and the worker's own pool.

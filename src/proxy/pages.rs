@@ -37,6 +37,10 @@ pub fn bad_request(why: &str) -> Response<ProxyBody> {
     page(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}\n"))
 }
 
+pub fn bad_request_body() -> Response<ProxyBody> {
+    bad_request("the request body is malformed or was cut short")
+}
+
 pub fn bad_gateway() -> Response<ProxyBody> {
     page(
         StatusCode::BAD_GATEWAY,
