@@ -233,6 +233,22 @@ pub fn running(c: &Connection, app_id: i64) -> rusqlite::Result<Option<Deploymen
     .optional()
 }
 
+/// The serving deployment of every app that has one (the newest running, as [`running`]),
+/// by app id, in one query.
+pub fn running_by_app(
+    c: &Connection,
+) -> rusqlite::Result<std::collections::HashMap<i64, Deployment>> {
+    let mut stmt = c.prepare(&format!(
+        "{SELECT} WHERE d.status = 'running' ORDER BY d.id DESC"
+    ))?;
+    let mut by_app = std::collections::HashMap::new();
+    for d in stmt.query_map([], from_row)? {
+        let d = d?;
+        by_app.entry(d.app_id).or_insert(d);
+    }
+    Ok(by_app)
+}
+
 /// Puts `new` into service, marks every other running deployment of the app replaced and the
 /// app no longer stopped, in one transaction: the engine swaps the routes only once it has
 /// committed.

@@ -520,8 +520,13 @@ pub(crate) async fn track(shared: Arc<Shared>) {
         let Some(swarm) = shared.swarm() else {
             continue;
         };
-        let apps = match shared.db.call(|c| crate::db::apps::list(c)).await {
-            Ok(a) => a,
+        // Two queries whatever the number of apps, as the engine requests below.
+        let read = shared
+            .db
+            .call(|c| Ok((crate::db::apps::list(c)?, deployments::running_by_app(c)?)))
+            .await;
+        let (apps, mut serving) = match read {
+            Ok(read) => read,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list apps to follow their tasks");
                 continue;
@@ -548,12 +553,7 @@ pub(crate) async fn track(shared: Arc<Shared>) {
             }
         };
         for app in apps.into_iter().filter(|a| !a.stopped) {
-            let app_id = app.id;
-            let Ok(Some(current)) = shared
-                .db
-                .call(move |c| deployments::running(c, app_id))
-                .await
-            else {
+            let Some(current) = serving.remove(&app.id) else {
                 continue;
             };
             let name = service_name(&shared, &app.name, current.id);
@@ -575,24 +575,29 @@ pub(crate) async fn track(shared: Arc<Shared>) {
     }
 }
 
-/// A node with the tasks of this installation's apps on it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A node with the tasks of this installation's apps the swarm wants running there.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct NodeTasks {
     #[serde(flatten)]
     pub node: crate::runtime::NodeView,
     pub tasks: Vec<NodeTask>,
 }
 
-/// One task on a node.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One task (a replica of an app's deployment) on a node.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct NodeTask {
     pub app: String,
     pub deployment: i64,
+    /// The swarm's id of the task.
     pub id: String,
+    /// The task's state as the swarm reports it: `pending`, `preparing`, `starting`,
+    /// `running`, `failed`, ...
     pub state: String,
+    /// What the swarm wants it to be (`running`).
     pub desired_state: String,
-    /// Where the proxy reaches it, once it runs.
+    /// `address:port` where the proxy reaches it, once it runs.
     pub endpoint: Option<String>,
+    /// Why it failed, when it did.
     pub error: Option<String>,
 }
 

@@ -188,8 +188,9 @@ pub struct ServiceView {
 }
 
 /// One node of the swarm.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
+    /// The swarm's id of the node (`/api/nodes/{id}/...` also take its hostname).
     pub id: String,
     pub hostname: String,
     /// `manager` or `worker`.
@@ -198,9 +199,13 @@ pub struct NodeView {
     pub state: String,
     /// `active`, `pause` or `drain`.
     pub availability: String,
+    /// The address the node's tasks are reached at.
+    #[schema(value_type = Option<String>)]
     pub addr: Option<IpAddr>,
+    /// The node's labels (what `node.labels.<name>` constraints and spread refer to).
     pub labels: BTreeMap<String, String>,
     pub engine_version: String,
+    /// True for the managers' leader.
     pub leader: bool,
 }
 
@@ -390,14 +395,11 @@ impl Swarm {
 
     /// Removes the secrets created for service `service`.
     async fn remove_secrets_of(&self, service: &str) -> Result<(), RuntimeError> {
-        let filters = format!(
-            "{{\"label\":[\"{LABEL_SERVICE}={}\"]}}",
-            service.replace('"', "")
-        );
+        let filters = serde_json::json!({ "label": [format!("{LABEL_SERVICE}={service}")] });
         let secrets: Vec<IdDoc> = self
             .raw
             .get(
-                &format!("/secrets?filters={}", encode(&filters)),
+                &format!("/secrets?filters={}", encode(&filters.to_string())),
                 Subject::Engine,
             )
             .await?;

@@ -1585,8 +1585,35 @@ export interface components {
              */
             url?: string | null;
         };
+        /** @description `GET /api/nodes` answer. */
+        NodeList: {
+            nodes: components["schemas"]["NodeTasks"][];
+        };
+        /** @description One task (a replica of an app's deployment) on a node. */
+        NodeTask: {
+            app: string;
+            /** Format: int64 */
+            deployment: number;
+            /** @description What the swarm wants it to be (`running`). */
+            desired_state: string;
+            /** @description `address:port` where the proxy reaches it, once it runs. */
+            endpoint?: string | null;
+            /** @description Why it failed, when it did. */
+            error?: string | null;
+            /** @description The swarm's id of the task. */
+            id: string;
+            /**
+             * @description The task's state as the swarm reports it: `pending`, `preparing`, `starting`,
+             *     `running`, `failed`, ...
+             */
+            state: string;
+        };
+        /** @description A node with the tasks of this installation's apps the swarm wants running there. */
+        NodeTasks: components["schemas"]["NodeView"] & {
+            tasks: components["schemas"]["NodeTask"][];
+        };
         /** @description One node of the swarm. */
-        NodeInfo: {
+        NodeView: {
             /** @description The address the node's tasks are reached at. */
             addr?: string | null;
             /** @description `active`, `pause` or `drain`. */
@@ -1605,33 +1632,6 @@ export interface components {
             role: string;
             /** @description `ready`, `down`, `unknown` or `disconnected`. */
             state: string;
-        };
-        /** @description `GET /api/nodes` answer. */
-        NodeList: {
-            nodes: components["schemas"]["NodeWithTasks"][];
-        };
-        /** @description One task (a replica of an app's deployment) on a node. */
-        NodeTaskView: {
-            app: string;
-            /** Format: int64 */
-            deployment: number;
-            /** @description What the swarm wants it to be (`running`). */
-            desired_state: string;
-            /** @description `address:port` where the proxy reaches it, once it runs. */
-            endpoint?: string | null;
-            /** @description Why it failed, when it did. */
-            error?: string | null;
-            /** @description The swarm's id of the task. */
-            id: string;
-            /**
-             * @description The task's state as the swarm reports it: `pending`, `preparing`, `starting`,
-             *     `running`, `failed`, ...
-             */
-            state: string;
-        };
-        /** @description A node with the tasks of Rivetr's apps the swarm wants running there. */
-        NodeWithTasks: components["schemas"]["NodeInfo"] & {
-            tasks: components["schemas"]["NodeTaskView"][];
         };
         /**
          * @description Where an app's replicas may run on a swarm; a key left out is empty (no constraint, no
@@ -4269,7 +4269,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["NodeInfo"];
+                    "application/json": components["schemas"]["NodeView"];
                 };
             };
             /** @description No such node */
@@ -4328,7 +4328,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["NodeInfo"];
+                    "application/json": components["schemas"]["NodeView"];
                 };
             };
             /** @description No such node */
