@@ -31,9 +31,10 @@ step "installing test dependencies"
 # chromium: the dashboard's end-to-end test (tests/dashboard_e2e.rs drives it with
 # playwright-core); docker-registry: the registry database images are pulled from in
 # tests/databases.rs; python3-aiosmtpd: the SMTP server tests/notifications.rs mails to;
-# prometheus: promtool, which checks the text of /metrics (tests/metrics.rs).
+# prometheus: promtool, which checks the text of /metrics (tests/metrics.rs); openssl: the TLS
+# client, test CA and OCSP responder of tests/tls.rs.
 ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
-    python3-aiosmtpd prometheus \
+    python3-aiosmtpd prometheus openssl \
     binutils chromium fonts-dejavu-core docker-registry
 # The dashboard's end-to-end test saves its screenshots here (printed again at the end).
 export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"

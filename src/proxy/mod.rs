@@ -18,6 +18,7 @@
 //! - [`metrics`], [`shard`]: per-route counters, and the per-worker copies that keep the
 //!   request path from writing to memory other workers write.
 //! - [`tls`], [`acme`]: certificates by SNI, manual or from an ACME CA.
+//! - [`ocsp`]: OCSP staples for the manual certificates whose CA has a responder.
 //! - [`handover`]: the client's address, handed to Rivetr's own API in a way no client can
 //!   forge.
 
@@ -27,6 +28,7 @@ pub mod forward;
 pub mod h1;
 pub mod handover;
 pub mod metrics;
+pub mod ocsp;
 mod pages;
 pub mod plain;
 pub mod pool;
@@ -87,17 +89,26 @@ pub struct Settings {
 pub struct Proxy {
     pub routes: Arc<RouteTable>,
     pub certs: Arc<CertStore>,
+    /// Fetches and refreshes the OCSP staples of manual certificates.
+    ocsp: ocsp::Stapler,
     settings: Settings,
     /// Authenticates the client address handed to the API behind `[server] domain`.
     handover: Arc<handover::ClientHandover>,
 }
 
 impl Proxy {
-    pub fn new(config: &ProxyConfig, https_port: Option<u16>) -> Proxy {
+    /// `shutdown` ends the proxy's background tasks (OCSP staples).
+    pub fn new(
+        config: &ProxyConfig,
+        https_port: Option<u16>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Proxy {
         let idle = Duration::from_secs(config.idle_timeout_seconds);
+        let certs = CertStore::new();
         Proxy {
             routes: Arc::new(RouteTable::new()),
-            certs: CertStore::new(),
+            ocsp: ocsp::Stapler::new(Arc::clone(&certs), shutdown),
+            certs,
             settings: Settings {
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms),
                 response_timeout: Duration::from_secs(config.response_timeout_seconds),
@@ -121,13 +132,15 @@ impl Proxy {
 
     /// Applies the routes the configuration declares (`[[proxy.routes]]`, and `[server]
     /// domain` pointing at the API on `api_addr`), loading manual certificates first: if one
-    /// cannot be loaded, or a host is an app's, nothing changes.
+    /// cannot be loaded, or a host is an app's, nothing changes. The manual certificates'
+    /// OCSP staples are then fetched in the background.
     pub fn apply_config(
         &self,
         config: &Config,
         api_addr: Option<SocketAddr>,
     ) -> Result<(), ProxyError> {
         let mut manual = HashMap::new();
+        let mut stapled = Vec::new();
         for route in &config.proxy.routes {
             if let (TlsMode::Manual, Some(cert), Some(key)) = (route.tls, &route.cert, &route.key) {
                 let loaded =
@@ -135,6 +148,7 @@ impl Proxy {
                         host: route.host.clone(),
                         source,
                     })?;
+                stapled.push((cert.clone(), route.host.clone(), Arc::clone(&loaded)));
                 manual.insert(route.host.clone(), loaded);
             }
         }
@@ -173,6 +187,7 @@ impl Proxy {
             )
             .map_err(ProxyError::HostTaken)?;
         self.certs.set_manual(manual);
+        self.ocsp.follow(&stapled);
         Ok(())
     }
 

@@ -642,7 +642,11 @@ mod tests {
         CancellationToken,
         tokio::sync::mpsc::UnboundedReceiver<()>,
     ) {
-        let proxy = Arc::new(Proxy::new(&ProxyConfig::default(), None));
+        let proxy = Arc::new(Proxy::new(
+            &ProxyConfig::default(),
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        ));
         proxy.routes.replace(vec![RouteSpec {
             host: "a.test".into(),
             upstreams: vec![app],

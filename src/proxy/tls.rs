@@ -1,11 +1,20 @@
 //! Certificates by SNI: one entry per domain, manual (PEM files) or from ACME, swapped in and
 //! out while running.
 //!
-//! The store is an `ArcSwap` of two maps, read on every TLS handshake without a lock. Manual
-//! certificates win over ACME ones for the same name; a manual `*.example.com` certificate
-//! covers every name under it. The rustls config also offers the `acme-tls/1` protocol, so
+//! The store is an `ArcSwap` of two maps, read on every TLS handshake without a lock: a
+//! manual certificate is found with that load and map lookups only. (An ACME domain's
+//! certificate is then taken from its rustls-acme resolver, which keeps it behind a mutex of
+//! its own, one per domain, held for an `Arc` clone.) Manual certificates win over ACME ones
+//! for the same name; a manual `*.example.com` certificate covers every name under it. The rustls config also offers the `acme-tls/1` protocol, so
 //! the same https listener answers TLS-ALPN-01 challenges (the per-domain ACME resolver picks
 //! the challenge certificate for those handshakes).
+//!
+//! Manual certificates whose CA runs an OCSP responder carry a stapled response ([`super::ocsp`]
+//! fetches and refreshes it in the background and swaps it in through [`CertStore::set_ocsp`]);
+//! the handshake only reads what is there.
+//!
+//! Sessions resume by tickets (TLS 1.3 and 1.2), sealed with keys ring's `Ticketer` rotates
+//! every 6 hours, and for TLS 1.2 clients without tickets by a bounded in-memory session cache.
 //!
 //! The store also keeps where each domain's certificate stands ([`CertificateState`]: valid
 //! until when, the last error, the next attempt), written by the ACME tasks and read by the
@@ -22,7 +31,7 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls_acme::ResolvesServerCertAcme;
 
@@ -199,9 +208,36 @@ impl CertStore {
         self.certs.store(Arc::new(next));
     }
 
-    /// Replaces every manual certificate.
-    pub fn set_manual(&self, manual: HashMap<String, Arc<CertifiedKey>>) {
-        self.modify(|c| c.manual = manual);
+    /// Replaces every manual certificate. A certificate that was already served keeps its
+    /// OCSP staple: a reload must not leave it unstapled until the next fetch (its OCSP task
+    /// goes on, and drops the staple itself once it runs out).
+    pub fn set_manual(&self, mut manual: HashMap<String, Arc<CertifiedKey>>) {
+        self.modify(|c| {
+            let stapled: HashMap<&[u8], &Vec<u8>> = c
+                .manual
+                .values()
+                .filter_map(|k| Some((k.end_entity_cert().ok()?.as_ref(), k.ocsp.as_ref()?)))
+                .collect();
+            for key in manual.values_mut() {
+                let leaf = key.end_entity_cert().map(|c| c.as_ref());
+                if let (None, Ok(Some(ocsp))) = (&key.ocsp, leaf.map(|l| stapled.get(l))) {
+                    *key = with_ocsp(key, Some((*ocsp).clone()));
+                }
+            }
+            c.manual = manual;
+        });
+    }
+
+    /// Staples `ocsp` (a DER OCSPResponse) to every manual certificate whose leaf is `leaf`,
+    /// or removes their staple (`None`). Certificates swapped out meanwhile are not brought back.
+    pub fn set_ocsp(&self, leaf: &[u8], ocsp: Option<Vec<u8>>) {
+        self.modify(|c| {
+            for key in c.manual.values_mut() {
+                if key.end_entity_cert().is_ok_and(|l| l.as_ref() == leaf) && key.ocsp != ocsp {
+                    *key = with_ocsp(key, ocsp.clone());
+                }
+            }
+        });
     }
 
     pub fn insert_acme(&self, host: &str, cert: Arc<AcmeCert>) {
@@ -289,6 +325,15 @@ impl CertStore {
     }
 }
 
+/// A copy of `key` with another OCSP staple.
+fn with_ocsp(key: &CertifiedKey, ocsp: Option<Vec<u8>>) -> Arc<CertifiedKey> {
+    Arc::new(CertifiedKey {
+        cert: key.cert.clone(),
+        key: Arc::clone(&key.key),
+        ocsp,
+    })
+}
+
 fn manual_for(certs: &Certs, host: &str) -> Option<Arc<CertifiedKey>> {
     if let Some(c) = certs.manual.get(host) {
         return Some(Arc::clone(c));
@@ -320,8 +365,13 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// TLS 1.2 sessions kept for resumption by session ID, for clients that do not take tickets
+/// (TLS 1.3 resumes by tickets only). An entry is a few hundred bytes, so a full cache is a
+/// few hundred kB; it fills only as such clients come, and evicts beyond this.
+const SESSION_CACHE_ENTRIES: usize = 1024;
+
 /// The rustls configuration of the https listener: SNI over the store, HTTP/2 and HTTP/1.1,
-/// and the ACME TLS-ALPN-01 protocol.
+/// the ACME TLS-ALPN-01 protocol, and session resumption.
 pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -333,6 +383,17 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
         b"http/1.1".to_vec(),
         rustls_acme::acme::ACME_TLS_ALPN_NAME.to_vec(),
     ];
+    // Stateless tickets: any worker thread resumes any session, and the keys that seal them
+    // are rotated every 6 hours (a ticket sealed by the previous key is still accepted), so a
+    // key that leaks opens at most a few hours of recorded sessions.
+    match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => config.ticketer = ticketer,
+        // Only a broken system random generator fails here; full handshakes still work.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make TLS session ticket keys; sessions resume only by session ID")
+        }
+    }
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Arc::new(config)
 }
 

@@ -183,7 +183,11 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     };
 
     let shutdown = CancellationToken::new();
-    let proxy = Arc::new(Proxy::new(&config.proxy, addrs.https.map(|a| a.port())));
+    let proxy = Arc::new(Proxy::new(
+        &config.proxy,
+        addrs.https.map(|a| a.port()),
+        shutdown.clone(),
+    ));
     leave_out_app_hosts(&mut config, &db).await?;
     proxy.apply_config(&config, addrs.api)?;
     let mut tasks = tokio::task::JoinSet::new();
