@@ -46,10 +46,17 @@ ROWS=${ROWS:-1 2 3 4 5 6 7}
 # Row 6 holds IDLE connections through each proxy: a socket on each side of it.
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --quiet
-cargo build --release --quiet --example proxy_load --example ws_echo
-target=${CARGO_TARGET_DIR:-$PWD/target}
-load=$target/release/examples/proxy_load
+# BIN_DIR=<folder> measures the rivetr, proxy_load and ws_echo binaries in that folder
+# instead of building this tree.
+if [ -n "${BIN_DIR:-}" ]; then
+    rivetr_bin=$BIN_DIR/rivetr load=$BIN_DIR/proxy_load ws_echo=$BIN_DIR/ws_echo
+else
+    cargo build --release --quiet
+    cargo build --release --quiet --example proxy_load --example ws_echo
+    target=${CARGO_TARGET_DIR:-$PWD/target}
+    rivetr_bin=$target/release/rivetr
+    load=$target/release/examples/proxy_load ws_echo=$target/release/examples/ws_echo
+fi
 baseline_bin=
 if [ -n "${BASELINE:-}" ]; then
     tree=target/bench-baseline/src
@@ -93,7 +100,7 @@ CONF
     pids+=($!)
 }
 start_nginx backend "server { listen 127.0.0.1:$backend; root $work/www; keepalive_requests 100000; }" 1
-"$target/release/examples/ws_echo" "127.0.0.1:$ws_backend" &
+"$ws_echo" "127.0.0.1:$ws_backend" &
 pids+=($!)
 forwarding="proxy_http_version 1.1; proxy_set_header Host \$host;
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
@@ -137,7 +144,7 @@ tls = "manual"
 cert = "$work/cert.pem"
 key = "$work/key.pem"
 CONF
-"$target/release/rivetr" serve --config "$work/rivetr.toml" 2>"$work/rivetr.log" &
+"$rivetr_bin" serve --config "$work/rivetr.toml" 2>"$work/rivetr.log" &
 rivetr_pid=$!
 pids+=($rivetr_pid)
 ports="$backend $nginx_http $rivetr_http"
@@ -263,6 +270,7 @@ hold_row() {
     if [ "$kind" = websocket ]; then host=ws.test; args=(--websocket /ws); count=$WS_IDLE; fi
     sleep 1
     before=$(rss_of "$(pid_of "$who")")
+    : > "$out"   # made before the holder starts, for the wait below
     "$load" hold --url "http://127.0.0.1:$(http_port "$who")/" --host "$host" --count "$count" "${args[@]}" > "$out" &
     holder=$!
     pids+=("$holder")
@@ -277,6 +285,7 @@ hold_row() {
     kill "$holder"; wait "$holder" 2>/dev/null || true
     local per; per=$(python3 -c "print(round(($after - $before) / $count, 2))")
     record "idle_$kind" kb "$who" "$per"; record "idle_$kind" rps "$who" "$rps"
+    record "idle_$kind" rss "$who" "$after"
     echo "row 6, round $round: $who, $count $kind: $line; RSS $before -> $after kB ($per kB each), $rps req/s while held"
 }
 row6() {
@@ -353,8 +362,10 @@ rows = [
     ("big", "p99", "   p99", "ms", False),
     ("big", "rss", "   peak RSS", "kB", None),
     ("idle_keepalive", "kb", "6. idle keep-alive conns", "kB/conn", False),
+    ("idle_keepalive", "rss", "   RSS holding them", "kB", False),
     ("idle_keepalive", "rps", "   req/s while held", "req/s", True),
     ("idle_websocket", "kb", "   idle WebSockets", "kB/conn", False),
+    ("idle_websocket", "rss", "   RSS holding them", "kB", False),
     ("idle_websocket", "rps", "   req/s while held", "req/s", True),
     ("fixed", "p50", "7. fixed load, p50", "ms", False),
     ("fixed", "p99", "   p99", "ms", False),
@@ -363,7 +374,12 @@ rows = [
 fmt = lambda v: "-" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.2f}")
 print(f"{'row (medians)':<30} {'unit':<8} {'direct':>10} {'nginx':>10} {'rivetr':>10} {'r/n':>6}  target")
 missed = []
+heading = ""
 for row, metric, label, unit, higher in rows:
+    if not label.startswith(" "):
+        heading = label
+    # A sub-row is named after its row in the list of misses ("2. HTTPS keep-alive, p99").
+    named = label if label == heading else f"{heading.split(',')[0]}: {label.strip()}"
     n, r = med.get((row, metric, "nginx")), med.get((row, metric, "rivetr"))
     if n is None and r is None:
         continue
@@ -373,7 +389,7 @@ for row, metric, label, unit, higher in rows:
         ok = r >= n if higher else r <= n
         verdict = "met" if ok else "MISSED"
         if not ok:
-            missed.append(label.strip())
+            missed.append(named)
     print(f"{label:<30} {unit:<8} {fmt(med.get((row, metric, 'direct'))):>10} {fmt(n):>10} {fmt(r):>10} {ratio:>6}  {verdict}")
 print("rows missed:", ", ".join(missed) if missed else "none")
 if sys.argv[2]:

@@ -308,6 +308,13 @@ fn a_route_swapped_100_times_under_load_fails_no_request() {
         std::fs::rename(&tmp, &config_path).unwrap();
         rivetr.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(100));
+        // Signals sent while a reload is still running coalesce into one, and a busy machine
+        // can take longer than the pause: the next swap waits for this one to be done.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while rivetr.log().matches("configuration reloaded").count() <= i {
+            assert!(Instant::now() < deadline, "reload {} was not logged", i + 1);
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
@@ -377,7 +384,7 @@ fn manual_certificate_serves_http2_over_tls_and_plain_http_redirects() {
         .with_root_certificates(roots)
         .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls.clone()));
         let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("secure.test").unwrap();
         let stream = connector.connect(name, tcp).await.unwrap();
@@ -399,6 +406,44 @@ fn manual_certificate_serves_http2_over_tls_and_plain_http_redirects() {
         let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(seen["host"], "secure.test");
         assert_eq!(seen["x-forwarded-proto"], "https");
+
+        // HTTP/1.1 over TLS: requests without a body take the proxy's own HTTP/1.1 server,
+        // one with a body goes over to hyper on the same connection, which serves the rest.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("secure.test").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for (path, body, expected) in [
+            ("/headers", "", None),
+            ("/count", "twelve bytes", Some("12")),
+            ("/headers", "", None),
+        ] {
+            let method = if body.is_empty() { "GET" } else { "POST" };
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "secure.test")
+                .body(http_body_util::Full::new(Bytes::from(body)))
+                .unwrap();
+            let res = send.send_request(req).await.unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            assert_eq!(res.version(), hyper::Version::HTTP_11);
+            let answer = res.into_body().collect().await.unwrap().to_bytes();
+            match expected {
+                Some(expected) => assert_eq!(answer, expected.as_bytes()),
+                None => {
+                    let seen: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+                    assert_eq!(seen["host"], "secure.test");
+                    assert_eq!(seen["x-forwarded-proto"], "https");
+                }
+            }
+        }
     });
 }
 

@@ -23,10 +23,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::sign::CertifiedKey;
 use rustls_acme::caches::DirCache;
 use rustls_acme::{AccountCache, AcmeConfig, CertCache, EventError, EventOk, UseChallenge};
 use tokio_util::sync::CancellationToken;
@@ -264,13 +266,15 @@ impl AcmeManager {
         if !self.settings.contact_email.is_empty() {
             config = config.contact_push(format!("mailto:{}", self.settings.contact_email));
         }
+        let passed = Arc::new(ArcSwapOption::empty());
         let cache = NotingCache {
             dir: DirCache::new(self.cache_dir.clone()),
             store: Arc::clone(&self.store),
             domain: domain.clone(),
+            passed: Arc::clone(&passed),
         };
         let mut state = config.cache(cache).state();
-        let cert = AcmeCert::new(state.resolver());
+        let cert = AcmeCert::new(state.resolver(), passed);
         self.store.insert_acme(&domain, Arc::clone(&cert));
         self.store.update_acme_state(&domain, |_| {});
         let store = Arc::clone(&self.store);
@@ -355,10 +359,14 @@ struct NotingCache {
     dir: DirCache<PathBuf>,
     store: Arc<CertStore>,
     domain: String,
+    /// A parsed copy of the certificate passing through, which the store serves lock-free
+    /// once rustls-acme deploys it.
+    passed: Arc<ArcSwapOption<CertifiedKey>>,
 }
 
 impl NotingCache {
     fn note(&self, pem: &[u8]) {
+        self.passed.store(super::tls::certified_from_acme_pem(pem));
         let valid_until = x509_parser::pem::Pem::iter_from_buffer(pem)
             .filter_map(Result::ok)
             .find(|p| p.label == "CERTIFICATE")

@@ -1,5 +1,6 @@
-//! The plain-HTTP listener's own HTTP/1.1 server, for the requests most traffic is: HTTP/1.1,
-//! no body, no upgrade, for a host that has a route and no certificate.
+//! The proxy's own HTTP/1.1 server, for the requests most traffic is: HTTP/1.1 (plain, or over
+//! TLS when the client did not choose HTTP/2), no body, no upgrade, for a host that has a route
+//! (and on plain HTTP, no certificate).
 //!
 //! hyper's server turns every request head into a `Request` with a header map, runs it through
 //! its dispatcher, and encodes the response's header map back into bytes. For these requests
@@ -8,7 +9,7 @@
 //! when it is small. Measured against nginx, hyper's share was the proxy's remaining margin.
 //!
 //! Everything else (a body, an upgrade, HTTP/1.0 or HTTP/2, a head hyper would refuse or answer
-//! with an error, ACME challenges, redirects to HTTPS, unknown hosts) hands the connection
+//! with an error, ACME challenges and redirects to HTTPS on plain HTTP, unknown hosts) hands the connection
 //! over to hyper together with the bytes already read, and hyper serves it from there on. A
 //! connection never comes back: the lean path only ever serves a prefix of a connection.
 
@@ -47,58 +48,132 @@ const WRITE_AT: usize = 16 * 1024;
 const READ_SIZE: usize = 4096;
 
 /// How a connection left the lean path.
-pub enum Served {
+pub enum Served<S> {
     /// It ended: the client closed it, it timed out or was idle at shutdown, or failed.
     Ended(io::Result<()>),
     /// Its next request needs hyper, which serves the rest of it from these bytes on.
-    HandOver(Rewind),
+    HandOver(Rewind<S>),
 }
 
-/// Serves requests on a plain-HTTP connection until one needs hyper or the connection ends.
-/// After `shutdown`, an idle connection closes; one that has not sent its first request gets
+/// Serves requests on a connection until one needs hyper or the connection ends. After
+/// `shutdown`, an idle connection closes; one that has not sent its first request gets
 /// `first_request_wait` to send it (see `accept::FIRST_REQUEST_WAIT`).
-pub async fn serve(
+pub async fn serve<S: LeanStream>(
     worker: Arc<Worker>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
+    scheme: Scheme,
     shutdown: CancellationToken,
     first_request_wait: Duration,
-) -> Served {
+) -> Served<S> {
     let peer = Peer::new(peer);
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let mut out = Vec::with_capacity(READ_SIZE);
+    // The buffers are taken when a request's bytes arrive and given back whenever the
+    // connection has nothing left to read, so an idle keep-alive connection holds only its
+    // socket and this future (issue 16: memory per idle connection).
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
     let mut served_any = false;
     loop {
-        let mut slots = [const { MaybeUninit::uninit() }; MAX_FIELDS];
-        let request = match parse(&buf, &mut slots) {
-            Next::Partial if buf.len() > MAX_HEAD => None,
-            Next::Partial => {
+        let step = if buf.is_empty() {
+            Step::Partial
+        } else {
+            // In a box of its own: a request's state (its parsed fields, the exchange with
+            // the app, the answer being written) is most of this future's size, and an idle
+            // connection needs none of it.
+            let lean = Lean {
+                worker: &worker,
+                peer: &peer,
+                scheme,
+            };
+            Box::pin(lean.step(&mut stream, &mut out, &buf)).await
+        };
+        match step {
+            Step::Partial if buf.len() > MAX_HEAD => break,
+            Step::Partial => {
                 let idle = served_any && buf.is_empty();
+                if buf.is_empty() {
+                    buf = BytesMut::new();
+                    out = Vec::new();
+                }
                 match read_more(&mut stream, &mut buf, &shutdown, idle, first_request_wait).await {
-                    Ok(true) => continue,
+                    Ok(true) => {}
                     Ok(false) => return Served::Ended(Ok(())),
                     Err(e) => return Served::Ended(Err(e)),
                 }
             }
-            Next::HandOver => None,
-            Next::Lean(request) => Some(request),
+            Step::HandOver => break,
+            Step::Served { close: true, .. } => return Served::Ended(stream.shutdown().await),
+            Step::Served { head_len, .. } => {
+                buf.advance(head_len);
+                served_any = true;
+            }
+            Step::Failed(e) => return Served::Ended(Err(e)),
+        }
+    }
+    Served::HandOver(Rewind::new(buf.freeze(), stream))
+}
+
+/// A stream the lean path serves: a plain TCP connection or a TLS one.
+pub trait LeanStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Waits until reading would find bytes, without a buffer to read them into. Streams
+    /// that may hold bytes of their own already read from the socket (TLS) answer at once.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl LeanStream for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> LeanStream for tokio_rustls::server::TlsStream<S> {
+    // rustls may hold decrypted bytes the socket no longer shows as readable.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// What one look at the buffer came to.
+enum Step {
+    /// No whole head in the buffer yet.
+    Partial,
+    /// The request at the start of the buffer is one for hyper.
+    HandOver,
+    Served {
+        close: bool,
+        head_len: usize,
+    },
+    Failed(io::Error),
+}
+
+/// What a connection's requests share.
+struct Lean<'a> {
+    worker: &'a Worker,
+    peer: &'a Peer,
+    scheme: Scheme,
+}
+
+impl Lean<'_> {
+    /// Serves the request at the start of `buf`, if a whole one is there and it is one for
+    /// the lean path.
+    async fn step<S: LeanStream>(self, stream: &mut S, out: &mut Vec<u8>, buf: &[u8]) -> Step {
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+        let request = match parse(buf, &mut slots) {
+            Next::Partial => return Step::Partial,
+            Next::HandOver => return Step::HandOver,
+            Next::Lean(request) => request,
         };
-        let Some(request) = request else {
-            return Served::HandOver(Rewind::new(buf.freeze(), stream));
-        };
-        let Some(res) = answer(&worker, &request, &peer).await else {
-            return Served::HandOver(Rewind::new(buf.freeze(), stream));
+        let Some(res) = self.answer(&request).await else {
+            return Step::HandOver;
         };
         let head_request = request.method == Method::HEAD;
-        let close = request.close;
-        let head_len = request.head_len;
-        match write_response(&mut stream, &mut out, res, head_request, close).await {
-            Ok(()) if close => return Served::Ended(stream.shutdown().await),
-            Ok(()) => {}
-            Err(e) => return Served::Ended(Err(e)),
+        match write_response(stream, out, res, head_request, request.close).await {
+            Ok(()) => Step::Served {
+                close: request.close,
+                head_len: request.head_len,
+            },
+            Err(e) => Step::Failed(e),
         }
-        buf.advance(head_len);
-        served_any = true;
     }
 }
 
@@ -142,6 +217,7 @@ fn parse<'b>(buf: &'b [u8], slots: &'b mut [MaybeUninit<httparse::Header<'b>>]) 
     }
     let mut host = None;
     let mut close = false;
+    let mut length = false;
     for field in parsed.headers.iter() {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
@@ -150,9 +226,11 @@ fn parse<'b>(buf: &'b [u8], slots: &'b mut [MaybeUninit<httparse::Header<'b>>]) 
             }
             host = Some(field.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            if field.value.trim_ascii() != b"0" {
+            // A second one, even an equal one, would reach the app twice: hyper keeps one.
+            if length || field.value.trim_ascii() != b"0" {
                 return Next::HandOver;
             }
+            length = true;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
         {
@@ -177,80 +255,77 @@ fn parse<'b>(buf: &'b [u8], slots: &'b mut [MaybeUninit<httparse::Header<'b>>]) 
     })
 }
 
-/// The app's answer to a lean request, or `None` when the request is one for hyper's path: an
-/// ACME challenge, a redirect to HTTPS, a host without a route.
-async fn answer(
-    worker: &Worker,
-    request: &Request<'_>,
-    peer: &Peer,
-) -> Option<Response<ProxyBody>> {
-    let proxy = &worker.proxy;
-    if request.target.starts_with(ACME_HTTP01_PREFIX.as_bytes())
-        || proxy.certs.has_cert(&request.host)
-    {
-        return None;
-    }
-    let route = Arc::clone(
-        proxy
-            .routes
-            .load()
-            .for_this_thread()
-            .lookup(&request.host)?,
-    );
-    let handover = proxy.handover_for(&route, peer);
-    let write_head = |out: &mut Vec<u8>| {
-        write_upstream_head(
-            out,
-            request.method.as_str().as_bytes(),
-            request.target,
-            || request.fields.iter().map(|f| (f.name.as_bytes(), f.value)),
+impl Lean<'_> {
+    /// The app's answer to a lean request, or `None` when the request is one for hyper's
+    /// path: on plain HTTP an ACME challenge or a redirect to HTTPS; a host without a route.
+    async fn answer(&self, request: &Request<'_>) -> Option<Response<ProxyBody>> {
+        let (worker, peer) = (self.worker, self.peer);
+        let proxy = &worker.proxy;
+        if self.scheme == Scheme::Http
+            && (request.target.starts_with(ACME_HTTP01_PREFIX.as_bytes())
+                || proxy.certs.has_cert(&request.host))
+        {
+            return None;
+        }
+        let route = Arc::clone(
+            proxy
+                .routes
+                .load()
+                .for_this_thread()
+                .lookup(&request.host)?,
+        );
+        let handover = proxy.handover_for(&route, peer);
+        let write_head = |out: &mut Vec<u8>| {
+            write_upstream_head(
+                out,
+                request.method.as_str().as_bytes(),
+                request.target,
+                || request.fields.iter().map(|f| (f.name.as_bytes(), f.value)),
+                &request.host,
+                peer,
+                self.scheme,
+                handover.as_ref(),
+            )
+        };
+        let logged = super::request_started(&route, || {
+            String::from_utf8_lossy(request.target).into_owned()
+        });
+        let sent = proxy.exchange_lean(
+            &worker.pool,
+            &route,
             &request.host,
+            &request.method,
+            &write_head,
+        );
+        let mut res = sent.await;
+        super::request_answered(
+            route,
+            &mut res,
+            logged,
+            &request.host,
+            &request.method,
             peer,
-            Scheme::Http,
-            handover.as_ref(),
-        )
-    };
-    let logged = super::request_started(&route, || {
-        String::from_utf8_lossy(request.target).into_owned()
-    });
-    let sent = proxy.exchange_lean(
-        &worker.pool,
-        &route,
-        &request.host,
-        &request.method,
-        &write_head,
-    );
-    let mut res = sent.await;
-    super::request_answered(
-        route,
-        &mut res,
-        logged,
-        &request.host,
-        &request.method,
-        peer,
-    );
-    Some(res)
+        );
+        Some(res)
+    }
 }
 
 /// Waits for more of a request head. `Ok(false)`: the connection is over (the client closed
 /// it, it timed out, or it was `idle` at shutdown).
-async fn read_more(
-    stream: &mut TcpStream,
+async fn read_more<S: LeanStream>(
+    stream: &mut S,
     buf: &mut BytesMut,
     shutdown: &CancellationToken,
     idle: bool,
     first_request_wait: Duration,
 ) -> io::Result<bool> {
-    if buf.capacity() - buf.len() < READ_SIZE / 4 {
-        buf.reserve(READ_SIZE);
-    }
     let timer = tokio::time::sleep(HEAD_TIMEOUT);
     let mut timer = std::pin::pin!(timer);
     let mut shutting = false;
     loop {
         tokio::select! {
             biased;
-            read = stream.read_buf(buf) => return read.map(|n| n > 0),
+            read = read_when_ready(stream, buf) => return read.map(|n| n > 0),
             _ = shutdown.cancelled(), if !shutting => {
                 if idle {
                     return Ok(false);
@@ -266,6 +341,17 @@ async fn read_more(
     }
 }
 
+/// Reads what the client has sent, taking a buffer only once there is something to read.
+async fn read_when_ready<S: LeanStream>(stream: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() == 0 {
+        LeanStream::readable(stream).await?;
+    }
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    stream.read_buf(buf).await
+}
+
 /// How the response body is delimited for the client.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -277,8 +363,8 @@ enum Framing {
 
 /// Writes a response: small ones in one write, larger bodies as they come, flushing what is
 /// gathered whenever the body has to wait (so streamed responses are not held back).
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: LeanStream>(
+    stream: &mut S,
     out: &mut Vec<u8>,
     res: Response<ProxyBody>,
     head_request: bool,
@@ -298,6 +384,7 @@ async fn write_response(
         Framing::Chunked
     };
     out.clear();
+    out.reserve(READ_SIZE);
     write_head(out, status, &parts.headers, framing, close);
     if !bodiless {
         while let Some(data) = next_data(&mut body, stream, out).await? {
@@ -349,9 +436,9 @@ fn write_head(
 
 /// The next piece of the body, `None` at its end. Writes what is gathered first when the
 /// piece is not there yet.
-async fn next_data(
+async fn next_data<S: LeanStream>(
     body: &mut ProxyBody,
-    stream: &mut TcpStream,
+    stream: &mut S,
     out: &mut Vec<u8>,
 ) -> io::Result<Option<Bytes>> {
     loop {
@@ -381,8 +468,8 @@ async fn next_data(
     }
 }
 
-async fn append_data(
-    stream: &mut TcpStream,
+async fn append_data<S: LeanStream>(
+    stream: &mut S,
     out: &mut Vec<u8>,
     data: &[u8],
     framing: Framing,
@@ -449,18 +536,18 @@ mod date {
 }
 
 /// A connection handed to hyper with the bytes the lean path read but did not serve.
-pub struct Rewind {
+pub struct Rewind<S> {
     prefix: Bytes,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Rewind {
-    fn new(prefix: Bytes, stream: TcpStream) -> Rewind {
+impl<S> Rewind<S> {
+    fn new(prefix: Bytes, stream: S) -> Rewind<S> {
         Rewind { prefix, stream }
     }
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -477,7 +564,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -504,6 +591,50 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The request head parser for the fuzz targets (`fuzz/`, through `crate::fuzzing`): `parse`
+/// called exactly as `serve` calls it, its answer copied out of the borrowed buffer.
+#[doc(hidden)]
+pub(crate) mod fuzzing {
+    use std::mem::MaybeUninit;
+
+    use super::{MAX_FIELDS, Next, parse};
+
+    /// What `parse` decided about the bytes at the start of a connection's buffer.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum RequestHead {
+        Partial,
+        HandOver,
+        Lean {
+            method: String,
+            target: Vec<u8>,
+            fields: Vec<(String, Vec<u8>)>,
+            host: String,
+            close: bool,
+            head_len: usize,
+        },
+    }
+
+    pub fn parse_request_head(buf: &[u8]) -> RequestHead {
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_FIELDS];
+        match parse(buf, &mut slots) {
+            Next::Partial => RequestHead::Partial,
+            Next::HandOver => RequestHead::HandOver,
+            Next::Lean(r) => RequestHead::Lean {
+                method: r.method.as_str().to_owned(),
+                target: r.target.to_vec(),
+                fields: r
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.to_owned(), f.value.to_vec()))
+                    .collect(),
+                host: r.host,
+                close: r.close,
+                head_len: r.head_len,
+            },
+        }
     }
 }
 

@@ -2,12 +2,13 @@
 //! out while running.
 //!
 //! The store is an `ArcSwap` of two maps, read on every TLS handshake without a lock: a
-//! manual certificate is found with that load and map lookups only. (An ACME domain's
-//! certificate is then taken from its rustls-acme resolver, which keeps it behind a mutex of
-//! its own, one per domain, held for an `Arc` clone.) Manual certificates win over ACME ones
-//! for the same name; a manual `*.example.com` certificate covers every name under it. The rustls config also offers the `acme-tls/1` protocol, so
-//! the same https listener answers TLS-ALPN-01 challenges (the per-domain ACME resolver picks
-//! the challenge certificate for those handshakes).
+//! certificate is found with that load, map lookups and, for an ACME domain, one more
+//! `ArcSwap` load of the copy the store keeps of its deployed certificate (rustls-acme's own
+//! resolver keeps its copy behind a mutex, and serves only the challenges and a domain's
+//! first moments). Manual certificates win over ACME ones for the same name; a manual
+//! `*.example.com` certificate covers every name under it. The rustls config also offers the
+//! `acme-tls/1` protocol, so the same https listener answers TLS-ALPN-01 challenges (the
+//! per-domain ACME resolver picks the challenge certificate for those handshakes).
 //!
 //! Manual certificates whose CA runs an OCSP responder carry a stapled response ([`super::ocsp`]
 //! fetches and refreshes it in the background and swaps it in through [`CertStore::set_ocsp`]);
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -86,29 +87,69 @@ pub fn load_manual(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsErro
     Ok(Arc::new(certified))
 }
 
+/// Parses what rustls-acme caches for a domain (its private key and certificate chain, PEM
+/// blocks in one buffer) into what a handshake serves.
+pub fn certified_from_acme_pem(pem: &[u8]) -> Option<Arc<CertifiedKey>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let private = PrivateKeyDer::from_pem_slice(pem).ok()?;
+    if chain.is_empty() {
+        return None;
+    }
+    CertifiedKey::from_der(chain, private, &provider())
+        .ok()
+        .map(Arc::new)
+}
+
 /// A certificate obtained by ACME for one domain.
 #[derive(Debug)]
 pub struct AcmeCert {
+    /// rustls-acme's own resolver: it answers TLS-ALPN-01 challenges, and serves the domain
+    /// until a copy of its certificate is in `deployed`.
     pub resolver: Arc<ResolvesServerCertAcme>,
+    /// The certificate that last passed through the domain's cache (read at start or stored
+    /// after an order), written by the cache; served once rustls-acme says it deployed it.
+    pending: Arc<ArcSwapOption<CertifiedKey>>,
+    /// The deployed certificate, read by handshakes without a lock (the resolver's copy sits
+    /// behind a mutex of its own).
+    deployed: ArcSwapOption<CertifiedKey>,
     /// True once a certificate (cached or new) is deployed; until then the domain is served
     /// on plain HTTP without a redirect.
     ready: AtomicBool,
 }
 
 impl AcmeCert {
-    pub fn new(resolver: Arc<ResolvesServerCertAcme>) -> Arc<AcmeCert> {
+    pub fn new(
+        resolver: Arc<ResolvesServerCertAcme>,
+        pending: Arc<ArcSwapOption<CertifiedKey>>,
+    ) -> Arc<AcmeCert> {
         Arc::new(AcmeCert {
             resolver,
+            pending,
+            deployed: ArcSwapOption::empty(),
             ready: AtomicBool::new(false),
         })
     }
 
+    /// rustls-acme deployed the certificate that passed through the cache last.
     pub fn mark_ready(&self) {
+        if let Some(key) = self.pending.load_full() {
+            self.deployed.store(Some(key));
+        }
         self.ready.store(true, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// The certificate for a handshake that is not an ACME challenge.
+    fn serve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match &*self.deployed.load() {
+            Some(key) => Some(Arc::clone(key)),
+            None => self.resolver.resolve(hello),
+        }
     }
 }
 
@@ -358,10 +399,13 @@ impl ResolvesServerCert for SniResolver {
         let sni = hello.server_name()?.to_ascii_lowercase();
         let certs = self.0.certs.load();
         let challenge = rustls_acme::is_tls_alpn_challenge(&hello);
-        if !challenge && let Some(c) = manual_for(&certs, &sni) {
+        if challenge {
+            return certs.acme.get(&sni).and_then(|a| a.resolver.resolve(hello));
+        }
+        if let Some(c) = manual_for(&certs, &sni) {
             return Some(c);
         }
-        certs.acme.get(&sni).and_then(|a| a.resolver.resolve(hello))
+        certs.acme.get(&sni).and_then(|a| a.serve(hello))
     }
 }
 
@@ -401,4 +445,44 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<ServerConfig> {
 /// carries no HTTP and is closed at once.
 pub fn is_acme_challenge(alpn: Option<&[u8]>) -> bool {
     alpn == Some(rustls_acme::acme::ACME_TLS_ALPN_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What rustls-acme's cache holds for a domain: the private key, then the chain.
+    fn acme_cache_pem(host: &str) -> String {
+        let cert = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+        cert.signing_key.serialize_pem() + &cert.cert.pem()
+    }
+
+    #[test]
+    fn a_cached_acme_certificate_parses_into_what_handshakes_serve() {
+        let key = certified_from_acme_pem(acme_cache_pem("a.test").as_bytes()).unwrap();
+        assert_eq!(key.cert.len(), 1);
+        assert!(certified_from_acme_pem(b"not a pem").is_none());
+        let key_only = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        assert!(certified_from_acme_pem(key_only.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn an_acme_certificate_is_served_from_the_stores_copy_only_once_deployed() {
+        let passed = Arc::new(ArcSwapOption::empty());
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let state = rustls_acme::AcmeConfig::new_with_client_config(["a.test"], Arc::new(client))
+            .cache(rustls_acme::caches::NoCache::<std::io::Error, std::io::Error>::default())
+            .state();
+        let cert = AcmeCert::new(state.resolver(), Arc::clone(&passed));
+        passed.store(certified_from_acme_pem(acme_cache_pem("a.test").as_bytes()));
+        assert!(cert.deployed.load().is_none() && !cert.is_ready());
+        cert.mark_ready();
+        let deployed = cert.deployed.load_full().unwrap();
+        assert!(Arc::ptr_eq(&deployed, passed.load().as_ref().unwrap()));
+        assert!(cert.is_ready());
+    }
 }

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::linger::Lingering;
-use crate::proxy::Worker;
 use crate::proxy::plain::{self, Served};
+use crate::proxy::{Scheme, Worker};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -225,9 +225,9 @@ pub async fn dispatch(
 }
 
 /// Serves HTTP/1.1 and HTTP/2 (with upgrades), over TLS when `tls` is given, on the
-/// connections from `source` until `shutdown`, then drains. With `lean` (plain connections of
-/// the proxy), each connection starts on the proxy's own HTTP/1.1 server (`proxy::plain`) and
-/// goes over to hyper when a request needs it.
+/// connections from `source` until `shutdown`, then drains. With `lean` (the proxy's
+/// listeners), each connection that is not HTTP/2 starts on the proxy's own HTTP/1.1 server
+/// (`proxy::plain`) and goes over to hyper when a request needs it.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<F, S, B>(
     name: &'static str,
@@ -269,34 +269,51 @@ pub async fn serve<F, S, B>(
         // handshake is bounded by HANDSHAKE_TIMEOUT.
         connections.spawn(async move {
             let _open = crate::proxy::metrics::OpenConnection::of(name);
-            // hyper on whichever stream the connection ends up as.
+            // hyper on whichever stream the connection ends up as. Boxed, like everything on
+            // TLS: a task is as large as its largest state for as long as it lives, idle or
+            // not, and hyper's state or a TLS stream is several times an idle plain
+            // connection's (issue 16: memory per idle connection).
             macro_rules! with_hyper {
                 ($io:expr) => {{
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new($io), service).into_owned();
-                    serve_until_drained(std::pin::pin!(conn), started, shutdown, first_request_wait).await
+                    let mut conn = Box::pin(conn);
+                    Box::pin(serve_until_drained(conn.as_mut(), started, shutdown, first_request_wait)).await
                 }};
             }
-            let served = match (tls, lean) {
-                (None, Some(worker)) => {
-                    match plain::serve(worker, stream, peer, shutdown.clone(), first_request_wait).await {
+            // The lean path, then hyper from the request it hands over on.
+            // `$linger` wraps what hyper gets in a lingering close, unless the stream already
+            // is one underneath TLS.
+            macro_rules! lean_then_hyper {
+                ($worker:expr, $io:expr, $scheme:expr, $linger:expr) => {{
+                    match plain::serve($worker, $io, peer, $scheme, shutdown.clone(), first_request_wait).await {
                         // The lean path serves only requests without a body: nothing is left
                         // unread when it closes.
                         Served::Ended(result) => result.map_err(Into::into),
                         Served::HandOver(stream) => {
                             // A request head has arrived already.
                             started.cancel();
-                            with_hyper!(Lingering::new(stream))
+                            with_hyper!($linger(stream))
                         }
                     }
-                }
+                }};
+            }
+            let served = match (tls, lean) {
+                (None, Some(worker)) => lean_then_hyper!(worker, stream, Scheme::Http, Lingering::new),
                 (None, None) => with_hyper!(Lingering::new(stream)),
-                (Some(acceptor), _) => {
-                    let stream = Lingering::new(stream);
-                    let Some(stream) = handshake(&acceptor, stream, name, peer).await else {
-                        return;
+                // All of it boxed: a TLS stream is larger than a whole idle plain connection.
+                (Some(acceptor), lean) => Box::pin(async move {
+                    let handshake = handshake(&acceptor, Lingering::new(stream), name, peer);
+                    let Some(stream) = handshake.await else {
+                        // Logged by `handshake`.
+                        return Ok(());
                     };
-                    with_hyper!(stream)
-                }
+                    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    match lean {
+                        Some(worker) if !http2 => lean_then_hyper!(worker, stream, Scheme::Https, std::convert::identity),
+                        _ => with_hyper!(stream),
+                    }
+                })
+                .await,
             };
             if let Err(e) = served {
                 tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");

@@ -118,7 +118,7 @@ async fn run_worker(
         "https",
         Source::Handed(https),
         Some(setup.tls.clone()),
-        None,
+        Some(Arc::clone(&worker)),
         move |peer| proxy::service(Arc::clone(&worker), peer, Scheme::Https),
         https_probes,
         shutdown.clone(),
