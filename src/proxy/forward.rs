@@ -64,7 +64,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     for name in connection_named(headers) {
-        headers.remove(name);
+        // The request's Host is not the connection's to remove (see write_upstream_head).
+        if name != header::HOST {
+            headers.remove(name);
+        }
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
@@ -242,7 +245,9 @@ pub(super) fn write_upstream_head<'a, I>(
         if is(name, &header::HOST) {
             original_host.get_or_insert(value);
         } else if is(name, &header::CONNECTION) {
-            named.extend(h1::tokens(value));
+            // A client that lists Host in Connection would otherwise have the app get a
+            // request without one: Host names the request, not the connection.
+            named.extend(h1::tokens(value).filter(|t| !is(t, &header::HOST)));
         }
     }
     out.extend_from_slice(method);
@@ -531,6 +536,7 @@ impl Proxy {
             return Response::from_parts(parts, ProxyBody::empty());
         }
         let (mut parts, body) = res.into_parts();
+        one_length(&mut parts.headers);
         strip_hop_by_hop(&mut parts.headers);
         if body.is_end_stream() {
             lease.release_when_ready();
@@ -538,6 +544,33 @@ impl Proxy {
         }
         let body = UpstreamBody::new(body, self.settings.idle_timeout, lease);
         Response::from_parts(parts, ProxyBody::Upstream(body))
+    }
+}
+
+/// The app's framing fields as the client gets them, as `h1` leaves them on the lean path.
+/// hyper framed the body by `Transfer-Encoding` when there is one, and a proxy removes
+/// `Content-Length` then (RFC 9112 6.3): left in, it told the client a length the body did
+/// not have. Equal duplicate or listed lengths, which hyper accepts, go out as one field.
+fn one_length(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+        return;
+    }
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let (Some(first), second) = (values.next(), values.next()) else {
+        return;
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return;
+    }
+    // hyper refused the answer unless every length is the same number.
+    let one = first
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default();
+    if let Ok(one) = HeaderValue::from_bytes(one.trim_ascii()) {
+        headers.insert(header::CONTENT_LENGTH, one);
     }
 }
 

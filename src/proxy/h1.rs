@@ -224,7 +224,11 @@ impl Conn {
             // before forwarding (RFC 9112 6.3): the client must not frame by it.
             headers.remove(header::CONTENT_LENGTH);
         }
-        let framing = framing_of(method, status, chunked_last, &headers)?;
+        let length = match chunked_last {
+            Some(_) => None,
+            None => content_length(&mut headers)?,
+        };
+        let framing = framing_of(method, status, chunked_last, length);
         let keep_alive =
             version == Version::HTTP_11 && !close && !matches!(framing, Framing::UntilClose);
         let mut response = Response::new(());
@@ -256,43 +260,53 @@ enum Framing {
 }
 
 /// `chunked_last`: whether the response had `Transfer-Encoding`, and if so whether its last
-/// coding is chunked.
+/// coding is chunked; `length`: its `Content-Length`.
 fn framing_of(
     method: &Method,
     status: StatusCode,
     chunked_last: Option<bool>,
-    headers: &HeaderMap,
-) -> Result<Framing, H1Error> {
+    length: Option<u64>,
+) -> Framing {
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok(Framing::Empty);
+        return Framing::Empty;
     }
-    match chunked_last {
-        Some(true) => return Ok(Framing::Chunked),
-        Some(false) => return Ok(Framing::UntilClose),
-        None => {}
+    match (chunked_last, length) {
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) | (None, None) => Framing::UntilClose,
+        (None, Some(0)) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
     }
+}
+
+/// The response's `Content-Length`: every field and list element digits only, all the same
+/// (RFC 9110 8.6). Anything else but one plain number (two fields, a list, a sign) is
+/// replaced by one field with the number, so that nobody after the proxy can read a length
+/// the proxy did not frame the body by.
+fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, H1Error> {
     let mut length = None;
+    let mut plain = true;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().unwrap_or("x").split(',') {
-            let n: u64 = part
-                .trim()
-                .parse()
-                .map_err(|_| invalid("Content-Length is not a number"))?;
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n: u64 = Some(part)
+                .filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
+                .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
+                .ok_or_else(|| invalid("Content-Length is not a number"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(invalid("conflicting Content-Length headers"));
             }
+            plain &= length.is_none() && part.len() == value.len();
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::UntilClose,
-    })
+    if let (Some(n), false) = (length, plain) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Ok(length)
 }
 
 /// The comma-separated tokens of a field value, trimmed, empty ones skipped.
@@ -558,6 +572,113 @@ impl Body for ResponseBody {
             State::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }
+    }
+}
+
+/// The app-answer parser and the chunked decoder for the fuzz targets (`fuzz/`, through
+/// `crate::fuzzing`). Both run on a real `Conn` as the proxy's do; neither reads its socket,
+/// only the bytes put in its buffer here.
+#[doc(hidden)]
+pub(crate) mod fuzzing {
+    use super::*;
+
+    /// What `parse_head` made of the bytes in the connection's buffer.
+    #[derive(Debug)]
+    pub enum ResponseHead {
+        Partial,
+        Informational {
+            consumed: usize,
+        },
+        Final {
+            consumed: usize,
+            status: u16,
+            /// `Empty`, `Length(n)`, `Chunked` or `UntilClose`.
+            framing: String,
+            keep_alive: bool,
+            /// The fields the client would get, in order.
+            fields: Vec<(String, Vec<u8>)>,
+        },
+        Invalid(String),
+    }
+
+    /// Parses an app's answer to a request (a HEAD request when `head_request`) from `input`.
+    pub fn parse_response_head(conn: &mut Conn, input: &[u8], head_request: bool) -> ResponseHead {
+        conn.buf.clear();
+        conn.buf.extend_from_slice(input);
+        let method = if head_request {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let consumed = |conn: &Conn| input.len() - conn.buf.len();
+        match conn.parse_head(&method) {
+            Ok(None) => ResponseHead::Partial,
+            Ok(Some(Parsed::Informational)) => ResponseHead::Informational {
+                consumed: consumed(conn),
+            },
+            Ok(Some(Parsed::Final(response, framing, keep_alive))) => ResponseHead::Final {
+                consumed: consumed(conn),
+                status: response.status().as_u16(),
+                framing: format!("{framing:?}"),
+                keep_alive,
+                fields: response
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect(),
+            },
+            Err(e) => ResponseHead::Invalid(e.to_string()),
+        }
+    }
+
+    /// What the chunked decoder made of a whole body.
+    #[derive(Debug)]
+    pub struct Decoded {
+        /// The data for the client, in order.
+        pub data: Vec<u8>,
+        /// `Ok(true)`: the body ended (last chunk and trailers read); `Ok(false)`: the decoder
+        /// waits for more; `Err`: the body was refused.
+        pub outcome: Result<bool, String>,
+        /// Bytes of `input` the decoder did not consume; `None` once the body ended, since the
+        /// decoder let the connection and its buffer go.
+        pub left: Option<usize>,
+    }
+
+    /// Runs the chunked decoder over `pieces` as if the app's socket had delivered them one
+    /// read at a time. The connection comes back unless the body ended (the decoder then lets
+    /// it go, as it does with one that has no pool to return to).
+    pub fn decode_chunked(mut conn: Conn, pieces: &[&[u8]]) -> (Decoded, Option<Conn>) {
+        conn.buf.clear();
+        let mut body = ResponseBody::new(conn, Framing::Chunked, false);
+        let mut data = Vec::new();
+        let mut outcome = Ok(false);
+        'pieces: for piece in pieces {
+            body.buffered().extend_from_slice(piece);
+            loop {
+                match body.decode_chunked() {
+                    Ok(Some(bytes)) => data.extend_from_slice(&bytes),
+                    Ok(None) if body.is_complete() => {
+                        outcome = Ok(true);
+                        break 'pieces;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        outcome = Err(e.to_string());
+                        break 'pieces;
+                    }
+                }
+            }
+        }
+        let left = body.conn.as_ref().map(|c| c.buf.len());
+        let conn = body.conn.take();
+        (
+            Decoded {
+                data,
+                outcome,
+                left,
+            },
+            conn,
+        )
     }
 }
 

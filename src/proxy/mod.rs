@@ -105,6 +105,7 @@ impl Proxy {
     ) -> Proxy {
         let idle = Duration::from_secs(config.idle_timeout_seconds);
         let certs = CertStore::new();
+        shard::plan_workers(crate::server::workers::worker_count(config.workers));
         Proxy {
             routes: Arc::new(RouteTable::new()),
             ocsp: ocsp::Stapler::new(Arc::clone(&certs), shutdown),
@@ -201,7 +202,16 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let host = match request_host(&req) {
             Ok(host) => host,
-            Err(why) => return pages::bad_request(why),
+            Err(why) => {
+                // Whoever sent two hosts may not agree with the proxy on where the next
+                // request starts either: like hyper after a head it refuses, close.
+                let mut res = pages::bad_request(why);
+                res.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+                return res;
+            }
         };
         if scheme == Scheme::Http {
             if let Some(res) = self.http_only_answers(&req, &host) {
