@@ -24,6 +24,8 @@ pub mod config;
 pub mod databases;
 pub mod db;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod host;
 pub mod limits;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs one of Rivetr's fuzz targets (fuzz/, see the README's "Fuzzing" section) with AFL++
+# through the `afl` crate, on the stable toolchain.
+#
+#   scripts/fuzz.sh --list              the targets (one folder of seeds each, fuzz/seeds/)
+#   scripts/fuzz.sh TARGET SECONDS      fuzz TARGET for SECONDS, starting from its seeds
+#
+# Installs what it needs (cargo-afl, then AFL++ built by `cargo afl config --build`) when it
+# is missing, so running it again costs only the fuzzing. Run as root on the test machine.
+# Prints the run's executions, crashes and hangs at the end, and exits non-zero if AFL++
+# found any crash (a panic: a failed property is one) or hang (an input that took over
+# FUZZ_TIMEOUT_MS), naming the inputs and how to replay them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The cargo-afl the `afl` crate in fuzz/Cargo.lock goes with.
+CARGO_AFL_VERSION=0.18.2
+TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
+OUT_ROOT="${FUZZ_OUT:-$PWD/target/fuzz-out}"
+TIMEOUT_MS="${FUZZ_TIMEOUT_MS:-1000}"
+
+targets() { ls fuzz/seeds; }
+
+usage() {
+    echo "usage: $0 --list | TARGET SECONDS" >&2
+    exit 2
+}
+
+[ $# -ge 1 ] || usage
+if [ "$1" = --list ]; then
+    targets
+    exit 0
+fi
+[ $# -eq 2 ] || usage
+target=$1
+seconds=$2
+targets | grep -qx -- "$target" || { echo "unknown target '$target'; one of: $(targets | xargs)" >&2; exit 2; }
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || usage
+
+if ! cargo afl --version >/dev/null 2>&1; then
+    echo "==> installing cargo-afl $CARGO_AFL_VERSION"
+    cargo install --locked cargo-afl --version "$CARGO_AFL_VERSION"
+fi
+# AFL++ itself, built once per toolchain under ~/.local/share/afl.rs; cargo-afl refuses to
+# build it twice, which is the idempotent case.
+if ! log=$(cargo afl config --build 2>&1); then
+    grep -q "already built" <<<"$log" || { echo "$log" >&2; exit 1; }
+fi
+
+binary="$TARGET_DIR/release/rivetr-fuzz"
+# FUZZ_BUILD=0 fuzzes the binary already built: a long run then needs no rebuild when
+# someone edits Rivetr meanwhile (the build of Rivetr with AFL++'s instrumentation is long).
+if [ "${FUZZ_BUILD:-1}" != 0 ] || [ ! -x "$binary" ]; then
+    echo "==> building the fuzz targets (cargo afl build --release, in $TARGET_DIR)"
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo afl build --release --locked --quiet \
+        --manifest-path fuzz/Cargo.toml
+fi
+
+out="$OUT_ROOT/$target"
+rm -rf "$out"
+mkdir -p "$out"
+echo "==> fuzzing $target for $seconds s (findings in $out)"
+# AFL_NO_AFFINITY: the test machine's CPUs are shared, and AFL++ refuses to start when it finds
+# none idle to bind to. AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES: the machine pipes core dumps to
+# a helper, which AFL++ would otherwise stop at (our crashes are panics, which it sees anyway).
+# AFL_SKIP_CPUFREQ: the CPU governor is not ours to change.
+AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+AFL_FAST_CAL=1 \
+    cargo afl fuzz -i "fuzz/seeds/$target" -o "$out" -V "$seconds" -t "$TIMEOUT_MS" -m none \
+    -- "$binary" "$target" >"$out/afl.log" 2>&1 || {
+    tail -30 "$out/afl.log" >&2
+    echo "afl-fuzz failed (whole log: $out/afl.log)" >&2
+    exit 1
+}
+
+stats="$out/default/fuzzer_stats"
+stat() { awk -F' *: *' -v k="$1" '$1 == k { print $2 }' "$stats"; }
+count() { find "$out/default/$1" -type f ! -name README.txt 2>/dev/null | wc -l; }
+crashes=$(count crashes)
+hangs=$(count hangs)
+echo "==> $target: $(stat run_time) s, $(stat execs_done) executions ($(stat execs_per_sec)/s)," \
+    "$(stat corpus_count) inputs in the corpus, $crashes crashes, $hangs hangs"
+if [ "$crashes" -gt 0 ] || [ "$hangs" -gt 0 ]; then
+    find "$out/default/crashes" "$out/default/hangs" -type f ! -name README.txt
+    echo "replay one: $binary $target < FILE" >&2
+    exit 1
+fi
