@@ -31,10 +31,13 @@ pub struct HealthcheckBody {
     /// Path of the HTTP GET, starting with `/`; default `/`.
     pub path: Option<String>,
     /// Between attempts, 10 to 600000; default 500.
+    #[schema(minimum = 10, maximum = 600000)]
     pub interval_ms: Option<u64>,
     /// Per attempt, 10 to 600000; default 2000.
+    #[schema(minimum = 10, maximum = 600000)]
     pub timeout_ms: Option<u64>,
     /// Attempts before the deployment fails, 1 to 10000; default 60.
+    #[schema(minimum = 1, maximum = 10000)]
     pub retries: Option<u32>,
 }
 
@@ -70,17 +73,30 @@ pub struct AppBody {
     /// An image to run instead of building from git.
     pub image: Option<String>,
     /// The port the app listens on inside its container, 1 to 65535; default 8080.
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     pub domains: Option<Vec<String>>,
     pub healthcheck: Option<HealthcheckBody>,
     pub resources: Option<ResourcesBody>,
     /// Containers sharing the traffic, 1 to 32; default 1.
+    #[schema(minimum = 1, maximum = 32)]
     pub replicas: Option<u32>,
     /// Previews of pull requests; off by default. Only the fields given change.
     pub previews: Option<PreviewsBody>,
     /// Where replicas may run on a swarm (ignored on a single engine). On PATCH the object
     /// given replaces the app's placement whole (`{}` removes it).
     pub placement: Option<PlacementBody>,
+}
+
+/// `POST /api/apps` body, for the OpenAPI document only: [`AppBody`] with `name` required
+/// (the handler reads an [`AppBody`] and refuses one without a name with 422).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct NewAppBody {
+    /// A DNS label: lower-case letters, digits and inner hyphens, up to 63 characters.
+    name: String,
+    #[serde(flatten)]
+    fields: AppBody,
 }
 
 /// Where an app's replicas may run on a swarm; a key left out is empty (no constraint, no
@@ -93,6 +109,7 @@ pub struct PlacementBody {
     pub constraints: Vec<String>,
     /// Replicas of the app on one node, 0 to 1000; 0 (the default) for no limit. On a
     /// deployment the new version's replicas run beside the old ones, so leave the nodes room.
+    #[schema(minimum = 0, maximum = 1000)]
     pub max_per_node: u64,
     /// At most 4 node labels such as `node.labels.zone`: replicas spread evenly over their
     /// values, in order.
@@ -119,6 +136,7 @@ pub struct PreviewsBody {
     pub domain_template: Option<String>,
     /// Previews at most at once, 1 to 100; default 5. A PR past it gets none, with the
     /// reason in the webhook's answer, the log and `GET /api/apps/{app}/previews`.
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Preview PRs from forks; default false (they would run code from outside the
     /// repository with the app's environment).
@@ -295,17 +313,42 @@ fn app_status(
     }
 }
 
+/// What an app's view reads from the database besides the app.
+struct Facts {
+    running: Option<crate::db::deployments::Deployment>,
+    latest: Option<crate::db::deployments::Deployment>,
+    deploy_key: Option<String>,
+}
+
+fn facts(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Facts> {
+    Ok(Facts {
+        running: crate::db::deployments::running(c, id)?,
+        latest: crate::db::deployments::list_for_app(c, id, 1)?.pop(),
+        deploy_key: crate::db::deploy_keys::fingerprint(c, id)?,
+    })
+}
+
 async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView, ApiError> {
     let id = app.id;
-    let (running, latest) = state
+    let facts = state
         .db
-        .call(move |c| {
-            let running = crate::db::deployments::running(c, id)?;
-            let latest = crate::db::deployments::list_for_app(c, id, 1)?.pop();
-            Ok((running, latest))
-        })
+        .call(move |c| facts(c, id))
         .await
         .map_err(ApiError::internal)?;
+    view_of(state, headers, app, facts).await
+}
+
+/// The view of `app` with its `facts`, read beforehand (for a list, in one database call).
+async fn view_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    app: App,
+    Facts {
+        running,
+        latest,
+        deploy_key,
+    }: Facts,
+) -> Result<AppView, ApiError> {
     let status = app_status(app.stopped, running.as_ref(), latest.as_ref()).to_owned();
     let current_commit = running.as_ref().and_then(|d| d.commit_sha.clone());
     let running = running.map(|d| d.id);
@@ -315,11 +358,6 @@ async fn view(state: &AppState, headers: &HeaderMap, app: App) -> Result<AppView
         queued_at: d.queued_at,
         finished_at: d.finished_at.or(d.running_at),
     });
-    let deploy_key = state
-        .db
-        .call(move |c| crate::db::deploy_keys::fingerprint(c, id))
-        .await
-        .map_err(ApiError::internal)?;
     let base = secret::base_url(state, headers);
     let certificates = super::certificates::for_domains(state, &app.domains);
     let env_keys = state
@@ -693,7 +731,7 @@ pub(super) async fn store_credential(
     path = "/api/apps",
     tag = "apps",
     security(("bearer" = [])),
-    request_body = AppBody,
+    request_body = NewAppBody,
     responses(
         (status = 201, description = "Created; the webhook secret is shown this once", body = CreatedApp),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -776,14 +814,22 @@ pub async fn list_apps(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<JsonResponse<Vec<AppView>>, ApiError> {
-    let apps = state
+    // One database call for the whole list, not one per app: with 1,000 apps the hops to the
+    // database thread were most of the answer's time (bench/scale.sh).
+    let listed = state
         .db
-        .call(|c| crate::db::apps::list(c))
+        .call(|c| {
+            crate::db::apps::list(c)?
+                .into_iter()
+                .filter(|a| a.preview_of.is_none())
+                .map(|a| Ok((facts(c, a.id)?, a)))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
         .await
         .map_err(ApiError::internal)?;
-    let mut out = Vec::with_capacity(apps.len());
-    for app in apps.into_iter().filter(|a| a.preview_of.is_none()) {
-        out.push(view(&state, &headers, app).await?);
+    let mut out = Vec::with_capacity(listed.len());
+    for (facts, app) in listed {
+        out.push(view_of(&state, &headers, app, facts).await?);
     }
     Ok(JsonResponse(out))
 }

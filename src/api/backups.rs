@@ -204,8 +204,10 @@ pub struct ScheduleBody {
     /// name.
     pub destination: Option<String>,
     /// Keep this many of the schedule's newest good backups.
+    #[schema(maximum = 4294967295_u64)]
     pub keep_last: Option<u32>,
     /// Keep the schedule's good backups younger than this many days.
+    #[schema(maximum = 4294967295_u64)]
     pub keep_days: Option<u32>,
 }
 

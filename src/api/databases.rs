@@ -52,7 +52,7 @@ pub struct UpdateDatabaseBody {
     pub version: Option<String>,
     /// A TCP port (1024 and up) on `[databases] public_address` forwarded to the database,
     /// for administrators' tools; `null` closes it. Rootful Podman and Docker only.
-    #[schema(value_type = Option<u16>)]
+    #[schema(value_type = Option<u16>, minimum = 1024, maximum = 65535)]
     #[serde(default, deserialize_with = "present")]
     pub public_port: Option<Option<u16>>,
 }

@@ -48,6 +48,7 @@ pub struct RollbackBody {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
     /// At most this many, newest first; default 50.
+    #[param(minimum = 0, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 

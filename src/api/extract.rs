@@ -82,12 +82,37 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 
 /// Parses JSON, naming the line and column of a syntax error, or the path of a field that is
 /// missing, unknown or of the wrong type.
+///
+/// A number with no fraction is an integer whichever way it is written: JSON does not tell
+/// `5` from `5.0`, and neither does JSON Schema's `integer`, which the OpenAPI document
+/// promises (issue 17: `{"port": 8080.0}` was refused as "floating point, expected u16").
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
-    de.end()
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?;
-    Ok(value)
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+/// Rewrites every float with no fractional part that an `i64` or `u64` holds exactly as that
+/// integer, so integer fields accept it; every other number is left as it is.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::{Number, Value};
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 2^64 and -2^63 are exact as floats; the casts below are exact inside them.
+            if f.is_finite() && f.fract() == 0.0 {
+                if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                    *n = Number::from(f as u64);
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                    *n = Number::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -229,6 +254,27 @@ mod tests {
         assert!(msg.contains("missing field `name`"), "{msg}");
         let (_, msg) = message(r#"{"name": "x", "nmae": 1}"#);
         assert!(msg.contains("unknown field `nmae`"), "{msg}");
+    }
+
+    #[test]
+    fn integers_written_with_a_zero_fraction_are_integers() {
+        let body: Body = parse_json(br#"{"name": "x", "inner": {"port": 8080.0}}"#).unwrap();
+        assert_eq!(body.inner.unwrap().port, 8080);
+        let v: Vec<i64> = parse_json(b"[-3.0, 0.0, -0.0, 1e3]").unwrap();
+        assert_eq!(v, [-3, 0, 0, 1000]);
+        let v: Vec<f64> = parse_json(b"[1.5, 2.0, 3]").unwrap();
+        assert_eq!(v, [1.5, 2.0, 3.0]);
+        let (status, msg) = message(r#"{"name": "x", "inner": {"port": 80.5}}"#);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            msg.contains("`inner.port`") && msg.contains("80.5"),
+            "{msg}"
+        );
+        let (_, msg) = message(r#"{"name": "x", "inner": {"port": 70000.0}}"#);
+        assert!(
+            msg.contains("`inner.port`") && msg.contains("70000"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -170,7 +170,9 @@ pub struct DeliveriesQuery {
     /// `pending`, `sent` or `failed`.
     pub status: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
-    pub limit: Option<usize>,
+    /// (Any larger number is taken as 1000; the bound is what the number's type holds.)
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    pub limit: Option<u32>,
 }
 
 /// The newest deliveries: what was sent, what is being retried, what was given up and why.
@@ -190,7 +192,7 @@ pub async fn list_deliveries(
     State(state): State<AppState>,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<JsonResponse<Vec<DeliveryView>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000) as usize;
     Ok(JsonResponse(
         state
             .notifier

@@ -58,13 +58,126 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds to every operation the answers that come from the layers in front of its handler
+/// rather than from the handler, unless its annotation already describes that status (an
+/// operation's own words win):
+///
+/// - 400 on every `/api` operation: a credential in the query string
+///   ([`super::auth::refuse_query_tokens`]), a path parameter that does not parse, a malformed
+///   body ([`super::extract`]);
+/// - 401 and 429 (with `Retry-After`) on protected operations: no valid token, too many
+///   failed authentications from the address ([`super::auth::require_token`]); 403 on the
+///   protected ones that change something (the dashboard's cookie without `Origin` or
+///   `X-Rivetr-Request`);
+/// - 413, 415 and 422 on operations with a JSON body: over the limit, not JSON, a value that
+///   is not acceptable.
+///
+/// Kept in one place so a handler added later is described as completely as the others
+/// without anyone remembering to (schemathesis, `scripts/schemathesis.sh`, checks each
+/// answer against the document).
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ObjectBuilder, Ref, ResponseBuilder, Type, content::ContentBuilder};
+
+        let error = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let protected = super::auth::is_protected(path);
+            let under_api = path == "/api" || path.starts_with("/api/");
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.head, false),
+                (&mut item.options, false),
+                (&mut item.trace, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, changes) in operations {
+                let Some(op) = operation.as_mut() else {
+                    continue;
+                };
+                let has_body = op.request_body.is_some();
+                let has_path_params = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path)
+                });
+                let responses = &mut op.responses.responses;
+                let mut add = |status: &str, response: ResponseBuilder| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| response.build().into());
+                };
+                if under_api || has_body || has_path_params {
+                    add(
+                        "400",
+                        error(
+                            "A request that cannot be read: a malformed body or path parameter, \
+                             or a credential in the query string",
+                        ),
+                    );
+                }
+                if protected {
+                    add("401", error("No valid token (or session cookie) was sent"));
+                    if changes {
+                        add(
+                            "403",
+                            error(
+                                "A change made with the dashboard's session cookie, without an \
+                                 `Origin` naming this host or an `X-Rivetr-Request` header",
+                            ),
+                        );
+                    }
+                    add(
+                        "429",
+                        error(
+                            "Too many failed authentications from this address: only a valid \
+                             token goes through until `Retry-After` seconds have passed",
+                        )
+                        .header(
+                            "Retry-After",
+                            HeaderBuilder::new()
+                                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                                .description(Some("Seconds until the next attempt is counted"))
+                                .build(),
+                        ),
+                    );
+                }
+                if has_body {
+                    add(
+                        "413",
+                        error("The body is larger than the limit (1 MiB for JSON bodies)"),
+                    );
+                    add(
+                        "415",
+                        error("The body is not sent as `Content-Type: application/json`"),
+                    );
+                    add("422", error("A value that is not acceptable, named"));
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON, built once.
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        super::routes()
-            .into_openapi()
-            .to_pretty_json()
+        // The routes' operations join the document after `ApiDoc`'s own modifiers ran, so
+        // the one that walks the operations runs here.
+        let mut doc = super::routes().into_openapi();
+        CommonResponses.modify(&mut doc);
+        doc.to_pretty_json()
             .expect("the OpenAPI document serializes")
     })
 }

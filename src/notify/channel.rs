@@ -68,6 +68,7 @@ pub struct EmailSettings {
     pub host: String,
     /// 587 for STARTTLS, 465 for TLS, 25 for none, unless given.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     pub security: Security,
     #[serde(default)]

@@ -1212,7 +1212,10 @@ export interface components {
         };
         /** @description `POST /api/tokens` body. */
         CreateToken: {
-            /** @description Unique among tokens that are not revoked; 1 to 64 characters. */
+            /**
+             * @description Unique among tokens that are not revoked; 1 to 64 characters, no control characters,
+             *     no spaces at either end.
+             */
             name: string;
         };
         /** @description `POST /api/apps` answer: the app and, this once, its webhook secret. */
@@ -1561,6 +1564,14 @@ export interface components {
             version: string;
             /** @description The named volume holding its data. */
             volume: string;
+        };
+        /**
+         * @description `POST /api/apps` body, for the OpenAPI document only: [`AppBody`] with `name` required
+         *     (the handler reads an [`AppBody`] and refuses one without a name with 422).
+         */
+        NewAppBody: components["schemas"]["AppBody"] & {
+            /** @description A DNS label: lower-case letters, digits and inner hyphens, up to 63 characters. */
+            name: string;
         };
         /** @description `POST /api/notifications`. */
         NewChannel: {
@@ -2012,6 +2023,35 @@ export interface operations {
                     "application/json": components["schemas"]["AppView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_app: {
@@ -2023,7 +2063,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["AppBody"];
+                "application/json": components["schemas"]["NewAppBody"];
             };
         };
         responses: {
@@ -2045,8 +2085,44 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Name taken, or a domain held by another app or by the configuration */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2057,6 +2133,17 @@ export interface operations {
             /** @description An invalid value, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2086,9 +2173,38 @@ export interface operations {
                     "application/json": components["schemas"]["AppView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2116,9 +2232,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2152,6 +2306,33 @@ export interface operations {
                     "application/json": components["schemas"]["AppView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
@@ -2170,9 +2351,38 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An invalid value, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2202,9 +2412,38 @@ export interface operations {
                     "application/json": components["schemas"]["DeployKeyView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app (`not_found`), or it has no deploy key (`no_deploy_key`) */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2234,9 +2473,47 @@ export interface operations {
                     "application/json": components["schemas"]["DeployKeyView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2264,9 +2541,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app (`not_found`), or it has no deploy key (`no_deploy_key`) */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2298,9 +2613,38 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2335,9 +2679,74 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A value that is not acceptable, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2376,9 +2785,38 @@ export interface operations {
                     "application/json": components["schemas"]["EnvVarView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2414,8 +2852,53 @@ export interface operations {
                     "application/json": components["schemas"]["EnvVarView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2426,6 +2909,17 @@ export interface operations {
             /** @description Not a variable name */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2455,9 +2949,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app or variable */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2489,6 +3021,33 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
@@ -2507,9 +3066,38 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An empty or malformed user name or token, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2537,9 +3125,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app (`not_found`), or it has no credential (`no_git_credential`) */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2569,9 +3195,38 @@ export interface operations {
                     "application/json": components["schemas"]["KnownHostView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2599,9 +3254,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2631,9 +3324,38 @@ export interface operations {
                     "application/json": components["schemas"]["LinkView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2667,6 +3389,33 @@ export interface operations {
                     "application/json": components["schemas"]["LinkView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app or database */
             404: {
                 headers: {
@@ -2685,9 +3434,38 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An invalid variable name */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2717,9 +3495,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app, database or link */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2750,6 +3566,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description No such app */
             404: {
@@ -2810,9 +3644,38 @@ export interface operations {
                     "application/json": components["schemas"]["PreviewView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2842,9 +3705,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app, or the PR has no preview */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2874,6 +3775,33 @@ export interface operations {
                     "application/json": components["schemas"]["AppView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
@@ -2886,6 +3814,17 @@ export interface operations {
             /** @description The app was never deployed */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2928,6 +3867,33 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app or deployment */
             404: {
                 headers: {
@@ -2940,6 +3906,44 @@ export interface operations {
             /** @description That deployment cannot be returned to */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A value that is not acceptable, named */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2969,6 +3973,33 @@ export interface operations {
                     "application/json": components["schemas"]["AppView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
@@ -2981,6 +4012,17 @@ export interface operations {
             /** @description The app was never deployed */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3019,9 +4061,38 @@ export interface operations {
                     "application/json": components["schemas"]["AppStats"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3060,6 +4131,33 @@ export interface operations {
                     "application/json": components["schemas"]["AppView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such app */
             404: {
                 headers: {
@@ -3072,6 +4170,17 @@ export interface operations {
             /** @description The app was never deployed */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3110,8 +4219,26 @@ export interface operations {
                     "application/json": components["schemas"]["RotatedSecret"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No valid token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3122,6 +4249,17 @@ export interface operations {
             /** @description No such app */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3148,6 +4286,35 @@ export interface operations {
                     "application/json": components["schemas"]["DestinationView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_destination: {
@@ -3172,8 +4339,53 @@ export interface operations {
                     "application/json": components["schemas"]["DestinationView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Name taken */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3184,6 +4396,17 @@ export interface operations {
             /** @description An invalid value, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3211,6 +4434,33 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such destination */
             404: {
                 headers: {
@@ -3223,6 +4473,17 @@ export interface operations {
             /** @description Schedules use it, or it is `local` */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3249,6 +4510,35 @@ export interface operations {
                     "application/json": components["schemas"]["CertificateView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_databases: {
@@ -3267,6 +4557,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ManagedDatabaseView"][];
+                };
+            };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -3302,8 +4621,44 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Name taken */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3314,6 +4669,17 @@ export interface operations {
             /** @description An invalid value, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3361,9 +4727,38 @@ export interface operations {
                     "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3400,6 +4795,33 @@ export interface operations {
                     "application/json": components["schemas"]["DeletedDatabase"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
@@ -3412,6 +4834,17 @@ export interface operations {
             /** @description Apps are linked to it */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3463,6 +4896,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
@@ -3481,9 +4932,38 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An invalid value, such as another major version */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3531,9 +5011,38 @@ export interface operations {
                     "application/json": components["schemas"]["BackupView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3565,9 +5074,47 @@ export interface operations {
                     "application/json": components["schemas"]["BackupView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database or destination */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3599,6 +5146,24 @@ export interface operations {
                     "application/gzip": unknown;
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database or backup */
             404: {
                 headers: {
@@ -3611,6 +5176,17 @@ export interface operations {
             /** @description The backup is not a good one */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3641,6 +5217,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
             /** @description No such database */
             404: {
@@ -3692,9 +5286,47 @@ export interface operations {
                     "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3746,6 +5378,33 @@ export interface operations {
                     "application/json": components["schemas"]["RestoreView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database or backup */
             404: {
                 headers: {
@@ -3764,9 +5423,38 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The backup is not a good one, or `into` is not a name */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3805,9 +5493,38 @@ export interface operations {
                     "application/json": components["schemas"]["ScheduleView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3841,8 +5558,53 @@ export interface operations {
                     "application/json": components["schemas"]["ScheduleView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3853,6 +5615,17 @@ export interface operations {
             /** @description An invalid pattern or limit, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3882,9 +5655,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database or schedule */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3916,9 +5727,47 @@ export interface operations {
                     "application/json": components["schemas"]["BackupView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database or schedule */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3948,9 +5797,47 @@ export interface operations {
                     "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3998,9 +5885,47 @@ export interface operations {
                     "application/json": components["schemas"]["ManagedDatabaseView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such database */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4048,9 +5973,38 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such deployment */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4080,6 +6034,33 @@ export interface operations {
                     "application/json": components["schemas"]["Deployment"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such deployment */
             404: {
                 headers: {
@@ -4092,6 +6073,17 @@ export interface operations {
             /** @description Already finished */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4124,6 +6116,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LogLineView"][];
+                };
+            };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No such deployment */
@@ -4164,9 +6174,29 @@ export interface operations {
                     "text/event-stream": unknown;
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No valid token or session */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4191,6 +6221,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description The database does not answer */
@@ -4222,9 +6261,38 @@ export interface operations {
                     "application/json": components["schemas"]["NodeList"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Rivetr is not running on a swarm */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4272,6 +6340,33 @@ export interface operations {
                     "application/json": components["schemas"]["NodeView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such node */
             404: {
                 headers: {
@@ -4284,6 +6379,17 @@ export interface operations {
             /** @description Rivetr is not running on a swarm */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4331,6 +6437,33 @@ export interface operations {
                     "application/json": components["schemas"]["NodeView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such node */
             404: {
                 headers: {
@@ -4343,6 +6476,17 @@ export interface operations {
             /** @description Rivetr is not running on a swarm */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4387,6 +6531,35 @@ export interface operations {
                     "application/json": components["schemas"]["ChannelView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_channel: {
@@ -4411,8 +6584,53 @@ export interface operations {
                     "application/json": components["schemas"]["ChannelView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Name taken */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4429,6 +6647,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_deliveries: {
@@ -4438,7 +6667,10 @@ export interface operations {
                 channel?: string;
                 /** @description `pending`, `sent` or `failed`. */
                 status?: string;
-                /** @description At most this many, newest first (default 100, at most 1000). */
+                /**
+                 * @description At most this many, newest first (default 100, at most 1000).
+                 *     (Any larger number is taken as 1000; the bound is what the number's type holds.)
+                 */
                 limit?: number;
             };
             header?: never;
@@ -4456,6 +6688,24 @@ export interface operations {
                     "application/json": components["schemas"]["DeliveryView"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such channel */
             404: {
                 headers: {
@@ -4468,6 +6718,17 @@ export interface operations {
             /** @description An invalid value, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4497,9 +6758,38 @@ export interface operations {
                     "application/json": components["schemas"]["ChannelView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such channel */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4527,9 +6817,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such channel */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4563,8 +6891,53 @@ export interface operations {
                     "application/json": components["schemas"]["ChannelView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such channel */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4575,6 +6948,17 @@ export interface operations {
             /** @description An invalid value, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4604,9 +6988,47 @@ export interface operations {
                     "application/json": components["schemas"]["DeliveryView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such channel */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4642,6 +7064,15 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_registry_credential: {
@@ -4662,9 +7093,38 @@ export interface operations {
                     "application/json": components["schemas"]["RegistryCredentialView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Rivetr is not running on a swarm */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4693,8 +7153,53 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Rivetr is not running on a swarm */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4705,6 +7210,17 @@ export interface operations {
             /** @description An empty or malformed user name or password, named */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4729,9 +7245,47 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No valid token (or session cookie) was sent */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Rivetr is not running on a swarm */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4756,6 +7310,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description No session, or it has ended */
@@ -4791,8 +7354,44 @@ export interface operations {
                     "application/json": components["schemas"]["SessionView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The token is wrong, malformed or revoked (counts as a failed authentication) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit (1 MiB for JSON bodies) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A value that is not acceptable, named */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4827,6 +7426,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not from the dashboard's origin */
             403: {
                 headers: {
@@ -4856,9 +7464,29 @@ export interface operations {
                     "application/json": components["schemas"]["SystemView"];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No valid token or session */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4885,9 +7513,29 @@ export interface operations {
                     "application/json": components["schemas"]["TokenInfo"][];
                 };
             };
+            /** @description A request that cannot be read: a malformed body or path parameter, or a credential in the query string */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No valid token */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4936,6 +7584,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A token that is not revoked has this name */
             409: {
                 headers: {
@@ -4954,9 +7611,29 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Invalid name */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5004,6 +7681,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description A change made with the dashboard's session cookie, without an `Origin` naming this host or an `X-Rivetr-Request` header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No token with this id */
             404: {
                 headers: {
@@ -5016,6 +7702,17 @@ export interface operations {
             /** @description Already revoked */
             409: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5045,6 +7742,17 @@ export interface operations {
             /** @description No token, or a wrong one */
             401: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many failed authentications from this address: only a valid token goes through until `Retry-After` seconds have passed */
+            429: {
+                headers: {
+                    /** @description Seconds until the next attempt is counted */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5119,6 +7827,24 @@ export interface operations {
             };
             /** @description Body over 5 MB */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A value that is not acceptable, named */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
