@@ -69,10 +69,7 @@ pub fn delete(c: &Connection, app_id: i64) -> rusqlite::Result<bool> {
 
 /// The fingerprint of the app's key, if it has one.
 pub fn fingerprint(c: &Connection, app_id: i64) -> rusqlite::Result<Option<String>> {
-    c.query_row(
-        "SELECT fingerprint FROM deploy_keys WHERE app_id = ?1",
-        [app_id],
-        |r| r.get(0),
-    )
-    .optional()
+    c.prepare_cached("SELECT fingerprint FROM deploy_keys WHERE app_id = ?1")?
+        .query_row([app_id], |r| r.get(0))
+        .optional()
 }

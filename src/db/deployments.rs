@@ -158,7 +158,7 @@ pub fn get(c: &Connection, id: i64) -> rusqlite::Result<Option<Deployment>> {
 
 /// The app's deployments, newest first.
 pub fn list_for_app(c: &Connection, app_id: i64, limit: u32) -> rusqlite::Result<Vec<Deployment>> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "{SELECT} WHERE d.app_id = ?1 ORDER BY d.id DESC LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![app_id, limit], from_row)?;
@@ -223,13 +223,11 @@ pub fn set_image(c: &Connection, id: i64, image: &str, settings: &str) -> rusqli
 
 /// The app's deployment in service, if any.
 pub fn running(c: &Connection, app_id: i64) -> rusqlite::Result<Option<Deployment>> {
-    c.query_row(
-        &format!(
-            "{SELECT} WHERE d.app_id = ?1 AND d.status = 'running' ORDER BY d.id DESC LIMIT 1"
-        ),
-        [app_id],
-        from_row,
-    )
+    // Cached: `GET /api/apps` asks this of every app.
+    c.prepare_cached(&format!(
+        "{SELECT} WHERE d.app_id = ?1 AND d.status = 'running' ORDER BY d.id DESC LIMIT 1"
+    ))?
+    .query_row([app_id], from_row)
     .optional()
 }
 

@@ -93,11 +93,14 @@ struct UpstreamState {
     down_until_ms: AtomicU64,
 }
 
-/// A route ready to serve: its upstreams, round-robin position and counters.
+/// A route ready to serve: its upstreams, round-robin position and counters. Each per-worker
+/// copy of the table has a `Route` of its own (its reference count and round-robin position
+/// are that worker's); the declaration, the upstreams and the counters are shared by the
+/// copies, so a copy costs one small allocation per route.
 #[derive(Debug)]
 pub struct Route {
-    pub spec: RouteSpec,
-    pub upstreams: Vec<Upstream>,
+    pub spec: Arc<RouteSpec>,
+    pub upstreams: Arc<[Upstream]>,
     next: AtomicUsize,
     pub metrics: Arc<RouteMetrics>,
     epoch: Instant,
@@ -152,25 +155,30 @@ impl Upstream {
     }
 }
 
-/// An immutable routing table.
+/// An immutable routing table: one per-worker copy of it. The host index and the declarations
+/// are shared by the copies (read-only, so sharing them costs the workers nothing); the
+/// `Route`s are the copy's own.
 #[derive(Debug, Default)]
 pub struct Routes {
-    exact: HashMap<String, Arc<Route>>,
-    /// `(".example.com", route)`, longest suffix first, so the most specific wildcard wins.
-    wildcards: Vec<(String, Arc<Route>)>,
-    specs: Vec<RouteSpec>,
+    /// Host -> index in `routes`.
+    exact: Arc<HashMap<String, usize>>,
+    /// `(".example.com", index in routes)`, longest suffix first, so the most specific
+    /// wildcard wins.
+    wildcards: Arc<Vec<(String, usize)>>,
+    routes: Vec<Arc<Route>>,
+    specs: Arc<Vec<RouteSpec>>,
 }
 
 impl Routes {
     /// The route for a normalised host: an exact match, else the most specific wildcard.
     pub fn lookup(&self, host: &str) -> Option<&Arc<Route>> {
-        if let Some(route) = self.exact.get(host) {
-            return Some(route);
+        if let Some(&i) = self.exact.get(host) {
+            return Some(&self.routes[i]);
         }
         self.wildcards
             .iter()
             .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
-            .map(|(_, route)| route)
+            .map(|&(_, i)| &self.routes[i])
     }
 
     /// The declarations this table was built from.
@@ -215,20 +223,49 @@ fn claim(
     (others.into_iter().chain(granted).collect(), conflicts)
 }
 
-/// One spec per host, in first-seen order; a later spec for the same host wins.
+/// One spec per host, in first-seen order; a later spec for the same host wins. Without
+/// duplicates (the usual case) the list is returned as it is, with nothing copied.
 fn dedup_by_host(specs: Vec<RouteSpec>) -> Vec<RouteSpec> {
-    let mut by_host: HashMap<String, RouteSpec> = HashMap::new();
-    let mut order = Vec::new();
-    for spec in specs {
-        let host = spec.host.clone();
-        if by_host.insert(host.clone(), spec).is_none() {
-            order.push(host);
-        }
+    // Per host: the position of its first spec and of its last.
+    let mut seen: HashMap<&str, (usize, usize)> = HashMap::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        seen.entry(spec.host.as_str())
+            .and_modify(|(_, last)| *last = i)
+            .or_insert((i, i));
     }
-    order
-        .iter()
-        .map(|h| by_host.remove(h).expect("every host in order was inserted"))
+    if seen.len() == specs.len() {
+        return specs;
+    }
+    // take_from[first position] = the position of the spec that wins there.
+    let mut take_from = vec![None; specs.len()];
+    for &(first, last) in seen.values() {
+        take_from[first] = Some(last);
+    }
+    drop(seen);
+    let mut slots: Vec<Option<RouteSpec>> = specs.into_iter().map(Some).collect();
+    take_from
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            slots[i]
+                .take()
+                .expect("each host's last spec is taken once")
+        })
         .collect()
+}
+
+/// From this many routes, a swap gives the allocator's free memory back to the system.
+const TRIM_AFTER_ROUTES: usize = 1_000;
+
+/// Gives freed memory back to the system. A large table is rebuilt on a configuration reload
+/// right after the configuration was parsed: glibc kept the memory of both (26 MB with 10,000
+/// routes, measured with `bench/scale.sh`) in the arena of whichever thread did it.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The table in one copy per proxy worker (see [`super::shard`]): identical routes, each copy
@@ -306,9 +343,7 @@ impl RouteTable {
     /// Replaces the whole table. Later specs for the same host win.
     pub fn replace(&self, specs: Vec<RouteSpec>) {
         let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let tables = self.build(&mut registry, specs);
-        self.current.store(Arc::new(tables));
-        self.changes.send_modify(|v| *v += 1);
+        self.swap(&mut registry, Instant::now(), specs);
     }
 
     /// Notified after every change of the table.
@@ -319,10 +354,9 @@ impl RouteTable {
     /// Replaces the table with `f(current specs)`; concurrent updates are serialised.
     fn update(&self, f: impl FnOnce(&[RouteSpec]) -> Vec<RouteSpec>) {
         let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
         let specs = f(self.current.load().specs());
-        let tables = self.build(&mut registry, specs);
-        self.current.store(Arc::new(tables));
-        self.changes.send_modify(|v| *v += 1);
+        self.swap(&mut registry, started, specs);
     }
 
     /// Replaces the routes of one owner, keeping everyone else's. Specs for hosts another
@@ -342,13 +376,12 @@ impl RouteTable {
     /// nothing changes and the conflicts are returned.
     pub fn set_owners(&self, owners: &[Owner], specs: Vec<RouteSpec>) -> Result<(), Vec<Conflict>> {
         let mut registry = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
         let (next, conflicts) = claim(self.current.load().specs(), owners, specs);
         if !conflicts.is_empty() {
             return Err(conflicts);
         }
-        let tables = self.build(&mut registry, next);
-        self.current.store(Arc::new(tables));
-        self.changes.send_modify(|v| *v += 1);
+        self.swap(&mut registry, started, next);
         Ok(())
     }
 
@@ -393,22 +426,47 @@ impl RouteTable {
         all
     }
 
-    fn build(&self, registry: &mut Registry, specs: Vec<RouteSpec>) -> Tables {
-        let specs = dedup_by_host(specs);
-        let copies = (0..shard::SHARDS)
-            .map(|_| self.build_copy(registry, &specs))
-            .collect();
-        Tables { copies }
+    /// Builds the table of `specs`, stores it, and tells the followers. The time from
+    /// `started` (the writer's lock taken) to the store, and to the old table freed, goes to a
+    /// debug event: `bench/scale.sh` reads it with `[log] level =
+    /// "warn,rivetr::proxy::routes=debug"`.
+    fn swap(&self, registry: &mut Registry, started: Instant, specs: Vec<RouteSpec>) {
+        let tables = self.build(registry, specs);
+        let routes = tables.len();
+        let old = self.current.swap(Arc::new(tables));
+        let swapped = started.elapsed();
+        // Freed here, under the writer's lock, unless a reader still holds it (then by the
+        // last reader): not on the request path in the usual case.
+        let freed = old.len();
+        drop(old);
+        let total = started.elapsed();
+        self.changes.send_modify(|v| *v += 1);
+        if routes.max(freed) >= TRIM_AFTER_ROUTES {
+            release_free_memory();
+        }
+        tracing::debug!(
+            routes,
+            swap_us = swapped.as_micros() as u64,
+            total_us = total.as_micros() as u64,
+            trimmed_us = (started.elapsed() - total).as_micros() as u64,
+            "routes swapped"
+        );
     }
 
-    fn build_copy(&self, registry: &mut Registry, specs: &[RouteSpec]) -> Routes {
-        let mut routes = Routes {
-            specs: specs.to_vec(),
-            ..Routes::default()
-        };
-        for spec in specs {
-            let metrics = Arc::clone(registry.metrics.entry(spec.host.clone()).or_default());
-            let upstreams = spec
+    /// The per-worker copies of the table of `specs`. What the copies share (the host index,
+    /// each route's declaration, upstreams and counters) is built once; each copy then costs
+    /// one allocation per route.
+    fn build(&self, registry: &mut Registry, specs: Vec<RouteSpec>) -> Tables {
+        let specs = Arc::new(dedup_by_host(specs));
+        let mut exact = HashMap::with_capacity(specs.len());
+        let mut wildcards = Vec::new();
+        let mut shared = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let metrics = match registry.metrics.get(&spec.host) {
+                Some(m) => Arc::clone(m),
+                None => Arc::clone(registry.metrics.entry(spec.host.clone()).or_default()),
+            };
+            let upstreams: Arc<[Upstream]> = spec
                 .upstreams
                 .iter()
                 .map(|&addr| Upstream {
@@ -416,24 +474,36 @@ impl RouteTable {
                     state: Arc::clone(registry.upstreams.entry(addr).or_default()),
                 })
                 .collect();
-            let route = Arc::new(Route {
-                upstreams,
-                next: AtomicUsize::new(0),
-                metrics,
-                epoch: self.epoch,
-                spec: spec.clone(),
-            });
+            shared.push((Arc::new(spec.clone()), upstreams, metrics));
             match spec.host.strip_prefix('*') {
-                Some(suffix) => routes.wildcards.push((suffix.to_owned(), route)),
+                Some(suffix) => wildcards.push((suffix.to_owned(), i)),
                 None => {
-                    routes.exact.insert(spec.host.clone(), route);
+                    exact.insert(spec.host.clone(), i);
                 }
             }
         }
-        routes
-            .wildcards
-            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
-        routes
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        let (exact, wildcards) = (Arc::new(exact), Arc::new(wildcards));
+        let copies = (0..shard::table_copies())
+            .map(|_| Routes {
+                exact: Arc::clone(&exact),
+                wildcards: Arc::clone(&wildcards),
+                specs: Arc::clone(&specs),
+                routes: shared
+                    .iter()
+                    .map(|(spec, upstreams, metrics)| {
+                        Arc::new(Route {
+                            spec: Arc::clone(spec),
+                            upstreams: Arc::clone(upstreams),
+                            next: AtomicUsize::new(0),
+                            metrics: Arc::clone(metrics),
+                            epoch: self.epoch,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        Tables { copies }
     }
 }
 
@@ -474,6 +544,49 @@ mod tests {
         assert_eq!(port_for(&table, "exact.apps.example.com"), Some(3));
         assert_eq!(port_for(&table, "example.com"), None);
         assert_eq!(port_for(&table, "other.org"), None);
+    }
+
+    #[test]
+    fn a_later_spec_for_a_host_wins_in_the_first_ones_place() {
+        let table = RouteTable::new();
+        table.replace(vec![
+            spec("a.test", &[1]),
+            spec("b.test", &[2]),
+            spec("a.test", &[3]),
+            spec("c.test", &[4]),
+            spec("b.test", &[5]),
+        ]);
+        let routes = table.load();
+        let order: Vec<(&str, u16)> = routes
+            .specs()
+            .iter()
+            .map(|s| (s.host.as_str(), s.upstreams[0].port()))
+            .collect();
+        assert_eq!(order, [("a.test", 3), ("b.test", 5), ("c.test", 4)]);
+        assert_eq!(port_for(&table, "b.test"), Some(5));
+    }
+
+    #[test]
+    fn every_worker_copy_routes_alike_and_shares_the_counters() {
+        let table = RouteTable::new();
+        table.replace(vec![spec("a.test", &[1]), spec("*.w.test", &[2])]);
+        let tables = table.load();
+        let counters: Vec<_> = (0..tables.copies.len())
+            .map(|i| {
+                let copy = &tables.copies[i];
+                assert_eq!(copy.lookup("x.w.test").unwrap().upstreams[0].addr.port(), 2);
+                let route = copy.lookup("a.test").unwrap();
+                route.metrics.count_request();
+                Arc::clone(&route.metrics)
+            })
+            .collect();
+        assert!(counters.iter().all(|m| Arc::ptr_eq(m, &counters[0])));
+        assert_eq!(counters[0].snapshot().requests, counters.len() as u64);
+        // Each copy has a Route of its own: a request's reference stays on its worker.
+        assert!(!Arc::ptr_eq(
+            tables.copies[0].lookup("a.test").unwrap(),
+            tables.copies[1].lookup("a.test").unwrap()
+        ));
     }
 
     #[test]

@@ -6,9 +6,26 @@
 //! worker thread uses its own.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Copies of per-worker state; workers beyond this many share them.
 pub const SHARDS: usize = 8;
+
+/// Copies of the route table to build: one per worker and one for the other threads, at
+/// most [`SHARDS`]. A copy costs an allocation per route at every change of the table, so
+/// with 10,000 routes and one worker (2 CPUs) building the eight a full machine needs
+/// tripled the rebuild time (`bench/scale.sh`).
+static TABLE_COPIES: AtomicUsize = AtomicUsize::new(SHARDS);
+
+/// Says how many proxy workers will run; before the first route table is built.
+pub fn plan_workers(workers: usize) {
+    TABLE_COPIES.store((workers + 1).clamp(1, SHARDS), Ordering::Relaxed);
+}
+
+/// Copies of the route table to build (see [`plan_workers`]).
+pub fn table_copies() -> usize {
+    TABLE_COPIES.load(Ordering::Relaxed)
+}
 
 thread_local! {
     /// 0 for threads outside the proxy workers.

@@ -9,7 +9,7 @@ pub(crate) mod accept;
 mod alerts;
 mod linger;
 mod startup_pages;
-mod workers;
+pub(crate) mod workers;
 
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
