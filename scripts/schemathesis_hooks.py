@@ -22,23 +22,3 @@ def before_call(context, case, kwargs):
         and str((case.path_parameters or {}).get("id")) == OWN_TOKEN_ID
     ):
         case.path_parameters["id"] = UNUSED_ID
-
-
-@schemathesis.hook
-def filter_failure(context, failure, case, response):
-    """Keeps every failure but one: `ignored_auth` (ST401) seeing Rivetr's lockout.
-
-    After 10 failed authentications from one address Rivetr answers any token but a valid one
-    with 429 `rate_limited` and `Retry-After` (README, `[server] trusted_proxies`; documented
-    on every protected operation). ignored_auth sends invalid tokens on purpose and accepts
-    only 401 or 403, so once it has used up the address's attempts it reports the lockout as
-    "authentication not enforced". The request was refused all the same: that failure is
-    dropped, and only when the answer really is the lockout's.
-    """
-    if getattr(failure, "code", None) != "ST401" or response.status_code != 429:
-        return True
-    try:
-        code = response.json()["error"]["code"]
-    except Exception:
-        return True
-    return not (code == "rate_limited" and "retry-after" in {k.lower() for k in response.headers})

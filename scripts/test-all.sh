@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Rivetr test: formatting, lints, unit and integration tests, and the packages'
-# end-to-end test under systemd.
+# Runs every Rivetr test: formatting, lints, a short fuzzing run, unit and integration tests,
+# and the packages' end-to-end test under systemd.
 #
 # Run it as root on a Debian 12 machine with the Rust toolchain: it installs the Debian
 # packages the tests need and starts the services they talk to. Every step is idempotent,
@@ -32,9 +32,10 @@ step "installing test dependencies"
 # playwright-core); docker-registry: the registry database images are pulled from in
 # tests/databases.rs; python3-aiosmtpd: the SMTP server tests/notifications.rs mails to;
 # prometheus: promtool, which checks the text of /metrics (tests/metrics.rs); openssl: the TLS
-# client, test CA and OCSP responder of tests/tls.rs.
+# client, test CA and OCSP responder of tests/tls.rs; nginx-light: the reverse proxy
+# tests/smuggling.rs runs the same vectors against.
 ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
-    python3-aiosmtpd prometheus openssl \
+    python3-aiosmtpd prometheus openssl nginx-light \
     binutils chromium fonts-dejavu-core docker-registry
 # The dashboard's end-to-end test saves its screenshots here (printed again at the end).
 export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
@@ -48,6 +49,15 @@ step "dashboard: npm ci, lint (eslint), typecheck (tsc --noEmit), component test
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+step "fuzzing: every target for ${FUZZ_SECONDS:=20} s (scripts/fuzz.sh; AFL++ through cargo-afl)"
+# A short run per target, from the seeds in fuzz/: it catches a parser change that panics on
+# inputs near the seeds. The long runs are the README's "Fuzzing" section.
+fuzz_started=$SECONDS
+for target in $(scripts/fuzz.sh --list); do
+    scripts/fuzz.sh "$target" "$FUZZ_SECONDS"
+done
+echo "fuzzing took $((SECONDS - fuzz_started)) s, the build included"
 
 step "cargo test (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for it, with the database test images and moto)"
 # db-images.sh builds the PostgreSQL, MariaDB and Redis test images from Debian packages

@@ -2526,6 +2526,7 @@ mod issue_17_smuggling {
 
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::common::backend::Backend;
@@ -2609,5 +2610,251 @@ mod issue_17_smuggling {
              Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         );
         assert_eq!((status, body.as_str()), (200, "5"));
+    }
+
+    /// An app on a raw socket that answers every request (its head, and a body by
+    /// Content-Length) with `answer`; returns its address and every byte it received.
+    fn raw_app(answer: &'static str) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        // Detached: the app lives as long as the test process.
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk) {
+                                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                                _ => return,
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let body: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + body {
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk) {
+                                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                                _ => return,
+                            }
+                        }
+                        log.lock().unwrap().extend(buf.drain(..end + 4 + body));
+                        if s.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn fields_named(head: &str, name: &str) -> Vec<String> {
+        head.split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn issue_17_a_duplicate_content_length_reaches_the_app_once() {
+        let (app, seen) = raw_app("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", app)]);
+        let (status, text) = send(
+            rivetr.http(),
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nContent-Length: 0\r\n\
+              Connection: close\r\n\r\n",
+        );
+        assert_eq!(status, 200, "{text}");
+        let seen = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        assert!(fields_named(&seen, "content-length").len() <= 1, "{seen}");
+    }
+
+    #[test]
+    fn issue_17_connection_naming_host_does_not_take_the_host_from_the_app() {
+        let (app, seen) = raw_app("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", app)]);
+        for request in [
+            "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: host, close\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a.test\r\nConnection: host, close\r\nContent-Length: 2\r\n\r\nhi",
+        ] {
+            let (status, text) = send(rivetr.http(), request.as_bytes());
+            assert_eq!(status, 200, "{request:?}: {text}");
+            let seen =
+                String::from_utf8_lossy(&std::mem::take(&mut *seen.lock().unwrap())).into_owned();
+            assert_eq!(
+                fields_named(&seen, "host"),
+                ["a.test"],
+                "{request:?}: {seen}"
+            );
+        }
+    }
+
+    #[test]
+    fn issue_17_a_request_refused_for_its_host_closes_the_connection() {
+        let a = Backend::start("A");
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", a.addr)]);
+        for request in [
+            "GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n",
+            "GET http://b.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ] {
+            let mut s = TcpStream::connect(rivetr.http()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut raw = Vec::new();
+            let closed = s.read_to_end(&mut raw);
+            let text = String::from_utf8_lossy(&raw);
+            assert!(text.starts_with("HTTP/1.1 400"), "{request:?}: {text}");
+            assert!(
+                closed.is_ok(),
+                "{request:?}: the connection stayed open after {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn issue_17_an_apps_duplicate_or_listed_content_length_reaches_the_client_once() {
+        for answer in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+        ] {
+            let (app, _) = raw_app(answer);
+            let dir = TestDir::new();
+            let rivetr = proxy_to(&dir, &[("a.test", app)]);
+            // Without a body on the lean path, with one through hyper.
+            for request in [
+                "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+            ] {
+                let (status, text) = send(rivetr.http(), request.as_bytes());
+                assert_eq!(status, 200, "{answer:?} {request:?}: {text}");
+                assert_eq!(
+                    fields_named(&text, "content-length"),
+                    ["5"],
+                    "{answer:?} {request:?}: {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn issue_17_an_apps_content_length_with_a_sign_is_a_bad_gateway() {
+        let (app, _) = raw_app("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello");
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", app)]);
+        let (status, text) = send(
+            rivetr.http(),
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status, 502, "{text}");
+    }
+
+    #[test]
+    fn issue_17_an_app_answer_with_both_framings_keeps_its_chunked_body_through_hyper() {
+        let (app, _) = raw_app(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n",
+        );
+        let dir = TestDir::new();
+        let rivetr = proxy_to(&dir, &[("a.test", app)]);
+        let (status, text) = send(
+            rivetr.http(),
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        );
+        assert_eq!(status, 200, "{text}");
+        assert!(fields_named(&text, "content-length").is_empty(), "{text}");
+        assert!(text.contains("hello"), "{text}");
+    }
+}
+
+mod issue_17_schema {
+    //! Issue 17: what schemathesis found when it checked the API against its own OpenAPI
+    //! document (`scripts/schemathesis.sh`).
+
+    use super::common::api::{Api, initial_token};
+    use super::common::{Launch, Rivetr, TestDir};
+
+    fn start(dir: &TestDir) -> (Rivetr, Api) {
+        let mut rivetr = Launch::serve().start(dir);
+        rivetr.wait_healthy();
+        let api = Api {
+            addr: rivetr.api(),
+            token: initial_token(dir.path()),
+        };
+        (rivetr, api)
+    }
+
+    #[test]
+    fn issue_17_an_integer_written_with_a_zero_fraction_is_accepted() {
+        // JSON Schema's `integer` (the document's type for `port`) includes 8080.0; serde
+        // refused it as "floating point, expected u16".
+        let dir = TestDir::new();
+        let (_rivetr, api) = start(&dir);
+        let res = api.post_json(
+            "/api/apps",
+            r#"{"name": "float-port", "image": "localhost/busybox:test", "port": 8080.0, "replicas": 1.0}"#,
+        );
+        assert_eq!(res.status, 201, "{}", res.body);
+        assert_eq!(res.json()["port"], 8080, "{}", res.body);
+        // A real fraction is still refused, naming the field.
+        let res = api.patch_json("/api/apps/float-port", r#"{"port": 8080.5}"#);
+        assert_eq!(res.status, 400, "{}", res.body);
+        assert!(res.message().contains("`port`"), "{}", res.body);
+    }
+
+    #[test]
+    fn issue_17_the_document_describes_what_every_operation_can_answer() {
+        let dir = TestDir::new();
+        let (_rivetr, api) = start(&dir);
+        let doc = api.get("/api/openapi.json").json();
+        // `POST /api/apps {}` answers 422 "name: required": the document says so.
+        let body = &doc["paths"]["/api/apps"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        let name = &doc["components"]["schemas"]
+            [body["$ref"].as_str().unwrap().rsplit('/').next().unwrap()];
+        let required: Vec<&str> = name["allOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain([name])
+            .flat_map(|s| s["required"].as_array().into_iter().flatten())
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(required.contains(&"name"), "{name}");
+        // A token name with a control character is refused: the document says so too.
+        let token_name = &doc["components"]["schemas"]["CreateToken"]["properties"]["name"];
+        assert!(token_name["pattern"].is_string(), "{token_name}");
+        // The gate's and the extractors' answers are on every operation they can come from.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let statuses = op["responses"].as_object().unwrap();
+                if op["security"].is_array() {
+                    for status in ["401", "429"] {
+                        assert!(statuses.contains_key(status), "{method} {path}: {status}");
+                    }
+                }
+                if op["requestBody"].is_object() {
+                    for status in ["400", "413", "415"] {
+                        assert!(statuses.contains_key(status), "{method} {path}: {status}");
+                    }
+                }
+            }
+        }
     }
 }
