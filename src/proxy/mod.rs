@@ -105,7 +105,6 @@ impl Proxy {
     ) -> Proxy {
         let idle = Duration::from_secs(config.idle_timeout_seconds);
         let certs = CertStore::new();
-        shard::plan_workers(crate::server::workers::worker_count(config.workers));
         Proxy {
             routes: Arc::new(RouteTable::new()),
             ocsp: ocsp::Stapler::new(Arc::clone(&certs), shutdown),

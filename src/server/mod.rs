@@ -183,6 +183,8 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     };
 
     let shutdown = CancellationToken::new();
+    // Before the first route table is built: it makes one copy per worker (plus one).
+    crate::proxy::shard::plan_workers(workers::worker_count(config.proxy.workers));
     let proxy = Arc::new(Proxy::new(
         &config.proxy,
         addrs.https.map(|a| a.port()),
