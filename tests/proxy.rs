@@ -431,6 +431,10 @@ fn manual_certificate_serves_http2_over_tls_and_plain_http_redirects() {
                 .header("host", "secure.test")
                 .body(http_body_util::Full::new(Bytes::from(body)))
                 .unwrap();
+            // An HTTP/1.1 client connection takes a request only once it has finished with
+            // the previous answer; sending earlier is refused ("connection was not ready"), and
+            // the stop's CI run hit that. ready() also fails if the proxy closed the connection.
+            send.ready().await.unwrap();
             let res = send.send_request(req).await.unwrap();
             assert_eq!(res.status(), 200, "{path}");
             assert_eq!(res.version(), hyper::Version::HTTP_11);
