@@ -33,9 +33,10 @@ step "installing test dependencies"
 # tests/databases.rs; python3-aiosmtpd: the SMTP server tests/notifications.rs mails to;
 # prometheus: promtool, which checks the text of /metrics (tests/metrics.rs); openssl: the TLS
 # client, test CA and OCSP responder of tests/tls.rs; nginx-light: the reverse proxy
-# tests/smuggling.rs runs the same vectors against.
+# tests/smuggling.rs runs the same vectors against; libfaketime: the stepped wall clock of
+# tests/faults.rs.
 ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
-    python3-aiosmtpd prometheus openssl nginx-light \
+    python3-aiosmtpd prometheus openssl nginx-light libfaketime \
     binutils chromium fonts-dejavu-core docker-registry
 # The dashboard's end-to-end test saves its screenshots here (printed again at the end).
 export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"

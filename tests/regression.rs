@@ -2858,3 +2858,31 @@ mod issue_17_schema {
         }
     }
 }
+
+/// Issue 17, faults: every request with a token recorded the token's use with an UPDATE,
+/// which waited for the write lock: while another process held the database (an
+/// administrator's `sqlite3` with a transaction open), a read of the API hung 5 s and failed
+/// with a 500.
+#[test]
+fn issue_17_a_read_with_a_token_is_answered_while_another_process_holds_the_write_lock() {
+    use common::api::{Api, initial_token};
+    let dir = common::TestDir::new();
+    let mut rivetr = common::Launch::serve().start(&dir);
+    rivetr.wait_healthy();
+    let api = Api {
+        addr: rivetr.api(),
+        token: initial_token(dir.path()),
+    };
+    let locker =
+        rusqlite::Connection::open(common::api::state_dir(dir.path()).join("rivetr.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let t = std::time::Instant::now();
+    let answer = api.get("/api/tokens");
+    let took = t.elapsed();
+    locker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.message());
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the read took {took:?}"
+    );
+}

@@ -65,12 +65,42 @@ impl ApiError {
             "internal error; the server log has details",
         )
     }
+
+    /// 503 while the database is locked, 507 while its disk is full: the state of the
+    /// server, not of the request, so the same request can succeed later.
+    pub fn database_fault(fault: crate::db::Fault) -> Self {
+        match fault {
+            crate::db::Fault::Locked => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_locked",
+                format!(
+                    "the database is locked (another process holds it) and did not come free \
+                     within {} ms; the request may not have been carried out: try again",
+                    crate::db::REQUEST_WAIT.as_millis()
+                ),
+            ),
+            crate::db::Fault::Full => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the file system holding Rivetr's database is full; the request was not \
+                 carried out: free space there and try again",
+            ),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.code == "database_locked";
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if retry_after {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        res
     }
 }
 

@@ -155,8 +155,27 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(auth::refuse_query_tokens))
         .layer(axum::middleware::from_fn(extract::json_errors))
+        .layer(axum::middleware::from_fn(database_faults))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// Every request's database calls wait at most [`crate::db::REQUEST_WAIT`] each. A request
+/// that failed because the database was locked or its disk full is answered 503 or 507 saying
+/// so, whatever error the handler made of it (each handler reports a database error as its own
+/// 500): the client learns that trying again will work, and nothing hangs meanwhile.
+async fn database_faults(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (res, fault) = crate::db::with_budget(crate::db::REQUEST_WAIT, next.run(req)).await;
+    match fault {
+        Some(fault) if res.status() == axum::http::StatusCode::INTERNAL_SERVER_ERROR => {
+            ApiError::database_fault(fault).into_response()
+        }
+        _ => res,
+    }
 }
 
 /// `/metrics` alone, for `[metrics] listen`: behind the same token, with nothing else of the

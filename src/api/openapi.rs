@@ -153,6 +153,24 @@ impl Modify for CommonResponses {
                         ),
                     );
                 }
+                if protected || path.starts_with("/webhooks/") {
+                    add(
+                        "503",
+                        error(
+                            "The database is locked by another process and did not come free \
+                             within the request's budget (1 s): try again after `Retry-After` \
+                             seconds",
+                        )
+                        .header(
+                            "Retry-After",
+                            HeaderBuilder::new()
+                                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                                .description(Some("Seconds to wait before trying again"))
+                                .build(),
+                        ),
+                    );
+                    add("507", error("The file system holding the database is full"));
+                }
                 if has_body {
                     add(
                         "413",

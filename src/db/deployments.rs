@@ -195,13 +195,17 @@ pub fn finish_with_reason(
     status: Status,
     reason: &str,
 ) -> rusqlite::Result<bool> {
-    let changed = set_status(c, id, status)?;
+    // One transaction: a status stored without its reason (the disk filling between the two)
+    // would never get it, since the status is then final.
+    let tx = c.unchecked_transaction()?;
+    let changed = set_status(&tx, id, status)?;
     if changed {
-        c.execute(
+        tx.execute(
             "UPDATE deployments SET reason = ?2 WHERE id = ?1",
             params![id, reason],
         )?;
     }
+    tx.commit()?;
     Ok(changed)
 }
 

@@ -67,19 +67,28 @@ pub fn lookup(
     let Some((id, token_id, token_name, created, seen, revoked)) = found else {
         return Ok(None);
     };
+    // (An ended session whose delete is skipped here is refused all the same, and deleted
+    // when it is sent again.)
     if revoked || now - seen > limits.idle || now - created > limits.max {
-        c.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+        super::write_if_free(c, |c| {
+            c.execute("DELETE FROM sessions WHERE id = ?1", [id])
+                .map(drop)
+        })?;
         return Ok(None);
     }
     if now - seen >= 60 {
-        c.execute(
-            "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1",
-            params![id, now],
-        )?;
-        c.execute(
-            "UPDATE api_tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-            [token_id],
-        )?;
+        super::write_if_free(c, |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            tx.execute(
+                "UPDATE api_tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                [token_id],
+            )?;
+            tx.commit()
+        })?;
     }
     let last_seen = if now - seen >= 60 { now } else { seen };
     Ok(Some(Session {

@@ -117,33 +117,43 @@ pub enum Lookup {
 
 /// Looks a token up by its hash and, when it is valid, records its use. `last_used_at` is
 /// written at most once a minute per token, so a busy client does not turn every request
-/// into a database write.
+/// into a database write. That write never waits: while another process holds the database's
+/// write lock the stamp is left for a later request (it is still due then), and the request,
+/// which only needed to read, goes on.
 pub fn authenticate(conn: &mut Connection, hash: &[u8; 32]) -> Result<Lookup, rusqlite::Error> {
     let found = conn
         .query_row(
-            "SELECT id, name, revoked_at IS NOT NULL FROM api_tokens WHERE token_hash = ?1",
+            "SELECT id, name, revoked_at IS NOT NULL,
+                    last_used_at IS NULL
+                    OR last_used_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 seconds')
+             FROM api_tokens WHERE token_hash = ?1",
             [&hash[..]],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, bool>(2)?,
+                    r.get::<_, bool>(3)?,
                 ))
             },
         )
         .optional()?;
-    let Some((id, name, revoked)) = found else {
+    let Some((id, name, revoked, stamp_due)) = found else {
         return Ok(Lookup::Unknown);
     };
     if revoked {
         return Ok(Lookup::Revoked { id });
     }
-    conn.execute(
-        "UPDATE api_tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE id = ?1 AND (last_used_at IS NULL
-                            OR last_used_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-60 seconds'))",
-        [id],
-    )?;
+    if stamp_due {
+        super::write_if_free(conn, |c| {
+            c.execute(
+                "UPDATE api_tokens SET last_used_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE id = ?1",
+                [id],
+            )
+            .map(drop)
+        })?;
+    }
     Ok(Lookup::Valid { id, name })
 }
 

@@ -70,24 +70,55 @@ pub(crate) async fn run(
                     Status::Cancelled,
                     "cancelled by a newer deployment or a request".to_owned(),
                 ),
-                Stop::Failed(reason) => (Status::Failed, log.redact(&reason)),
+                Stop::Failed(reason) => {
+                    let reason = with_full_disk(reason, &shared.work_dir(d.id));
+                    (Status::Failed, log.redact(&reason))
+                }
             };
             log.say(&format!("deployment {}: {reason}", status.as_str()));
             clean_up(shared, &d, &log, built_image.as_deref()).await;
-            let id = d.id;
-            let stored = reason.clone();
-            if let Err(e) = shared
-                .db
-                .call(move |c| deployments::finish_with_reason(c, id, status, &stored))
-                .await
-            {
-                tracing::error!(deployment = id, error = %e, "cannot record the end of a deployment");
-            }
+            // Before the end is recorded: a checkout that filled the disk must not keep the
+            // database from recording that it did.
+            remove_work_dir(shared, d.id).await;
+            record_end(shared, d.id, status, reason).await;
             status
         }
     };
     remove_work_dir(shared, d.id).await;
     log.finish(&shared.logs, status.as_str()).await;
+}
+
+/// Records how a deployment ended, trying again every second for as long as the database is
+/// locked or its disk full (which may be why it failed): a deployment left "building" in the
+/// database would show as under way, and hold its app's later deployments, until a restart.
+async fn record_end(shared: &Shared, id: i64, status: Status, reason: String) {
+    let mut waited = false;
+    loop {
+        let stored = reason.clone();
+        match shared
+            .db
+            .call(move |c| deployments::finish_with_reason(c, id, status, &stored))
+            .await
+        {
+            Ok(_) => {
+                if waited {
+                    tracing::info!(deployment = id, "recorded the end of the deployment");
+                }
+                return;
+            }
+            Err(e) if e.fault().is_some() => {
+                if !waited {
+                    tracing::error!(deployment = id, error = %e, "cannot record the end of a deployment yet; trying again every second");
+                    waited = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::error!(deployment = id, error = %e, "cannot record the end of a deployment");
+                return;
+            }
+        }
+    }
 }
 
 async fn set_status(shared: &Shared, id: i64, status: Status) -> Result<(), Stop> {
@@ -624,6 +655,42 @@ async fn stored_env(
 }
 
 /// Removes what a failed or cancelled deployment created.
+/// A failure's reason, saying so when the disk under the work directory is full (git, for
+/// one, says only "unable to write file" then).
+fn with_full_disk(reason: String, work: &std::path::Path) -> String {
+    match free_bytes(work.parent().unwrap_or(work)) {
+        Some(free) if free < FULL_DISK_BYTES => format!(
+            "{} (the file system holding {} is full: {free} bytes free)",
+            reason.trim_end_matches([' ', '/']),
+            work.display()
+        ),
+        _ => reason,
+    }
+}
+
+/// The bytes an unprivileged process may still write on the file system holding `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `st` is written by statvfs before it is read.
+    let st = unsafe {
+        if libc::statvfs(path.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Less free space than this under the work directory when a deployment fails is taken as
+/// the cause: no checkout or build context fits in it.
+const FULL_DISK_BYTES: u64 = 1 << 20;
+
+/// How long a failed deployment waits for its engine to answer again, to remove what it
+/// created; past it, the next start's reconcile removes the leftovers.
+const ENGINE_RETURN_WAIT: Duration = Duration::from_secs(120);
+
 async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image: Option<&str>) {
     let Some(runtime) = shared.current_runtime() else {
         return;
@@ -633,15 +700,40 @@ async fn clean_up(shared: &Shared, d: &Deployment, log: &DeployLog, built_image:
     {
         log.say(&e);
     }
-    match runtime.list(&shared.deployment_filter(&d.app, d.id)).await {
-        Ok(containers) => {
-            for c in containers {
-                if let Err(e) = runtime.remove(&c.id).await {
-                    log.say(&format!("cannot remove container {}: {e}", c.name));
+    // An engine that stopped answering (its service killed or restarted, which may be why
+    // this deployment failed) is waited for, so that what was created is removed once it is
+    // back rather than left running beside the version that serves.
+    let deadline = tokio::time::Instant::now() + ENGINE_RETURN_WAIT;
+    let mut waiting = false;
+    loop {
+        match runtime.list(&shared.deployment_filter(&d.app, d.id)).await {
+            Ok(containers) => {
+                for c in containers {
+                    if let Err(e) = runtime.remove(&c.id).await {
+                        log.say(&format!("cannot remove container {}: {e}", c.name));
+                    }
+                }
+                break;
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                if !waiting {
+                    log.say(&format!(
+                        "cannot list this deployment's containers ({e}); trying again every \
+                         second for {} s",
+                        ENGINE_RETURN_WAIT.as_secs()
+                    ));
+                    waiting = true;
+                }
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
+            Err(e) => {
+                log.say(&format!("cannot list this deployment's containers: {e}"));
+                break;
+            }
         }
-        Err(e) => log.say(&format!("cannot list this deployment's containers: {e}")),
     }
     if let Some(image) = built_image
         && let Err(e) = runtime.remove_image(image).await

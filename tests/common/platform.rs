@@ -69,7 +69,12 @@ pub struct Platform {
 impl Platform {
     /// Starts Rivetr on Podman with fresh state; extra `RIVETR_*` settings in `env`.
     pub fn start(socket: &str, env: &[(&str, &str)]) -> Platform {
-        let dir = TestDir::new();
+        Platform::start_in(TestDir::new(), socket, env)
+    }
+
+    /// As [`Platform::start`], in a directory the test prepared (a small file system mounted
+    /// at `<dir>/data`, say).
+    pub fn start_in(dir: TestDir, socket: &str, env: &[(&str, &str)]) -> Platform {
         let mut launch = Launch::serve()
             .env("RIVETR_RUNTIME_ENGINE", "podman")
             .env("RIVETR_RUNTIME_SOCKET", socket)
