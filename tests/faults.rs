@@ -85,7 +85,7 @@ impl Load {
 /// One row of the faults table, and the check every fault shares: every request answered.
 fn report(fault: &str, counts: &Counts, recovery: Duration) {
     println!(
-        "fault-row\t{fault}\t{}\t{}\t{}\t{:.2} s",
+        "\nfault-row\t{fault}\t{}\t{}\t{}\t{:.2} s",
         counts.sent,
         counts.failed,
         counts.refused,

@@ -619,25 +619,34 @@ start_load() { # [host]
     wait_for "client loops running" 20 "[ \$(cat /tmp/load/w*.log 2>/dev/null | wc -l) -ge 40 ]"
 }
 # Stops the loops and checks every request got an HTTP answer (with code want-code, when
-# given); prints the counts.
-stop_load() { # window-start window-end label [want-code]
+# given); prints the counts. With a file of kill -9 instants (container time, one a line), a
+# request that was inside the killed process at one of them and got no answer (curl: empty
+# reply or reset) is counted apart as lost with the process: the kernel closes the connections
+# a process accepted when it dies, and no server can answer on them.
+stop_load() { # window-start window-end label [want-code] [kill-instants-file]
     local n
     n=$(ct "cat /tmp/load/w*.log | wc -l")
     wait_for "requests after the restart" 30 "[ \$(cat /tmp/load/w*.log | wc -l) -ge $((n + 40)) ]"
     ct "touch /tmp/load/stop"
     wait_for "client loops to end" 30 "[ \$(ls /tmp/load/done* 2>/dev/null | wc -l) -eq 4 ]"
     ct "cat /tmp/load/w*.log" >"$work/load-$3.txt"
-    python3 - "$work/load-$3.txt" "$1" "$2" "$3" "${4:-}" <<'EOF'
+    python3 - "$work/load-$3.txt" "$1" "$2" "$3" "${4:-}" "${5:-/dev/null}" <<'EOF'
 import collections, sys
-path, t0, t1, label, want = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+path, t0, t1, label, want, kills = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+kills = [float(l) for l in open(kills) if l.strip()]
 rows = [l.split() for l in open(path) if l.strip()]
 total = len(rows)
 refused = sum(1 for r in rows if r[2] == "7")
-failed = [r for r in rows if r[2] != "0" or not r[3].isdigit() or r[3] == "000" or (want and r[3] != want)]
+def in_killed_process(r):
+    return r[2] in ("52", "56") and any(float(r[0]) <= k <= float(r[1]) for k in kills)
+lost = [r for r in rows if in_killed_process(r)]
+failed = [r for r in rows if not in_killed_process(r) and
+          (r[2] != "0" or not r[3].isdigit() or r[3] == "000" or (want and r[3] != want))]
 during = sum(1 for r in rows if float(r[0]) < t1 and float(r[1]) > t0)
 codes = collections.Counter(r[3] for r in rows)
+lost_text = f", {len(lost)} lost inside the killed process" if kills else ""
 print(f"    {label}: {total} requests to port 80, {refused} refused, {len(failed)} without "
-      f"{'an HTTP ' + want if want else 'an HTTP answer'}, {during} overlapping the {t1 - t0:.2f} s {label} window; HTTP codes {dict(codes)}")
+      f"{'an HTTP ' + want if want else 'an HTTP answer'}{lost_text}, {during} overlapping the {t1 - t0:.2f} s {label} window; HTTP codes {dict(codes)}")
 if refused or failed:
     sys.exit(f"failed requests (start end curl-exit http-code): {failed[:10]}")
 if during == 0:
@@ -664,6 +673,7 @@ EXPOSE 8080
 CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
 '
 app_body=       # what the pushed commit serves at /
+app_secret=     # the app's webhook secret
 app_deployment= # the deployment the webhook queued
 app_container=  # its container in the apps' engine
 
@@ -727,6 +737,7 @@ step_deploy_app() {
     out=$(api POST /api/apps /tmp/e2e-app.json)
     [ "$(api_status "$out")" = 201 ] || fail "POST /api/apps: $out"
     secret=$(api_body "$out" | jq -er .webhook_secret) || fail "no webhook_secret in: $out"
+    app_secret=$secret
     api_body "$out" | jq -e --arg suffix "/webhooks/github/$APP" '.webhooks.github | endswith($suffix)' >/dev/null ||
         fail "no GitHub webhook URL for $APP in: $out"
 
@@ -826,6 +837,87 @@ step_app_after_upgrade() {
     expect_eq "the app's containers after the upgrade" "$(app_containers)" "$app_container running"
     expect_eq "proxy after the upgrade, Host $APP_HOST" "$(through_proxy)" "200 $app_body"
     expect_eq "runtime after the upgrade" "$(health | jq -c '[.runtime.engine, .runtime.rootless]')" '["podman",false]'
+}
+
+# A database query as the service's user (a file sqlite3 creates must not be root's).
+db_query() { ct "runuser -u rivetr -- sqlite3 /var/lib/rivetr/rivetr.db \"$1\""; }
+
+# Sends GitHub's push webhook for commit $1 of the app, signed with its secret; prints the
+# deployment id.
+send_push() {
+    local sha=$1 sig
+    jq -c --arg sha "$sha" '.ref = "refs/heads/main" | .after = $sha | .deleted = false' \
+        tests/fixtures/webhooks/github/push.json >"$work/push-kill.json"
+    ct_write /tmp/e2e-push-kill.json <"$work/push-kill.json"
+    sig=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), open(sys.argv[2], "rb").read(), hashlib.sha256).hexdigest())' \
+        "$app_secret" "$work/push-kill.json")
+    podman exec "$CT" bash -c '
+        code=$(curl -sS --max-time 30 -o /tmp/e2e-webhook-kill.json -w "%{http_code}" -X POST \
+            -H "Content-Type: application/json" -H "User-Agent: GitHub-Hookshot/e2e" \
+            -H "X-GitHub-Event: push" -H "X-GitHub-Delivery: e2e-kill-$(date +%s%N)" \
+            -H "X-Hub-Signature-256: sha256=$1" --data-binary @/tmp/e2e-push-kill.json \
+            "http://127.0.0.1:8080/webhooks/github/$2")
+        [ "$code" = 202 ] || { echo "webhook answered $code: $(cat /tmp/e2e-webhook-kill.json)" >&2; exit 1; }
+        sed -n "s/.*\"deployment_id\":\([0-9]*\).*/\1/p" /tmp/e2e-webhook-kill.json' _ "$sig" "$APP"
+}
+
+# Issue 17: `kill -9` of the service at random moments of webhook deploys, KILL_ROUNDS times,
+# with clients requesting the app through port 80 all along. systemd restarts it (Restart=
+# on-failure, RestartSec=1s) and holds the sockets meanwhile: no request may be refused or go
+# unanswered. After each restart: no deployment left under way, exactly one running deployment
+# and one running container for the app, and PRAGMA integrity_check ok.
+KILL_ROUNDS=${KILL_ROUNDS:-20}
+step_kill9_during_deploys() {
+    local i sha id delay pid new t0 t1 took max=0 restarts states
+    # A replaced version drains 1 s and gets 2 s to stop (the packaged 10 s and 10 s would
+    # make each round wait 20 s for the app's old container to go).
+    ct "sed -i 's/^drain_seconds = .*/drain_seconds = 1/; s/^stop_timeout_seconds = .*/stop_timeout_seconds = 2/' /etc/rivetr/rivetr.toml"
+    ct "grep -qx 'drain_seconds = 1' /etc/rivetr/rivetr.toml && grep -qx 'stop_timeout_seconds = 2' /etc/rivetr/rivetr.toml" ||
+        fail "cannot set drain_seconds and stop_timeout_seconds in /etc/rivetr/rivetr.toml"
+    ct "systemctl restart rivetr.service"
+    health >/dev/null || fail "no health after the restart with the shorter drain"
+    restarts=$(prop rivetr.service NRestarts)
+    start_load "$APP_HOST"
+    t0=$(ct "date +%s.%N")
+    for i in $(seq "$KILL_ROUNDS"); do
+        sha=$(ct "cd /root/$APP && echo 'kill round $i' >www/index.html && git commit -q -am 'kill round $i' && git push -q origin main && git rev-parse HEAD")
+        id=$(send_push "$sha") || fail "round $i: the webhook was not accepted"
+        # Anywhere from the queue to the switch: a deploy of this app takes about a second
+        # here (0 to 4 s, the first try, interrupted 2 of 20).
+        delay=$((RANDOM % 12))
+        sleep "$((delay / 10)).$((delay % 10))"
+        pid=$(prop rivetr.service MainPID)
+        local killed_at
+        killed_at=$(now)
+        ct "date +%s.%N >>/tmp/load/kills && kill -9 $pid"
+        local deadline=$(($(date +%s) + 30))
+        until new=$(prop rivetr.service MainPID) && [ "$new" != 0 ] && [ "$new" != "$pid" ] &&
+            [ "$(prop rivetr.service ActiveState)" = active ] && health >/dev/null 2>&1; do
+            [ "$(date +%s)" -lt "$deadline" ] || fail "round $i: no healthy restart within 30 s of kill -9"
+            sleep 0.1
+        done
+        took=$(elapsed "$killed_at" "$(now)")
+        max=$(python3 -c "import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))" "$max" "$took")
+        wait_for "round $i: no deployment under way" 120 \
+            "[ \$(runuser -u rivetr -- sqlite3 /var/lib/rivetr/rivetr.db \"SELECT COUNT(*) FROM deployments WHERE status NOT IN ('running', 'failed', 'cancelled', 'superseded', 'replaced')\") = 0 ]"
+        expect_eq "round $i: running deployments of $APP" \
+            "$(db_query "SELECT COUNT(*) FROM deployments d JOIN apps a ON a.id = d.app_id WHERE a.name = '$APP' AND d.status = 'running'")" 1
+        local deadline2=$(($(date +%s) + 60))
+        until [ "$(app_containers | grep -c ' running$')" = 1 ] && [ "$(app_containers | wc -l)" = 1 ]; do
+            [ "$(date +%s)" -lt "$deadline2" ] || fail "round $i: the app's containers: $(app_containers | tr '\n' ' ')"
+            sleep 0.2
+        done
+        expect_eq "round $i: integrity_check" "$(db_query 'PRAGMA integrity_check')" ok
+        states+="$id:$(db_query "SELECT status FROM deployments WHERE id = $id") "
+        log "    round $i: kill -9 ${delay}00 ms after the webhook of deployment $id; healthy again after $took s"
+    done
+    t1=$(ct "date +%s.%N")
+    ct "cat /tmp/load/kills" >"$work/kill-instants.txt"
+    stop_load "$t0" "$t1" kill9 200 "$work/kill-instants.txt" >"$work/kill9-load.txt" ||
+        { cat "$work/kill9-load.txt"; fail "requests failed across kill -9"; }
+    expect_eq "NRestarts after $KILL_ROUNDS kills" "$(prop rivetr.service NRestarts)" "$((restarts + KILL_ROUNDS))"
+    expect_eq "proxy serves the running deployment's commit" "$(through_proxy | cut -d' ' -f1)" 200
+    note "kill -9 x $KILL_ROUNDS during webhook deploys: $(sed 's/^ *kill9: //' "$work/kill9-load.txt"); longest kill -> healthy $max s; deployments' ends: $states"
 }
 
 step_remove() {
@@ -937,6 +1029,7 @@ steps=(
     step_deploy_app
     step_upgrade
     step_app_after_upgrade
+    step_kill9_during_deploys
     step_remove
     step_purge
     step_rpm
