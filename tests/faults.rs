@@ -330,7 +330,7 @@ fn clock_steps_forward_and_back_break_no_rate_limit_timeout_or_watchdog() {
         .arg("--config")
         .arg(config.to_str().unwrap())
         .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
-        .env("WATCHDOG_USEC", "1000000")
+        .env("WATCHDOG_USEC", "2000000")
         .start(&dir);
     notify.recv_until("READY=1", Duration::from_secs(30));
     rivetr.wait_healthy();
@@ -421,14 +421,16 @@ fn clock_steps_forward_and_back_break_no_rate_limit_timeout_or_watchdog() {
     );
     assert_eq!(status, 200, "{body}");
 
+    // A few more beats after the last step, with the load still on.
+    std::thread::sleep(Duration::from_secs(3));
     beating.store(false, Ordering::Relaxed);
     let gaps = beats.join().unwrap();
     let longest = gaps.iter().max().copied().unwrap_or_default();
-    assert!(gaps.len() >= 6, "only {} watchdog beats", gaps.len());
+    assert!(gaps.len() >= 4, "only {} watchdog beats", gaps.len());
     // systemd would restart a service whose beats were WATCHDOG_USEC apart.
     assert!(
-        longest < Duration::from_secs(1),
-        "a watchdog beat came {longest:?} after the one before (WATCHDOG_USEC=1 s)"
+        longest < Duration::from_secs(2),
+        "a watchdog beat came {longest:?} after the one before (WATCHDOG_USEC=2 s)"
     );
     let counts = load.finish();
     report(
