@@ -2670,21 +2670,6 @@ mod issue_17_smuggling {
     }
 
     #[test]
-    fn issue_17_a_duplicate_content_length_reaches_the_app_once() {
-        let (app, seen) = raw_app("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        let dir = TestDir::new();
-        let rivetr = proxy_to(&dir, &[("a.test", app)]);
-        let (status, text) = send(
-            rivetr.http(),
-            b"GET / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nContent-Length: 0\r\n\
-              Connection: close\r\n\r\n",
-        );
-        assert_eq!(status, 200, "{text}");
-        let seen = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-        assert!(fields_named(&seen, "content-length").len() <= 1, "{seen}");
-    }
-
-    #[test]
     fn issue_17_connection_naming_host_does_not_take_the_host_from_the_app() {
         let (app, seen) = raw_app("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         let dir = TestDir::new();
