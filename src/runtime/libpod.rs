@@ -17,6 +17,10 @@ use super::{
 /// The libpod API version every Podman since 4.0 serves.
 const PREFIX: &str = "/v4.0.0/libpod";
 
+/// How often a read that raced a container's exit is asked again (see [`raced_an_exit`]).
+const EXIT_RACE_TRIES: u32 = 5;
+const EXIT_RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 #[derive(Debug, Clone)]
 pub(crate) struct Libpod {
     raw: RawClient,
@@ -35,7 +39,7 @@ impl Libpod {
 
     pub(crate) async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let path = format!("{PREFIX}/containers/{}/json", encode(id));
-        let json: InspectJson = self.raw.get(&path, Subject::Container(id)).await?;
+        let json: InspectJson = self.get_across_exits(&path, Subject::Container(id)).await?;
         Ok(json.into_info())
     }
 
@@ -50,9 +54,37 @@ impl Libpod {
             "{PREFIX}/containers/json?all=true&filters={}",
             encode(&filters.to_string())
         );
-        let entries: Vec<ListJson> = self.raw.get(&path, Subject::Engine).await?;
+        let entries: Vec<ListJson> = self.get_across_exits(&path, Subject::Engine).await?;
         Ok(entries.into_iter().map(ListJson::into_summary).collect())
     }
+
+    /// GETs a container read, asking again a few times when it raced a container's exit: the
+    /// container is fine, and a moment later Podman sees it exited. A caller polling a
+    /// deployment's health or reconciling must not take that moment for a broken engine.
+    async fn get_across_exits<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        subject: Subject<'_>,
+    ) -> Result<T, RuntimeError> {
+        let mut tries = 1;
+        loop {
+            match self.raw.get(path, subject).await {
+                Err(e) if tries < EXIT_RACE_TRIES && raced_an_exit(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(EXIT_RACE_PAUSE).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+}
+
+/// Podman reads a running container's cgroup from `/proc/<pid>/cgroup` while answering an
+/// inspect; when the process exits between Podman reading the state and reading that file, the
+/// answer is a 500 "read /proc/N/cgroup: no such process" (seen in CI on Podman 4.3).
+fn raced_an_exit(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::Engine { status: 500, message }
+        if message.starts_with("read /proc/") && message.ends_with("no such process"))
 }
 
 /// `/libpod/info`, the parts Rivetr reads.
