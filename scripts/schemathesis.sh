@@ -82,6 +82,7 @@ log "starting $BIN on $API (state in $WORK/data, engine $RIVETR_TEST_PODMAN_SOCK
     exec env -u RUST_LOG -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u JOURNAL_STREAM \
         RIVETR_SERVER_STATE_DIR="$WORK/data" \
         RIVETR_SERVER_API_LISTEN="$API" \
+        RIVETR_SERVER_TRUSTED_PROXIES='["127.0.0.1"]' \
         RIVETR_PROXY_HTTP_LISTEN="127.0.0.1:$(free_port)" \
         RIVETR_PROXY_HTTPS_LISTEN="127.0.0.1:$(free_port)" \
         RIVETR_ACME_ENABLED=false \
