@@ -2842,6 +2842,57 @@ mod issue_17_schema {
             }
         }
     }
+
+    /// schemathesis, once it reached the handlers: serde's derived structs also take an
+    /// array of their fields in order, so `{"resources": [null, null]}` patched an app and
+    /// `[null, null]` a notification channel, where the document promises objects.
+    #[test]
+    fn issue_17_an_array_is_not_taken_for_an_object() {
+        let dir = TestDir::new();
+        let (_rivetr, api) = start(&dir);
+        let res = api.post_json(
+            "/api/apps",
+            r#"{"name": "arrays", "image": "localhost/busybox:test"}"#,
+        );
+        assert_eq!(res.status, 201, "{}", res.body);
+        let res = api.patch_json("/api/apps/arrays", r#"{"resources": [null, null]}"#);
+        assert_eq!(res.status, 400, "{}", res.body);
+        assert!(res.message().contains("`resources`"), "{}", res.body);
+        assert!(res.message().contains("expected an object"), "{}", res.body);
+        let res = api.patch_json("/api/apps/arrays", r#"[null, null, 8081]"#);
+        assert_eq!(res.status, 400, "{}", res.body);
+        // Objects, lists of values and nested objects still work.
+        let res = api.patch_json(
+            "/api/apps/arrays",
+            r#"{"port": 8081, "domains": ["a.example.com"], "resources": {"memory": null, "cpus": 0.5}}"#,
+        );
+        assert_eq!(res.status, 200, "{}", res.body);
+        assert_eq!(res.json()["resources"]["cpus"], 0.5, "{}", res.body);
+        assert_eq!(res.json()["domains"][0], "a.example.com", "{}", res.body);
+    }
+
+    /// schemathesis, once it reached the handlers: nine query parameters (`limit`, `tail`,
+    /// `follow`, `volumes`, `backups`, `destination`) were documented as path parameters, so
+    /// a generated client put them in the path and schemathesis called them required.
+    #[test]
+    fn issue_17_query_parameters_are_documented_in_the_query() {
+        let dir = TestDir::new();
+        let (_rivetr, api) = start(&dir);
+        let doc = api.get("/api/openapi.json").json();
+        let mut wrong = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    let name = param["name"].as_str().unwrap();
+                    let in_path = path.contains(&format!("{{{name}}}"));
+                    if (param["in"] == "path") != in_path {
+                        wrong.push(format!("{method} {path}: {name} in {}", param["in"]));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
 }
 
 /// Issue 17, faults: every request with a token recorded the token's use with an UPDATE,

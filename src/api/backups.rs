@@ -52,6 +52,7 @@ pub(super) fn backup_error(e: BackupError) -> ApiError {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StartParams {
     /// Where the backup goes: `local` (the default) or an S3 destination's name.
     pub destination: Option<String>,

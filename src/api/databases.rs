@@ -65,6 +65,7 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     /// `true`: remove the data volume too. By default it is kept and the answer says where.
     pub volumes: Option<bool>,

@@ -46,6 +46,7 @@ pub struct RollbackBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// At most this many, newest first; default 50.
     #[param(minimum = 0, maximum = 4294967295_u64)]
@@ -53,17 +54,32 @@ pub struct ListParams {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
     /// `1`: stream as Server-Sent Events until the deployment ends.
     pub follow: Option<String>,
+}
+
+/// The `Last-Event-ID` header, for the document only: [`deployment_logs`] reads it itself, so
+/// that a bad one gets the API's error rather than axum's.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct ResumeHeader {
+    /// Send only the lines after this one (a browser's EventSource sends it when it
+    /// reconnects).
+    #[param(rename = "Last-Event-ID", minimum = 0, nullable = false)]
+    last_event_id: Option<i64>,
 }
 
 /// The most lines `tail` may ask for; more is refused with 422.
 pub const MAX_TAIL: u64 = 10_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AppLogParams {
     /// The last N lines already written; default 100, at most 10000.
+    #[param(minimum = 0, maximum = 10000)]
     pub tail: Option<u64>,
     /// `1`: keep streaming new lines.
     pub follow: Option<String>,
@@ -151,7 +167,7 @@ impl From<LogLine> for LogLineView {
     tag = "deployments",
     security(("bearer" = [])),
     params(("app" = String, Path, description = "The app's name")),
-    request_body(content = DeployBody, description = "Optional; `{}` deploys the app's branch"),
+    request_body(content = Option<DeployBody>, description = "Optional; none or `{}` deploys the app's branch"),
     responses(
         (status = 202, description = "Queued", body = DeploymentView),
         (status = 404, description = "No such app", body = ErrorBody),
@@ -169,7 +185,8 @@ pub async fn deploy(
     let body: DeployBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         DeployBody::default()
     } else {
-        super::extract::parse_json(&bytes)?
+        // `null` too: the document's body is optional, so a generated client may send it.
+        super::extract::parse_json::<Option<DeployBody>>(&bytes)?.unwrap_or_default()
     };
     let git_ref = body.git_ref.filter(|r| !r.trim().is_empty());
     if let Some(r) = &git_ref
@@ -300,7 +317,8 @@ fn wants_follow(v: &Option<String>) -> bool {
 /// A deployment's log: a JSON array, or with `follow=1` Server-Sent Events: every stored
 /// line (`event: line`, with the line's id as the event's `id:`), then new lines as they
 /// come, then `event: end` with the final status. A `Last-Event-ID` header (sent by a
-/// browser's EventSource when it reconnects) resumes after that line: no gap, no repeat.
+/// browser's EventSource when it reconnects) resumes after that line: no gap, no repeat; on
+/// the JSON array it leaves out that line and those before it.
 #[utoipa::path(
     get,
     path = "/api/deployments/{id}/logs",
@@ -309,7 +327,7 @@ fn wants_follow(v: &Option<String>) -> bool {
     params(
         ("id" = i64, Path, description = "The deployment's id"),
         LogParams,
-        ("Last-Event-ID" = Option<i64>, Header, description = "With follow=1: send only the lines after this one"),
+        ResumeHeader,
     ),
     responses(
         (status = 200, description = "The lines so far (or an event stream with follow=1)", body = Vec<LogLineView>),
@@ -325,17 +343,17 @@ pub async fn deployment_logs(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     state.engine.deployment(id).await.map_err(engine_error)?;
+    let after = last_event_id(&headers)?;
     if !wants_follow(&params.follow) {
         let lines = state
             .db
-            .call(move |c| crate::db::deployment_logs::list(c, id, 0))
+            .call(move |c| crate::db::deployment_logs::list(c, id, after))
             .await
             .map_err(ApiError::internal)?;
         let lines: Vec<LogLineView> = lines.into_iter().map(Into::into).collect();
         return Ok(JsonResponse(lines).into_response());
     }
     let guard = open_stream(&state, &caller)?;
-    let after = last_event_id(&headers)?;
     Ok(
         Sse::new(guarded(follow_deployment(state, id, after), guard))
             .keep_alive(KeepAlive::default())

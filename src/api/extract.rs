@@ -90,7 +90,167 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?;
     integral_floats_as_integers(&mut value);
-    serde_path_to_error::deserialize(value).map_err(json_error)
+    serde_path_to_error::deserialize(ObjectsOnly(value)).map_err(json_error)
+}
+
+/// A JSON value that gives a struct only from an object. serde's derived structs also take
+/// an array of their fields in order, so `{"resources": [null, null]}` was a valid app patch
+/// and `[null, null]` a valid notification patch (issue 17, schemathesis): the document
+/// promises an object, and an array of values is a client's mistake worth refusing.
+struct ObjectsOnly(serde_json::Value);
+
+impl<'de> serde::de::IntoDeserializer<'de, serde_json::Error> for ObjectsOnly {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl ObjectsOnly {
+    fn visit_object<'de, V: serde::de::Visitor<'de>>(
+        fields: serde_json::Map<String, serde_json::Value>,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        let mut map = serde::de::value::MapDeserializer::new(
+            fields.into_iter().map(|(k, v)| (k, ObjectsOnly(v))),
+        );
+        let value = visitor.visit_map(&mut map)?;
+        map.end()?;
+        Ok(value)
+    }
+
+    fn visit_array<'de, V: serde::de::Visitor<'de>>(
+        items: Vec<serde_json::Value>,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        let mut seq = serde::de::value::SeqDeserializer::new(items.into_iter().map(ObjectsOnly));
+        let value = visitor.visit_seq(&mut seq)?;
+        seq.end()?;
+        Ok(value)
+    }
+}
+
+/// Hands the `deserialize_*` calls that need no care straight to the value.
+macro_rules! forward_to_value {
+    ($($method:ident)*) => {$(
+        fn $method<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            serde::Deserializer::$method(self.0, visitor)
+        }
+    )*};
+}
+
+impl<'de> serde::Deserializer<'de> for ObjectsOnly {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde_json::Value;
+        match self.0 {
+            Value::Object(fields) => Self::visit_object(fields, visitor),
+            Value::Array(items) => Self::visit_array(items, visitor),
+            other => serde::Deserializer::deserialize_any(other, visitor),
+        }
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde_json::Value;
+        match self.0 {
+            Value::Object(fields) => Self::visit_object(fields, visitor),
+            Value::Array(_) => Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Seq,
+                &"an object",
+            )),
+            other => serde::Deserializer::deserialize_struct(other, name, fields, visitor),
+        }
+    }
+
+    fn deserialize_map<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            serde_json::Value::Object(fields) => Self::visit_object(fields, visitor),
+            other => serde::Deserializer::deserialize_map(other, visitor),
+        }
+    }
+
+    fn deserialize_seq<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            serde_json::Value::Array(items) => Self::visit_array(items, visitor),
+            other => serde::Deserializer::deserialize_seq(other, visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: serde::de::Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            serde_json::Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_unit_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        serde::Deserializer::deserialize_unit_struct(self.0, name, visitor)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        serde::Deserializer::deserialize_enum(self.0, name, variants, visitor)
+    }
+
+    forward_to_value! {
+        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
+        deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
+        deserialize_identifier deserialize_ignored_any
+    }
 }
 
 /// Rewrites every float with no fractional part that an `i64` or `u64` holds exactly as that

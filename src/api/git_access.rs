@@ -49,9 +49,20 @@ pub struct KnownHostView {
 #[serde(deny_unknown_fields)]
 pub struct CredentialBody {
     /// The user name: your forge user, `x-access-token` (GitHub), `oauth2` or a deploy token's
-    /// user name (GitLab).
+    /// user name (GitLab). 1 to 4096 characters, none of them control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub username: String,
-    /// The access token or password. Stored encrypted; never shown again.
+    /// The access token or password, 1 to 4096 characters, none of them control characters.
+    /// Stored encrypted; never shown again.
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub token: String,
 }
 
@@ -278,7 +289,8 @@ pub async fn set_git_credential(
         )));
     }
     for (field, value) in [("username", &body.username), ("token", &body.token)] {
-        if value.is_empty() || value.len() > 4096 || value.chars().any(char::is_control) {
+        // Characters, as the document's maxLength counts them.
+        if value.is_empty() || value.chars().count() > 4096 || value.chars().any(char::is_control) {
             return Err(ApiError::invalid_value(
                 field,
                 "between 1 and 4096 characters, none of them control characters",

@@ -691,7 +691,8 @@ export interface paths {
          * A deployment's log: a JSON array, or with `follow=1` Server-Sent Events: every stored
          *     line (`event: line`, with the line's id as the event's `id:`), then new lines as they
          *     come, then `event: end` with the final status. A `Last-Event-ID` header (sent by a
-         *     browser's EventSource when it reconnects) resumes after that line: no gap, no repeat.
+         *     browser's EventSource when it reconnects) resumes after that line: no gap, no repeat; on
+         *     the JSON array it leaves out that line and those before it.
          */
         get: operations["deployment_logs"];
         put?: never;
@@ -1236,11 +1237,14 @@ export interface components {
          *     authentication with.
          */
         CredentialBody: {
-            /** @description The access token or password. Stored encrypted; never shown again. */
+            /**
+             * @description The access token or password, 1 to 4096 characters, none of them control characters.
+             *     Stored encrypted; never shown again.
+             */
             token: string;
             /**
              * @description The user name: your forge user, `x-access-token` (GitHub), `oauth2` or a deploy token's
-             *     user name (GitLab).
+             *     user name (GitLab). 1 to 4096 characters, none of them control characters.
              */
             username: string;
         };
@@ -2752,13 +2756,14 @@ export interface operations {
     };
     list_deployments: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description At most this many, newest first; default 50. */
+                limit?: number;
+            };
             header?: never;
             path: {
                 /** @description The app's name */
                 app: string;
-                /** @description At most this many, newest first; default 50. */
-                limit: number | null;
             };
             cookie?: never;
         };
@@ -2843,10 +2848,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description Optional; `{}` deploys the app's branch */
-        requestBody: {
+        /** @description Optional; none or `{}` deploys the app's branch */
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["DeployBody"];
+                "application/json": null | components["schemas"]["DeployBody"];
             };
         };
         responses: {
@@ -3935,15 +3940,16 @@ export interface operations {
     };
     app_logs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The last N lines already written; default 100, at most 10000. */
+                tail?: number;
+                /** @description `1`: keep streaming new lines. */
+                follow?: string;
+            };
             header?: never;
             path: {
                 /** @description The app's name */
                 app: string;
-                /** @description The last N lines already written; default 100, at most 10000. */
-                tail: number | null;
-                /** @description `1`: keep streaming new lines. */
-                follow: string | null;
             };
             cookie?: never;
         };
@@ -5423,18 +5429,19 @@ export interface operations {
     };
     delete_database: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The database's name */
-                db: string;
+            query?: {
                 /** @description `true`: remove the data volume too. By default it is kept and the answer says where. */
-                volumes: boolean | null;
+                volumes?: boolean;
                 /**
                  * @description `true`: remove its backups' files too. By default they stay where they are stored
                  *     and the answer lists them.
                  */
-                backups: boolean | null;
+                backups?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The database's name */
+                db: string;
             };
             cookie?: never;
         };
@@ -5745,13 +5752,14 @@ export interface operations {
     };
     start_backup: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Where the backup goes: `local` (the default) or an S3 destination's name. */
+                destination?: string;
+            };
             header?: never;
             path: {
                 /** @description The database's name */
                 db: string;
-                /** @description Where the backup goes: `local` (the default) or an S3 destination's name. */
-                destination: string | null;
             };
             cookie?: never;
         };
@@ -5929,15 +5937,16 @@ export interface operations {
     };
     database_logs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The last N lines already written; default 100, at most 10000. */
+                tail?: number;
+                /** @description `1`: keep streaming new lines. */
+                follow?: string;
+            };
             header?: never;
             path: {
                 /** @description The database's name */
                 db: string;
-                /** @description The last N lines already written; default 100, at most 10000. */
-                tail: number | null;
-                /** @description `1`: keep streaming new lines. */
-                follow: string | null;
             };
             cookie?: never;
         };
@@ -7013,16 +7022,20 @@ export interface operations {
     };
     deployment_logs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `1`: stream as Server-Sent Events until the deployment ends. */
+                follow?: string;
+            };
             header?: {
-                /** @description With follow=1: send only the lines after this one */
-                "Last-Event-ID"?: number | null;
+                /**
+                 * @description Send only the lines after this one (a browser's EventSource sends it when it
+                 *     reconnects).
+                 */
+                "Last-Event-ID"?: number;
             };
             path: {
                 /** @description The deployment's id */
                 id: number;
-                /** @description `1`: stream as Server-Sent Events until the deployment ends. */
-                follow: string | null;
             };
             cookie?: never;
         };
