@@ -60,15 +60,16 @@ for target in $(scripts/fuzz.sh --list); do
 done
 echo "fuzzing took $((SECONDS - fuzz_started)) s, the build included"
 
-step "cargo test (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for it, with the database test images and moto)"
+step "cargo test (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for it, with the database test images and moto), then schemathesis against the API"
 # db-images.sh builds the PostgreSQL, MariaDB and Redis test images from Debian packages
 # (cached under /var/cache/rivetr-db-images) and imports them into the engines just started.
 # moto.sh installs moto's S3 server from PyPI (cached under /var/cache) for the backup tests.
 RIVETR_TEST_MOTO_SERVER=$(scripts/test-env/moto.sh)
 export RIVETR_TEST_MOTO_SERVER
 # swarm.sh: a manager and two workers (three dockerd in network namespaces) and a registry,
-# for tests/swarm.rs.
-scripts/test-env/swarm.sh scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && cargo test --all-targets --locked'
+# for tests/swarm.rs. schemathesis.sh then checks the API against its OpenAPI document (about
+# 2 minutes; it installs schemathesis from PyPI into a virtual environment under /var/cache).
+scripts/test-env/swarm.sh scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && cargo test --all-targets --locked && scripts/schemathesis.sh'
 
 step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
 scripts/test-env/package-e2e.sh
