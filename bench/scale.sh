@@ -257,7 +257,8 @@ with open(results, "a") as f:
     f.write(f"swap_median {statistics.median(swap) / 1000:.3f}\nswap_max {max(swap) / 1000:.3f}\n"
             f"total_median {statistics.median(total) / 1000:.3f}\ntotal_max {max(total) / 1000:.3f}\n")
 PY
-sleep 1
+# Rivetr gives freed memory back to the system once its table has been left alone for 1 s.
+sleep 2
 record rss_idle "$(rss_kb "$big_pid" VmRSS)"
 echo "big instance idle: VmRSS $(rss_kb "$big_pid" VmRSS) kB, VmHWM $(rss_kb "$big_pid" VmHWM) kB," \
     "RssAnon $(rss_kb "$big_pid" RssAnon) kB; small instance VmRSS $(rss_kb "$small_pid" VmRSS) kB"

@@ -260,6 +260,42 @@ const TRIM_AFTER_ROUTES: usize = 1_000;
 /// Gives freed memory back to the system. A large table is rebuilt on a configuration reload
 /// right after the configuration was parsed: glibc kept the memory of both (26 MB with 10,000
 /// routes, measured with `bench/scale.sh`) in the arena of whichever thread did it.
+///
+/// Not at once but once the table has been left alone for [`TRIM_WHEN_QUIET`], on a thread of
+/// its own: given back after every swap, the memory had to be faulted in again by the next
+/// build, which made page faults a third of a 10,000-route rebuild in a burst of reloads
+/// (`perf record` during `bench/scale.sh`'s swaps).
+fn release_free_memory_soon() {
+    use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+    static TRIMMER: std::sync::OnceLock<Option<Sender<()>>> = std::sync::OnceLock::new();
+    let trimmer = TRIMMER.get_or_init(|| {
+        let (tx, rx) = channel::<()>();
+        let quiet_then_trim = move || {
+            while rx.recv().is_ok() {
+                loop {
+                    match rx.recv_timeout(TRIM_WHEN_QUIET) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                release_free_memory();
+            }
+        };
+        std::thread::Builder::new()
+            .name("rivetr-trim".into())
+            .spawn(quiet_then_trim)
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = trimmer {
+        let _ = tx.send(());
+    }
+}
+
+/// How long the table stays unchanged before [`release_free_memory_soon`] trims.
+const TRIM_WHEN_QUIET: Duration = Duration::from_secs(1);
+
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory of the allocator to the system.
@@ -442,13 +478,12 @@ impl RouteTable {
         let total = started.elapsed();
         self.changes.send_modify(|v| *v += 1);
         if routes.max(freed) >= TRIM_AFTER_ROUTES {
-            release_free_memory();
+            release_free_memory_soon();
         }
         tracing::debug!(
             routes,
             swap_us = swapped.as_micros() as u64,
             total_us = total.as_micros() as u64,
-            trimmed_us = (started.elapsed() - total).as_micros() as u64,
             "routes swapped"
         );
     }
