@@ -1,3 +1,4 @@
+import { useState } from "react";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError, enc, type Channel, type ChannelUpdate, type Delivery } from "@/lib/api";
 import { kindLabel } from "@/lib/notifications";
@@ -60,7 +61,11 @@ function ChannelItem({ channel: c }: { channel: Channel }) {
     mutationFn: () => api<Delivery>("POST", `${path}/test`),
     onSettled: () => void client.invalidateQueries({ queryKey: ["deliveries"] }),
   });
-  const enabled = update.isPending && update.variables?.enabled != null ? update.variables.enabled : c.enabled;
+  // The switch shows what was asked at once, until the server answers: the mutation's own
+  // pending state reaches React a task later, and in between React put the controlled box back
+  // as it was (a flicker; Playwright's uncheck saw no change, and failed CI once).
+  const [asked, setAsked] = useState<boolean | null>(null);
+  const enabled = asked ?? c.enabled;
   return (
     <li className="grid gap-3 rounded-lg border p-3 sm:p-4" data-channel={c.name} data-enabled={c.enabled}>
       <div className="flex flex-wrap items-center gap-x-3 gap-y-2">
@@ -98,7 +103,10 @@ function ChannelItem({ channel: c }: { channel: Channel }) {
             role="switch"
             checked={enabled}
             disabled={update.isPending}
-            onChange={(e) => update.mutate({ enabled: e.target.checked })}
+            onChange={(e) => {
+              setAsked(e.target.checked);
+              update.mutate({ enabled: e.target.checked }, { onSettled: () => setAsked(null) });
+            }}
           />
           Enabled<span className="sr-only"> {c.name}</span>
         </label>
