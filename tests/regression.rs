@@ -3041,3 +3041,148 @@ fn exit_race_relay(
         }
     });
 }
+
+/// Issue 17, found when the test binaries first ran side by side: `rivetr app stop` right
+/// after a rollback failed with "the container engine refused (500): container ... does not
+/// exist in database: no such container". The replaced deployment's container is removed
+/// after its drain, outside the app's lock; the stop had listed it and then asked the engine
+/// to stop a container that was gone. Gone is stopped. A relay in front of the real Podman
+/// removes the container through the engine just before Rivetr's stop of it reaches the
+/// engine: first Podman answers that stop itself (404), then in the words it uses when the
+/// removal comes between its lookup and the stop (500).
+#[test]
+fn issue_17_an_app_stops_although_a_container_went_while_it_stopped() {
+    use issue_11_support::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let Some(socket) = podman_socket("stop racing a removal") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let relay = dir.path().join("relay.sock");
+    // 0: pass everything; 1: remove, then pass the stop; 2: remove, then answer Podman's 500.
+    let mode = Arc::new(AtomicU8::new(0));
+    let removed = removing_relay(&relay, socket.trim_start_matches("unix://"), mode.clone());
+    let p = Platform::start(&format!("unix://{}", relay.display()), &[]);
+    let repo = GitRepo::new("v1\n");
+    let app = p.create_app(&unique_name("stop-race"), repo.path(), json!({}));
+    let id = p.deploy(&app, None);
+    assert_eq!(p.wait_done(id)["status"], "running", "{}", p.logs(id));
+    let host = format!("{app}.test");
+
+    for (round, how) in [(1u8, "Podman's 404"), (2, "Podman's 500")] {
+        assert_eq!(p.through_proxy(&host, "/").0, 200, "before round {round}");
+        mode.store(round, Ordering::SeqCst);
+        let (status, body) = p.api("POST", &format!("/api/apps/{app}/stop"), None);
+        mode.store(0, Ordering::SeqCst);
+        assert_eq!(
+            removed.load(Ordering::SeqCst),
+            round,
+            "the relay removed no container in round {round}"
+        );
+        assert_eq!(
+            (status, body["stopped"].clone()),
+            (200, json!(true)),
+            "a stop answered with {how}: {body}"
+        );
+        assert_ne!(p.through_proxy(&host, "/").0, 200, "a stopped app answers");
+        // Started again: the missing container is created from the deployment's image.
+        let (status, body) = p.api("POST", &format!("/api/apps/{app}/start"), None);
+        assert_eq!(status, 200, "{body}");
+        wait_for(
+            "the app back after its start",
+            Duration::from_secs(60),
+            || (p.through_proxy(&host, "/").0 == 200).then_some(()),
+        );
+    }
+}
+
+/// A unix socket relay to the engine at `real`, one request per connection (it asks the
+/// engine to close after each answer, so it sees every request). While `mode` is 1 or 2, a
+/// container's stop makes it remove that container through the engine first; then mode 1
+/// passes the stop on, and mode 2 answers it with Podman's 500 for a container removed
+/// during the operation. Returns how many containers it removed.
+fn removing_relay(
+    at: &std::path::Path,
+    real: &str,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+) -> std::sync::Arc<std::sync::atomic::AtomicU8> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::atomic::Ordering;
+    let removed = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let listener = UnixListener::bind(at).unwrap();
+    let (real, counter) = (real.to_owned(), removed.clone());
+    let engine_call = move |real: &str, request: &str| {
+        let mut engine = UnixStream::connect(real).unwrap();
+        engine.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        engine.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let (real, mode, counter) = (real.clone(), mode.clone(), counter.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = client.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                buf.truncate(n);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let line = text.lines().next().unwrap_or("").to_owned();
+                let path = line
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('?')
+                    .next()
+                    .unwrap_or("");
+                let stop_of = (line.starts_with("POST ") && path.ends_with("/stop"))
+                    .then(|| path.rsplit('/').nth(1).unwrap_or("").to_owned())
+                    .filter(|id| path.contains("/containers/") && !id.is_empty());
+                let how = mode.load(Ordering::SeqCst);
+                if let (Some(id), 1 | 2) = (stop_of, how) {
+                    let gone = engine_call(
+                        &real,
+                        &format!(
+                            "DELETE /v4.0.0/libpod/containers/{id}?force=true HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+                        ),
+                    );
+                    assert!(gone.starts_with("HTTP/1.1 200 "), "{gone}");
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if how == 2 {
+                        let body = format!(
+                            r#"{{"cause":"no such container","message":"container {id} does not exist in database: no such container","response":500}}"#
+                        );
+                        let answer = format!(
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = client.write_all(answer.as_bytes());
+                        return;
+                    }
+                }
+                // One request per connection: the engine closes after answering it.
+                let end_of_line = buf.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let mut request = buf[..end_of_line].to_vec();
+                request.extend_from_slice(b"Connection: close\r\n");
+                request.extend_from_slice(&buf[end_of_line..]);
+                let mut engine = UnixStream::connect(&real).unwrap();
+                engine.write_all(&request).unwrap();
+                let (mut from_client, mut to_client) =
+                    (client.try_clone().unwrap(), client.try_clone().unwrap());
+                let mut to_engine = engine.try_clone().unwrap();
+                let upload = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_client, &mut to_engine);
+                });
+                let _ = std::io::copy(&mut engine, &mut to_client);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                let _ = upload.join();
+            });
+        }
+    });
+    removed
+}

@@ -32,7 +32,12 @@ pub(crate) async fn stop(shared: &Shared, app: &App) -> Result<(), EngineError> 
             .map_err(EngineError::Swarm)?;
     } else {
         for c in runtime.list(&shared.app_filter(&app.name)).await? {
-            runtime.stop(&c.id, shared.config.stop_timeout).await?;
+            // A replaced deployment's container is removed after its drain, outside the app's
+            // lock: one listed here may be gone by its stop, and gone is stopped.
+            match runtime.stop(&c.id, shared.config.stop_timeout).await {
+                Err(e) if e.is_not_found() => {}
+                other => other?,
+            }
         }
     }
     tracing::info!(app = %app.name, "app stopped");

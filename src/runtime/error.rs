@@ -193,10 +193,16 @@ impl RuntimeError {
                     message,
                 }
             }
-            Subject::Container(container) if status == 404 => RuntimeError::ContainerNotFound {
-                container: container.to_owned(),
-                message,
-            },
+            // Podman answers 500 "container <id> does not exist in database: no such
+            // container" when the container went between its lookup and the operation.
+            Subject::Container(container)
+                if status == 404 || (status == 500 && lower.ends_with("no such container")) =>
+            {
+                RuntimeError::ContainerNotFound {
+                    container: container.to_owned(),
+                    message,
+                }
+            }
             Subject::Network(network) if status == 404 => RuntimeError::NetworkNotFound {
                 network: network.to_owned(),
                 message,
