@@ -520,12 +520,21 @@ try {
     // The reconnection's answer when it finished; when the page closed the stream at its
     // `end` event before the answer was complete (Chromium then reports the request failed,
     // and its body cannot be read), the Last-Event-ID it was sent with instead.
+    // The request's headers as sent are read when its response arrives: Chromium reports
+    // them (with the Last-Event-ID it added) in an event of their own, which a request
+    // aborted later may never get (seen under load: the header read at the failure was
+    // missing although the API had answered).
     const resumedAt = new Promise((resolve, reject) => {
       const mine = (request) => request.url().includes(`/api/deployments/${second}/logs`) && requests >= 2;
+      let sent = null;
       const done = () => {
+        page.off("response", onResponse);
         page.off("requestfinished", onFinished);
         page.off("requestfailed", onFailed);
         clearTimeout(timer);
+      };
+      const onResponse = (response) => {
+        if (mine(response.request())) sent = response.request().allHeaders();
       };
       const onFinished = async (request) => {
         if (!mine(request)) return;
@@ -537,13 +546,14 @@ try {
       const onFailed = async (request) => {
         if (!mine(request)) return;
         done();
-        const header = (await request.allHeaders())["last-event-id"];
+        const header = (await (sent ?? request.allHeaders()))["last-event-id"];
         resolve({ lastEventId: header == null ? null : Number(header), failure: request.failure()?.errorText });
       };
       const timer = setTimeout(() => {
         done();
         reject(new Error(`the reconnection (request ${requests}) neither finished nor failed in 60 s`));
       }, 60_000);
+      page.on("response", onResponse);
       page.on("requestfinished", onFinished);
       page.on("requestfailed", onFailed);
     });
