@@ -13,7 +13,7 @@ use tokio::time::{Instant, Sleep};
 use super::h1;
 use super::metrics::RouteMetrics;
 use super::pool::Lease;
-use super::routes::Route;
+use super::routes::RouteRef;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -69,7 +69,7 @@ pub struct UpstreamBody {
     inner: Inner,
     /// Whose counters the bytes go to; handed over by the proxy once the response is ready
     /// (moved, not cloned: a clone is an atomic on a line every worker touches).
-    route: Option<Arc<Route>>,
+    route: Option<RouteRef>,
     idle: Duration,
     /// Data arrived since the timer was last set. The clock is read only when the body has to
     /// wait, so a response that arrives whole never touches it or the timer.
@@ -113,7 +113,7 @@ impl UpstreamBody {
     }
 
     /// Counts the bytes of this body for `route`.
-    pub fn count_for(&mut self, route: Arc<Route>) {
+    pub fn count_for(&mut self, route: RouteRef) {
         self.route = Some(route);
     }
 

@@ -18,7 +18,7 @@ use super::Proxy;
 use super::body::{ClientBodyError, ProxyBody, RequestBody, UpstreamBody};
 use super::handover;
 use super::pages;
-use super::routes::{Owner, Route};
+use super::routes::Route;
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +321,9 @@ impl Proxy {
     /// The client hand-over header for a request on `route`: only for Rivetr's own API
     /// (`[server] domain`), never for an app or a configured route.
     pub(super) fn handover_for(&self, route: &Route, peer: &Peer) -> Option<HeaderValue> {
-        (route.spec.owner == Owner::Server).then(|| self.handover.value_for(peer.addr.ip()))
+        route
+            .is_server
+            .then(|| self.handover.value_for(peer.addr.ip()))
     }
 
     /// Sends the request to one of the route's upstreams and returns the app's response, or

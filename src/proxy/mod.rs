@@ -51,7 +51,7 @@ use crate::config::{Config, ProxyConfig, TlsMode};
 use body::ProxyBody;
 pub use forward::{Peer, Scheme};
 use pool::Pool;
-use routes::{Owner, Route, RouteSpec, RouteTable};
+use routes::{Owner, Route, RouteRef, RouteSpec, RouteTable};
 use tls::{CertStore, TlsError};
 
 /// Path prefix of ACME HTTP-01 challenges, answered on the http listener.
@@ -220,7 +220,7 @@ impl Proxy {
         let route = {
             let routes = self.routes.load();
             match routes.for_this_thread().lookup(&host) {
-                Some(route) => Arc::clone(route),
+                Some(route) => route,
                 None => return pages::no_route(&host),
             }
         };
@@ -276,7 +276,7 @@ fn request_started(route: &Route, path: impl FnOnce() -> String) -> (Instant, Op
 /// Counts the response's status and, as they go out, its body bytes; writes the access log
 /// line.
 fn request_answered(
-    route: Arc<Route>,
+    route: RouteRef,
     res: &mut Response<ProxyBody>,
     (started, logged): (Instant, Option<String>),
     host: &str,

@@ -267,13 +267,11 @@ impl Lean<'_> {
         {
             return None;
         }
-        let route = Arc::clone(
-            proxy
-                .routes
-                .load()
-                .for_this_thread()
-                .lookup(&request.host)?,
-        );
+        let route = proxy
+            .routes
+            .load()
+            .for_this_thread()
+            .lookup(&request.host)?;
         let handover = proxy.handover_for(&route, peer);
         let write_head = |out: &mut Vec<u8>| {
             write_upstream_head(
