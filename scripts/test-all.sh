@@ -60,19 +60,21 @@ for target in $(scripts/fuzz.sh --list); do
 done
 echo "fuzzing took $((SECONDS - fuzz_started)) s, the build included"
 
-step "cargo test (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for it, with the database test images and moto), then schemathesis against the API"
+step "cargo test in ${RIVETR_TEST_LANES:=3} lanes, with schemathesis against the API and the packages' test under systemd (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for them, with the database test images and moto)"
 # db-images.sh builds the PostgreSQL, MariaDB and Redis test images from Debian packages
 # (cached under /var/cache/rivetr-db-images) and imports them into the engines just started.
 # moto.sh installs moto's S3 server from PyPI (cached under /var/cache) for the backup tests.
 RIVETR_TEST_MOTO_SERVER=$(scripts/test-env/moto.sh)
 export RIVETR_TEST_MOTO_SERVER
 # swarm.sh: a manager and two workers (three dockerd in network namespaces) and a registry,
-# for tests/swarm.rs. schemathesis.sh then checks the API against its OpenAPI document (about
-# 2 minutes; it installs schemathesis from PyPI into a virtual environment under /var/cache).
-scripts/test-env/swarm.sh scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && cargo test --all-targets --locked && scripts/schemathesis.sh'
-
-step "packages: build, lint, and install in a container with systemd (scripts/test-env/package-e2e.sh)"
-scripts/test-env/package-e2e.sh
+# for tests/swarm.rs. test-lanes.py builds what `cargo test --all-targets` would run and runs
+# the test binaries side by side (they mostly wait on engines: one after another they took 23
+# of this command's minutes), with two more jobs: schemathesis.sh checks the API against its
+# own OpenAPI document (it installs schemathesis from PyPI into a virtual environment under
+# /var/cache), and package-e2e.sh builds the packages, lints them, and installs them in a
+# container with systemd (on an engine and a network namespace of its own).
+export RIVETR_TEST_LANES
+scripts/test-env/swarm.sh scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && scripts/test-lanes.py --also schemathesis=scripts/schemathesis.sh --also packages=scripts/test-env/package-e2e.sh'
 
 step "dashboard screenshots (desktop, phone and dark, per step of the e2e test): $RIVETR_E2E_SHOTS"
 

@@ -3001,18 +3001,7 @@ fn exit_race_relay(
                 let mut head = vec![0u8; 16 * 1024];
                 let n = client.read(&mut head).await.unwrap();
                 head.truncate(n);
-                let line = String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let path = line
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("")
-                    .split('?')
-                    .next()
-                    .unwrap_or("");
+                let (line, path) = request_line_and_path(&head);
                 let kind = if !line.starts_with("GET ") {
                     None
                 } else if path.ends_with("/containers/json") {
@@ -3131,15 +3120,7 @@ fn removing_relay(
                     return;
                 }
                 buf.truncate(n);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                let line = text.lines().next().unwrap_or("").to_owned();
-                let path = line
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("")
-                    .split('?')
-                    .next()
-                    .unwrap_or("");
+                let (line, path) = request_line_and_path(&buf);
                 let stop_of = (line.starts_with("POST ") && path.ends_with("/stop"))
                     .then(|| path.rsplit('/').nth(1).unwrap_or("").to_owned())
                     .filter(|id| path.contains("/containers/") && !id.is_empty());
@@ -3185,4 +3166,13 @@ fn removing_relay(
         }
     });
     removed
+}
+
+/// The request line of an HTTP request head, and its target's path (without the query).
+fn request_line_and_path(head: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(head);
+    let line = text.lines().next().unwrap_or("").to_owned();
+    let target = line.split(' ').nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or("").to_owned();
+    (line, path)
 }
