@@ -42,10 +42,19 @@ export async function openBrowser(shots) {
   });
   context.setDefaultTimeout(30_000);
   const page = context.pages()[0] ?? (await context.newPage());
-  const run = { context, page, shots, current: "", shot: 0, checked: new Set(), violations: [], consoleErrors: [] };
+  const run = { context, page, shots, current: "", shot: 0, checked: new Set(), violations: [], consoleErrors: [], assetErrors: [] };
   page.on("pageerror", (e) => run.consoleErrors.push(`${run.current}: Uncaught ${e.message}`));
   page.on("console", (m) => {
     if (m.type() === "error") run.consoleErrors.push(`${run.current} (${page.url()}): ${m.text()}`);
+  });
+  // The dashboard's own files that did not arrive (a page without its stylesheet was seen
+  // once, under load, with nothing else to say why): named when the run fails.
+  const isAsset = (url) => new URL(url).pathname.startsWith("/assets/");
+  page.on("requestfailed", (r) => {
+    if (isAsset(r.url())) run.assetErrors.push(`${run.current}: ${r.url()} failed: ${r.failure()?.errorText}`);
+  });
+  page.on("response", (r) => {
+    if (isAsset(r.url()) && r.status() >= 400) run.assetErrors.push(`${run.current}: ${r.url()} answered ${r.status()}`);
   });
 
   /** Screenshots at desktop and phone width, and an axe-core check of the page (the first
@@ -95,6 +104,9 @@ export async function openBrowser(shots) {
     // CSP violation or an uncaught exception is not.
     const unexpected = run.consoleErrors.filter((e) => /Content Security Policy|Uncaught|TypeError|ReferenceError/.test(e));
     if (unexpected.length) run.violations.push(`console errors: ${unexpected.join(" | ")}`);
+    if (run.violations.length && run.assetErrors.length) {
+      run.violations.push(`the dashboard's files that did not arrive: ${run.assetErrors.join(" | ")}`);
+    }
     if (run.violations.length) {
       throw new Error(`accessibility and layout problems:\n  ${run.violations.join("\n  ")}`);
     }
@@ -105,6 +117,7 @@ export async function openBrowser(shots) {
   /** Says where the run failed, with a screenshot of the page as it was. */
   run.failed = async (e) => {
     console.error(`FAILED at "${run.current}": ${e.stack ?? e}`);
+    if (run.assetErrors.length) console.error(`the dashboard's files that did not arrive: ${run.assetErrors.join(" | ")}`);
     await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
     process.exitCode = 1;
   };
