@@ -619,10 +619,11 @@ start_load() { # [host]
     wait_for "client loops running" 20 "[ \$(cat /tmp/load/w*.log 2>/dev/null | wc -l) -ge 40 ]"
 }
 # Stops the loops and checks every request got an HTTP answer (with code want-code, when
-# given); prints the counts. With a file of kill -9 instants (container time, one a line), a
-# request that was inside the killed process at one of them and got no answer (curl: empty
-# reply or reset) is counted apart as lost with the process: the kernel closes the connections
-# a process accepted when it dies, and no server can answer on them.
+# given); prints the counts. With a file of kill -9 instants (container time, one a line: the
+# instant before the kill and the one after it), a request that was inside the killed process
+# then and got no whole answer (curl: empty reply, reset, or an answer cut short) is counted
+# apart as lost with the process: the kernel closes the connections a process accepted when
+# it dies, and no server can answer on them.
 stop_load() { # window-start window-end label [want-code] [kill-instants-file]
     local n
     n=$(ct "cat /tmp/load/w*.log | wc -l")
@@ -633,12 +634,14 @@ stop_load() { # window-start window-end label [want-code] [kill-instants-file]
     python3 - "$work/load-$3.txt" "$1" "$2" "$3" "${4:-}" "${5:-/dev/null}" <<'EOF'
 import collections, sys
 path, t0, t1, label, want, kills = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-kills = [float(l) for l in open(kills) if l.strip()]
+kills = [(float(l.split()[0]), float(l.split()[-1])) for l in open(kills) if l.strip()]
 rows = [l.split() for l in open(path) if l.strip()]
 total = len(rows)
 refused = sum(1 for r in rows if r[2] == "7")
 def in_killed_process(r):
-    return r[2] in ("52", "56") and any(float(r[0]) <= k <= float(r[1]) for k in kills)
+    # curl: 52 empty reply, 56 reset, 18 an answer cut short.
+    return r[2] in ("18", "52", "56") and any(
+        float(r[0]) <= after and before <= float(r[1]) for before, after in kills)
 lost = [r for r in rows if in_killed_process(r)]
 failed = [r for r in rows if not in_killed_process(r) and
           (r[2] != "0" or not r[3].isdigit() or r[3] == "000" or (want and r[3] != want))]
@@ -889,7 +892,9 @@ step_kill9_during_deploys() {
         pid=$(prop rivetr.service MainPID)
         local killed_at
         killed_at=$(now)
-        ct "date +%s.%N >>/tmp/load/kills && kill -9 $pid"
+        # The instants before and after the kill: on a loaded machine the kill itself can
+        # come tens of milliseconds after the first.
+        ct "before=\$(date +%s.%N) && kill -9 $pid && echo \"\$before \$(date +%s.%N)\" >>/tmp/load/kills"
         local deadline=$(($(date +%s) + 30))
         until new=$(prop rivetr.service MainPID) && [ "$new" != 0 ] && [ "$new" != "$pid" ] &&
             [ "$(prop rivetr.service ActiveState)" = active ] && health >/dev/null 2>&1; do
