@@ -67,7 +67,11 @@ step "cargo build --release (for the packages, which tests/regression.rs and the
 # stylesheet). The lanes then find it built.
 cargo build --release --locked --bin rivetr
 
-step "cargo test in ${RIVETR_TEST_LANES:=3} lanes, with schemathesis against the API and the packages' test under systemd (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for them, with the database test images and moto)"
+# One lane (one job at a time) unless RIVETR_TEST_LANES says more: in 3 lanes the whole command
+# took 31 minutes instead of 42, but Chromium in the dashboard's end-to-end test failed a page
+# load with net::ERR_NETWORK_CHANGED while other tests created containers (network
+# interfaces), and that test is not yet kept apart from them.
+step "cargo test in ${RIVETR_TEST_LANES:=1} lane(s), with schemathesis against the API and the packages' test under systemd (rootful Podman, rootless Podman, Docker and a three-node Docker Swarm started for them, with the database test images and moto)"
 # db-images.sh builds the PostgreSQL, MariaDB and Redis test images from Debian packages
 # (cached under /var/cache/rivetr-db-images) and imports them into the engines just started.
 # moto.sh installs moto's S3 server from PyPI (cached under /var/cache) for the backup tests.
