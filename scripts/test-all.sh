@@ -34,10 +34,11 @@ step "installing test dependencies"
 # prometheus: promtool, which checks the text of /metrics (tests/metrics.rs); openssl: the TLS
 # client, test CA and OCSP responder of tests/tls.rs; nginx-light: the reverse proxy
 # tests/smuggling.rs runs the same vectors against; libfaketime: the stepped wall clock of
-# tests/faults.rs.
+# tests/faults.rs; iproute2: the loopback of the network namespace the dashboard's
+# end-to-end test runs Chromium in, and the address changes of a regression test.
 ensure_packages systemd git sqlite3 pebble openssh-client openssh-server python3 python3-venv \
     python3-aiosmtpd prometheus openssl nginx-light libfaketime \
-    binutils chromium fonts-dejavu-core docker-registry
+    binutils chromium fonts-dejavu-core docker-registry iproute2
 # The dashboard's end-to-end test saves its screenshots here (printed again at the end).
 export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
 

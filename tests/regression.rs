@@ -3176,3 +3176,96 @@ fn request_line_and_path(head: &[u8]) -> (String, String) {
     let path = target.split('?').next().unwrap_or("").to_owned();
     (line, path)
 }
+
+/// Stop 28: with the test binaries run side by side, the dashboard's end-to-end test failed a
+/// page load with Chromium's "net::ERR_NETWORK_CHANGED": Chromium drops connections in
+/// progress when it sees an address of the host change, and the other tests' container
+/// engines add and remove addresses (networks' bridges, containers' veths) all along. The
+/// end-to-end scripts now start Chromium in a network namespace of its own
+/// (frontend/e2e/netns.mjs). Here an address comes and goes on a bridge as fast as `ip` can
+/// change it while Chromium, started as the scripts start it, loads a page 200 times, each
+/// on a new connection (frontend/e2e/network-changes.mjs): no load may fail, and none of
+/// Chromium's processes may be in the host's network namespace. Before the fix the
+/// namespace check failed every time and about one run in three lost a load.
+#[test]
+fn issue_17_the_dashboards_browser_does_not_see_the_hosts_addresses_change() {
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let missing = if !Path::new(&chromium).exists() {
+        Some(format!(
+            "{chromium} does not exist (apt-get install chromium)"
+        ))
+    } else if unsafe { libc::geteuid() } != 0 {
+        Some("changing the host's addresses needs root".to_owned())
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        let msg = format!("browser and network changes: SKIPPED because {why}");
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "{msg}; with CI=true that is a failure"
+        );
+        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // An interface name has at most 15 bytes; the process id keeps parallel runs apart.
+    let bridge = format!("rvtchg{}", std::process::id() % 1_000_000);
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .expect("run ip (iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["link", "add", &bridge, "type", "bridge"]);
+    ip(&["link", "set", &bridge, "up"]);
+    let batch = dir.path().join("changes");
+    let one =
+        format!("addr add 10.231.77.1/24 dev {bridge}\naddr del 10.231.77.1/24 dev {bridge}\n");
+    std::fs::write(&batch, one.repeat(200)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let changes = {
+        let (stop, batch) = (stop.clone(), batch.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = Command::new("ip")
+                    .arg("-batch")
+                    .arg(&batch)
+                    .status()
+                    .expect("run ip");
+                assert!(ok.success(), "ip -batch failed");
+                rounds += 1;
+            }
+            rounds * 400
+        })
+    };
+    let out = Command::new("node")
+        .arg("e2e/network-changes.mjs")
+        .arg("200")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend"))
+        .env("CHROMIUM", &chromium)
+        .env("RIVETR_E2E_SHOTS", dir.path().join("shots"))
+        .output()
+        .expect("run node");
+    stop.store(true, Ordering::Relaxed);
+    let changed = changes.join().expect("the address changes");
+    ip(&["link", "del", &bridge]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{changed} address changes on {bridge} during: {text}");
+    assert!(out.status.success(), "{text}");
+    assert!(changed > 0, "no address changed during the loads");
+}

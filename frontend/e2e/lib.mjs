@@ -6,9 +6,11 @@
 // violation, an uncaught exception) fail the run at the end.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { AxeBuilder } from "@axe-core/playwright";
+import { hostRelays } from "./netns.mjs";
 
 export const DESKTOP = { width: 1440, height: 900 };
 export const PHONE = { width: 375, height: 812 };
@@ -20,12 +22,22 @@ export function env(k) {
   return v;
 }
 
-/** Starts the browser; screenshots go to `shots`. */
+/** The host's ports the browser reaches: the API's (RIVETR_URL) and the proxy's, if set. */
+function browserPorts() {
+  const ports = [Number(new URL(env("RIVETR_URL")).port)];
+  if (process.env.RIVETR_PROXY_PORT) ports.push(Number(process.env.RIVETR_PROXY_PORT));
+  return ports;
+}
+
+/** Starts the browser, in a network namespace of its own (netns.mjs says why); screenshots go
+ * to `shots`. */
 export async function openBrowser(shots) {
   mkdirSync(shots, { recursive: true });
   const profile = mkdtempSync(join(tmpdir(), "rivetr-e2e-profile-"));
+  const relays = await hostRelays(browserPorts());
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    executablePath: join(dirname(fileURLToPath(import.meta.url)), "netns-chromium.sh"),
+    env: { ...process.env, RIVETR_E2E_RELAY_DIR: relays.dir },
     headless: true,
     viewport: DESKTOP,
     args: [
@@ -42,7 +54,7 @@ export async function openBrowser(shots) {
   });
   context.setDefaultTimeout(30_000);
   const page = context.pages()[0] ?? (await context.newPage());
-  const run = { context, page, shots, current: "", shot: 0, checked: new Set(), violations: [], consoleErrors: [], assetErrors: [] };
+  const run = { context, page, profile, shots, current: "", shot: 0, checked: new Set(), violations: [], consoleErrors: [], assetErrors: [] };
   page.on("pageerror", (e) => run.consoleErrors.push(`${run.current}: Uncaught ${e.message}`));
   page.on("console", (m) => {
     if (m.type() === "error") run.consoleErrors.push(`${run.current} (${page.url()}): ${m.text()}`);
@@ -124,6 +136,7 @@ export async function openBrowser(shots) {
 
   run.close = async () => {
     await context.close();
+    relays.close();
     rmSync(profile, { recursive: true, force: true });
   };
   return run;
