@@ -3,7 +3,7 @@
 
     scripts/test-lanes.py [--lanes N] [--also 'LABEL=COMMAND' ...] [-- ARGS FOR EVERY BINARY]
 
-(N: RIVETR_TEST_LANES, else 1.)
+(N: RIVETR_TEST_LANES, else 3.)
 
 `cargo test` runs its binaries one after another. Most of Rivetr's integration tests wait:
 for a container to start, a build, a health check, a reconnect. Run one at a time, the 30
@@ -118,7 +118,7 @@ def run(job, extra_args, out_lock):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lanes", type=int, default=int(os.environ.get("RIVETR_TEST_LANES", 1)))
+    parser.add_argument("--lanes", type=int, default=int(os.environ.get("RIVETR_TEST_LANES", 3)))
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=COMMAND")
     parser.add_argument("args", nargs="*", help="passed to every test binary (after --)")
     options = parser.parse_args()
