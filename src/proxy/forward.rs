@@ -597,7 +597,7 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade
         };
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        if let Err(e) = super::tunnel::copy_both_ways(&mut client, &mut upstream).await {
             tracing::debug!(error = %e, "upgraded connection ended with an error");
         }
     });

@@ -19,6 +19,8 @@
 //!   request path from writing to memory other workers write.
 //! - [`tls`], [`acme`]: certificates by SNI, manual or from an ACME CA.
 //! - [`ocsp`]: OCSP staples for the manual certificates whose CA has a responder.
+//! - [`tunnel`]: upgraded connections (WebSockets) copied both ways, holding a buffer only
+//!   while one side lags.
 //! - [`handover`]: the client's address, handed to Rivetr's own API in a way no client can
 //!   forge.
 
@@ -35,6 +37,7 @@ pub mod pool;
 pub mod routes;
 pub mod shard;
 pub mod tls;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
