@@ -41,7 +41,10 @@ const MAX_FIELDS: usize = 64;
 /// How long a client may take to send a request head, counted from when the proxy starts
 /// waiting for it; also how long a keep-alive connection may sit idle. hyper's default
 /// header-read timeout, which the connections hyper serves get.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection idle after a request waits for the next one before it is handed
+/// back ([`Idle::Return`]).
+const IDLE_PAUSE: Duration = Duration::from_millis(50);
 /// Response bytes gathered before they are written; a larger piece is written by itself.
 const WRITE_AT: usize = 16 * 1024;
 /// How much to ask the kernel for per read of a request head.
@@ -53,11 +56,25 @@ pub enum Served<S> {
     Ended(io::Result<()>),
     /// Its next request needs hyper, which serves the rest of it from these bytes on.
     HandOver(Rewind<S>),
+    /// It has been idle for IDLE_PAUSE after a request, with nothing more read (only with
+    /// [`Idle::Return`]): the caller keeps it until its client sends again.
+    Idle(S),
 }
 
-/// Serves requests on a connection until one needs hyper or the connection ends. After
-/// `shutdown`, an idle connection closes; one that has not sent its first request gets
-/// `first_request_wait` to send it (see `accept::FIRST_REQUEST_WAIT`).
+/// What [`serve`] does with a connection that is idle after a request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Waits for the next request itself.
+    Wait,
+    /// Returns it ([`Served::Idle`]). A connection returned before starts again so, once its
+    /// client has sent more: as a new one, whose request is arriving.
+    Return,
+}
+
+/// Serves requests on a connection until one needs hyper or the connection ends, or (with
+/// `idle` other than [`Idle::Wait`]) until it is idle. After `shutdown`, an idle connection
+/// closes; one that has not sent its first request gets `first_request_wait` to send it (see
+/// `accept::FIRST_REQUEST_WAIT`).
 pub async fn serve<S: LeanStream>(
     worker: Arc<Worker>,
     mut stream: S,
@@ -65,6 +82,7 @@ pub async fn serve<S: LeanStream>(
     scheme: Scheme,
     shutdown: CancellationToken,
     first_request_wait: Duration,
+    idle_then: Idle,
 ) -> Served<S> {
     let peer = Peer::new(peer);
     // The buffers are taken when a request's bytes arrive and given back whenever the
@@ -95,9 +113,22 @@ pub async fn serve<S: LeanStream>(
                     buf = BytesMut::new();
                     out = Vec::new();
                 }
-                match read_more(&mut stream, &mut buf, &shutdown, idle, first_request_wait).await {
-                    Ok(true) => {}
-                    Ok(false) => return Served::Ended(Ok(())),
+                // Handed back only after a pause: a busy connection's next request comes
+                // within it, and is cheaper served here than by a task started again.
+                let pause = (idle && idle_then != Idle::Wait).then_some(IDLE_PAUSE);
+                match read_more(
+                    &mut stream,
+                    &mut buf,
+                    &shutdown,
+                    idle,
+                    first_request_wait,
+                    pause,
+                )
+                .await
+                {
+                    Ok(More::Read) => {}
+                    Ok(More::Paused) => return Served::Idle(stream),
+                    Ok(More::Ended) => return Served::Ended(Ok(())),
                     Err(e) => return Served::Ended(Err(e)),
                 }
             }
@@ -308,25 +339,37 @@ impl Lean<'_> {
     }
 }
 
-/// Waits for more of a request head. `Ok(false)`: the connection is over (the client closed
-/// it, it timed out, or it was `idle` at shutdown).
+/// What waiting for more of a request head came to.
+enum More {
+    Read,
+    /// Nothing came within the pause asked for.
+    Paused,
+    /// The connection is over: the client closed it, it timed out, or it was idle at
+    /// shutdown.
+    Ended,
+}
+
+/// Waits for more of a request head, for at most `pause` when given.
 async fn read_more<S: LeanStream>(
     stream: &mut S,
     buf: &mut BytesMut,
     shutdown: &CancellationToken,
     idle: bool,
     first_request_wait: Duration,
-) -> io::Result<bool> {
-    let timer = tokio::time::sleep(HEAD_TIMEOUT);
+    pause: Option<Duration>,
+) -> io::Result<More> {
+    let timer = tokio::time::sleep(pause.unwrap_or(HEAD_TIMEOUT));
     let mut timer = std::pin::pin!(timer);
     let mut shutting = false;
     loop {
         tokio::select! {
             biased;
-            read = read_when_ready(stream, buf) => return read.map(|n| n > 0),
+            read = read_when_ready(stream, buf) => {
+                return read.map(|n| if n > 0 { More::Read } else { More::Ended });
+            }
             _ = shutdown.cancelled(), if !shutting => {
                 if idle {
-                    return Ok(false);
+                    return Ok(More::Ended);
                 }
                 shutting = true;
                 let by = tokio::time::Instant::now() + first_request_wait;
@@ -334,7 +377,7 @@ async fn read_more<S: LeanStream>(
                     timer.as_mut().reset(by);
                 }
             }
-            _ = &mut timer => return Ok(false),
+            _ = &mut timer => return Ok(if pause.is_some() { More::Paused } else { More::Ended }),
         }
     }
 }
@@ -956,5 +999,37 @@ mod tests {
             .unwrap();
         let (_, body) = response(&mut early, &mut Vec::new(), false).await;
         assert_eq!(body, "GET /2 ");
+    }
+    /// Idle for longer than IDLE_PAUSE, a connection waits in the accept loop's lot
+    /// (`server::park`) without a task; it is answered when it asks again, and a request
+    /// arriving as the proxy shuts down is answered too, while an idle one closes.
+    #[tokio::test]
+    async fn a_connection_idle_for_a_while_is_answered_again_and_closes_at_shutdown() {
+        let (proxy, shutdown, _) = proxy_to(echo_app().await).await;
+        let mut buf = Vec::new();
+        let mut asks = TcpStream::connect(proxy).await.unwrap();
+        let mut idle = TcpStream::connect(proxy).await.unwrap();
+        for (n, client) in [&mut asks, &mut idle].into_iter().enumerate() {
+            let ask = format!("GET /{n} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+            client.write_all(ask.as_bytes()).await.unwrap();
+            let (_, body) = response(client, &mut buf, false).await;
+            assert_eq!(body, format!("GET /{n} "));
+        }
+        for round in 0..3 {
+            tokio::time::sleep(IDLE_PAUSE * 2).await;
+            let ask = format!("GET /again{round} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+            asks.write_all(ask.as_bytes()).await.unwrap();
+            let (_, body) = response(&mut asks, &mut buf, false).await;
+            assert_eq!(body, format!("GET /again{round} "));
+        }
+        tokio::time::sleep(IDLE_PAUSE * 2).await;
+        asks.write_all(b"GET /last HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .unwrap();
+        shutdown.cancel();
+        let (_, body) = response(&mut asks, &mut buf, false).await;
+        assert_eq!(body, "GET /last ");
+        let closed = tokio::time::timeout(Duration::from_secs(5), fill(&mut idle, &mut buf)).await;
+        assert_eq!(closed.expect("the idle connection stayed open"), None);
     }
 }

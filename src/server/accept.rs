@@ -10,7 +10,7 @@
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::linger::Lingering;
-use crate::proxy::plain::{self, Served};
+use super::park::{Lot, Parked};
+use crate::proxy::metrics::OpenConnection;
+use crate::proxy::plain::{self, Idle, Served};
 use crate::proxy::{Scheme, Worker};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -149,6 +151,9 @@ where
     }
 }
 
+/// How often parked connections idle for longer than a keep-alive may are closed.
+const SWEEP_PARKED: Duration = Duration::from_secs(1);
+
 /// A TLS handshake that has not finished by then is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -253,8 +258,10 @@ pub async fn serve<F, S, B>(
     builder.http2().timer(TokioTimer::new());
     let connections = TaskTracker::new();
     let first_request_wait = FIRST_REQUEST_WAIT.min(grace);
-    let serve_one = |stream: TcpStream, peer: SocketAddr| {
-        let _ = stream.set_nodelay(true);
+    // The proxy's plain-HTTP connections wait for their next request in the lot, without a
+    // task (see `park`). TLS ones keep theirs: their stream is most of their memory anyway.
+    let lot = (tls.is_none() && lean.is_some()).then(Lot::default);
+    let serve_one = |stream: TcpStream, peer: SocketAddr, open: Option<OpenConnection>| {
         let started = CancellationToken::new();
         let service = MarkFirstRequest {
             inner: make_service(peer),
@@ -264,11 +271,11 @@ pub async fn serve<F, S, B>(
         let builder = builder.clone();
         let tls = tls.clone();
         let lean = lean.clone();
+        let lot = lot.clone();
         let shutdown = shutdown.clone();
         // Detached on purpose: `connections` tracks it for the drain below, and a TLS
         // handshake is bounded by HANDSHAKE_TIMEOUT.
         connections.spawn(async move {
-            let _open = crate::proxy::metrics::OpenConnection::of(name);
             // hyper on whichever stream the connection ends up as. Boxed, like everything on
             // TLS: a task is as large as its largest state for as long as it lives, idle or
             // not, and hyper's state or a TLS stream is several times an idle plain
@@ -280,28 +287,37 @@ pub async fn serve<F, S, B>(
                     Box::pin(serve_until_drained(conn.as_mut(), started, shutdown, first_request_wait)).await
                 }};
             }
-            // The lean path, then hyper from the request it hands over on.
-            // `$linger` wraps what hyper gets in a lingering close, unless the stream already
-            // is one underneath TLS.
-            macro_rules! lean_then_hyper {
-                ($worker:expr, $io:expr, $scheme:expr, $linger:expr) => {{
-                    match plain::serve($worker, $io, peer, $scheme, shutdown.clone(), first_request_wait).await {
-                        // The lean path serves only requests without a body: nothing is left
-                        // unread when it closes.
-                        Served::Ended(result) => result.map_err(Into::into),
-                        Served::HandOver(stream) => {
-                            // A request head has arrived already.
-                            started.cancel();
-                            with_hyper!($linger(stream))
+            let served = match (tls, lean, lot) {
+                (None, Some(worker), Some(lot)) => {
+                    // The lean path, then the lot when idle, or hyper from the request it hands
+                    // over on.
+                    let (mut stream, mut open) = (stream, open);
+                    loop {
+                        let lean = plain::serve(Arc::clone(&worker), stream, peer, Scheme::Http, shutdown.clone(), first_request_wait, Idle::Return);
+                        match lean.await {
+                            // The lean path serves only requests without a body: nothing is
+                            // left unread when it closes.
+                            Served::Ended(result) => break result.map_err(Into::into),
+                            Served::HandOver(stream) => {
+                                // A request head has arrived already.
+                                started.cancel();
+                                break with_hyper!(Lingering::new(stream));
+                            }
+                            Served::Idle(idle) => match lot.park(Parked { stream: idle, peer, open }) {
+                                Ok(()) => return,
+                                // Its next request is arriving already (or the lot is closed).
+                                Err(back) => (stream, open) = (back.stream, back.open),
+                            },
                         }
                     }
-                }};
-            }
-            let served = match (tls, lean) {
-                (None, Some(worker)) => lean_then_hyper!(worker, stream, Scheme::Http, Lingering::new),
-                (None, None) => with_hyper!(Lingering::new(stream)),
+                }
+                (None, _, _) => {
+                    let _open = open;
+                    with_hyper!(Lingering::new(stream))
+                }
                 // All of it boxed: a TLS stream is larger than a whole idle plain connection.
-                (Some(acceptor), lean) => Box::pin(async move {
+                (Some(acceptor), lean, _) => Box::pin(async move {
+                    let _open = open;
                     let handshake = handshake(&acceptor, Lingering::new(stream), name, peer);
                     let Some(stream) = handshake.await else {
                         // Logged by `handshake`.
@@ -309,7 +325,17 @@ pub async fn serve<F, S, B>(
                     };
                     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     match lean {
-                        Some(worker) if !http2 => lean_then_hyper!(worker, stream, Scheme::Https, std::convert::identity),
+                        Some(worker) if !http2 => {
+                            let lean = plain::serve(worker, stream, peer, Scheme::Https, shutdown.clone(), first_request_wait, Idle::Wait);
+                            match lean.await {
+                                Served::Ended(result) => result.map_err(Into::into),
+                                Served::HandOver(stream) => {
+                                    started.cancel();
+                                    with_hyper!(stream)
+                                }
+                                Served::Idle(_) => unreachable!("plain::serve returns a connection only when asked to"),
+                            }
+                        }
                         _ => with_hyper!(stream),
                     }
                 })
@@ -320,6 +346,12 @@ pub async fn serve<F, S, B>(
             }
         });
     };
+    let accepted = |stream: TcpStream, peer: SocketAddr| {
+        let _ = stream.set_nodelay(true);
+        serve_one(stream, peer, OpenConnection::of(name))
+    };
+    let mut sweep = tokio::time::interval(SWEEP_PARKED);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -327,8 +359,18 @@ pub async fn serve<F, S, B>(
             Some(reply) = probes.0.recv() => {
                 let _ = reply.send(());
             }
+            Some(woken) = async { Some(lot.as_ref()?.woken().await) }, if lot.is_some() => {
+                for conn in woken {
+                    serve_one(conn.stream, conn.peer, conn.open);
+                }
+            }
+            _ = sweep.tick(), if lot.is_some() => {
+                if let Some(lot) = &lot {
+                    lot.close_idle_since(Instant::now() - plain::HEAD_TIMEOUT);
+                }
+            }
             next = source.next() => match next {
-                Some(Ok((stream, peer))) => serve_one(stream, peer),
+                Some(Ok((stream, peer))) => accepted(stream, peer),
                 Some(Err(e)) => {
                     // Out of file descriptors and the like: pause rather than spin.
                     tracing::warn!(listener = name, error = %e, "accept failed");
@@ -338,8 +380,12 @@ pub async fn serve<F, S, B>(
             }
         }
     }
+    // Idle connections close; those whose request has just arrived are answered.
+    for conn in lot.as_ref().map(Lot::close).into_iter().flatten() {
+        serve_one(conn.stream, conn.peer, conn.open);
+    }
     for (stream, peer) in source.queued().into_iter().flatten() {
-        serve_one(stream, peer);
+        accepted(stream, peer);
     }
     drop(source);
     tracing::debug!(listener = name, "stopped accepting; draining connections");

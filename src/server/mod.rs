@@ -8,6 +8,7 @@
 pub(crate) mod accept;
 mod alerts;
 mod linger;
+mod park;
 mod startup_pages;
 pub(crate) mod workers;
 
