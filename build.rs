@@ -24,12 +24,11 @@ fn link_order() {
     println!("cargo:rerun-if-changed={ORDER}");
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
     let lld_by_default = std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
-    let order = manifest_dir().join(ORDER);
-    if release && lld_by_default && order.exists() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
+    if release && lld_by_default && manifest_dir().join(ORDER).exists() {
+        // Relative: rustc and its linker run in the package's folder. Cargo keeps this
+        // script's output while its inputs stay unchanged, also when the checkout moves and
+        // the build folder goes with it; an absolute path would name the old checkout.
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={ORDER}");
         // The list goes stale as the code changes; a missing name is expected, not an error.
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }

@@ -3269,3 +3269,51 @@ fn issue_17_the_dashboards_browser_does_not_see_the_hosts_addresses_change() {
     assert!(out.status.success(), "{text}");
     assert!(changed > 0, "no address changed during the loads");
 }
+
+/// Cargo keeps a build script's output while the script's inputs stay unchanged, also when
+/// the checkout moves and its build folder goes with it (the test command's warm build folder
+/// moved into a fresh clone). The release link's symbol-ordering argument named the checkout
+/// by its absolute path, so a release build in a new clone failed to link once the first one
+/// was gone ("rust-lld: error: cannot open /tmp/base/link/startup-symbols.txt"). The script
+/// run for two checkouts must print the same.
+#[test]
+fn issue_16_the_build_scripts_output_does_not_name_the_checkout() {
+    use std::path::Path;
+    use std::process::Command;
+    let debug = std::env::current_exe()
+        .expect("the test's own path")
+        .ancestors()
+        .nth(2)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
+    let script = std::fs::read_dir(debug.join("build"))
+        .expect("the build scripts' folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rivetr-"))
+        .map(|e| e.path().join("build-script-build"))
+        .filter(|p| p.exists())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .expect("rivetr's compiled build script");
+    let order =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("link/startup-symbols.txt"))
+            .expect("the symbol order");
+    let run_in = |checkout: &Path| {
+        std::fs::create_dir_all(checkout.join("link")).unwrap();
+        std::fs::write(checkout.join("link/startup-symbols.txt"), &order).unwrap();
+        let out = Command::new(&script)
+            .env("CARGO_MANIFEST_DIR", checkout)
+            .env("OUT_DIR", checkout.join("out"))
+            .env("PROFILE", "release")
+            .env("TARGET", "x86_64-unknown-linux-gnu")
+            .env_remove("CARGO_FEATURE_DASHBOARD")
+            .output()
+            .expect("run the build script");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_in(&dir.path().join("first"));
+    let moved = run_in(&dir.path().join("moved"));
+    assert!(first.contains("--symbol-ordering-file="), "{first}");
+    assert_eq!(first, moved, "the output names the checkout it ran in");
+}
