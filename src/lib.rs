@@ -30,6 +30,7 @@ pub mod generate;
 pub mod host;
 pub mod limits;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;

@@ -253,19 +253,6 @@ fn restore(args: RestoreArgs) -> ExitCode {
     }
 }
 
-/// Blocks of 1 MiB and more (a backup's 8 MiB upload parts) are mapped and unmapped on
-/// their own, so their memory goes back to the system when freed. glibc's default raises
-/// that threshold to the largest block freed, after which such blocks come from the heap
-/// and stay in the process (about 16 MiB after one S3 backup, measured with
-/// bench/backup.sh; malloc_trim did not return it).
-fn return_large_blocks_at_once() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes the allocator's tuning; called before any other thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 fn serve(args: ServeArgs) -> ExitCode {
     // systemd's variables are read and removed while this is the only thread.
     // SAFETY: no other thread exists yet; the tokio runtime is built below.
@@ -278,7 +265,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     // SAFETY: as above.
     let watchdog = unsafe { systemd::watchdog::take_from_env() };
-    return_large_blocks_at_once();
+    rivetr::memory::return_large_blocks_at_once();
 
     let config = match Config::load(args.config.as_deref()) {
         Ok(config) => config,

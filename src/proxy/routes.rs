@@ -308,7 +308,7 @@ fn release_free_memory_soon() {
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                 }
-                release_free_memory();
+                crate::memory::release_free_memory();
             }
         };
         std::thread::Builder::new()
@@ -324,14 +324,6 @@ fn release_free_memory_soon() {
 
 /// How long the table stays unchanged before [`release_free_memory_soon`] trims.
 const TRIM_WHEN_QUIET: Duration = Duration::from_secs(1);
-
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// The table in one copy per proxy worker (see [`super::shard`]): identical routes, each copy
 /// with `Arc`s of its own, so the reference count a request takes on its route is touched by

@@ -431,7 +431,9 @@ impl Backups {
         if let Err(e) = recorded {
             tracing::error!(database = %row.name, backup = id, error = %e, "cannot record how the backup ended");
         }
-        release_free_memory();
+        // glibc keeps freed heap memory for reuse: without this an idle Rivetr would keep
+        // tens of MB after its first S3 backup.
+        crate::memory::release_free_memory();
         if result.is_ok()
             && let Some(schedule) = schedule
             && let Err(e) = self.apply_retention(schedule).await
@@ -983,18 +985,6 @@ impl Backups {
         if let Err(e) = self.take(&schedule.database, Some(&schedule)).await {
             tracing::error!(database = %schedule.database, schedule = id, error = %e, "scheduled backup could not start");
         }
-    }
-}
-
-/// Gives the memory a backup's buffers used back to the system. glibc keeps freed heap
-/// memory for reuse, and after an 8 MiB part is freed it raises its mmap threshold, so the
-/// next parts come from the heap too: without this an idle Rivetr would keep tens of MB
-/// after its first S3 backup.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
