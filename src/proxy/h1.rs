@@ -395,9 +395,16 @@ impl ResponseBody {
 
     fn finish(&mut self) {
         self.state = State::Done;
-        let Some(conn) = self.conn.take() else { return };
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         // Bytes beyond the end of the answer: the app is confused; do not reuse.
         if self.keep_alive && conn.buf.is_empty() {
+            // An idle connection in the pool holds no read buffer (16 KiB): a burst of
+            // clients leaves a pool as large as the burst, for as long as the app keeps the
+            // connections (issue 16, row 6: 150 of them held 2.4 MB under 10,000 idle
+            // clients). The next exchange allocates one again, as cheaply as it reclaimed it.
+            conn.buf = BytesMut::new();
             if let Some((pool, addr)) = self.recycle.take() {
                 pool.put_back_lean(addr, conn);
             }
