@@ -222,8 +222,10 @@ static OPEN: [OpenShard; SHARDS] =
 /// Counts one open connection of listener `name` (`http` or `https`; others are not counted)
 /// until dropped.
 pub struct OpenConnection {
-    shard: usize,
-    listener: usize,
+    // Small: an idle connection parked by the proxy (server::park) is little more than this
+    // and its socket.
+    shard: u16,
+    listener: u8,
 }
 
 impl OpenConnection {
@@ -234,14 +236,17 @@ impl OpenConnection {
             _ => return None,
         };
         let shard = shard::this_thread();
-        OPEN[shard].0[listener].fetch_add(1, Ordering::Relaxed);
-        Some(OpenConnection { shard, listener })
+        OPEN[shard].0[usize::from(listener)].fetch_add(1, Ordering::Relaxed);
+        Some(OpenConnection {
+            shard: u16::try_from(shard).expect("SHARDS fits in u16"),
+            listener,
+        })
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        OPEN[self.shard].0[self.listener].fetch_sub(1, Ordering::Relaxed);
+        OPEN[usize::from(self.shard)].0[usize::from(self.listener)].fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -3,8 +3,10 @@
 //! A task is as large as its future's largest state for as long as it lives: an idle HTTP/1.1
 //! keep-alive connection waiting for its next request in a task of its own cost 2.44 kB
 //! (issue 16, row 6; nginx: 0.82 kB). Parked here, an idle connection is its socket, its
-//! client's address and when it parked. The reactor wakes a small waker of its own when the
-//! client sends again (or closes), and the accept loop starts a task for it again. One
+//! open-connection count and when it parked: a 64-byte entry in the lot's table (its client's
+//! address is asked of the socket again when it leaves). The reactor wakes a small waker of
+//! its own when the client sends again (or closes), and the accept loop starts a task for it
+//! again. One
 //! [`Lot`] per accept loop (per worker thread); the loop also closes the connections that sat
 //! idle for longer than a keep-alive may ([`Lot::close_idle_since`]), and at shutdown closes
 //! the idle ones and serves the ones whose request has just arrived ([`Lot::close`]).
@@ -31,20 +33,42 @@ pub struct Parked {
     pub open: Option<OpenConnection>,
 }
 
+/// A parked connection as the table holds it: what [`Parked`] has but the client's address
+/// (asked of the socket when it leaves), and when it parked, in nanoseconds since the lot was
+/// made. Kept small: 10,000 idle connections are 10,000 of these, in a table with room for
+/// up to twice as many.
 struct Slot {
-    conn: Parked,
-    since: Instant,
-    /// Registered with the reactor; kept to poll the socket again after a wake.
-    waker: Waker,
+    stream: TcpStream,
+    open: Option<OpenConnection>,
+    since: u64,
 }
 
-#[derive(Default)]
 struct State {
     parked: HashMap<u64, Slot>,
     /// Slots whose waker fired since the accept loop last looked.
     woken: Vec<u64>,
     next: u64,
     closed: bool,
+    /// What [`Slot::since`] counts from.
+    epoch: Instant,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            parked: HashMap::new(),
+            woken: Vec::new(),
+            next: 0,
+            closed: false,
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl State {
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 #[derive(Default)]
@@ -79,6 +103,26 @@ impl Wake for SlotWaker {
     }
 }
 
+/// The waker the reactor holds for slot `key`: the reactor keeps the one it was last given,
+/// so the slot need not.
+fn slot_waker(lot: &Arc<Shared>, key: u64) -> Waker {
+    Waker::from(Arc::new(SlotWaker {
+        lot: Arc::downgrade(lot),
+        key,
+    }))
+}
+
+/// A connection leaving the lot, with its client's address asked of the socket; `None` when
+/// the socket has none any more (the client reset it), which closes it.
+fn leaving(slot: Slot) -> Option<Parked> {
+    let peer = slot.stream.peer_addr().ok()?;
+    Some(Parked {
+        stream: slot.stream,
+        peer,
+        open: slot.open,
+    })
+}
+
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
     // A panic while the lock was held cannot leave the map half-changed: every change is one
     // call on it.
@@ -96,17 +140,21 @@ impl Lot {
         }
         let key = state.next;
         state.next += 1;
-        let waker = Waker::from(Arc::new(SlotWaker {
-            lot: Arc::downgrade(&self.shared),
-            key,
-        }));
         // Registers the waker. The lock is held until the slot is in: a wake cannot come
         // before it.
-        if has_input(&conn.stream, &waker) {
+        if has_input(&conn.stream, &slot_waker(&self.shared, key)) {
             return Err(conn);
         }
-        let since = Instant::now();
-        state.parked.insert(key, Slot { conn, since, waker });
+        let since = state.nanos_since_epoch(Instant::now());
+        let Parked { stream, open, .. } = conn;
+        state.parked.insert(
+            key,
+            Slot {
+                stream,
+                open,
+                since,
+            },
+        );
         Ok(())
     }
 
@@ -131,11 +179,11 @@ impl Lot {
             let Some(slot) = state.parked.get(&key) else {
                 continue;
             };
-            // A wake can be spurious; looking again keeps the waker registered if so.
-            if has_input(&slot.conn.stream, &slot.waker)
+            // A wake can be spurious; looking again registers a waker again if so.
+            if has_input(&slot.stream, &slot_waker(&self.shared, key))
                 && let Some(slot) = state.parked.remove(&key)
             {
-                ready.push(slot.conn);
+                ready.extend(leaving(slot));
             }
         }
         shrink_when_mostly_empty(&mut state.parked);
@@ -147,6 +195,7 @@ impl Lot {
     pub fn close_idle_since(&self, before: Instant) -> usize {
         let mut state = lock(&self.shared);
         let count = state.parked.len();
+        let before = state.nanos_since_epoch(before);
         state.parked.retain(|_, slot| slot.since >= before);
         let closed = count - state.parked.len();
         shrink_when_mostly_empty(&mut state.parked);
@@ -161,8 +210,8 @@ impl Lot {
         state
             .parked
             .drain()
-            .filter(|(_, slot)| has_input_now(&slot.conn.stream))
-            .map(|(_, slot)| slot.conn)
+            .filter(|(_, slot)| has_input_now(&slot.stream))
+            .filter_map(|(_, slot)| leaving(slot))
             .collect()
     }
 
@@ -231,6 +280,17 @@ mod tests {
             peer,
             open: None,
         }
+    }
+
+    #[test]
+    fn a_parked_connection_is_a_small_table_entry() {
+        // What the module doc promises: the table's entries are what idle connections cost.
+        let size = std::mem::size_of::<(u64, Slot)>();
+        assert!(
+            size <= 64,
+            "{size} bytes; TcpStream {}",
+            std::mem::size_of::<TcpStream>()
+        );
     }
 
     #[tokio::test]
