@@ -66,9 +66,12 @@ pub enum Served<S> {
 pub enum Idle {
     /// Waits for the next request itself.
     Wait,
-    /// Returns it ([`Served::Idle`]). A connection returned before starts again so, once its
-    /// client has sent more: as a new one, whose request is arriving.
+    /// Returns it ([`Served::Idle`]) after IDLE_PAUSE. A connection returned before starts
+    /// again so, once its client has sent more: as a new one, whose request is arriving.
     Return,
+    /// Returns it as soon as it is idle: for when many connections are open, and the
+    /// memory of their tasks in pause outweighs starting one again now and then.
+    ReturnAtOnce,
 }
 
 /// Serves requests on a connection until one needs hyper or the connection ends, or (with
@@ -115,7 +118,12 @@ pub async fn serve<S: LeanStream>(
                 }
                 // Handed back only after a pause: a busy connection's next request comes
                 // within it, and is cheaper served here than by a task started again.
-                let pause = (idle && idle_then != Idle::Wait).then_some(IDLE_PAUSE);
+                let pause = match idle_then {
+                    _ if !idle => None,
+                    Idle::Wait => None,
+                    Idle::Return => Some(IDLE_PAUSE),
+                    Idle::ReturnAtOnce => Some(Duration::ZERO),
+                };
                 match read_more(
                     &mut stream,
                     &mut buf,
