@@ -267,7 +267,12 @@ pub async fn serve<F, S, B>(
     let first_request_wait = FIRST_REQUEST_WAIT.min(grace);
     // The proxy's plain-HTTP connections wait for their next request in the lot, without a
     // task (see `park`). TLS ones keep theirs: their stream is most of their memory anyway.
-    let lot = (tls.is_none() && lean.is_some()).then(Lot::default);
+    let lot = match (&tls, &lean) {
+        (None, Some(_)) => Lot::new()
+            .inspect_err(|e| tracing::warn!(listener = name, error = %e, "cannot make the lot for idle connections; hyper serves this listener's connections"))
+            .ok(),
+        _ => None,
+    };
     let serve_one = |stream: TcpStream, peer: SocketAddr, open: Option<OpenConnection>| {
         let idle_then = if connections.len() < CALM_TASKS {
             Idle::Return

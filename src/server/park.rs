@@ -3,25 +3,29 @@
 //! A task is as large as its future's largest state for as long as it lives: an idle HTTP/1.1
 //! keep-alive connection waiting for its next request in a task of its own cost 2.44 kB
 //! (issue 16, row 6; nginx: 0.82 kB). Parked here, an idle connection is its socket, its
-//! open-connection count and when it parked: a 64-byte entry in the lot's table (its client's
-//! address is asked of the socket again when it leaves). The reactor wakes a small waker of
-//! its own when the client sends again (or closes), and the accept loop starts a task for it
-//! again. One
-//! [`Lot`] per accept loop (per worker thread); the loop also closes the connections that sat
-//! idle for longer than a keep-alive may ([`Lot::close_idle_since`]), and at shutdown closes
-//! the idle ones and serves the ones whose request has just arrived ([`Lot::close`]).
+//! open-connection count and when it parked: a small entry in the lot's table (its client's
+//! address is asked of the socket again when it leaves).
+//!
+//! Its socket leaves tokio's reactor while it waits: a socket registered there costs 256 bytes
+//! of reactor state (tokio's `ScheduledIo`) plus the waker it holds, more than the rest of a
+//! parked connection together. The lot watches its sockets with an epoll instance of its own
+//! instead, whose one descriptor is in tokio's reactor. When a client sends again (or
+//! closes), that descriptor turns readable, the lot's [`Lot::woken`] collects the sockets
+//! with input, and the accept loop starts a task for each again.
+//!
+//! One [`Lot`] per accept loop (per worker thread); the loop also closes the connections that
+//! sat idle for longer than a keep-alive may ([`Lot::close_idle_since`]), and at shutdown
+//! closes the idle ones and serves the ones whose request has just arrived ([`Lot::close`]).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Wake, Waker};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::ReadBuf;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::proxy::metrics::OpenConnection;
 
@@ -33,36 +37,21 @@ pub struct Parked {
     pub open: Option<OpenConnection>,
 }
 
-/// A parked connection as the table holds it: what [`Parked`] has but the client's address
-/// (asked of the socket when it leaves), and when it parked, in nanoseconds since the lot was
-/// made. Kept small: 10,000 idle connections are 10,000 of these, in a table with room for
-/// up to twice as many.
+/// A parked connection as the table holds it (keyed by its descriptor): its socket out of
+/// tokio's reactor, its open count, and when it parked, in nanoseconds since the lot was made.
+/// Kept small: 10,000 idle connections are 10,000 of these, in a table with room for up to
+/// twice as many.
 struct Slot {
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     open: Option<OpenConnection>,
     since: u64,
 }
 
 struct State {
-    parked: HashMap<u64, Slot>,
-    /// Slots whose waker fired since the accept loop last looked.
-    woken: Vec<u64>,
-    next: u64,
+    parked: HashMap<RawFd, Slot>,
     closed: bool,
     /// What [`Slot::since`] counts from.
     epoch: Instant,
-}
-
-impl Default for State {
-    fn default() -> State {
-        State {
-            parked: HashMap::new(),
-            woken: Vec::new(),
-            next: 0,
-            closed: false,
-            epoch: Instant::now(),
-        }
-    }
 }
 
 impl State {
@@ -71,57 +60,21 @@ impl State {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    notify: Notify,
+    /// Watches the parked sockets for input, level-triggered; readable in tokio's reactor
+    /// when one of them has some.
+    epoll: AsyncFd<OwnedFd>,
 }
 
 /// Where one accept loop's idle connections wait. Cloning gives another handle to it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Lot {
     shared: Arc<Shared>,
 }
 
-/// What the reactor wakes for a parked connection. It holds the lot weakly: a slot holds its
-/// waker, and the lot its slots.
-struct SlotWaker {
-    lot: Weak<Shared>,
-    key: u64,
-}
-
-impl Wake for SlotWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(lot) = self.lot.upgrade() {
-            lock(&lot).woken.push(self.key);
-            lot.notify.notify_one();
-        }
-    }
-}
-
-/// The waker the reactor holds for slot `key`: the reactor keeps the one it was last given,
-/// so the slot need not.
-fn slot_waker(lot: &Arc<Shared>, key: u64) -> Waker {
-    Waker::from(Arc::new(SlotWaker {
-        lot: Arc::downgrade(lot),
-        key,
-    }))
-}
-
-/// A connection leaving the lot, with its client's address asked of the socket; `None` when
-/// the socket has none any more (the client reset it), which closes it.
-fn leaving(slot: Slot) -> Option<Parked> {
-    let peer = slot.stream.peer_addr().ok()?;
-    Some(Parked {
-        stream: slot.stream,
-        peer,
-        open: slot.open,
-    })
-}
+/// Sockets taken from the epoll instance per look.
+const READY_PER_LOOK: usize = 64;
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
     // A panic while the lock was held cannot leave the map half-changed: every change is one
@@ -130,25 +83,59 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Lot {
+    /// An empty lot, its epoll instance registered with the current tokio runtime (so call
+    /// it on the runtime of the loop that uses it).
+    pub fn new() -> io::Result<Lot> {
+        // SAFETY: epoll_create1 takes no pointer; a descriptor it returns is ours alone.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epoll < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `epoll` was just opened above and nothing else owns it.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it from now on: it stays
+        // open and the same descriptor for as long as the AsyncFd lives.
+        let epoll =
+            unsafe { AsyncFd::register_with_interest(epoll, tokio::io::Interest::READABLE) }
+                .map_err(io::Error::from)?;
+        Ok(Lot {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    parked: HashMap::new(),
+                    closed: false,
+                    epoch: Instant::now(),
+                }),
+                epoll,
+            }),
+        })
+    }
+
     /// Parks an idle connection until its client sends again. Gives it back when it has
-    /// something to read already (or failed), or when the lot is closed: its task goes on
-    /// with it then.
+    /// something to read already, or when the lot is closed: its task goes on with it then.
+    /// A connection that cannot be watched (out of epoll watches) is closed: a server may
+    /// close an idle keep-alive connection at any time (RFC 9112, 9.5).
     pub fn park(&self, conn: Parked) -> Result<(), Parked> {
         let mut state = lock(&self.shared);
-        if state.closed {
+        if state.closed || has_input_now(conn.stream.as_raw_fd()) {
             return Err(conn);
         }
-        let key = state.next;
-        state.next += 1;
-        // Registers the waker. The lock is held until the slot is in: a wake cannot come
-        // before it.
-        if has_input(&conn.stream, &slot_waker(&self.shared, key)) {
-            return Err(conn);
+        let Parked { stream, open, peer } = conn;
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot take an idle connection out of the reactor; closed");
+                return Ok(());
+            }
+        };
+        let fd = stream.as_raw_fd();
+        // Level-triggered: input that came since the look above is reported at once.
+        if let Err(e) = epoll_ctl(&self.shared, libc::EPOLL_CTL_ADD, fd) {
+            tracing::warn!(%peer, error = %e, "cannot watch an idle connection; closed");
+            return Ok(());
         }
         let since = state.nanos_since_epoch(Instant::now());
-        let Parked { stream, open, .. } = conn;
         state.parked.insert(
-            key,
+            fd,
             Slot {
                 stream,
                 open,
@@ -162,32 +149,59 @@ impl Lot {
     /// takes them out of the lot. Cancel-safe: connections are taken only when returned.
     pub async fn woken(&self) -> Vec<Parked> {
         loop {
-            let notified = self.shared.notify.notified();
-            let ready = self.take_ready();
-            if !ready.is_empty() {
-                return ready;
+            let mut guard = match self.shared.epoll.readable().await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    // The reactor is shutting down; the accept loop ends by its own signal.
+                    tracing::debug!(error = %e, "the lot's epoll instance left the reactor");
+                    return std::future::pending().await;
+                }
+            };
+            match guard.try_io(|_| self.take_ready()) {
+                Ok(Ok(ready)) if !ready.is_empty() => return ready,
+                // Only connections that were gone by the time they were taken.
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the lot's epoll instance");
+                    guard.clear_ready();
+                }
+                // Nothing ready: the readiness was cleared; wait for the next.
+                Err(_would_block) => {}
             }
-            notified.await;
         }
     }
 
-    fn take_ready(&self) -> Vec<Parked> {
+    /// The parked connections with input now, out of the lot; `WouldBlock` when there are
+    /// none (which clears the epoll descriptor's readiness in tokio).
+    fn take_ready(&self) -> io::Result<Vec<Parked>> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; READY_PER_LOOK];
+        // SAFETY: `events` has room for READY_PER_LOOK entries; a timeout of 0 never blocks.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.shared.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                READY_PER_LOOK as libc::c_int,
+                0,
+            )
+        };
+        let n = match n {
+            n if n < 0 => return Err(io::Error::last_os_error()),
+            0 => return Err(io::ErrorKind::WouldBlock.into()),
+            n => n as usize,
+        };
         let mut state = lock(&self.shared);
-        let woken = std::mem::take(&mut state.woken);
-        let mut ready = Vec::new();
-        for key in woken {
-            let Some(slot) = state.parked.get(&key) else {
-                continue;
-            };
-            // A wake can be spurious; looking again registers a waker again if so.
-            if has_input(&slot.stream, &slot_waker(&self.shared, key))
-                && let Some(slot) = state.parked.remove(&key)
-            {
+        let mut ready = Vec::with_capacity(n);
+        for event in &events[..n] {
+            let fd = event.u64 as RawFd;
+            // Each event is of a socket parked now: a socket closed while parked leaves the
+            // epoll instance with its events, and nothing runs between the wait and here.
+            if let Some(slot) = state.parked.remove(&fd) {
+                let _ = epoll_ctl(&self.shared, libc::EPOLL_CTL_DEL, fd);
                 ready.extend(leaving(slot));
             }
         }
         shrink_when_mostly_empty(&mut state.parked);
-        ready
+        Ok(ready)
     }
 
     /// Closes the connections parked before `before` (idle for longer than a keep-alive may
@@ -196,6 +210,7 @@ impl Lot {
         let mut state = lock(&self.shared);
         let count = state.parked.len();
         let before = state.nanos_since_epoch(before);
+        // Closing a socket takes it out of the epoll instance too.
         state.parked.retain(|_, slot| slot.since >= before);
         let closed = count - state.parked.len();
         shrink_when_mostly_empty(&mut state.parked);
@@ -207,11 +222,15 @@ impl Lot {
     pub fn close(&self) -> Vec<Parked> {
         let mut state = lock(&self.shared);
         state.closed = true;
-        state
-            .parked
-            .drain()
-            .filter(|(_, slot)| has_input_now(&slot.stream))
-            .filter_map(|(_, slot)| leaving(slot))
+        let parked: Vec<Slot> = state.parked.drain().map(|(_, slot)| slot).collect();
+        drop(state);
+        parked
+            .into_iter()
+            .filter(|slot| has_input_now(slot.stream.as_raw_fd()))
+            .filter_map(|slot| {
+                let _ = epoll_ctl(&self.shared, libc::EPOLL_CTL_DEL, slot.stream.as_raw_fd());
+                leaving(slot)
+            })
             .collect()
     }
 
@@ -222,26 +241,44 @@ impl Lot {
     }
 }
 
-/// Whether the client has sent something, closed, or the socket failed; if not, `waker` is
-/// woken when one of these happens. A peek rather than the reactor's readiness alone: after
-/// a read that emptied the socket, the reactor still says readable until a read finds nothing.
-fn has_input(stream: &TcpStream, waker: &Waker) -> bool {
-    let mut byte = [0u8; 1];
-    let mut buf = ReadBuf::new(&mut byte);
-    stream
-        .poll_peek(&mut Context::from_waker(waker), &mut buf)
-        .is_ready()
+/// Adds socket `fd` to the lot's epoll instance (watching for input, the client's close and
+/// errors), or removes it.
+fn epoll_ctl(shared: &Shared, op: libc::c_int, fd: RawFd) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+        u64: fd as u64,
+    };
+    // SAFETY: both descriptors are open (the lot's, and a socket it holds); `event` lives
+    // through the call.
+    let done = unsafe { libc::epoll_ctl(shared.epoll.as_raw_fd(), op, fd, &mut event) };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
-/// Whether bytes (or the end) wait on the socket, asked of the kernel itself: at shutdown the
-/// reactor may not have turned since a request arrived, and [`has_input`] would miss it.
-fn has_input_now(stream: &TcpStream) -> bool {
+/// A connection leaving the lot: back in tokio's reactor, with its client's address asked of
+/// the socket; `None` when it has none any more (the client reset it) or cannot be registered,
+/// which closes it.
+fn leaving(slot: Slot) -> Option<Parked> {
+    let peer = slot.stream.peer_addr().ok()?;
+    let stream = TcpStream::from_std(slot.stream).ok()?;
+    Some(Parked {
+        stream,
+        peer,
+        open: slot.open,
+    })
+}
+
+/// Whether bytes (or the end) wait on socket `fd`, asked of the kernel itself (also at
+/// shutdown, when the reactor may not have turned since a request arrived).
+fn has_input_now(fd: RawFd) -> bool {
     let mut byte = 0u8;
-    // SAFETY: the descriptor is `stream`'s, open for as long as it is borrowed, and the buffer
-    // is one byte long. MSG_DONTWAIT: a socket without input answers EAGAIN at once.
+    // SAFETY: `fd` is a socket the caller holds open through the call, and the buffer is one
+    // byte long. MSG_DONTWAIT: a socket without input answers EAGAIN at once.
     let n = unsafe {
         libc::recv(
-            stream.as_raw_fd(),
+            fd,
             (&raw mut byte).cast(),
             1,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -251,7 +288,7 @@ fn has_input_now(stream: &TcpStream) -> bool {
 }
 
 /// After a burst of connections has gone, gives back the table's memory.
-fn shrink_when_mostly_empty(parked: &mut HashMap<u64, Slot>) {
+fn shrink_when_mostly_empty(parked: &mut HashMap<RawFd, Slot>) {
     if parked.capacity() > 64 && parked.len() < parked.capacity() / 4 {
         parked.shrink_to(parked.len() * 2);
     }
@@ -285,17 +322,13 @@ mod tests {
     #[test]
     fn a_parked_connection_is_a_small_table_entry() {
         // What the module doc promises: the table's entries are what idle connections cost.
-        let size = std::mem::size_of::<(u64, Slot)>();
-        assert!(
-            size <= 64,
-            "{size} bytes; TcpStream {}",
-            std::mem::size_of::<TcpStream>()
-        );
+        let size = std::mem::size_of::<(RawFd, Slot)>();
+        assert!(size <= 32, "{size} bytes");
     }
 
     #[tokio::test]
     async fn a_parked_connection_comes_back_when_its_client_sends() {
-        let lot = Lot::default();
+        let lot = Lot::new().unwrap();
         let (mut client, server) = pair().await;
         assert!(lot.park(parked(server)).is_ok());
         assert_eq!(lot.len(), 1);
@@ -320,7 +353,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_with_bytes_waiting_is_not_parked() {
-        let lot = Lot::default();
+        let lot = Lot::new().unwrap();
         let (mut client, server) = pair().await;
         client.write_all(b"GET").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -330,7 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_closing_a_parked_connection_wakes_it_to_be_closed() {
-        let lot = Lot::default();
+        let lot = Lot::new().unwrap();
         let (client, server) = pair().await;
         assert!(lot.park(parked(server)).is_ok());
         drop(client);
@@ -343,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_closed_after_their_time_and_at_shutdown() {
-        let lot = Lot::default();
+        let lot = Lot::new().unwrap();
         let (mut old_client, old) = pair().await;
         assert!(lot.park(parked(old)).is_ok());
         let cut = Instant::now();
