@@ -112,6 +112,21 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
+    /// Sends `data` and shuts down for writing while reading everything the other end sends;
+    /// returns what was read.
+    async fn send_all_and_read_to_end(end: tokio::io::DuplexStream, data: Vec<u8>) -> Vec<u8> {
+        let (mut r, mut w) = tokio::io::split(end);
+        let sending = async {
+            w.write_all(&data).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let receiving = r.read_to_end(&mut got);
+        let ((), n) = tokio::join!(sending, receiving);
+        n.unwrap();
+        got
+    }
+
     #[tokio::test]
     async fn bytes_go_both_ways_and_each_end_reaches_the_other_side() {
         // client <-> (a) proxy (b) <-> app, each link a small in-memory pipe, so writes are
@@ -122,27 +137,8 @@ mod tests {
         let up: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let down: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
         let (up2, down2) = (up.clone(), down.clone());
-        let client_side = tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(client);
-            let sending = async {
-                w.write_all(&up2).await.unwrap();
-                w.shutdown().await.unwrap();
-            };
-            let mut got = Vec::new();
-            let receiving = r.read_to_end(&mut got);
-            let ((), n) = tokio::join!(sending, receiving);
-            n.unwrap();
-            got
-        });
-        let (mut r, mut w) = tokio::io::split(app);
-        let sending = async {
-            w.write_all(&down2).await.unwrap();
-            w.shutdown().await.unwrap();
-        };
-        let mut got = Vec::new();
-        let receiving = r.read_to_end(&mut got);
-        let ((), n) = tokio::join!(sending, receiving);
-        n.unwrap();
+        let client_side = tokio::spawn(send_all_and_read_to_end(client, up2));
+        let got = send_all_and_read_to_end(app, down2).await;
         assert!(
             got == up,
             "the app got {} bytes, not what the client sent",
