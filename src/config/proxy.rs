@@ -26,8 +26,8 @@ pub struct ProxyConfig {
     pub idle_timeout_seconds: u64,
     /// How long an upstream that refused a connection is skipped in favour of its siblings.
     pub failover_seconds: u64,
-    /// Proxy worker threads, each with its own event loop. 0: half the CPUs, at least one
-    /// (the apps need the rest).
+    /// Proxy worker threads, each with its own event loop. 0: one per CPU. TLS connections
+    /// go to all of them, plain-HTTP ones to half (`server::workers::plan`).
     pub workers: usize,
     /// Routes to services on the host that Rivetr does not deploy (`[[proxy.routes]]`).
     pub routes: Vec<RouteConfig>,

@@ -74,6 +74,17 @@ pub enum Idle {
     ReturnAtOnce,
 }
 
+impl Idle {
+    /// How long an idle connection waits in its task before it is handed back.
+    fn pause(self) -> Option<Duration> {
+        match self {
+            Idle::Wait => None,
+            Idle::Return => Some(IDLE_PAUSE),
+            Idle::ReturnAtOnce => Some(Duration::ZERO),
+        }
+    }
+}
+
 /// Serves requests on a connection until one needs hyper or the connection ends, or (with
 /// `idle` other than [`Idle::Wait`]) until it is idle. After `shutdown`, an idle connection
 /// closes; one that has not sent its first request gets `first_request_wait` to send it (see
@@ -118,12 +129,7 @@ pub async fn serve<S: LeanStream>(
                 }
                 // Handed back only after a pause: a busy connection's next request comes
                 // within it, and is cheaper served here than by a task started again.
-                let pause = match idle_then {
-                    _ if !idle => None,
-                    Idle::Wait => None,
-                    Idle::Return => Some(IDLE_PAUSE),
-                    Idle::ReturnAtOnce => Some(Duration::ZERO),
-                };
+                let pause = if idle { idle_then.pause() } else { None };
                 match read_more(
                     &mut stream,
                     &mut buf,

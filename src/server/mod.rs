@@ -185,7 +185,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
 
     let shutdown = CancellationToken::new();
     // Before the first route table is built: it makes one copy per worker (plus one).
-    crate::proxy::shard::plan_workers(workers::worker_count(config.proxy.workers));
+    crate::proxy::shard::plan_workers(workers::plan(config.proxy.workers).threads);
     let proxy = Arc::new(Proxy::new(
         &config.proxy,
         addrs.https.map(|a| a.port()),
@@ -320,7 +320,7 @@ pub async fn run(opts: Options) -> Result<(), ServerError> {
     ));
     let tls = TlsAcceptor::from(proxy::tls::server_config(Arc::clone(&proxy.certs)));
     let mut workers = workers::spawn(
-        workers::worker_count(state.config.load().proxy.workers),
+        workers::plan(state.config.load().proxy.workers),
         workers::WorkerSetup {
             proxy: Arc::clone(&proxy),
             tls,

@@ -1,6 +1,7 @@
 //! Proxy worker threads: one single-threaded tokio runtime per core. The main runtime
 //! accepts on the `http` and `https` sockets and hands the connections to the workers in
-//! turn; each worker serves its connections and keeps its own connections to apps.
+//! turn (plain HTTP to half of them, see [`plan`]); each worker serves its connections and
+//! keeps its own connections to apps.
 //!
 //! A request then lives its whole life on one thread: the client connection, the upstream
 //! connection and every wake-up between them. On a shared multi-threaded runtime the same
@@ -40,31 +41,51 @@ pub struct WorkerSetup {
     pub grace: Duration,
 }
 
-/// The number of workers for `configured`. 0: half the CPUs, at least one. The apps run on
-/// the same machine and need the other half: measured on 2 CPUs with the load generator and
-/// the app beside the proxy (bench/proxy.sh), one worker served 47.6k-50.2k req/s where two
-/// served 37.2k-40.1k, because a worker that wakes with more connections' work to do switches
-/// context less often per request.
-pub fn worker_count(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cpus / 2).max(1)
+/// How many workers run, and how many of them take plain-HTTP connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Worker threads; TLS connections go to each in turn.
+    pub threads: usize,
+    /// The first this many workers take the plain-HTTP connections, in turn.
+    pub plain: usize,
 }
 
-/// Starts `n` workers.
-pub fn spawn(n: usize, setup: WorkerSetup) -> std::io::Result<ProxyWorkers> {
+/// The workers for `configured` threads (0: one per CPU, like nginx's `worker_processes
+/// auto`). Plain HTTP goes to half of them, at least one: it costs the proxy little CPU per
+/// request, and one worker that wakes with more connections' work to do switches context less
+/// often per request (bench/proxy.sh on 2 CPUs, with the load generator and the app beside the
+/// proxy: row 1 at 1.03-1.04 of nginx on one worker, 0.97 on two). TLS goes to all: its
+/// encryption keeps a worker busy, and on one worker row 2 (HTTPS keep-alive) reached 1.00 of
+/// nginx with 11 % of the CPUs idle, on two 1.08 with 5-9 % idle.
+pub fn plan(configured: usize) -> Plan {
+    let threads = if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    Plan {
+        threads,
+        plain: (threads / 2).max(1),
+    }
+}
+
+/// Starts the workers of `plan`.
+pub fn spawn(plan: Plan, setup: WorkerSetup) -> std::io::Result<ProxyWorkers> {
     let mut workers = ProxyWorkers {
         threads: Vec::new(),
         probes: Vec::new(),
         http: Vec::new(),
         https: Vec::new(),
     };
-    for i in 0..n {
-        let (http_tx, http_rx) = mpsc::unbounded_channel();
+    for i in 0..plan.threads {
+        let http = (i < plan.plain).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (probe, probes) = probe("http");
+            workers.http.push(tx);
+            workers.probes.push(probe);
+            (rx, probes)
+        });
         let (https_tx, https_rx) = mpsc::unbounded_channel();
-        let (http_probe, http_probes) = probe("http");
         let (https_probe, https_probes) = probe("https");
         let setup = setup.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -74,53 +95,50 @@ pub fn spawn(n: usize, setup: WorkerSetup) -> std::io::Result<ProxyWorkers> {
             .name(format!("rivetr-proxy-{i}"))
             .spawn(move || {
                 proxy::shard::set_for_this_thread(i);
-                runtime.block_on(run_worker(
-                    http_rx,
-                    https_rx,
-                    http_probes,
-                    https_probes,
-                    setup,
-                ));
+                runtime.block_on(run_worker(http, (https_rx, https_probes), setup));
             })?;
         workers.threads.push(thread);
-        workers.probes.push(http_probe);
         workers.probes.push(https_probe);
-        workers.http.push(http_tx);
         workers.https.push(https_tx);
     }
     Ok(workers)
 }
 
-async fn run_worker(
-    http: mpsc::UnboundedReceiver<Handoff>,
-    https: mpsc::UnboundedReceiver<Handoff>,
-    http_probes: accept::ProbeReceiver,
-    https_probes: accept::ProbeReceiver,
-    setup: WorkerSetup,
-) {
+/// A listener's connections as handed to one worker, and the watchdog's probes of it.
+type Handed = (mpsc::UnboundedReceiver<Handoff>, accept::ProbeReceiver);
+
+async fn run_worker(http: Option<Handed>, https: Handed, setup: WorkerSetup) {
     // Every connection polls the shutdown token each time it wakes, and a token's every
     // method takes its lock: a token of this worker's own keeps that lock on one core.
     let shutdown = setup.shutdown.child_token();
     let worker = proxy::Worker::new(Arc::clone(&setup.proxy));
     let pool = Arc::clone(worker.pool());
-    let w = Arc::clone(&worker);
-    let plain = accept::serve(
-        "http",
-        Source::Handed(http),
-        None,
-        Some(Arc::clone(&worker)),
-        move |peer| proxy::service(Arc::clone(&w), peer, Scheme::Http),
-        http_probes,
-        shutdown.clone(),
-        setup.grace,
-    );
+    let plain = http.map(|(connections, probes)| {
+        let w = Arc::clone(&worker);
+        accept::serve(
+            "http",
+            Source::Handed(connections),
+            None,
+            Some(Arc::clone(&worker)),
+            move |peer| proxy::service(Arc::clone(&w), peer, Scheme::Http),
+            probes,
+            shutdown.clone(),
+            setup.grace,
+        )
+    });
+    let plain = async {
+        if let Some(plain) = plain {
+            plain.await
+        }
+    };
+    let (connections, probes) = https;
     let tls = accept::serve(
         "https",
-        Source::Handed(https),
+        Source::Handed(connections),
         Some(setup.tls.clone()),
         Some(Arc::clone(&worker)),
         move |peer| proxy::service(Arc::clone(&worker), peer, Scheme::Https),
-        https_probes,
+        probes,
         shutdown.clone(),
         setup.grace,
     );
@@ -146,5 +164,29 @@ impl ProxyWorkers {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_goes_to_half_the_workers_and_tls_to_all() {
+        let split = |n| {
+            let p = plan(n);
+            (p.threads, p.plain)
+        };
+        assert_eq!(split(1), (1, 1));
+        assert_eq!(split(2), (2, 1));
+        assert_eq!(split(3), (3, 1));
+        assert_eq!(split(4), (4, 2));
+    }
+
+    #[test]
+    fn zero_workers_means_one_per_cpu() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(plan(0).threads, cpus);
+        assert_eq!(plan(0).plain, (cpus / 2).max(1));
     }
 }
