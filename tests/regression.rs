@@ -2086,8 +2086,12 @@ fn issue_11_both_config_files_show_every_key_the_config_accepts() {
             .next()
             .unwrap()
             .to_owned();
+        // (Since stop 32: one worker per CPU, plain HTTP to half of them; see
+        // `server::workers::plan`.)
         assert!(
-            workers_doc.contains("half the") && !workers_doc.contains("one per CPU"),
+            workers_doc.contains("0: one per\n# CPU")
+                && workers_doc.contains("plain-HTTP ones to half of them")
+                && !workers_doc.contains("half the CPUs"),
             "{file} documents workers = 0 as: {workers_doc}"
         );
     }

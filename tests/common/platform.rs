@@ -305,23 +305,35 @@ impl Platform {
     pub fn psql(&self, db: &Value, sql: &str) -> String {
         let container = db["container"].as_str().unwrap();
         let password = self.container_env(container, "POSTGRES_PASSWORD");
-        self.podman(&[
-            "exec",
-            "-e",
-            &format!("PGPASSWORD={password}"),
-            container,
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            db["username"].as_str().unwrap(),
-            "-d",
-            db["database"].as_str().unwrap(),
-            "-tAc",
-            sql,
-        ])
-        .trim()
-        .to_owned()
+        // Every caller expects success: a failure says why here rather than as an empty
+        // answer further on (stop 32's CI saw only "" from a checksum query).
+        let out = Command::new("podman")
+            .arg("--url")
+            .arg(&self.socket)
+            .args([
+                "exec",
+                "-e",
+                &format!("PGPASSWORD={password}"),
+                container,
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                db["username"].as_str().unwrap(),
+                "-d",
+                db["database"].as_str().unwrap(),
+                "-tAc",
+                sql,
+            ])
+            .output()
+            .expect("podman");
+        assert!(
+            out.status.success(),
+            "psql {sql:?} in {container} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
