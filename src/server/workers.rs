@@ -113,35 +113,27 @@ async fn run_worker(http: Option<Handed>, https: Handed, setup: WorkerSetup) {
     let shutdown = setup.shutdown.child_token();
     let worker = proxy::Worker::new(Arc::clone(&setup.proxy));
     let pool = Arc::clone(worker.pool());
-    let plain = http.map(|(connections, probes)| {
+    // One accept loop per listener this worker takes, both serving through `worker`.
+    let listen = |name, (connections, probes): Handed, tls, scheme| {
         let w = Arc::clone(&worker);
         accept::serve(
-            "http",
+            name,
             Source::Handed(connections),
-            None,
+            tls,
             Some(Arc::clone(&worker)),
-            move |peer| proxy::service(Arc::clone(&w), peer, Scheme::Http),
+            move |peer| proxy::service(Arc::clone(&w), peer, scheme),
             probes,
             shutdown.clone(),
             setup.grace,
         )
-    });
+    };
+    let plain = http.map(|http| listen("http", http, None, Scheme::Http));
     let plain = async {
         if let Some(plain) = plain {
             plain.await
         }
     };
-    let (connections, probes) = https;
-    let tls = accept::serve(
-        "https",
-        Source::Handed(connections),
-        Some(setup.tls.clone()),
-        Some(Arc::clone(&worker)),
-        move |peer| proxy::service(Arc::clone(&worker), peer, Scheme::Https),
-        probes,
-        shutdown.clone(),
-        setup.grace,
-    );
+    let tls = listen("https", https, Some(setup.tls.clone()), Scheme::Https);
     let sweep = async {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
