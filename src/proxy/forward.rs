@@ -18,7 +18,7 @@ use super::Proxy;
 use super::body::{ClientBodyError, ProxyBody, RequestBody, UpstreamBody};
 use super::handover;
 use super::pages;
-use super::routes::Route;
+use super::routes::{Route, RouteRef};
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,7 +331,7 @@ impl Proxy {
     pub(super) async fn forward(
         &self,
         pool: &Arc<Pool>,
-        route: &Route,
+        route: &RouteRef,
         mut req: Request<Incoming>,
         host: &str,
         peer: &Peer,
@@ -405,7 +405,7 @@ impl Proxy {
     async fn forward_lean(
         &self,
         pool: &Arc<Pool>,
-        route: &Route,
+        route: &RouteRef,
         parts: &Parts,
         host: &str,
         peer: &Peer,
@@ -444,7 +444,7 @@ impl Proxy {
     pub(super) async fn exchange_lean(
         &self,
         pool: &Arc<Pool>,
-        route: &Route,
+        route: &RouteRef,
         host: &str,
         method: &hyper::Method,
         write_head: &(dyn Fn(&mut Vec<u8>) + Sync),

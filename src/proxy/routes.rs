@@ -16,8 +16,13 @@
 //! State that must outlive a swap (per-route counters, which upstream recently refused
 //! connections) is kept in a registry and handed to each new table when it is built, off the
 //! request path.
+//!
+//! The maps hash with foldhash rather than std's SipHash: their keys are hosts and addresses
+//! the administrator and the apps declare (a request's Host is only looked up, never
+//! inserted), and SipHash was an eighth of a 10,000-route rebuild (`perf` during
+//! `bench/scale.sh`'s swaps).
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,13 @@ use arc_swap::{ArcSwap, Guard};
 use super::metrics::RouteMetrics;
 use super::shard;
 use crate::config::TlsMode;
+
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+
+/// An empty map for `n` entries.
+fn map_for<K, V>(n: usize) -> HashMap<K, V> {
+    HashMap::with_capacity_and_hasher(n, Default::default())
+}
 
 /// Who declared a route; updates replace one owner's routes without touching the others'.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -93,51 +105,18 @@ struct UpstreamState {
     down_until_ms: AtomicU64,
 }
 
-/// A route ready to serve: its upstreams, round-robin position and counters. Each per-worker
-/// copy of the table has its `Route`s in one slice of its own (the reference count a request
-/// takes and the round-robin positions are that worker's); the upstreams and the counters are
-/// shared by the copies, so a copy costs one allocation, whatever the number of routes.
+/// A route ready to serve: its upstreams and counters. Built once per table and shared, read
+/// only, by every worker's copy of it (see [`WorkerRoutes`]).
 #[derive(Debug)]
 pub struct Route {
     /// Owned by `[server] domain`: the route to Rivetr's own API.
     pub is_server: bool,
     pub upstreams: Arc<[Upstream]>,
-    next: AtomicUsize,
     pub metrics: Arc<RouteMetrics>,
     epoch: Instant,
 }
 
 impl Route {
-    /// Upstreams in the order to try them for one request: round-robin, with those that
-    /// recently refused connections moved to the back (still tried if all else fails).
-    pub fn candidates(&self) -> impl Iterator<Item = &Upstream> {
-        let n = self.upstreams.len();
-        let start = if n > 1 {
-            self.next.fetch_add(1, Ordering::Relaxed) % n
-        } else {
-            0
-        };
-        // Health is read once, up front: an upstream marked down while the caller walks the
-        // list must not come round a second time. A lone upstream is tried whatever its
-        // health, so it costs no clock read.
-        let down: u64 = if n > 1 {
-            let now = self.now_ms();
-            self.upstreams
-                .iter()
-                .take(64)
-                .enumerate()
-                .filter(|(_, u)| u.is_down(now))
-                .fold(0, |mask, (i, _)| mask | (1 << i))
-        } else {
-            0
-        };
-        let is_down = move |i: usize| i < 64 && down & (1 << i) != 0;
-        let order = move || (0..n).map(move |k| (start + k) % n);
-        let healthy = order().filter(move |&i| !is_down(i));
-        let sick = order().filter(move |&i| is_down(i));
-        healthy.chain(sick).map(move |i| &self.upstreams[i])
-    }
-
     /// Skips `upstream` for `period`.
     pub fn mark_down(&self, upstream: &Upstream, period: Duration) {
         let until = self.now_ms() + period.as_millis() as u64;
@@ -150,11 +129,23 @@ impl Route {
     }
 }
 
+/// One worker's copy of the routes: the shared [`Route`]s and the worker's own round-robin
+/// positions, behind an `Arc` of its own, so the reference count a request takes and the
+/// position it moves are touched by that worker's thread only. A copy costs two allocations,
+/// whatever the number of routes. (With the `Route`s themselves copied per worker, taking a
+/// reference on each one's upstreams and counters was a fifth of a 10,000-route rebuild:
+/// `perf` during `bench/scale.sh`'s swaps.)
+#[derive(Debug, Default)]
+struct WorkerRoutes {
+    routes: Arc<[Route]>,
+    next: Box<[AtomicUsize]>,
+}
+
 /// A request's hold on its route: the route's copy of the table and the route's place in it.
 /// Cloning it touches the reference count of the calling worker's copy only.
 #[derive(Debug, Clone)]
 pub struct RouteRef {
-    copy: Arc<[Route]>,
+    copy: Arc<WorkerRoutes>,
     index: usize,
 }
 
@@ -162,7 +153,7 @@ impl std::ops::Deref for RouteRef {
     type Target = Route;
 
     fn deref(&self) -> &Route {
-        &self.copy[self.index]
+        &self.copy.routes[self.index]
     }
 }
 
@@ -170,6 +161,38 @@ impl RouteRef {
     /// Whether both hold the same `Route` of the same copy.
     pub fn ptr_eq(a: &RouteRef, b: &RouteRef) -> bool {
         Arc::ptr_eq(&a.copy, &b.copy) && a.index == b.index
+    }
+
+    /// Upstreams in the order to try them for one request: round-robin, with those that
+    /// recently refused connections moved to the back (still tried if all else fails).
+    pub fn candidates(&self) -> impl Iterator<Item = &Upstream> {
+        let route: &Route = self;
+        let n = route.upstreams.len();
+        let start = if n > 1 {
+            self.copy.next[self.index].fetch_add(1, Ordering::Relaxed) % n
+        } else {
+            0
+        };
+        // Health is read once, up front: an upstream marked down while the caller walks the
+        // list must not come round a second time. A lone upstream is tried whatever its
+        // health, so it costs no clock read.
+        let down: u64 = if n > 1 {
+            let now = route.now_ms();
+            route
+                .upstreams
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, u)| u.is_down(now))
+                .fold(0, |mask, (i, _)| mask | (1 << i))
+        } else {
+            0
+        };
+        let is_down = move |i: usize| i < 64 && down & (1 << i) != 0;
+        let order = move || (0..n).map(move |k| (start + k) % n);
+        let healthy = order().filter(move |&i| !is_down(i));
+        let sick = order().filter(move |&i| is_down(i));
+        healthy.chain(sick).map(move |i| &route.upstreams[i])
     }
 }
 
@@ -179,9 +202,9 @@ impl Upstream {
     }
 }
 
-/// An immutable routing table: one per-worker copy of it. The host index and the declarations
-/// are shared by the copies (read-only, so sharing them costs the workers nothing); the
-/// `Route`s are the copy's own.
+/// An immutable routing table: one per-worker copy of it. The host index, the declarations
+/// and the `Route`s are shared by the copies (read-only, so sharing them costs the workers
+/// nothing); the reference count and the round-robin positions are the copy's own.
 #[derive(Debug, Default)]
 pub struct Routes {
     /// Host -> index in `routes`.
@@ -189,7 +212,7 @@ pub struct Routes {
     /// `(".example.com", index in routes)`, longest suffix first, so the most specific
     /// wildcard wins.
     wildcards: Arc<Vec<(String, usize)>>,
-    routes: Arc<[Route]>,
+    routes: Arc<WorkerRoutes>,
     specs: Arc<Vec<RouteSpec>>,
 }
 
@@ -236,7 +259,8 @@ fn claim(
         .filter(|s| !owners.contains(&s.owner))
         .cloned()
         .collect();
-    let held: HashMap<&str, &Owner> = others.iter().map(|s| (s.host.as_str(), &s.owner)).collect();
+    let mut held: HashMap<&str, &Owner> = map_for(others.len());
+    held.extend(others.iter().map(|s| (s.host.as_str(), &s.owner)));
     let mut conflicts = Vec::new();
     let mut granted = Vec::new();
     for spec in specs {
@@ -256,7 +280,7 @@ fn claim(
 /// duplicates (the usual case) the list is returned as it is, with nothing copied.
 fn dedup_by_host(specs: Vec<RouteSpec>) -> Vec<RouteSpec> {
     // Per host: the position of its first spec and of its last.
-    let mut seen: HashMap<&str, (usize, usize)> = HashMap::with_capacity(specs.len());
+    let mut seen: HashMap<&str, (usize, usize)> = map_for(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         seen.entry(spec.host.as_str())
             .and_modify(|(_, last)| *last = i)
@@ -281,6 +305,23 @@ fn dedup_by_host(specs: Vec<RouteSpec>) -> Vec<RouteSpec> {
                 .expect("each host's last spec is taken once")
         })
         .collect()
+}
+
+/// The index of `specs` (one per host) by host: exact names, and `*.` wildcards as
+/// `(".suffix", index)`, longest suffix first, so the most specific wildcard wins.
+fn index_hosts(specs: &[RouteSpec]) -> (HashMap<String, usize>, Vec<(String, usize)>) {
+    let mut exact = map_for(specs.len());
+    let mut wildcards = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        match spec.host.strip_prefix('*') {
+            Some(suffix) => wildcards.push((suffix.to_owned(), i)),
+            None => {
+                exact.insert(spec.host.clone(), i);
+            }
+        }
+    }
+    wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+    (exact, wildcards)
 }
 
 /// From this many routes, a swap gives the allocator's free memory back to the system.
@@ -325,9 +366,9 @@ fn release_free_memory_soon() {
 /// How long the table stays unchanged before [`release_free_memory_soon`] trims.
 const TRIM_WHEN_QUIET: Duration = Duration::from_secs(1);
 
-/// The table in one copy per proxy worker (see [`super::shard`]): identical routes, each copy
-/// with `Arc`s of its own, so the reference count a request takes on its route is touched by
-/// one thread only. Counters and upstream health are shared by the copies. Dereferences to
+/// The table in one copy per proxy worker (see [`super::shard`]): the same routes, each copy
+/// with a reference count and round-robin positions of its own ([`WorkerRoutes`]), touched
+/// by one thread only. Counters and upstream health are shared by the copies. Dereferences to
 /// the first copy for everyone outside the request path.
 #[derive(Debug)]
 pub struct Tables {
@@ -509,56 +550,50 @@ impl RouteTable {
         );
     }
 
-    /// The per-worker copies of the table of `specs`. What the copies share (the host index,
-    /// the declarations, each route's upstreams and counters) is built once; each copy then
-    /// costs one allocation. (With an allocation per route and copy, and a copy of each
-    /// declaration, a swap of 10,000 routes made 90,000 allocations: `bench/scale.sh`.)
+    /// The per-worker copies of the table of `specs`. Everything but each copy's reference
+    /// count and round-robin positions (see [`WorkerRoutes`]) is built once and shared.
+    /// (With an allocation per route and copy, and a copy of each declaration, a swap of
+    /// 10,000 routes made 90,000 allocations: `bench/scale.sh`.)
     fn build(&self, registry: &mut Registry, specs: Vec<RouteSpec>) -> Tables {
         let specs = Arc::new(dedup_by_host(specs));
-        let mut exact = HashMap::with_capacity(specs.len());
-        let mut wildcards = Vec::new();
-        let mut shared = Vec::with_capacity(specs.len());
-        for (i, spec) in specs.iter().enumerate() {
-            let metrics = match registry.metrics.get(&spec.host) {
-                Some(m) => Arc::clone(m),
-                None => Arc::clone(registry.metrics.entry(spec.host.clone()).or_default()),
-            };
-            let upstreams: Arc<[Upstream]> = spec
-                .upstreams
-                .iter()
-                .map(|&addr| Upstream {
-                    addr,
-                    state: Arc::clone(registry.upstreams.entry(addr).or_default()),
-                })
-                .collect();
-            shared.push((spec.owner == Owner::Server, upstreams, metrics));
-            match spec.host.strip_prefix('*') {
-                Some(suffix) => wildcards.push((suffix.to_owned(), i)),
-                None => {
-                    exact.insert(spec.host.clone(), i);
-                }
-            }
-        }
-        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        let routes: Arc<[Route]> = specs.iter().map(|s| self.route(registry, s)).collect();
+        let (exact, wildcards) = index_hosts(&specs);
         let (exact, wildcards) = (Arc::new(exact), Arc::new(wildcards));
         let copies = (0..shard::table_copies())
             .map(|_| Routes {
                 exact: Arc::clone(&exact),
                 wildcards: Arc::clone(&wildcards),
                 specs: Arc::clone(&specs),
-                routes: shared
-                    .iter()
-                    .map(|(is_server, upstreams, metrics)| Route {
-                        is_server: *is_server,
-                        upstreams: Arc::clone(upstreams),
-                        next: AtomicUsize::new(0),
-                        metrics: Arc::clone(metrics),
-                        epoch: self.epoch,
-                    })
-                    .collect(),
+                routes: Arc::new(WorkerRoutes {
+                    routes: Arc::clone(&routes),
+                    next: (0..routes.len()).map(|_| AtomicUsize::new(0)).collect(),
+                }),
             })
             .collect();
         Tables { copies }
+    }
+
+    /// The route of `spec`, with the counters and upstream health its host and upstreams had
+    /// in earlier tables.
+    fn route(&self, registry: &mut Registry, spec: &RouteSpec) -> Route {
+        let metrics = match registry.metrics.get(&spec.host) {
+            Some(m) => Arc::clone(m),
+            None => Arc::clone(registry.metrics.entry(spec.host.clone()).or_default()),
+        };
+        let upstreams = spec
+            .upstreams
+            .iter()
+            .map(|&addr| Upstream {
+                addr,
+                state: Arc::clone(registry.upstreams.entry(addr).or_default()),
+            })
+            .collect();
+        Route {
+            is_server: spec.owner == Owner::Server,
+            upstreams,
+            metrics,
+            epoch: self.epoch,
+        }
     }
 }
 
@@ -637,11 +672,25 @@ mod tests {
             .collect();
         assert!(counters.iter().all(|m| Arc::ptr_eq(m, &counters[0])));
         assert_eq!(counters[0].snapshot().requests, counters.len() as u64);
-        // Each copy has a Route of its own: a request's reference stays on its worker.
+        // Each copy has a reference count of its own: a request's hold stays on its worker.
         assert!(!RouteRef::ptr_eq(
             &tables.copies[0].lookup("a.test").unwrap(),
             &tables.copies[1].lookup("a.test").unwrap()
         ));
+    }
+
+    #[test]
+    fn each_worker_copy_keeps_its_own_round_robin_turn() {
+        let table = RouteTable::new();
+        table.replace(vec![spec("a.test", &[1, 2])]);
+        let tables = table.load();
+        let first = |copy: &Routes| {
+            let route = copy.lookup("a.test").unwrap();
+            route.candidates().next().unwrap().addr.port()
+        };
+        assert_eq!(first(&tables.copies[0]), 1);
+        assert_eq!(first(&tables.copies[0]), 2);
+        assert_eq!(first(&tables.copies[1]), 1, "copy 1's turn is its own");
     }
 
     #[test]
