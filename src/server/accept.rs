@@ -343,14 +343,19 @@ pub async fn serve<F, S, B>(
                     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     match lean {
                         Some(worker) if !http2 => {
-                            let lean = plain::serve(worker, stream, peer, Scheme::Https, shutdown.clone(), first_request_wait, Idle::Wait);
-                            match lean.await {
-                                Served::Ended(result) => result.map_err(Into::into),
-                                Served::HandOver(stream) => {
-                                    started.cancel();
-                                    with_hyper!(stream)
+                            let mut stream = stream;
+                            loop {
+                                let lean = plain::serve(Arc::clone(&worker), stream, peer, Scheme::Https, shutdown.clone(), first_request_wait, Idle::Wait);
+                                match lean.await {
+                                    Served::Ended(result) => break result.map_err(Into::into),
+                                    Served::HandOver(stream) => {
+                                        started.cancel();
+                                        break with_hyper!(stream);
+                                    }
+                                    // Not returned with `Idle::Wait`; an idle connection
+                                    // returned anyway is served on, not dropped.
+                                    Served::Idle(idle) => stream = idle,
                                 }
-                                Served::Idle(_) => unreachable!("plain::serve returns a connection only when asked to"),
                             }
                         }
                         _ => with_hyper!(stream),
@@ -367,8 +372,12 @@ pub async fn serve<F, S, B>(
         let _ = stream.set_nodelay(true);
         serve_one(stream, peer, OpenConnection::of(name))
     };
-    let mut sweep = tokio::time::interval(SWEEP_PARKED);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Only a listener with a lot has parked connections to sweep.
+    let mut sweep = lot.as_ref().map(|_| {
+        let mut sweep = tokio::time::interval(SWEEP_PARKED);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep
+    });
     loop {
         tokio::select! {
             biased;
@@ -381,7 +390,7 @@ pub async fn serve<F, S, B>(
                     serve_one(conn.stream, conn.peer, conn.open);
                 }
             }
-            _ = sweep.tick(), if lot.is_some() => {
+            Some(_) = async { Some(sweep.as_mut()?.tick().await) }, if sweep.is_some() => {
                 if let Some(lot) = &lot {
                     lot.close_idle_since(Instant::now() - plain::HEAD_TIMEOUT);
                 }
