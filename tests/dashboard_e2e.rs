@@ -24,24 +24,6 @@ use common::sink::Sink;
 use common::{Launch, TestDir, free_port};
 use serde_json::{Value, json};
 
-/// Chromium, or `None` after saying loudly why the test is skipped (a failure under CI).
-fn chromium() -> Option<PathBuf> {
-    let path =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "dashboard e2e: SKIPPED because {} does not exist (apt-get install chromium)",
-        path.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}; with CI=true a missing browser is a failure");
-    }
-    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
-    None
-}
-
 /// The folder for one script's screenshots, emptied first.
 fn screenshots(script: &str) -> PathBuf {
     let shots = std::env::var_os("RIVETR_E2E_SHOTS")
@@ -87,7 +69,7 @@ fn dashboard_end_to_end_in_chromium() {
     let Some(socket) = podman_socket("dashboard e2e") else {
         return;
     };
-    let Some(browser) = chromium() else {
+    let Some(browser) = common::chromium("dashboard e2e") else {
         return;
     };
     let platform = Platform::start(&socket, &[]);
@@ -137,7 +119,7 @@ fn databases_in_the_dashboard_in_chromium() {
     let Some(socket) = podman_socket("dashboard databases e2e") else {
         return;
     };
-    let Some(browser) = chromium() else {
+    let Some(browser) = common::chromium("dashboard e2e") else {
         return;
     };
     let platform = Platform::start(
@@ -187,7 +169,7 @@ fn databases_in_the_dashboard_in_chromium() {
 /// container engine is needed: Rivetr is pointed at a socket that does not exist.
 #[test]
 fn notifications_in_the_dashboard_in_chromium() {
-    let Some(browser) = chromium() else {
+    let Some(browser) = common::chromium("dashboard e2e") else {
         return;
     };
     let dir = TestDir::new();

@@ -7,6 +7,8 @@
 //! also go through a backup and a restore with the engine's own tools, streamed out of and
 //! back into the container by exec, as the backup service does.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +23,7 @@ use rivetr::secrets::SecretString;
 const READY_WITHIN: Duration = Duration::from_secs(180);
 
 fn engine(var: &str) -> Option<Arc<dyn ContainerRuntime>> {
-    let Some(socket) = std::env::var(var).ok().filter(|s| !s.is_empty()) else {
-        let msg = format!("{var} is not set (run through scripts/test-env/engines.sh)");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}; with CI=true a missing engine is a failure");
-        }
-        eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
-        return None;
-    };
+    let socket = common::platform::engine_socket(var, "databases")?;
     Some(if var.contains("DOCKER") {
         Arc::new(DockerRuntime::connect(&socket).unwrap())
     } else {
@@ -338,12 +333,10 @@ impl Registry {
     fn start() -> Option<Registry> {
         let program = std::path::Path::new("/usr/bin/docker-registry");
         if !program.exists() {
-            let msg = "image pulls: SKIPPED because /usr/bin/docker-registry is missing \
-                       (apt-get install docker-registry)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}; with CI=true a missing registry is a failure");
-            }
-            eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+            common::skip(
+                "image pulls",
+                "/usr/bin/docker-registry is missing (apt-get install docker-registry)",
+            );
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

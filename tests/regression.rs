@@ -331,7 +331,9 @@ mod issue_11_pipeline {
 
     use serde_json::{Value, json};
 
-    use super::common::platform::{DOCKERFILE, GitRepo, Platform, podman_socket, unique_name};
+    use super::common::platform::{
+        DOCKERFILE, GitRepo, Platform, engine_socket, podman_socket, unique_name,
+    };
     use super::common::{proc_status_kb, wait_for};
 
     /// The test Dockerfile without its `FROM` line.
@@ -342,22 +344,6 @@ mod issue_11_pipeline {
     fn platform(case: &str, env: &[(&str, &str)]) -> Option<Platform> {
         let socket = podman_socket(case)?;
         Some(Platform::start(&socket, env))
-    }
-
-    /// A socket from the environment, or `None` after saying loudly why the test is skipped
-    /// (a failure under `CI=true`).
-    fn engine_socket(var: &str, case: &str) -> Option<String> {
-        match std::env::var(var).ok().filter(|s| !s.is_empty()) {
-            Some(s) => Some(s),
-            None => {
-                let msg = format!("{case}: SKIPPED because {var} is not set");
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("{msg}; with CI=true a missing engine is a failure");
-                }
-                eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
-                None
-            }
-        }
     }
 
     fn deploy_ok(p: &Platform, app: &str) -> Value {
@@ -3197,23 +3183,12 @@ fn issue_17_the_dashboards_browser_does_not_see_the_hosts_addresses_change() {
     use std::process::Command;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    let missing = if !Path::new(&chromium).exists() {
-        Some(format!(
-            "{chromium} does not exist (apt-get install chromium)"
-        ))
-    } else if unsafe { libc::geteuid() } != 0 {
-        Some("changing the host's addresses needs root".to_owned())
-    } else {
-        None
+    let case = "browser and network changes";
+    let Some(chromium) = common::chromium(case) else {
+        return;
     };
-    if let Some(why) = missing {
-        let msg = format!("browser and network changes: SKIPPED because {why}");
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "{msg}; with CI=true that is a failure"
-        );
-        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip(case, "changing the host's addresses needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -26,11 +26,9 @@ fn openssl_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("openssl is not installed, and CI=true: the TLS tests must run");
-        }
-        eprintln!(
-            "\n*** SKIPPING TLS TEST: openssl is not installed (apt-get install openssl) ***\n"
+        skip(
+            "TLS test",
+            "openssl is not installed (apt-get install openssl)",
         );
     }
     found

@@ -19,6 +19,36 @@ pub mod sse;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rivetr");
 
+/// Says loudly that `case` is skipped because `why`: on stderr itself, past libtest's
+/// capture, so a skip is seen even when the test "passes". Under `CI=true`, where the test
+/// command installs and starts everything a test needs, a skip is a failure instead.
+#[track_caller]
+pub fn skip(case: &str, why: &str) {
+    let msg = format!("{case}: SKIPPED because {why}");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}; with CI=true that is a failure");
+    }
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {msg} !!!!!!!!\n");
+}
+
+/// Debian's Chromium (`$CHROMIUM`, or /usr/bin/chromium), or `None` after [`skip`].
+#[track_caller]
+pub fn chromium(case: &str) -> Option<PathBuf> {
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
+    if path.exists() {
+        return Some(path);
+    }
+    skip(
+        case,
+        &format!(
+            "{} does not exist (apt-get install chromium)",
+            path.display()
+        ),
+    );
+    None
+}
+
 /// A port that was free a moment ago.
 /// A port nothing listens on, for a daemon to bind later. Taken below the kernel's ephemeral
 /// range (32768 and up by default) from a counter seeded by the pid: a port the kernel picked
