@@ -17,18 +17,19 @@
 #     h2load's per-request log.
 #  5. A 1 MiB answer streamed (wrk, 8 connections): throughput, p99, and each proxy's peak RSS.
 #  6. IDLE (10,000) idle keep-alive connections, then WS_IDLE (9,500) idle WebSockets, held
-#     open by examples/proxy_load.rs: memory per connection (RSS growth / count; nginx's is the
-#     sum over its master and workers) and the small-answer req/s measured while they are held.
-#     A WebSocket through a proxy takes two sockets in it (client and app), and a process may
-#     not raise its open-file limit above the hard limit (20,000 on the machines this ran on):
-#     so 9,500 WebSockets, not 10,000.
+#     open by examples/proxy_load.rs through both proxies at once: memory per connection (RSS
+#     growth / count; nginx's is the sum over its master and workers), then the small-answer
+#     req/s of each measured while they are held, in alternating rounds of 5 s. A WebSocket
+#     through a proxy takes two sockets in it (client and app), the WebSocket app holds one
+#     per WebSocket of both proxies, and a process may not raise its open-file limit above the
+#     hard limit (20,000 on the machines this ran on): so 9,500 WebSockets, not 10,000.
 #  7. Latency under a fixed load: examples/proxy_load.rs `rate` (a wrk2-style constant-rate
 #     client written for this bench, since Debian packages no wrk2) at half of nginx's row-1
 #     maximum: p50, p99, p99.9, corrected for coordinated omission.
 #
 # nginx and Rivetr run in alternating rounds (ROUNDS, default 3) per row and are compared by
 # their medians, so a noisy moment on a shared machine does not decide a comparison; row 6
-# runs once (see below).
+# holds its connections once (see below) and alternates its rounds within the hold.
 # Targets: on every row Rivetr's req/s or throughput >= nginx's, p99 <= nginx's, memory per
 # idle connection <= nginx's. The last column says which rows meet them.
 # BASELINE=<git revision> also builds that revision of Rivetr and measures it in row 1's
@@ -193,6 +194,23 @@ rss_of() {
     echo "$total"
 }
 
+# rss_of PID once the process is 7 s old and its RSS has stopped changing (two readings 0.5 s
+# apart, for at most 10 s): Rivetr lets go of the code pages only its start needed 5 s after
+# it is ready (src/server/startup_pages.rs), and measured before that, its RSS fell by more
+# than 10,000 idle connections take (2026-12-05, `ROWS=6`).
+settled_rss() {
+    local pid=$1 last=-1 now age
+    age=$(ps -o etimes= -p "$pid" | tr -d ' ')
+    if [ "${age:-0}" -lt 7 ]; then sleep $((7 - ${age:-0})); fi
+    for _ in $(seq 1 20); do
+        now=$(rss_of "$pid")
+        [ "$now" = "$last" ] && break
+        last=$now
+        sleep 0.5
+    done
+    echo "$now"
+}
+
 # Samples rss_of PID into FILE (its peak) until stopped.
 peak_sampler() {
     local pid=$1 file=$2 peak=0 r
@@ -262,35 +280,47 @@ row5() {
     record big mbs "$1" "$mbs"; record big p99 "$1" "$p99"; record big rss "$1" "$(cat "$peak_file")"
     echo "row 5, round $2: $1 $mbs MB/s, p99 $p99 ms, peak RSS $(cat "$peak_file") kB"
 }
-# Holds IDLE connections (KIND keepalive or websocket) through a proxy; records kB per
-# connection and the small-answer req/s while they are held.
-hold_row() {
-    local who=$1 kind=$2 round=$3 before after rps p99 mbs holder out=$work/hold-$1-$2
+# Starts holding IDLE connections (KIND keepalive or websocket) through proxy WHO and records
+# the kB each took; the holder's pid goes to holder_WHO.
+hold_start() {
+    local who=$1 kind=$2 before after holder out=$work/hold-$1-$2
     local host=bench.test args=() count=$IDLE
     if [ "$kind" = websocket ]; then host=ws.test; args=(--websocket /ws); count=$WS_IDLE; fi
-    sleep 1
-    before=$(rss_of "$(pid_of "$who")")
+    before=$(settled_rss "$(pid_of "$who")")
     : > "$out"   # made before the holder starts, for the wait below
     "$load" hold --url "http://127.0.0.1:$(http_port "$who")/" --host "$host" --count "$count" "${args[@]}" > "$out" &
     holder=$!
     pids+=("$holder")
+    printf -v "holder_$who" '%s' "$holder"
     until grep -q '^held=' "$out"; do
         kill -0 "$holder" 2>/dev/null || { echo "the holder stopped: $(cat "$out")" >&2; return 1; }
         sleep 0.2
     done
     local line; line=$(grep '^held=' "$out")
-    sleep 1
-    after=$(rss_of "$(pid_of "$who")")
-    read -r rps p99 mbs < <(DURATION=5 wrk_run "http://127.0.0.1:$(http_port "$who")/" "$CONNECTIONS" -H 'Host: bench.test')
-    kill "$holder"; wait "$holder" 2>/dev/null || true
+    after=$(settled_rss "$(pid_of "$who")")
     local per; per=$(python3 -c "print(round(($after - $before) / $count, 2))")
-    record "idle_$kind" kb "$who" "$per"; record "idle_$kind" rps "$who" "$rps"
-    record "idle_$kind" rss "$who" "$after"
-    echo "row 6, round $round: $who, $count $kind: $line; RSS $before -> $after kB ($per kB each), $rps req/s while held"
+    record "idle_$kind" kb "$who" "$per"; record "idle_$kind" rss "$who" "$after"
+    echo "row 6: $who, $count $kind: $line; RSS $before -> $after kB ($per kB each)"
+}
+# Holds KIND connections through both proxies at once, then measures the small-answer req/s
+# of each while they are held, in alternating rounds of 5 s.
+hold_row() {
+    local kind=$1 round who rps p99 mbs
+    hold_start nginx "$kind"
+    hold_start rivetr "$kind"
+    for round in $(seq 1 "$ROUNDS"); do
+        for who in nginx rivetr; do
+            read -r rps p99 mbs < <(DURATION=5 wrk_run "http://127.0.0.1:$(http_port "$who")/" "$CONNECTIONS" -H 'Host: bench.test')
+            record "idle_$kind" rps "$who" "$rps"
+            echo "row 6, round $round: $who, $rps req/s while $kind connections are held"
+        done
+    done
+    # shellcheck disable=SC2154 # set by hold_start
+    kill "$holder_nginx" "$holder_rivetr"; wait "$holder_nginx" "$holder_rivetr" 2>/dev/null || true
 }
 row6() {
-    hold_row "$1" keepalive "$2"
-    hold_row "$1" websocket "$2"
+    hold_row keepalive
+    hold_row websocket
 }
 rate=
 row7() {
@@ -313,7 +343,8 @@ fi
 # connections in it without growing at all (0.00 kB each, 2026-12-05), so the growth measured
 # nothing.
 order=$ROWS
-if [[ " $ROWS " == *" 6 "* ]]; then order="6 $(tr ' ' '\n' <<<"$ROWS" | grep -vx 6 | tr '\n' ' ')"; fi
+# (`|| true`: with ROWS=6 alone grep finds nothing, which `set -e` would take for a failure.)
+if [[ " $ROWS " == *" 6 "* ]]; then order="6 $(tr ' ' '\n' <<<"$ROWS" | { grep -vx 6 || true; } | tr '\n' ' ')"; fi
 for row in $order; do
     case $row in
     5)
@@ -334,10 +365,10 @@ print(round(statistics.median(v) / 2))")
         ;;
     esac
     if [ "$row" = 6 ]; then
-        # Once, not in rounds: neither proxy gives the memory of closed connections back to
-        # the system, so a second hold would find it already grown.
-        row6 nginx 1
-        row6 rivetr 1
+        # One hold of each kind, not one per round: neither proxy gives the memory of closed
+        # connections back to the system, so a second hold would find it already grown. The
+        # req/s while held are measured in rounds within the hold.
+        row6
     else
         rounds "row$row"
     fi
@@ -379,12 +410,12 @@ rows = [
 fmt = lambda v: "-" if v is None else (f"{v:.0f}" if abs(v) >= 100 else f"{v:.2f}")
 print(f"{'row (medians)':<30} {'unit':<8} {'direct':>10} {'nginx':>10} {'rivetr':>10} {'r/n':>6}  target")
 missed = []
-heading = ""
+first_label = {}
 for row, metric, label, unit, higher in rows:
-    if not label.startswith(" "):
-        heading = label
-    # A sub-row is named after its row in the list of misses ("2. HTTPS keep-alive, p99").
-    named = label if label == heading else f"{heading.split(',')[0]}: {label.strip()}"
+    # In the list of misses a sub-row is named after the first line of its row key
+    # ("2. HTTPS keep-alive: p99", "idle WebSockets: req/s while held").
+    first = first_label.setdefault(row, label.strip())
+    named = first if label.strip() == first else f"{first.split(',')[0]}: {label.strip()}"
     n, r = med.get((row, metric, "nginx")), med.get((row, metric, "rivetr"))
     if n is None and r is None:
         continue
