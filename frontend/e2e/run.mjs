@@ -407,6 +407,10 @@ try {
     await page.getByRole("heading", { name: "Remove the preview of PR #7?" }).waitFor();
     await capture(page, "preview-remove-dialog");
     await page.getByRole("button", { name: "Remove preview" }).click();
+    // The dialog goes when the removal has answered. Not the "closed" badge: the API records
+    // the pull request closed before it has removed the app, and a poll in between showed
+    // PR #7 closed with its app and host still there (CI, 2026-12-05).
+    await page.getByRole("heading", { name: "Remove the preview of PR #7?" }).waitFor({ state: "detached", timeout: 60_000 });
     await card.locator('li[data-preview="7"][data-state="closed"]').waitFor({ timeout: 60_000 });
     if (await card.getByRole("link", { name: PREVIEW_HOST }).count()) throw new Error("the removed preview's host is still shown");
     const res = await proxyGet(PREVIEW_HOST);
