@@ -18,6 +18,55 @@ impl Drop for Moto {
     }
 }
 
+/// moto_server on a free port, once the socket listening there is its own; `None` when it
+/// exited first. A connection alone proved nothing: another test's listener took the port
+/// between `free_port` and moto's bind, the wait connected to that one, and moto's first
+/// call was refused (ci28, 2026-12-05).
+fn spawn_listening(program: &str) -> Option<(std::process::Child, std::net::SocketAddr)> {
+    let port = super::free_port();
+    let mut child = std::process::Command::new(program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ours = super::wait_for("moto to listen", Duration::from_secs(60), || {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return Some(false);
+        }
+        listens_on(child.id(), port).then_some(true)
+    });
+    if ours { Some((child, addr)) } else { None }
+}
+
+/// Whether process `pid` holds the socket listening on TCP `port` (IPv4).
+fn listens_on(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let inode = f.get(9)?;
+            (u16::from_str_radix(local_port, 16).ok()? == port && f.get(3)? == &LISTEN)
+                .then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.to_str() == Some(i)))
+    })
+}
+
 impl Moto {
     pub fn start(case: &str) -> Option<Moto> {
         let Some(program) = std::env::var("RIVETR_TEST_MOTO_SERVER")
@@ -30,18 +79,9 @@ impl Moto {
             );
             return None;
         };
-        let port = super::free_port();
-        let child = std::process::Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server");
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        super::wait_for("moto to listen", Duration::from_secs(60), || {
-            std::net::TcpStream::connect(addr).ok().map(|_| ())
-        });
+        let (child, addr) = (0..3)
+            .find_map(|_| spawn_listening(&program))
+            .expect("moto_server lost its port to another listener three times in a row");
         let mut moto = Moto {
             child,
             addr,
