@@ -3296,3 +3296,44 @@ fn issue_16_the_build_scripts_output_does_not_name_the_checkout() {
     assert!(first.contains("--symbol-ordering-file="), "{first}");
     assert_eq!(first, moved, "the output names the checkout it ran in");
 }
+
+/// Stop 34: the dashboard's end-to-end test failed at "cancel a deployment while it builds":
+/// the deployment's page showed "cloning" for two minutes while its log went on building.
+/// TanStack Query joins a refetch to a query's first fetch still in flight (it restarts a fetch
+/// only when the query has data to fall back on), so the answer of that fetch, read by the API
+/// before the stage changed, stood although the event of the change had arrived meanwhile.
+/// `useLiveEvents` (frontend/src/lib/events.ts) now fetches such a query again once its first
+/// fetch has settled. The case is a component test (vitest, in jsdom, with a fetch held open
+/// while the event comes), run here by its name; before the fix it saw "cloning".
+#[test]
+fn issue_17_a_page_whose_first_fetch_crossed_a_change_shows_the_change() {
+    use std::path::Path;
+    use std::process::Command;
+    let case = "dashboard: a change during a page's first fetch";
+    let frontend = Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend");
+    let vitest = frontend.join("node_modules/.bin/vitest");
+    if !vitest.exists() {
+        common::skip(
+            case,
+            "frontend/node_modules is missing: run `npm ci` in frontend/",
+        );
+        return;
+    }
+    let name = "fetches a page's data again when a change came while its first fetch was in flight";
+    let out = Command::new(&vitest)
+        .args(["run", "src/lib/events.test.tsx", "-t", name])
+        .env("NO_COLOR", "1")
+        .current_dir(&frontend)
+        .output()
+        .expect("run vitest");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "vitest failed:\n{text}");
+    assert!(
+        text.contains("Tests  1 passed"),
+        "the case did not run as the only one:\n{text}"
+    );
+}

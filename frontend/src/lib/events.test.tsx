@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { act, cleanup, render } from "@testing-library/react";
-import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { act, cleanup, render, waitFor } from "@testing-library/react";
+import { QueryClient, QueryClientProvider, useQuery } from "@tanstack/react-query";
 import { staleKeys, useLiveEvents } from "./events";
 
 afterEach(cleanup);
@@ -74,4 +74,40 @@ describe("useLiveEvents", () => {
     unmount();
     expect(stream!.closed).toBe(true);
   });
+
+  // Stop 34: TanStack Query joins a refetch to a first fetch in flight, whose answer the server
+  // may have read before the change; the dashboard's end-to-end test then saw a deployment's
+  // page show "cloning" while the log went on building.
+  it("fetches a page's data again when a change came while its first fetch was in flight", async () => {
+    const client = new QueryClient();
+    let stream: Stream | undefined;
+    const open = (url: string) => (stream = new Stream(url));
+    let stage = "cloning";
+    let answerFirst = () => {};
+    let fetches = 0;
+    const queryFn = async () => {
+      fetches += 1;
+      const read = stage; // what the server reads, before the answer travels back
+      if (fetches === 1) await new Promise<void>((resolve) => (answerFirst = resolve));
+      return read;
+    };
+    function DeploymentStage() {
+      useLiveEvents(open);
+      const deployment = useQuery({ queryKey: ["deployment", 4], queryFn });
+      return <p data-testid="stage">{deployment.data ?? "loading"}</p>;
+    }
+    const view = render(
+      <QueryClientProvider client={client}>
+        <DeploymentStage />
+      </QueryClientProvider>,
+    );
+    await waitFor(() => expect(fetches).toBe(1));
+    stage = "building";
+    await act(async () => stream!.emit("deployment_stage", { kind: "deployment_stage", app: "web", deployment: 4, status: "building" }));
+    await act(async () => stream!.emit("deployment_stage", { kind: "deployment_stage", app: "web", deployment: 4, status: "building" }));
+    await act(async () => answerFirst());
+    await waitFor(() => expect(view.getByTestId("stage").textContent).toBe("building"));
+    expect(fetches).toBe(2);
+  });
 });
+

@@ -1,7 +1,7 @@
 // The live event stream (GET /api/events): which cached queries each change makes stale.
 // The lists subscribe once, in the layout; two open tabs agree within a second without polling.
 import { useEffect, useState } from "react";
-import { useQueryClient, type QueryKey } from "@tanstack/react-query";
+import { useQueryClient, type Query, type QueryClient, type QueryKey } from "@tanstack/react-query";
 
 export interface Change {
   kind: "app" | "deployment_created" | "deployment_stage" | "deployment_finished";
@@ -48,12 +48,42 @@ export function useLiveEvents(open: (url: string) => Source = (url) => new Event
       source.addEventListener(name, (e) => {
         const keys = staleKeys(name, (e as MessageEvent<string>).data);
         if (name === "ready") setConnected(true);
-        if (keys === "all") void client.invalidateQueries();
-        else for (const key of keys) void client.invalidateQueries({ queryKey: key });
+        if (keys === "all") invalidate(client, undefined);
+        else for (const key of keys) invalidate(client, key);
       });
     }
     source.onerror = () => setConnected(false);
     return () => source.close();
   }, [client, open]);
   return connected;
+}
+
+/** Queries whose first fetch was in flight when a change came, each fetched again when it settles. */
+const refetchWhenSettled = new WeakSet<Query>();
+
+/** Marks the queries under `key` (all, for `undefined`) stale and refetches those in use.
+ *
+ * TanStack Query joins a refetch to a fetch still in flight when the query has no data yet (it
+ * cancels one only when there is data to fall back on), so the answer of a page's first fetch
+ * would stand even when the server read it before the change: a deployment's page opened as
+ * its build began kept showing "cloning" while its log went on (stop 34, the dashboard's
+ * end-to-end test). Such a query is fetched again once that first fetch has settled. */
+export function invalidate(client: QueryClient, key: QueryKey | undefined) {
+  const cache = client.getQueryCache();
+  for (const query of cache.findAll(key === undefined ? {} : { queryKey: key })) {
+    if (query.state.data !== undefined || query.state.fetchStatus !== "fetching" || refetchWhenSettled.has(query)) continue;
+    refetchWhenSettled.add(query);
+    const unsubscribe = cache.subscribe((event) => {
+      if (event.query !== query) return;
+      if (event.type === "removed") {
+        refetchWhenSettled.delete(query);
+        unsubscribe();
+      } else if (query.state.fetchStatus !== "fetching") {
+        refetchWhenSettled.delete(query);
+        unsubscribe();
+        void client.invalidateQueries({ queryKey: query.queryKey, exact: true });
+      }
+    });
+  }
+  void client.invalidateQueries(key === undefined ? undefined : { queryKey: key });
 }
