@@ -49,8 +49,43 @@ step "dashboard: npm ci, lint (eslint), typecheck (tsc --noEmit), component test
 # Node.js 20.19+ and npm build the dashboard (build.rs); they come with the machine.
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent lint && npm run --silent typecheck && npm test --silent)
 
+# Builds that run beside the steps below, each in a process group of its own and into a log of
+# its own (printed when it is waited for). Compiling the rivetr crate is mostly one thread at a
+# time (the release profile has one codegen unit), so the release build, the test binaries'
+# build and the fuzz targets' build, one after another, left one CPU idle for most of 25
+# minutes of a 51-minute run (2026-12-05, 2 CPUs).
+declare -A background=()
+in_background() {
+    local name=$1; shift
+    mkdir -p "$CARGO_TARGET_DIR"
+    setsid --wait "$@" > "$CARGO_TARGET_DIR/$name.log" 2>&1 &
+    background[$name]=$!
+}
+finish() {
+    local name=$1 status=0 started=$SECONDS
+    wait "${background[$name]}" || status=$?
+    unset "background[$name]"
+    cat "$CARGO_TARGET_DIR/$name.log"
+    echo "($name: waited $((SECONDS - started)) s for it)"
+    [ "$status" -eq 0 ] || { echo "$name failed with status $status" >&2; exit 1; }
+}
+stop_background() { for pid in "${background[@]}"; do kill -- "-$pid" 2>/dev/null || true; done; }
+trap stop_background EXIT
+
+step "cargo build --release, in the background (for the packages, which tests/regression.rs and the packages' test build)"
+# Done before the lanes, as packaging/build.sh builds it: inside the lanes this build kept both
+# CPUs busy for about 10 minutes while the dashboard's end-to-end test ran, and that test
+# failed in both such runs (a reconnection's headers missing; a page without its stylesheet).
+# The lanes then find it built. It starts after `npm ci`: its build script builds the dashboard
+# from frontend/node_modules.
+in_background release-build cargo build --release --locked --bin rivetr
+
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test --no-run, in the background (the test binaries the lanes run)"
+# After clippy, which holds the same profile's build lock; test-lanes.py then finds them built.
+in_background test-build cargo test --all-targets --locked --no-run
 
 step "fuzzing: every target for ${FUZZ_SECONDS:=20} s (scripts/fuzz.sh; AFL++ through cargo-afl)"
 # A short run per target, from the seeds in fuzz/: it catches a parser change that panics on
@@ -61,12 +96,9 @@ for target in $(scripts/fuzz.sh --list); do
 done
 echo "fuzzing took $((SECONDS - fuzz_started)) s, the build included"
 
-step "cargo build --release (for the packages, which tests/regression.rs and the packages' test build)"
-# Built here, before the lanes, as packaging/build.sh builds it: inside the lanes this build
-# kept both CPUs busy for about 10 minutes while the dashboard's end-to-end test ran, and that
-# test failed in both such runs (a reconnection's headers missing; a page without its
-# stylesheet). The lanes then find it built.
-cargo build --release --locked --bin rivetr
+step "waiting for the background builds"
+finish release-build
+finish test-build
 
 # 3 lanes unless RIVETR_TEST_LANES says otherwise (1: one job at a time, as cargo test runs
 # them): the whole command took 29-31 minutes in 3 lanes instead of 42 one job at a time.
