@@ -279,6 +279,12 @@ fn leaving(slot: Slot) -> Option<Parked> {
 /// Whether bytes (or the end) wait on socket `fd`, asked of the kernel itself (also at
 /// shutdown, when the reactor may not have turned since a request arrived).
 fn has_input_now(fd: RawFd) -> bool {
+    !matches!(peek(fd), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Peeks at one byte of socket `fd` without waiting: `Ok(0)` at the end of its input,
+/// `Ok(1)` when bytes wait, `WouldBlock` when nothing does.
+fn peek(fd: RawFd) -> io::Result<usize> {
     let mut byte = 0u8;
     // SAFETY: `fd` is a socket the caller holds open through the call, and the buffer is one
     // byte long. MSG_DONTWAIT: a socket without input answers EAGAIN at once.
@@ -290,7 +296,7 @@ fn has_input_now(fd: RawFd) -> bool {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Whether a woken socket's client has gone (closed its side or reset the connection) with
@@ -299,20 +305,11 @@ fn has_input_now(fd: RawFd) -> bool {
 /// the answer.
 fn ended_without_input(events: u32, fd: RawFd) -> bool {
     let ending = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-    if events & ending == 0 {
-        return false;
-    }
-    let mut byte = 0u8;
-    // SAFETY: as in `has_input_now`.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&raw mut byte).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0 || (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock)
+    events & ending != 0
+        && match peek(fd) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
 }
 
 /// After a burst of connections has gone, gives back the table's memory.
