@@ -186,16 +186,31 @@ impl Source {
         }
     }
 
-    /// Connections already handed over but not yet served, taken at shutdown so none is
-    /// dropped unanswered.
-    fn queued(&mut self) -> Vec<std::io::Result<(TcpStream, SocketAddr)>> {
-        let mut out = Vec::new();
-        if let Source::Handed(rx) = self {
-            while let Ok((stream, peer)) = rx.try_recv() {
-                out.push(TcpStream::from_std(stream).map(|s| (s, peer)));
+    /// At shutdown: the connections handed over but not yet served, and those the dispatch
+    /// loop is still handing over, until it has stopped (its senders are gone) or `within`
+    /// has passed. The dispatch loop runs on another thread and may have accepted a connection
+    /// at the moment of the shutdown: a receiver dropped before it sends would close that
+    /// connection unanswered ("empty reply from server" during a restart).
+    async fn rest(
+        &mut self,
+        within: Duration,
+        mut each: impl FnMut(std::io::Result<(TcpStream, SocketAddr)>),
+    ) {
+        let Source::Handed(rx) = self else { return };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((stream, peer))) => each(TcpStream::from_std(stream).map(|s| (s, peer))),
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        ?within,
+                        "the dispatch loop did not stop in time; connections it hands over now are closed"
+                    );
+                    return;
+                }
             }
         }
-        out
     }
 }
 
@@ -410,9 +425,13 @@ pub async fn serve<F, S, B>(
     for conn in lot.as_ref().map(Lot::close).into_iter().flatten() {
         serve_one(conn.stream, conn.peer, conn.open);
     }
-    for (stream, peer) in source.queued().into_iter().flatten() {
-        accepted(stream, peer);
-    }
+    source
+        .rest(FIRST_REQUEST_WAIT, |handed| {
+            if let Ok((stream, peer)) = handed {
+                accepted(stream, peer);
+            }
+        })
+        .await;
     drop(source);
     tracing::debug!(listener = name, "stopped accepting; draining connections");
     connections.close();
@@ -516,6 +535,63 @@ mod tests {
         let reply = String::from_utf8_lossy(&reply);
         assert!(reply.starts_with("HTTP/1.1 200"), "reply: {reply:?}");
         assert!(reply.ends_with("answered"), "reply: {reply:?}");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the loop did not finish draining")
+            .unwrap();
+    }
+
+    /// Regression (stop 35, the packages' restart-under-load test: one "empty reply from
+    /// server"): the dispatch loop, on another thread, handed over a connection it had
+    /// accepted as the shutdown began, after the worker had taken what was queued and dropped
+    /// its receiver; the connection closed unanswered. A worker now takes connections until
+    /// the dispatch loop has stopped.
+    #[tokio::test]
+    async fn a_connection_handed_over_as_shutdown_began_is_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (_probe, receiver) = probe("http");
+        let (handoff, handed) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(
+            "http",
+            Source::Handed(handed),
+            None,
+            None,
+            |_| {
+                hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"answered"),
+                    )))
+                })
+            },
+            receiver,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+        shutdown.cancel();
+        // The worker has left its loop by now; the dispatch loop has not stopped yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        handoff
+            .send((stream.into_std().unwrap(), peer))
+            .expect("the worker still takes connections");
+        drop(handoff);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
+            .await
+            .expect("the connection was neither answered nor closed")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "reply: {reply:?}");
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("the loop did not finish draining")
