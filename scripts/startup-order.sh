@@ -14,7 +14,10 @@
 # Names that are not in the binary's symbol table (libc, the dynamic loader) are dropped.
 #
 # A stale list only costs memory, never correctness: lld ignores names it does not find.
-# Rerun this after a dependency upgrade or a large change, and commit the result.
+# The rivetr crate's own names carry a hash that changes with its dependencies, so a
+# dependency upgrade can leave none of them valid; tests/regression.rs then fails
+# (issue_16_the_startup_symbol_list_names_the_release_binarys_own_functions). Rerun this
+# after a dependency upgrade or a large change, and commit the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/test-env/packages.sh
