@@ -244,8 +244,8 @@ fn app_and_env_endpoints_answer_and_refuse_bad_input_naming_it() {
     let (status, vars) = p.api("GET", &format!("/api/apps/{name}/env"), None);
     assert_eq!(status, 200);
     assert_eq!(vars.as_array().unwrap().len(), 1, "{vars}");
-    let (status, _) = p.api("DELETE", &format!("/api/apps/{name}/env/GREETING"), None);
-    assert_eq!(status, 204);
+    let (status, body) = p.api("DELETE", &format!("/api/apps/{name}/env/GREETING"), None);
+    assert_eq!(status, 204, "{body}");
     assert_error(
         p.api("DELETE", &format!("/api/apps/{name}/env/GREETING"), None),
         404,
@@ -301,8 +301,8 @@ fn app_and_env_endpoints_answer_and_refuse_bad_input_naming_it() {
         &name,
     );
 
-    let (status, _) = p.api("DELETE", &format!("/api/apps/{name}"), None);
-    assert_eq!(status, 204);
+    let (status, body) = p.api("DELETE", &format!("/api/apps/{name}"), None);
+    assert_eq!(status, 204, "{body}");
     assert_error(
         p.api("GET", &format!("/api/apps/{name}"), None),
         404,
@@ -379,8 +379,8 @@ fn an_app_stops_starts_restarts_and_deleting_it_removes_containers_images_and_ro
         "the app has no image to remove"
     );
 
-    let (status, _) = p.api("DELETE", &format!("/api/apps/{app}"), None);
-    assert_eq!(status, 204);
+    let (status, body) = p.api("DELETE", &format!("/api/apps/{app}"), None);
+    assert_eq!(status, 204, "{body}");
     assert_eq!(p.containers(&app), Vec::new(), "containers left");
     assert_eq!(images(&p, &app), Vec::<String>::new(), "images left");
     assert_eq!(p.through_proxy(&host, "/").0, 404, "the route is left");
@@ -601,6 +601,6 @@ fn placement_is_stored_and_checked_and_nodes_need_a_swarm() {
         );
     }
 
-    let (status, _) = p.api("DELETE", &format!("/api/apps/{name}"), None);
-    assert_eq!(status, 204);
+    let (status, body) = p.api("DELETE", &format!("/api/apps/{name}"), None);
+    assert_eq!(status, 204, "{body}");
 }

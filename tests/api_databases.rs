@@ -396,8 +396,8 @@ fn a_linked_app_reaches_its_database_through_the_injected_url_and_others_need_th
     );
 
     // Deleting the app removes its network; the database can go now.
-    let (status, _) = p.api("DELETE", &format!("/api/apps/{app}"), None);
-    assert_eq!(status, 204);
+    let (status, body) = p.api("DELETE", &format!("/api/apps/{app}"), None);
+    assert_eq!(status, 204, "{body}");
     let networks = podman(&p, &["network", "ls", "--format", "{{.Name}}"]);
     assert!(
         !networks
@@ -537,8 +537,8 @@ fn a_database_changes_limits_and_minor_version_keeping_its_data_and_shows_its_lo
     assert_eq!(status, 404, "{body}");
     let (status, body) = p.api("GET", "/api/databases/main/logs?tail=20000", None);
     assert_eq!(status, 422, "{body}");
-    let (status, _) = p.api("DELETE", "/api/databases/main?volumes=true", None);
-    assert_eq!(status, 200);
+    let (status, body) = p.api("DELETE", "/api/databases/main?volumes=true", None);
+    assert_eq!(status, 200, "{body}");
     podman(&p, &["rmi", "localhost/rivetr-test-postgres:15.1"]);
 }
 

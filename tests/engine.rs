@@ -648,8 +648,8 @@ fn names_from_before_scoping_keep_working_and_a_missing_built_image_fails_withou
     assert_eq!(p.through_proxy(&host, "/"), (200, "v2\n".to_owned()));
 
     // Deleting the app removes the image under its old name too.
-    let (status, _) = p.api("DELETE", &format!("/api/apps/{app}"), None);
-    assert_eq!(status, 204);
+    let (status, body) = p.api("DELETE", &format!("/api/apps/{app}"), None);
+    assert_eq!(status, 204, "{body}");
     let gone = std::process::Command::new("podman")
         .args(["--remote", "--url", &p.socket, "image", "exists", &legacy])
         .status()
