@@ -3239,11 +3239,7 @@ fn issue_17_the_dashboards_browser_does_not_see_the_hosts_addresses_change() {
     stop.store(true, Ordering::Relaxed);
     let changed = changes.join().expect("the address changes");
     ip(&["link", "del", &bridge]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = said(&out);
     println!("{changed} address changes on {bridge} during: {text}");
     assert!(out.status.success(), "{text}");
     assert!(changed > 0, "no address changed during the loads");
@@ -3326,11 +3322,7 @@ fn issue_17_a_page_whose_first_fetch_crossed_a_change_shows_the_change() {
         .current_dir(&frontend)
         .output()
         .expect("run vitest");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = said(&out);
     assert!(out.status.success(), "vitest failed:\n{text}");
     assert!(
         text.contains("Tests  1 passed"),
@@ -3473,11 +3465,16 @@ fn run_library_unit_test(name: &str) {
         .args(["--exact", name])
         .output()
         .expect("run the library's unit tests");
-    let text = format!(
+    let text = said(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the case did not run:\n{text}");
+}
+
+/// What a finished command printed, its standard output then its standard error.
+fn said(out: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "the case did not run:\n{text}");
+    )
 }

@@ -482,6 +482,32 @@ mod tests {
     use super::*;
     use std::convert::Infallible;
 
+    /// A service that answers every request 200 "answered".
+    fn answering() -> impl Service<
+        Request<Incoming>,
+        Response = Response<http_body_util::Full<bytes::Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Send
+    + 'static {
+        hyper::service::service_fn(|_req| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"answered"),
+            )))
+        })
+    }
+
+    /// Everything the server sent on `client` until it closed.
+    async fn read_reply(client: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
+            .await
+            .expect("the connection was neither answered nor closed")
+            .unwrap();
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
     #[tokio::test]
     async fn a_loop_that_is_not_polled_fails_its_probe() {
         let (probe, _receiver_never_polled) = probe("api");
@@ -494,7 +520,7 @@ mod tests {
     /// closed with an empty reply.
     #[tokio::test]
     async fn a_connection_accepted_before_shutdown_gets_its_request_answered() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -508,11 +534,7 @@ mod tests {
             None,
             move |_| {
                 let _ = accepted_tx.send(());
-                hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(b"answered"),
-                    )))
-                })
+                answering()
             },
             receiver,
             shutdown.clone(),
@@ -527,12 +549,7 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut reply = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
-            .await
-            .expect("the connection was neither answered nor closed")
-            .unwrap();
-        let reply = String::from_utf8_lossy(&reply);
+        let reply = read_reply(&mut client).await;
         assert!(reply.starts_with("HTTP/1.1 200"), "reply: {reply:?}");
         assert!(reply.ends_with("answered"), "reply: {reply:?}");
         tokio::time::timeout(Duration::from_secs(5), task)
@@ -548,7 +565,7 @@ mod tests {
     /// the dispatch loop has stopped.
     #[tokio::test]
     async fn a_connection_handed_over_as_shutdown_began_is_answered() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
 
         let (_probe, receiver) = probe("http");
         let (handoff, handed) = mpsc::unbounded_channel();
@@ -558,13 +575,7 @@ mod tests {
             Source::Handed(handed),
             None,
             None,
-            |_| {
-                hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(b"answered"),
-                    )))
-                })
-            },
+            |_| answering(),
             receiver,
             shutdown.clone(),
             Duration::from_secs(5),
@@ -585,12 +596,7 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
-        let mut reply = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
-            .await
-            .expect("the connection was neither answered nor closed")
-            .unwrap();
-        let reply = String::from_utf8_lossy(&reply);
+        let reply = read_reply(&mut client).await;
         assert!(reply.starts_with("HTTP/1.1 200"), "reply: {reply:?}");
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
