@@ -2944,7 +2944,7 @@ async fn issue_17_a_podman_read_racing_a_containers_exit_is_asked_again() {
     let relay = dir.path().join("relay.sock");
     let raced = Arc::new(AtomicU32::new(0));
     let real = socket.trim_start_matches("unix://").to_owned();
-    exit_race_relay(&relay, real, 3, raced.clone());
+    racing_relay(&relay, real, &RACED_AN_EXIT, 3, raced.clone());
     let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
 
     let inspected = rt.inspect(&id).await;
@@ -2960,55 +2960,85 @@ async fn issue_17_a_podman_read_racing_a_containers_exit_is_asked_again() {
     let dir = tempfile::tempdir().unwrap();
     let relay = dir.path().join("relay.sock");
     let real = socket.trim_start_matches("unix://").to_owned();
-    exit_race_relay(&relay, real, u32::MAX, Arc::new(AtomicU32::new(0)));
+    racing_relay(
+        &relay,
+        real,
+        &RACED_AN_EXIT,
+        u32::MAX,
+        Arc::new(AtomicU32::new(0)),
+    );
     let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
     let err = rt.inspect(&id).await.expect_err("the engine kept failing");
     assert!(err.to_string().contains("no such process"), "{err}");
 }
 
-/// A unix socket relay to the engine at `real` that answers the first `times` container reads
-/// (`GET .../containers/<id>/json` and `GET .../containers/json`) of each kind with Podman's
-/// answer to a read that raced an exit, counting them in `raced`, and passes the rest through.
-fn exit_race_relay(
+/// Podman's answer to a read that raced another client's change, and the reads it is given
+/// for: each kind of read (a predicate on the request's path, the first that matches) is
+/// counted apart.
+struct PodmanRace {
+    reads: &'static [fn(&str) -> bool],
+    body: &'static str,
+}
+
+fn a_container_list(path: &str) -> bool {
+    path.ends_with("/containers/json")
+}
+
+fn a_container_inspect(path: &str) -> bool {
+    path.contains("/containers/") && path.ends_with("/json")
+}
+
+fn an_image_list(path: &str) -> bool {
+    path.ends_with("/images/json")
+}
+
+/// A read of a container whose process exited while Podman answered.
+const RACED_AN_EXIT: PodmanRace = PodmanRace {
+    reads: &[a_container_list, a_container_inspect],
+    body: r#"{"cause":"no such process","message":"read /proc/22292/cgroup: no such process","response":500}"#,
+};
+
+/// A list of images one of which another client removed while Podman answered.
+const RACED_AN_IMAGE_REMOVAL: PodmanRace = PodmanRace {
+    reads: &[an_image_list],
+    body: r#"{"cause":"image not known","message":"reading image \"4f1e27e6a0c5\": locating image with ID \"4f1e27e6a0c5\": image not known","response":500}"#,
+};
+
+/// A unix socket relay to the engine at `real` that answers the first `times` GETs of each of
+/// `race`'s reads with the race's answer, counting them in `raced`, and passes the rest through.
+fn racing_relay(
     at: &std::path::Path,
     real: String,
+    race: &'static PodmanRace,
     times: u32,
     raced: std::sync::Arc<std::sync::atomic::AtomicU32>,
 ) {
     use std::sync::atomic::{AtomicU32, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::UnixListener::bind(at).unwrap();
-    let (inspects, lists) = (
-        std::sync::Arc::new(AtomicU32::new(0)),
-        std::sync::Arc::new(AtomicU32::new(0)),
-    );
+    let counts: std::sync::Arc<Vec<AtomicU32>> =
+        std::sync::Arc::new(race.reads.iter().map(|_| AtomicU32::new(0)).collect());
     tokio::spawn(async move {
         loop {
             let (mut client, _) = listener.accept().await.unwrap();
-            let (real, raced, inspects, lists) =
-                (real.clone(), raced.clone(), inspects.clone(), lists.clone());
+            let (real, raced, counts) = (real.clone(), raced.clone(), counts.clone());
             tokio::spawn(async move {
                 let mut head = vec![0u8; 16 * 1024];
                 let n = client.read(&mut head).await.unwrap();
                 head.truncate(n);
                 let (line, path) = request_line_and_path(&head);
-                let kind = if !line.starts_with("GET ") {
-                    None
-                } else if path.ends_with("/containers/json") {
-                    Some(&lists)
-                } else if path.contains("/containers/") && path.ends_with("/json") {
-                    Some(&inspects)
-                } else {
-                    None
-                };
-                if let Some(count) = kind
-                    && count.fetch_add(1, Ordering::SeqCst) < times
+                let kind = race
+                    .reads
+                    .iter()
+                    .position(|is| line.starts_with("GET ") && is(&path));
+                if let Some(kind) = kind
+                    && counts[kind].fetch_add(1, Ordering::SeqCst) < times
                 {
                     raced.fetch_add(1, Ordering::SeqCst);
-                    let body = r#"{"cause":"no such process","message":"read /proc/22292/cgroup: no such process","response":500}"#;
                     let answer = format!(
-                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                        race.body.len(),
+                        race.body
                     );
                     let _ = client.write_all(answer.as_bytes()).await;
                     return;
@@ -3019,6 +3049,57 @@ fn exit_race_relay(
             });
         }
     });
+}
+
+/// Issue 17, CI of stop 35 (ci33): `DELETE /api/apps/{name}` answered 502 while other tests
+/// built and removed images. Podman 4.3 lists images by reading each one, and answers the whole
+/// list with a 500 "image not known" when another client removes one in between (13 % of
+/// lists during a build-and-remove loop here); Rivetr took that for the engine failing. A relay
+/// in front of the real engine gives Rivetr that answer, in Podman's words, for its first lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_a_podman_image_list_racing_a_removal_is_asked_again() {
+    use rivetr::runtime::{ContainerRuntime, ImageFilter, PodmanRuntime};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let case = "issue_17_a_podman_image_list_racing_a_removal_is_asked_again";
+    let Some(socket) = common::platform::podman_socket(case) else {
+        return;
+    };
+    let real = socket.trim_start_matches("unix://").to_owned();
+    let busybox = ImageFilter::Reference("localhost/busybox:test".to_owned());
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = dir.path().join("relay.sock");
+    let raced = Arc::new(AtomicU32::new(0));
+    racing_relay(
+        &relay,
+        real.clone(),
+        &RACED_AN_IMAGE_REMOVAL,
+        3,
+        raced.clone(),
+    );
+    let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
+    let listed = rt.list_images(&busybox).await;
+    let listed = listed.expect("Podman's answer to a raced list was not asked again");
+    assert_eq!(raced.load(Ordering::SeqCst), 3);
+    assert_eq!(listed.len(), 1);
+
+    // An engine that keeps saying so is answered with its error, not asked forever.
+    let dir = tempfile::tempdir().unwrap();
+    let relay = dir.path().join("relay.sock");
+    racing_relay(
+        &relay,
+        real,
+        &RACED_AN_IMAGE_REMOVAL,
+        u32::MAX,
+        Arc::new(AtomicU32::new(0)),
+    );
+    let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
+    let err = rt
+        .list_images(&busybox)
+        .await
+        .expect_err("the engine kept failing");
+    assert!(err.to_string().contains("image not known"), "{err}");
 }
 
 /// Issue 17, found when the test binaries first ran side by side: `rivetr app stop` right

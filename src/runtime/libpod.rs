@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 
 use super::error::Subject;
+use super::races;
 use super::raw::{RawClient, encode};
 use super::{
     ContainerInfo, ContainerState, ContainerSummary, LabelFilter, RuntimeError, timestamps,
@@ -16,10 +17,6 @@ use super::{
 
 /// The libpod API version every Podman since 4.0 serves.
 const PREFIX: &str = "/v4.0.0/libpod";
-
-/// How often a read that raced a container's exit is asked again (see [`raced_an_exit`]).
-const EXIT_RACE_TRIES: u32 = 5;
-const EXIT_RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Libpod {
@@ -66,25 +63,8 @@ impl Libpod {
         path: &str,
         subject: Subject<'_>,
     ) -> Result<T, RuntimeError> {
-        let mut tries = 1;
-        loop {
-            match self.raw.get(path, subject).await {
-                Err(e) if tries < EXIT_RACE_TRIES && raced_an_exit(&e) => {
-                    tries += 1;
-                    tokio::time::sleep(EXIT_RACE_PAUSE).await;
-                }
-                answer => return answer,
-            }
-        }
+        races::asked_across(races::raced_an_exit, || self.raw.get(path, subject)).await
     }
-}
-
-/// Podman reads a running container's cgroup from `/proc/<pid>/cgroup` while answering an
-/// inspect; when the process exits between Podman reading the state and reading that file, the
-/// answer is a 500 "read /proc/N/cgroup: no such process" (seen in CI on Podman 4.3).
-fn raced_an_exit(e: &RuntimeError) -> bool {
-    matches!(e, RuntimeError::Engine { status: 500, message }
-        if message.starts_with("read /proc/") && message.ends_with("no such process"))
 }
 
 /// `/libpod/info`, the parts Rivetr reads.

@@ -47,6 +47,7 @@ mod logs;
 mod networks;
 mod oom;
 mod podman;
+mod races;
 mod raw;
 mod swarm;
 mod timestamps;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::compat::{CALL_TIMEOUT, Compat, socket_path};
 use super::libpod::Libpod;
 use super::oom::OomWatch;
+use super::races;
 use super::raw::RawClient;
 use super::{
     BuildSpec, BuiltImage, ContainerInfo, ContainerRuntime, ContainerStats, ContainerSummary,
@@ -188,7 +189,10 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, RuntimeError> {
-        self.compat.list_images(filter).await
+        races::asked_across(races::raced_an_image_removal, || {
+            self.compat.list_images(filter)
+        })
+        .await
     }
 
     async fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, RuntimeError> {
