@@ -22,6 +22,9 @@ MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-20}
 OUT=$ROOT/target/schemathesis
 
 log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
+# Seconds since the script started, for the log: in CI this job takes about twice as long as
+# schemathesis's own run, and these say where the rest goes.
+since_start() { echo "$SECONDS s in"; }
 
 # The virtual environment, made once; the marker is written last, so an install cut short
 # is redone rather than used half-made.
@@ -54,6 +57,7 @@ free_port() {
 WORK=$(mktemp -d /tmp/rivetr-schemathesis.XXXXXX)
 RIVETR_PID=
 cleanup() {
+    local cleanup_started=$SECONDS removed=0
     if [ -n "$RIVETR_PID" ]; then
         kill -TERM "$RIVETR_PID" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$RIVETR_PID" 2>/dev/null || break; sleep 0.1; done
@@ -69,14 +73,16 @@ cleanup() {
             --data-urlencode "filters={\"label\":[\"io.rivetr.instance=$instance\"]}" |
             python3 -c 'import json, sys; print(" ".join(c["Id"] for c in json.load(sys.stdin)))' 2>/dev/null); do
             curl -sf --unix-socket "$sock" -X DELETE "http://d/v1.41/containers/$id?force=1&v=1" >/dev/null || true
+            removed=$((removed + 1))
         done
     fi
     rm -rf "$WORK"
+    log "cleanup took $((SECONDS - cleanup_started)) s ($removed containers removed), $(since_start)"
 }
 trap cleanup EXIT
 
 API=127.0.0.1:$(free_port)
-log "starting $BIN on $API (state in $WORK/data, engine $RIVETR_TEST_PODMAN_SOCKET)"
+log "starting $BIN on $API, $(since_start) (state in $WORK/data, engine $RIVETR_TEST_PODMAN_SOCKET)"
 (
     cd "$WORK"
     exec env -u RUST_LOG -u NOTIFY_SOCKET -u LISTEN_FDS -u LISTEN_PID -u LISTEN_FDNAMES -u JOURNAL_STREAM \
@@ -100,6 +106,7 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 curl -sf "http://$API/api/health" >/dev/null || { log "rivetr did not get healthy:"; cat "$WORK/rivetr.log" >&2; exit 1; }
+log "rivetr healthy, $(since_start)"
 TOKEN=$(cat "$WORK/data/initial-admin-token")
 # The hooks (scripts/schemathesis_hooks.py) keep the run from revoking its own token.
 TOKEN_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "http://$API/api/tokens" |
@@ -138,7 +145,7 @@ SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$ROOT/scripts" \
     --no-color \
     --report junit,vcr --report-dir "$OUT" \
     "$@" || status=$?
-log "schemathesis took $(($(date +%s) - started)) s and exited with $status; reports in $OUT"
+log "schemathesis took $(($(date +%s) - started)) s and exited with $status; reports in $OUT; $(since_start)"
 if grep -Eq ' ERROR | panicked' "$WORK/rivetr.log"; then
     log "Rivetr logged errors during the run:"
     grep -E ' ERROR | panicked' "$WORK/rivetr.log" | head -20 >&2
