@@ -119,6 +119,10 @@ export RIVETR_TEST_MOTO_SERVER
 # /var/cache), and package-e2e.sh builds the packages, lints them, and installs them in a
 # container with systemd (on an engine and a network namespace of its own).
 export RIVETR_TEST_LANES
+# schemathesis gets the debug binary the test build made (RIVETR_BIN), so that its job runs no
+# cargo: in the lanes of 2026-12-05 its own `cargo build` (fresh, under a second alone) left
+# 189 s between the job's start and Rivetr's, most likely waiting on a lock another job held.
+export RIVETR_BIN="$CARGO_TARGET_DIR/debug/rivetr"
 scripts/test-env/swarm.sh scripts/test-env/engines.sh bash -c 'scripts/test-env/db-images.sh && scripts/test-lanes.py --also schemathesis=scripts/schemathesis.sh --also packages=scripts/test-env/package-e2e.sh'
 
 step "dashboard screenshots (desktop, phone and dark, per step of the e2e test): $RIVETR_E2E_SHOTS"
