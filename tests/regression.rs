@@ -2940,12 +2940,8 @@ async fn issue_17_a_podman_read_racing_a_containers_exit_is_asked_again() {
     };
     let id = engine.create(&spec).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let relay = dir.path().join("relay.sock");
     let raced = Arc::new(AtomicU32::new(0));
-    let real = socket.trim_start_matches("unix://").to_owned();
-    racing_relay(&relay, real, &RACED_AN_EXIT, 3, raced.clone());
-    let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
+    let (_relay, rt) = podman_behind_racing_relay(&socket, &RACED_AN_EXIT, 3, raced.clone());
 
     let inspected = rt.inspect(&id).await;
     let mine = [LabelFilter::eq("rivetr.test", &name)];
@@ -2957,17 +2953,8 @@ async fn issue_17_a_podman_read_racing_a_containers_exit_is_asked_again() {
     assert_eq!(listed.unwrap().len(), 1);
 
     // An engine that keeps saying so is answered with its error, not asked forever.
-    let dir = tempfile::tempdir().unwrap();
-    let relay = dir.path().join("relay.sock");
-    let real = socket.trim_start_matches("unix://").to_owned();
-    racing_relay(
-        &relay,
-        real,
-        &RACED_AN_EXIT,
-        u32::MAX,
-        Arc::new(AtomicU32::new(0)),
-    );
-    let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
+    let always = Arc::new(AtomicU32::new(0));
+    let (_relay, rt) = podman_behind_racing_relay(&socket, &RACED_AN_EXIT, u32::MAX, always);
     let err = rt.inspect(&id).await.expect_err("the engine kept failing");
     assert!(err.to_string().contains("no such process"), "{err}");
 }
@@ -3003,6 +2990,22 @@ const RACED_AN_IMAGE_REMOVAL: PodmanRace = PodmanRace {
     reads: &[an_image_list],
     body: r#"{"cause":"image not known","message":"reading image \"4f1e27e6a0c5\": locating image with ID \"4f1e27e6a0c5\": image not known","response":500}"#,
 };
+
+/// A Podman runtime that reaches the engine at `socket` through a [`racing_relay`], whose
+/// socket lives in the returned folder.
+fn podman_behind_racing_relay(
+    socket: &str,
+    race: &'static PodmanRace,
+    times: u32,
+    raced: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> (tempfile::TempDir, rivetr::runtime::PodmanRuntime) {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = dir.path().join("relay.sock");
+    let real = socket.trim_start_matches("unix://").to_owned();
+    racing_relay(&relay, real, race, times, raced);
+    let rt = rivetr::runtime::PodmanRuntime::connect(&format!("unix://{}", relay.display()));
+    (dir, rt.unwrap())
+}
 
 /// A unix socket relay to the engine at `real` that answers the first `times` GETs of each of
 /// `race`'s reads with the race's answer, counting them in `raced`, and passes the rest through.
@@ -3058,43 +3061,27 @@ fn racing_relay(
 /// in front of the real engine gives Rivetr that answer, in Podman's words, for its first lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_17_a_podman_image_list_racing_a_removal_is_asked_again() {
-    use rivetr::runtime::{ContainerRuntime, ImageFilter, PodmanRuntime};
+    use rivetr::runtime::{ContainerRuntime, ImageFilter};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     let case = "issue_17_a_podman_image_list_racing_a_removal_is_asked_again";
     let Some(socket) = common::platform::podman_socket(case) else {
         return;
     };
-    let real = socket.trim_start_matches("unix://").to_owned();
     let busybox = ImageFilter::Reference("localhost/busybox:test".to_owned());
 
-    let dir = tempfile::tempdir().unwrap();
-    let relay = dir.path().join("relay.sock");
     let raced = Arc::new(AtomicU32::new(0));
-    racing_relay(
-        &relay,
-        real.clone(),
-        &RACED_AN_IMAGE_REMOVAL,
-        3,
-        raced.clone(),
-    );
-    let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
+    let (_relay, rt) =
+        podman_behind_racing_relay(&socket, &RACED_AN_IMAGE_REMOVAL, 3, raced.clone());
     let listed = rt.list_images(&busybox).await;
     let listed = listed.expect("Podman's answer to a raced list was not asked again");
     assert_eq!(raced.load(Ordering::SeqCst), 3);
     assert_eq!(listed.len(), 1);
 
     // An engine that keeps saying so is answered with its error, not asked forever.
-    let dir = tempfile::tempdir().unwrap();
-    let relay = dir.path().join("relay.sock");
-    racing_relay(
-        &relay,
-        real,
-        &RACED_AN_IMAGE_REMOVAL,
-        u32::MAX,
-        Arc::new(AtomicU32::new(0)),
-    );
-    let rt = PodmanRuntime::connect(&format!("unix://{}", relay.display())).unwrap();
+    let always = Arc::new(AtomicU32::new(0));
+    let (_relay, rt) =
+        podman_behind_racing_relay(&socket, &RACED_AN_IMAGE_REMOVAL, u32::MAX, always);
     let err = rt
         .list_images(&busybox)
         .await
