@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ensure_packages libfaketime curl
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-scripts/test-env/engines.sh cargo test --locked --test faults -- --nocapture --test-threads=1 | tee "$out"
+scripts/test-env/engines.sh cargo test --locked --test integration faults:: -- --nocapture --test-threads=1 | tee "$out"
 echo
 printf '| %-66s | %6s | %6s | %7s | %9s |\n' fault sent failed refused recovery
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..68})" -------- -------- --------- -----------

@@ -9,7 +9,9 @@
 for a container to start, a build, a health check, a reconnect. Run one at a time, the 30
 binaries took 23 minutes on a 2-CPU machine. Here cargo builds them (`--no-run`), then LANES
 workers take the binaries, longest first (by the durations in `LONGEST`), each binary as cargo
-would run it: from the repository root, with the test threads it would have. Every test already names what it creates so that
+would run it: from the repository root, with the test threads it would have. The integration
+tests are one binary with a module per file of tests/ (tests/integration.rs); each module is
+a job of its own, that binary run with exactly the module's tests. Every test already names what it creates so that
 another process can share the engines (`tests/common/platform.rs::unique_name`, containers
 named after their installation), which is what running binaries side by side asks of them.
 
@@ -88,9 +90,28 @@ def build_test_binaries():
             continue
         source = Path(message["target"]["src_path"]).relative_to(ROOT)
         kind = message["target"]["kind"][0]
-        label = str(source) if kind == "test" else f"unittests {source}"
-        jobs.append(Job(label, [message["executable"]]))
+        if kind == "test":
+            jobs.extend(module_jobs(message["executable"]))
+        else:
+            jobs.append(Job(f"unittests {source}", [message["executable"]]))
     return jobs
+
+
+def module_jobs(binary):
+    """A Job per module of the integration test binary (tests/integration.rs: one module per
+    file of tests/), each running exactly that module's tests, in a process of its own as when
+    every file was a binary: a module's tests may share state only with each other."""
+    listed = subprocess.run(
+        [binary, "--list", "--format", "terse"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, CARGO_MANIFEST_DIR=str(ROOT)), check=True,
+    ).stdout
+    modules = {}
+    for line in listed.splitlines():
+        name, _, kind = line.rpartition(": ")
+        if kind == "test":
+            modules.setdefault(name.split("::")[0], []).append(name)
+    return [Job(f"tests/{module}.rs", [binary, "--exact", *names])
+            for module, names in modules.items()]
 
 
 def run(job, extra_args, out_lock):

@@ -4,7 +4,7 @@
 //! are under a public-looking domain: Pebble's own DNS answers for them, and Rivetr never
 //! orders for reserved names such as `.test`.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

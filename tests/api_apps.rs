@@ -3,7 +3,7 @@
 //! lifecycle (stop, start, restart, delete) as the engine sees it, cancel, rollback, and the
 //! logs as JSON and as Server-Sent Events.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

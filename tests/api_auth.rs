@@ -2,7 +2,7 @@
 //! the `rivetr token` command, revocation, query-string tokens, the failed-attempt limit, and
 //! the error format of bad requests.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! verified by SHA-256, downloaded, restored into the same or a new database; failures
 //! recorded with the reason; a backup cut by `kill -9` never listed as good.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `scripts/test-env/db-images.sh` builds (the configuration points the image templates at
 //! them, as an administrator would at a mirror). The real binary, the real engine.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! (through `scripts/test-env/engines.sh`); the others need no container engine and check
 //! where the client finds its settings, its exit statuses, `--json` and HTTPS.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

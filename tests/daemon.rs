@@ -1,7 +1,7 @@
 //! The daemon as a systemd service and as a plain process: configuration, socket activation,
 //! sd_notify, reload, shutdown and database migrations. Every test starts the real binary.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

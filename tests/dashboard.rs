@@ -2,7 +2,7 @@
 //! by `Accept-Encoding`, ETags and 304, the fallback to the shell for browser-side routes,
 //! and the security headers. (Sessions and the event stream have tests of their own below.)
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

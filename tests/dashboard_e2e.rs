@@ -10,7 +10,7 @@
 //! steps and the folders of screenshots (desktop and phone width, dark) are printed as they
 //! run.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;

@@ -14,7 +14,7 @@
 //! directory and three times to moto's S3 server, leaving two backups in each, and the
 //! newest in the bucket restores into a new database that holds the app's write.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! also go through a backup and a restore with the engine's own tools, streamed out of and
 //! back into the container by exec, as the backup service does.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The deployment engine end to end: real git repositories, real Podman, the real binary and
 //! its proxy. Each test deploys a tiny busybox web app and checks what a user would see.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -7,7 +7,7 @@
 //! `kill -9` of the service under systemd is in `scripts/test-env/package-e2e.sh`, where the
 //! packaged unit holds the sockets.
 
-mod common;
+use crate::common;
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;

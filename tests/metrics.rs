@@ -2,7 +2,7 @@
 //! through it, the text passes `promtool check metrics` (Debian's `prometheus` package), and
 //! the endpoint wants the API's token.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

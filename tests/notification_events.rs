@@ -6,7 +6,7 @@
 //! failed certificate order, a database container the engine keeps restarting, and a start
 //! after `kill -9`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;

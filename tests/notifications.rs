@@ -7,7 +7,7 @@
 //! `rivetr.started_after_crash` to every channel, which drives the delivery queue. HTTP
 //! receivers are `common::sink::Sink`s.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! test in src/api/openapi.rs checks the other direction: every route the router serves is
 //! in the document, with the same methods.)
 
-mod common;
+use crate::common;
 
 use common::api::{Api, initial_token, request};
 use common::{Launch, TestDir};

@@ -31,7 +31,7 @@
 //! - A PR closed while its preview's image builds (Podman, Docker) leaves nothing once the
 //!   engine is done.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

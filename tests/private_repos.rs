@@ -12,7 +12,7 @@
 //! The third test needs no engine: deploy keys and credentials given, rotated and removed
 //! through the command-line client.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,7 +1,7 @@
 //! The reverse proxy, end to end: the real binary configured with `[[proxy.routes]]` in front
 //! of real HTTP backends started by the test.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! `tests/regression.rs`. Tests that need a container engine use the same harness as the
 //! other integration tests (`scripts/test-env/engines.sh` exports the sockets).
 
-mod common;
+use crate::common;
 
 mod issue_11_git {
     //! Issue 11, defects 6 and 11: how Rivetr runs git.

@@ -5,7 +5,7 @@
 //! skip otherwise. Every test names its containers and images uniquely and removes them,
 //! so the tests run in parallel and leave nothing behind.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! Secrets at rest against the real binary: where the key comes from, what happens when it
 //! is missing or wrong, and that secret values cannot be found in the database files or logs.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

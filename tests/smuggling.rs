@@ -13,7 +13,7 @@
 //! answers the client's next request. Pipelined requests split at every byte boundary are
 //! answered in order. nginx runs the same vectors; both columns are printed.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -3,7 +3,7 @@
 //! restore is refused while the daemon runs, for a file that is not Rivetr's, and for a backup
 //! whose key is not the one on this machine.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

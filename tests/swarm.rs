@@ -27,7 +27,7 @@
 //! - Stop, start and delete: stopping scales the service to 0 and the host stops routing,
 //!   starting brings it back, deleting the app removes its services.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! scripts/test-all.sh installs openssl; without it these tests skip, loudly, except under CI
 //! where that is a failure.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! through the proxy: the real binary on Podman, the forges' real payloads (tests/fixtures)
 //! pointed at a real git repository, signed as each forge signs.
 
-mod common;
+use crate::common;
 
 use common::api::{fixture, sign};
 use common::platform::{GitRepo, Platform, podman_socket, unique_name};

@@ -7,7 +7,7 @@
 //! deliveries) is checked here with the status codes the issue fixes. Deliveries that really
 //! deploy, on Podman, are in tests/webhook_deploys.rs.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::TcpStream;

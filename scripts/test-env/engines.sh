@@ -2,7 +2,7 @@
 # Starts the three container engines the runtime tests talk to, runs a command with their
 # sockets exported, then stops what it started.
 #
-#   scripts/test-env/engines.sh cargo test --test runtime
+#   scripts/test-env/engines.sh cargo test --test integration runtime::
 #   scripts/test-env/engines.sh --keep      # start (or reuse), print the exports, leave running
 #   scripts/test-env/engines.sh --image unix:///path/podman.sock
 #                                           # only import the image into that engine (one

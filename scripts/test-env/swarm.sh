@@ -2,7 +2,7 @@
 # Starts a real three-node Docker Swarm on this one machine, plus a registry, for the Swarm
 # runtime tests; runs a command with their addresses exported, then stops what it started.
 #
-#   scripts/test-env/swarm.sh cargo test --test swarm   # start (or reuse), run, stop what it started
+#   scripts/test-env/swarm.sh cargo test --test integration swarm::   # start (or reuse), run, stop what it started
 #   scripts/test-env/swarm.sh --keep                    # start (or reuse), print the exports, leave running
 #   scripts/test-env/swarm.sh --stop                    # tear down everything this script creates
 #   scripts/test-env/swarm.sh --restart-node worker1    # start that node's dockerd again (same flags)
