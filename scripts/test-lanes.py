@@ -20,9 +20,8 @@ duration, so the log reads as `cargo test`'s does. Every binary runs even when o
 the exit status is 1 if any failed, and the failed ones are named at the end.
 
 `--also LABEL=COMMAND` runs a shell command as one more job in the lanes (the test command
-runs schemathesis and the packages' test so): a job not in `LONGEST` starts after all that
-are, so one that first waits for cargo's lock (the packages' release build, which
-tests/regression.rs makes too) does not hold a lane early.
+runs schemathesis and the packages' test so), in its place in `LONGEST` like any job; one
+not there starts after all that are.
 """
 
 import argparse
@@ -38,28 +37,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Seconds each job took in a full run of the test command on a 2-CPU machine (stop 27's CI,
-# one binary at a time), for the order in which they start. tests/regression.rs includes a
-# release build (issue_11_the_package_build_uses_cargo_target_dir).
+# Seconds each job took in the lanes of a full run of the test command on a 2-CPU machine
+# (2026-12-05, ci35: 3 lanes, 1,102 s), for the order in which they start: longest first.
+# The packages' job was not here then and started last, after every other job: it ran alone
+# for its last 5 minutes while two lanes had nothing left. Its release build (and the one
+# tests/regression.rs makes, issue_11_the_package_build_uses_cargo_target_dir) is done by
+# the time the lanes start: the test command builds it first.
 LONGEST = {
-    "tests/regression.rs": 490,
-    "tests/dashboard_e2e.rs": 190,
-    "schemathesis": 120,
-    "tests/runtime.rs": 80,
-    "tests/previews.rs": 71,
-    "tests/api_backups.rs": 53,
-    "tests/swarm.rs": 49,
-    "tests/database_links.rs": 48,
-    "tests/engine.rs": 46,
-    "tests/faults.rs": 36,
-    "tests/databases.rs": 34,
-    "tests/api_databases.rs": 32,
-    "tests/notification_events.rs": 29,
-    "tests/smuggling.rs": 28,
-    "tests/notifications.rs": 24,
-    "tests/cli.rs": 18,
-    "tests/private_repos.rs": 14,
-    "tests/acme.rs": 12,
+    "schemathesis": 401,
+    "tests/dashboard_e2e.rs": 384,
+    "packages": 341,
+    "tests/regression.rs": 265,
+    "tests/api_backups.rs": 190,
+    "tests/previews.rs": 173,
+    "tests/database_links.rs": 148,
+    "tests/runtime.rs": 140,
+    "tests/engine.rs": 95,
+    "tests/databases.rs": 64,
+    "tests/swarm.rs": 64,
+    "tests/faults.rs": 61,
+    "tests/api_databases.rs": 59,
+    "tests/notification_events.rs": 43,
+    "tests/smuggling.rs": 30,
+    "tests/notifications.rs": 28,
+    "tests/cli.rs": 27,
+    "tests/api_apps.rs": 21,
+    "tests/private_repos.rs": 20,
+    "tests/webhook_deploys.rs": 14,
+    "tests/metrics.rs": 14,
+    "tests/acme.rs": 13,
+    "tests/proxy.rs": 12,
 }
 
 
