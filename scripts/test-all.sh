@@ -45,9 +45,9 @@ export RIVETR_E2E_SHOTS="${RIVETR_E2E_SHOTS:-$PWD/target/dashboard-e2e}"
 step "cargo fmt --check"
 cargo fmt --check
 
-step "dashboard: npm ci, lint (eslint), typecheck (tsc --noEmit), component tests (vitest)"
+step "dashboard: npm ci"
 # Node.js 20.19+ and npm build the dashboard (build.rs); they come with the machine.
-(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent lint && npm run --silent typecheck && npm test --silent)
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error)
 
 # Builds that run beside the steps below, each in a process group of its own and into a log of
 # its own (printed when it is waited for). Compiling the rivetr crate is mostly one thread at a
@@ -79,6 +79,11 @@ step "cargo build --release, in the background (for the packages, which tests/re
 # The lanes then find it built. It starts after `npm ci`: its build script builds the dashboard
 # from frontend/node_modules.
 in_background release-build cargo build --release --locked --bin rivetr
+
+step "dashboard: lint (eslint), typecheck (tsc --noEmit), component tests (vitest)"
+# After the release build started: that build is the longest step before the lanes, and needs
+# only `npm ci` done.
+(cd frontend && npm run --silent lint && npm run --silent typecheck && npm test --silent)
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
