@@ -11,9 +11,10 @@ binaries took 23 minutes on a 2-CPU machine. Here cargo builds them (`--no-run`)
 workers take the binaries, longest first (by the durations in `LONGEST`), each binary as cargo
 would run it: from the repository root, with the test threads it would have. The integration
 tests are one binary with a module per file of tests/ (tests/integration.rs); each module is
-a job of its own, that binary run with exactly the module's tests. Every test already names what it creates so that
-another process can share the engines (`tests/common/platform.rs::unique_name`, containers
-named after their installation), which is what running binaries side by side asks of them.
+a job of its own, that binary run with exactly the module's tests. Every test already names
+what it creates so that another process can share the engines
+(`tests/common/platform.rs::unique_name`, containers named after their installation), which
+is what running binaries side by side asks of them.
 
 A binary's output is printed whole when it ends, under cargo's own "Running" line, with its
 duration, so the log reads as `cargo test`'s does. Every binary runs even when one fails;
