@@ -3546,3 +3546,33 @@ fn said(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Issue 17 (8d82fec): with `autotests = false`, cargo compiles only `tests/integration.rs`,
+/// so a file of `tests/` it does not name as a module would never be built or run, and
+/// nothing would say so. Each must be named there.
+#[test]
+fn issue_17_every_file_of_tests_is_a_module_of_the_integration_binary() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let root = std::fs::read_to_string(tests.join("integration.rs")).unwrap();
+    let declared: std::collections::BTreeSet<&str> = root
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .collect();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let (Some(stem), Some("rs")) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().and_then(|s| s.to_str()),
+        ) else {
+            continue;
+        };
+        if stem != "integration" && !declared.contains(stem) {
+            missing.push(format!("tests/{stem}.rs"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not compiled: add `mod <name>;` to tests/integration.rs for {missing:?}"
+    );
+}
