@@ -19,6 +19,14 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 . scripts/test-env/packages.sh
 
 step() { printf '\n==> %s\n' "$*"; }
+# Runs a command and then prints its wall-clock and CPU time (its children's included): on 2
+# CPUs shared by builds running side by side, the wall clock alone does not say which build
+# costs what.
+timed() { # name command...
+    local name=$1; shift
+    TIMEFORMAT="($name: %0R s wall, %0U s user CPU, %0S s system CPU)"
+    time "$@"
+}
 
 step "free disk before the build: $(df -h --output=avail . | tail -1)"
 
@@ -58,7 +66,8 @@ declare -A background=()
 in_background() {
     local name=$1; shift
     mkdir -p "$CARGO_TARGET_DIR"
-    setsid --wait "$@" > "$CARGO_TARGET_DIR/$name.log" 2>&1 &
+    setsid --wait bash -c "$(declare -f timed)"'; timed "$@"' _ "$name" "$@" \
+        > "$CARGO_TARGET_DIR/$name.log" 2>&1 &
     background[$name]=$!
 }
 finish() {
@@ -80,13 +89,19 @@ step "cargo build --release, in the background (for the packages, which tests/re
 # from frontend/node_modules.
 in_background release-build cargo build --release --locked --bin rivetr
 
+step "fuzz targets: install cargo-afl and AFL++, build the targets, in the background"
+# Started as early as the release build: on a fresh machine this chain (cargo-afl, AFL++, then
+# every dependency of Rivetr again, instrumented) was the longest of the builds, and it began
+# only after clippy (2026-12-06: the lanes waited for it).
+in_background fuzz-build scripts/fuzz.sh --build
+
 step "dashboard: lint (eslint), typecheck (tsc --noEmit), component tests (vitest)"
 # After the release build started: that build is the longest step before the lanes, and needs
 # only `npm ci` done.
 (cd frontend && npm run --silent lint && npm run --silent typecheck && npm test --silent)
 
 step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+timed clippy cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test --no-run, in the background (the test binaries the lanes run)"
 # After clippy, which holds the same profile's build lock; test-lanes.py then finds them built.
@@ -95,11 +110,12 @@ in_background test-build cargo test --all-targets --locked --no-run
 step "fuzzing: every target for ${FUZZ_SECONDS:=20} s (scripts/fuzz.sh; AFL++ through cargo-afl)"
 # A short run per target, from the seeds in fuzz/: it catches a parser change that panics on
 # inputs near the seeds. The long runs are the README's "Fuzzing" section.
+finish fuzz-build
 fuzz_started=$SECONDS
 for target in $(scripts/fuzz.sh --list); do
-    scripts/fuzz.sh "$target" "$FUZZ_SECONDS"
+    FUZZ_BUILD=0 scripts/fuzz.sh "$target" "$FUZZ_SECONDS"
 done
-echo "fuzzing took $((SECONDS - fuzz_started)) s, the build included"
+echo "fuzzing took $((SECONDS - fuzz_started)) s"
 
 step "waiting for the background builds"
 finish release-build
